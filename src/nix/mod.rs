@@ -1,0 +1,223 @@
+//! The one way masgen writes Nix: a small expression tree and its printer.
+//!
+//! Spec data only ever reaches Nix text through [`NixExpr::Str`] and attribute
+//! names, both escaped here. [`NixExpr::Import`] and [`NixExpr::Raw`] take
+//! `&'static str`, so nothing a user wrote can be spliced in as code.
+
+use std::collections::BTreeMap;
+
+/// A Nix value or a fixed code fragment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NixExpr {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    List(Vec<NixExpr>),
+    /// Attribute names are single path elements: `"m.homeserver"` stays one name.
+    Attrs(BTreeMap<String, NixExpr>),
+    /// `import <path>` of a file masgen itself wrote.
+    Import(&'static str),
+    /// A code fragment fixed at compile time (e.g. `inputs.nixpkgs.lib.nixosSystem`).
+    Raw(&'static str),
+}
+
+impl NixExpr {
+    pub fn str(s: impl Into<String>) -> Self {
+        NixExpr::Str(s.into())
+    }
+
+    pub fn attrs<K: Into<String>>(items: impl IntoIterator<Item = (K, NixExpr)>) -> Self {
+        NixExpr::Attrs(items.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+
+    pub fn list_of_strs<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> Self {
+        NixExpr::List(items.into_iter().map(|s| NixExpr::str(s.as_ref())).collect())
+    }
+
+    /// Converts JSON data into the same Nix data (`builtins.toJSON` of the result
+    /// gives back the input, up to number formatting).
+    pub fn from_json(value: &serde_json::Value) -> Self {
+        use serde_json::Value;
+        match value {
+            Value::Null => NixExpr::Null,
+            Value::Bool(b) => NixExpr::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => NixExpr::Int(i),
+                None => NixExpr::Float(n.as_f64().unwrap_or(0.0)),
+            },
+            Value::String(s) => NixExpr::Str(s.clone()),
+            Value::Array(items) => NixExpr::List(items.iter().map(NixExpr::from_json).collect()),
+            Value::Object(map) => {
+                NixExpr::Attrs(map.iter().map(|(k, v)| (k.clone(), NixExpr::from_json(v))).collect())
+            }
+        }
+    }
+}
+
+const KEYWORDS: &[&str] = &[
+    "if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or",
+];
+
+/// Whether `name` can be written as a bare attribute name.
+pub fn is_bare_ident(name: &str) -> bool {
+    let mut chars = name.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    (first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '\'' | '-'))
+        && !KEYWORDS.contains(&name)
+}
+
+/// Quotes a string as a Nix double-quoted literal. Escapes the whole value at
+/// once, so a `$` at the end of one piece can never join a `{` of the next.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            // Nix reads a literal CR as LF, so it must be escaped.
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn attr_name(name: &str) -> String {
+    if is_bare_ident(name) {
+        name.to_string()
+    } else {
+        quote(name)
+    }
+}
+
+/// Prints an expression with two-space indentation, one binding per line.
+pub fn print(expr: &NixExpr) -> String {
+    let mut out = String::new();
+    write_expr(&mut out, expr, 0);
+    out
+}
+
+fn write_expr(out: &mut String, expr: &NixExpr, indent: usize) {
+    match expr {
+        NixExpr::Null => out.push_str("null"),
+        NixExpr::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        NixExpr::Int(i) => {
+            // Nix has no negative literals: `-1` parses as a unary minus, which
+            // is fine at top level but not as a list element.
+            if *i < 0 {
+                out.push_str(&format!("({i})"));
+            } else {
+                out.push_str(&i.to_string());
+            }
+        }
+        NixExpr::Float(f) => {
+            let s = if f.fract() == 0.0 && f.is_finite() {
+                format!("{f:.1}")
+            } else {
+                format!("{f}")
+            };
+            if *f < 0.0 {
+                out.push_str(&format!("({s})"));
+            } else {
+                out.push_str(&s);
+            }
+        }
+        NixExpr::Str(s) => out.push_str(&quote(s)),
+        NixExpr::List(items) if items.is_empty() => out.push_str("[ ]"),
+        NixExpr::List(items) => {
+            out.push_str("[\n");
+            for item in items {
+                push_indent(out, indent + 1);
+                let needs_parens = matches!(item, NixExpr::Import(_) | NixExpr::Raw(_));
+                if needs_parens {
+                    out.push('(');
+                }
+                write_expr(out, item, indent + 1);
+                if needs_parens {
+                    out.push(')');
+                }
+                out.push('\n');
+            }
+            push_indent(out, indent);
+            out.push(']');
+        }
+        NixExpr::Attrs(map) if map.is_empty() => out.push_str("{ }"),
+        NixExpr::Attrs(map) => {
+            out.push_str("{\n");
+            for (name, value) in map {
+                push_indent(out, indent + 1);
+                out.push_str(&attr_name(name));
+                out.push_str(" = ");
+                write_expr(out, value, indent + 1);
+                out.push_str(";\n");
+            }
+            push_indent(out, indent);
+            out.push('}');
+        }
+        NixExpr::Import(path) => {
+            out.push_str("import ");
+            out.push_str(path);
+        }
+        NixExpr::Raw(code) => out.push_str(code),
+    }
+}
+
+fn push_indent(out: &mut String, level: usize) {
+    for _ in 0..level {
+        out.push_str("  ");
+    }
+}
+
+/// Syntax errors rnix finds in `text`, empty when it parses.
+pub fn syntax_errors(text: &str) -> Vec<String> {
+    rnix::Root::parse(text)
+        .errors()
+        .iter()
+        .map(|e| e.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_interpolation_and_control_characters() {
+        assert_eq!(quote("a${b}"), r#""a\${b}""#);
+        assert_eq!(quote("$a {b} $"), r#""$a {b} $""#);
+        assert_eq!(quote("x\r\n\t\"\\"), r#""x\r\n\t\"\\""#);
+        assert_eq!(quote("''"), r#""''""#);
+    }
+
+    #[test]
+    fn attr_names_are_quoted_when_not_identifiers() {
+        assert!(is_bare_ident("matrix-synapse"));
+        assert!(!is_bare_ident("m.homeserver"));
+        assert!(!is_bare_ident("in"));
+        assert!(!is_bare_ident("1abc"));
+        assert!(!is_bare_ident(""));
+        let e = NixExpr::attrs([("m.homeserver", NixExpr::Int(-1)), ("rec", NixExpr::Null)]);
+        assert_eq!(print(&e), "{\n  \"m.homeserver\" = (-1);\n  \"rec\" = null;\n}");
+    }
+
+    #[test]
+    fn printed_values_parse_with_rnix() {
+        let e = NixExpr::attrs([
+            ("list", NixExpr::List(vec![NixExpr::Int(-3), NixExpr::Float(-0.5), NixExpr::Import("./x.nix")])),
+            ("s", NixExpr::str("${x} ''${y}'' \\")),
+            ("empty", NixExpr::Attrs(BTreeMap::new())),
+        ]);
+        assert_eq!(syntax_errors(&print(&e)), Vec::<String>::new());
+    }
+}
