@@ -187,7 +187,10 @@ mod tests {
     #[test]
     fn key_paths_round_trip_through_text() {
         let p = KeyPath::parse("mas.upstream_providers[1].claims_imports.localpart");
-        assert_eq!(p.to_string(), "mas.upstream_providers[1].claims_imports.localpart");
+        assert_eq!(
+            p.to_string(),
+            "mas.upstream_providers[1].claims_imports.localpart"
+        );
         assert_eq!(p.0[2], Key::Index(1));
     }
 

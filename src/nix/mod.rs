@@ -19,8 +19,17 @@ pub enum NixExpr {
     Attrs(BTreeMap<String, NixExpr>),
     /// `import <path>` of a file masgen itself wrote.
     Import(&'static str),
-    /// A code fragment fixed at compile time (e.g. `inputs.nixpkgs.lib.nixosSystem`).
+    /// A code fragment fixed at compile time.
     Raw(&'static str),
+    /// `pattern: body`, with a pattern fixed at compile time (`{ ... }`).
+    Lambda(&'static str, Box<NixExpr>),
+    /// `function argument`, with a function fixed at compile time.
+    Call(&'static str, Box<NixExpr>),
+    /// An attribute selection such as `inputs.host-matrix.nixosModules.default`;
+    /// each element is escaped like an attribute name.
+    Select(Vec<String>),
+    /// `(left + right)`, e.g. a path and a string.
+    Concat(Box<NixExpr>, Box<NixExpr>),
 }
 
 impl NixExpr {
@@ -33,7 +42,12 @@ impl NixExpr {
     }
 
     pub fn list_of_strs<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> Self {
-        NixExpr::List(items.into_iter().map(|s| NixExpr::str(s.as_ref())).collect())
+        NixExpr::List(
+            items
+                .into_iter()
+                .map(|s| NixExpr::str(s.as_ref()))
+                .collect(),
+        )
     }
 
     /// Converts JSON data into the same Nix data (`builtins.toJSON` of the result
@@ -49,9 +63,11 @@ impl NixExpr {
             },
             Value::String(s) => NixExpr::Str(s.clone()),
             Value::Array(items) => NixExpr::List(items.iter().map(NixExpr::from_json).collect()),
-            Value::Object(map) => {
-                NixExpr::Attrs(map.iter().map(|(k, v)| (k.clone(), NixExpr::from_json(v))).collect())
-            }
+            Value::Object(map) => NixExpr::Attrs(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), NixExpr::from_json(v)))
+                    .collect(),
+            ),
         }
     }
 }
@@ -139,7 +155,10 @@ fn write_expr(out: &mut String, expr: &NixExpr, indent: usize) {
             out.push_str("[\n");
             for item in items {
                 push_indent(out, indent + 1);
-                let needs_parens = matches!(item, NixExpr::Import(_) | NixExpr::Raw(_));
+                let needs_parens = matches!(
+                    item,
+                    NixExpr::Import(_) | NixExpr::Raw(_) | NixExpr::Lambda(..) | NixExpr::Call(..)
+                );
                 if needs_parens {
                     out.push('(');
                 }
@@ -170,6 +189,28 @@ fn write_expr(out: &mut String, expr: &NixExpr, indent: usize) {
             out.push_str(path);
         }
         NixExpr::Raw(code) => out.push_str(code),
+        NixExpr::Lambda(pattern, body) => {
+            out.push_str(pattern);
+            out.push_str(":\n");
+            push_indent(out, indent);
+            write_expr(out, body, indent);
+        }
+        NixExpr::Call(function, arg) => {
+            out.push_str(function);
+            out.push(' ');
+            write_expr(out, arg, indent);
+        }
+        NixExpr::Concat(left, right) => {
+            out.push('(');
+            write_expr(out, left, indent);
+            out.push_str(" + ");
+            write_expr(out, right, indent);
+            out.push(')');
+        }
+        NixExpr::Select(path) => {
+            let names: Vec<String> = path.iter().map(|p| attr_name(p)).collect();
+            out.push_str(&names.join("."));
+        }
     }
 }
 
@@ -208,13 +249,23 @@ mod tests {
         assert!(!is_bare_ident("1abc"));
         assert!(!is_bare_ident(""));
         let e = NixExpr::attrs([("m.homeserver", NixExpr::Int(-1)), ("rec", NixExpr::Null)]);
-        assert_eq!(print(&e), "{\n  \"m.homeserver\" = (-1);\n  \"rec\" = null;\n}");
+        assert_eq!(
+            print(&e),
+            "{\n  \"m.homeserver\" = (-1);\n  \"rec\" = null;\n}"
+        );
     }
 
     #[test]
     fn printed_values_parse_with_rnix() {
         let e = NixExpr::attrs([
-            ("list", NixExpr::List(vec![NixExpr::Int(-3), NixExpr::Float(-0.5), NixExpr::Import("./x.nix")])),
+            (
+                "list",
+                NixExpr::List(vec![
+                    NixExpr::Int(-3),
+                    NixExpr::Float(-0.5),
+                    NixExpr::Import("./x.nix"),
+                ]),
+            ),
             ("s", NixExpr::str("${x} ''${y}'' \\")),
             ("empty", NixExpr::Attrs(BTreeMap::new())),
         ]);

@@ -156,7 +156,8 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
 
     let mut unknown = Vec::new();
     let de = toml::Deserializer::new(&source.text);
-    let parsed: Result<SpecFile, _> = serde_ignored::deserialize(de, |p| unknown.push(ignored_path(&p)));
+    let parsed: Result<SpecFile, _> =
+        serde_ignored::deserialize(de, |p| unknown.push(ignored_path(&p)));
     for path in unknown {
         if secret_paths.contains(&path) {
             continue;
@@ -174,7 +175,10 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
                     Diagnostic::error(
                         "spec.version",
                         KeyPath::parse("version"),
-                        format!("spec format version {} is not supported by this masgen", spec.version),
+                        format!(
+                            "spec format version {} is not supported by this masgen",
+                            spec.version
+                        ),
                     )
                     .help(format!("this masgen reads `version = {SPEC_VERSION}`")),
                 );
@@ -219,9 +223,9 @@ fn ignored_path(path: &serde_ignored::Path<'_>) -> KeyPath {
         Path::Root => KeyPath::root(),
         Path::Seq { parent, index } => ignored_path(parent).index(*index),
         Path::Map { parent, key } => ignored_path(parent).key(key),
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            ignored_path(parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => ignored_path(parent),
     }
 }
 
@@ -278,7 +282,12 @@ fn check_literal_secret(
     secret_paths: &mut Vec<KeyPath>,
 ) {
     let name = path.to_string();
-    if SECRET_KEYS.contains(&key) && !matches!(value, Value::InlineTable(_) | Value::Array(_) | Value::Boolean(_)) {
+    if SECRET_KEYS.contains(&key)
+        && !matches!(
+            value,
+            Value::InlineTable(_) | Value::Array(_) | Value::Boolean(_)
+        )
+    {
         secret_paths.push(path.clone());
         diags.push(
             Diagnostic::error(
@@ -317,7 +326,9 @@ mod tests {
             "s.toml",
             "[mas]\nhostname = \"x\"\n[[mas.upstream_providers]]\nid = \"a\"\n[[mas.upstream_providers]]\nid = \"b\"\nclaims_imports = { localpart = { template = \"t\" } }\n",
         );
-        let span = src.span_of(&KeyPath::parse("mas.upstream_providers[1].claims_imports.localpart.template"));
+        let span = src.span_of(&KeyPath::parse(
+            "mas.upstream_providers[1].claims_imports.localpart.template",
+        ));
         assert_eq!(line_col(&src.text, span.start), (7, 34));
         let span = src.span_of(&KeyPath::parse("mas.upstream_providers[1].id"));
         assert_eq!(line_col(&src.text, span.start), (6, 1));

@@ -1,0 +1,255 @@
+//! `hosts/<host>/<phase>/`: the NixOS module of one configuration. It only
+//! sets options; the data files beside it are pure values that evaluate to
+//! exactly the reference renders under `render/`.
+
+use crate::lower::{HostPhase, Task, TlsMode, VirtualHost};
+use crate::model::{Homeserver, Tls};
+use crate::nix::{print, NixExpr};
+
+use super::{header, Inputs};
+
+pub(super) fn files(
+    hs: &Homeserver,
+    phase: &HostPhase,
+    inputs: &Inputs<'_>,
+) -> Vec<(&'static str, String)> {
+    let data = |value: NixExpr, what: &str| {
+        let mut text = header("#", inputs);
+        text.push_str(&format!("# {what}\n"));
+        text.push_str(&print(&value));
+        text.push('\n');
+        text
+    };
+    vec![
+        ("default.nix", module(hs, phase, inputs)),
+        (
+            "synapse-settings.nix",
+            data(NixExpr::from_json(&phase.synapse.settings), "services.matrix-synapse.settings (same data as render/…/homeserver.yaml)"),
+        ),
+        (
+            "mas-settings.nix",
+            data(NixExpr::from_json(&phase.mas.settings), "services.matrix-authentication-service.settings (same data as render/…/mas-config.yaml)"),
+        ),
+        ("tasks.nix", data(tasks(phase), "masgen.tasks: oneshot units started by hand, see PLAN.md")),
+    ]
+}
+
+fn tasks(phase: &HostPhase) -> NixExpr {
+    NixExpr::attrs(phase.tasks.iter().map(|(name, t)| (name.clone(), task(t))))
+}
+
+fn task(t: &Task) -> NixExpr {
+    let mut attrs = vec![
+        ("description", NixExpr::str(&t.description)),
+        ("after", NixExpr::list_of_strs(&t.after)),
+        ("requires", NixExpr::list_of_strs(&t.requires)),
+        ("conflicts", NixExpr::list_of_strs(&t.conflicts)),
+        (
+            "user",
+            t.user.as_ref().map(NixExpr::str).unwrap_or(NixExpr::Null),
+        ),
+        ("dynamicUser", NixExpr::Bool(t.dynamic_user)),
+        (
+            "credentials",
+            NixExpr::attrs(
+                t.credentials
+                    .iter()
+                    .map(|(k, v)| (k.clone(), NixExpr::str(v))),
+            ),
+        ),
+        ("command", NixExpr::list_of_strs(&t.command)),
+    ];
+    if let Some(d) = &t.runtime_directory {
+        attrs.push(("runtimeDirectory", NixExpr::str(d)));
+    }
+    if let Some(s) = t.timeout_sec {
+        attrs.push(("timeoutSec", NixExpr::Int(s.into())));
+    }
+    NixExpr::attrs(attrs)
+}
+
+fn module(hs: &Homeserver, phase: &HostPhase, inputs: &Inputs<'_>) -> String {
+    let mut synapse = vec![
+        ("enable", NixExpr::Bool(true)),
+        ("settings", NixExpr::Import("./synapse-settings.nix")),
+        ("extras", NixExpr::list_of_strs(&phase.synapse.extras)),
+    ];
+    // The password-config file is added by modules/synapse-secrets.nix.
+    let extra_files: Vec<&String> = phase
+        .synapse
+        .extra_config_files
+        .iter()
+        .filter(|f| f.as_str() != crate::lower::PASSWORD_CONFIG_PATH)
+        .collect();
+    if !extra_files.is_empty() {
+        synapse.push(("extraConfigFiles", NixExpr::list_of_strs(extra_files)));
+    }
+
+    let mut mas = vec![
+        ("enable", NixExpr::Bool(true)),
+        ("settings", NixExpr::Import("./mas-settings.nix")),
+        (
+            "credentials",
+            NixExpr::attrs(
+                phase
+                    .mas
+                    .credentials
+                    .iter()
+                    .map(|(k, v)| (k.clone(), NixExpr::str(v))),
+            ),
+        ),
+    ];
+    if phase.mas.create_database {
+        mas.push(("createDatabase", NixExpr::Bool(true)));
+    }
+
+    let mut postgres = vec![("enable", NixExpr::Bool(true))];
+    if !phase.postgres.databases.is_empty() {
+        postgres.push((
+            "ensureDatabases",
+            NixExpr::list_of_strs(&phase.postgres.databases),
+        ));
+        postgres.push((
+            "ensureUsers",
+            NixExpr::List(
+                phase
+                    .postgres
+                    .users
+                    .iter()
+                    .map(|u| {
+                        NixExpr::attrs([
+                            ("name", NixExpr::str(u)),
+                            ("ensureDBOwnership", NixExpr::Bool(true)),
+                        ])
+                    })
+                    .collect(),
+            ),
+        ));
+    }
+    if phase.postgres.c_locale {
+        // Synapse requires C collation; this applies when the cluster is created.
+        postgres.push((
+            "initdbArgs",
+            NixExpr::list_of_strs(["--locale=C", "--encoding=UTF8"]),
+        ));
+    }
+
+    let nginx = NixExpr::attrs([
+        ("enable", NixExpr::Bool(true)),
+        ("recommendedProxySettings", NixExpr::Bool(true)),
+        ("recommendedTlsSettings", NixExpr::Bool(true)),
+        (
+            "virtualHosts",
+            NixExpr::attrs(
+                phase
+                    .nginx
+                    .iter()
+                    .map(|v| (v.server_name.clone(), virtual_host(v))),
+            ),
+        ),
+    ]);
+
+    let mut masgen = vec![("tasks", NixExpr::Import("./tasks.nix"))];
+    if let Some(pc) = &phase.synapse.password_config {
+        masgen.push((
+            "synapse",
+            NixExpr::attrs([(
+                "passwordConfig",
+                NixExpr::attrs([
+                    ("enable", NixExpr::Bool(true)),
+                    ("settings", NixExpr::from_json(&pc.settings)),
+                    ("pepperFile", NixExpr::str(&pc.pepper_file)),
+                ]),
+            )]),
+        ));
+    }
+    if phase.syn2mas_access {
+        masgen.push((
+            "syn2masAccess",
+            NixExpr::attrs([
+                ("enable", NixExpr::Bool(true)),
+                ("synapseDatabase", NixExpr::str(&hs.synapse.database.name)),
+                ("synapseRole", NixExpr::str(&hs.synapse.database.user)),
+            ]),
+        ));
+    }
+
+    let mut config = vec![
+        (
+            "services",
+            NixExpr::attrs([
+                ("matrix-synapse", NixExpr::attrs(synapse)),
+                ("matrix-authentication-service", NixExpr::attrs(mas)),
+                ("postgresql", NixExpr::attrs(postgres)),
+                ("nginx", nginx),
+            ]),
+        ),
+        ("masgen", NixExpr::attrs(masgen)),
+        (
+            "networking",
+            NixExpr::attrs([(
+                "firewall",
+                NixExpr::attrs([(
+                    "allowedTCPPorts",
+                    NixExpr::List(vec![NixExpr::Int(80), NixExpr::Int(443)]),
+                )]),
+            )]),
+        ),
+    ];
+    if let Tls::Acme { email } = &hs.proxy.tls {
+        let mut acme = vec![("acceptTerms", NixExpr::Bool(true))];
+        if let Some(e) = email {
+            acme.push(("defaults", NixExpr::attrs([("email", NixExpr::str(e))])));
+        }
+        config.push(("security", NixExpr::attrs([("acme", NixExpr::attrs(acme))])));
+    }
+
+    let mut text = header("#", inputs);
+    text.push_str(&format!(
+        "# NixOS configuration `{}`: {}.\n",
+        phase.configuration,
+        match phase.phase {
+            crate::lower::Phase::Prepare =>
+                "migration phase 1, MAS installed and idle, Synapse unchanged for users",
+            crate::lower::Phase::Final => "Synapse delegates authentication to MAS",
+        }
+    ));
+    text.push_str(&print(&NixExpr::Lambda(
+        "{ ... }",
+        Box::new(NixExpr::attrs(config)),
+    )));
+    text.push('\n');
+    text
+}
+
+fn virtual_host(v: &VirtualHost) -> NixExpr {
+    let mut attrs = Vec::new();
+    match &v.tls {
+        TlsMode::Acme => {
+            attrs.push(("enableACME", NixExpr::Bool(true)));
+            attrs.push(("forceSSL", NixExpr::Bool(true)));
+        }
+        TlsMode::Files { certificate, key } => {
+            attrs.push(("forceSSL", NixExpr::Bool(true)));
+            attrs.push(("sslCertificate", NixExpr::str(certificate)));
+            attrs.push(("sslCertificateKey", NixExpr::str(key)));
+        }
+        TlsMode::None => {}
+    }
+    let locations = v.locations.iter().map(|l| {
+        let mut loc = Vec::new();
+        if let Some(p) = &l.proxy_pass {
+            loc.push(("proxyPass", NixExpr::str(p)));
+        }
+        if let Some(r) = &l.return_value {
+            loc.push(("return", NixExpr::str(r)));
+        }
+        if !l.directives.is_empty() {
+            let text: Vec<String> = l.directives.iter().map(|d| format!("{d};")).collect();
+            loc.push(("extraConfig", NixExpr::str(text.join("\n"))));
+        }
+        (l.matcher.clone(), NixExpr::attrs(loc))
+    });
+    attrs.push(("locations", NixExpr::attrs(locations)));
+    NixExpr::attrs(attrs)
+}

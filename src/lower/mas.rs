@@ -1,0 +1,277 @@
+//! MAS's config.yaml for each phase. Secrets are referred to through the
+//! unit's credentials directory: the nixpkgs module loads each file with
+//! LoadCredential and substitutes `${CREDENTIALS_DIRECTORY}` at start.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::{merge, MasOut, Phase};
+use crate::model::{bracket_v6, EmailTransport, Homeserver, Mode};
+
+/// The client id MAS's docs use for Synapse under MSC3861 (Synapse < 1.136).
+pub const SYNAPSE_CLIENT_ID: &str = "0000000000000000000SYNAPSE";
+
+const NIXPKGS_DB: &str = "matrix-authentication-service";
+
+fn cred(name: &str) -> String {
+    format!("${{CREDENTIALS_DIRECTORY}}/{name}")
+}
+
+/// nixpkgs' `createDatabase` creates exactly this database and role.
+pub(super) fn uses_default_database(hs: &Homeserver) -> bool {
+    let d = &hs.mas.database;
+    d.local && d.name == NIXPKGS_DB && d.user == NIXPKGS_DB
+}
+
+pub(super) fn lower(hs: &Homeserver, _phase: Phase) -> MasOut {
+    let mas = &hs.mas;
+    let mut credentials = BTreeMap::new();
+    let mut m = Map::new();
+
+    let mut web = json!({
+        "name": "web",
+        "resources": [
+            {"name": "discovery"}, {"name": "human"}, {"name": "oauth"},
+            {"name": "compat"}, {"name": "graphql"}, {"name": "assets"},
+        ],
+        "binds": [{"host": mas.listen_address, "port": mas.port}],
+        "proxy_protocol": false,
+    });
+    if mas.path_prefix != "/" {
+        web["prefix"] = json!(mas.path_prefix);
+    }
+    m.insert(
+        "http".into(),
+        json!({
+            "public_base": mas.public_base(),
+            "trusted_proxies": mas.trusted_proxies,
+            "listeners": [
+                web,
+                {
+                    "name": "internal",
+                    "resources": [{"name": "health"}],
+                    "binds": [{"host": mas.listen_address, "port": mas.health_port}],
+                    "proxy_protocol": false,
+                },
+            ],
+        }),
+    );
+
+    let d = &mas.database;
+    let database = match &d.password_file {
+        None => json!({
+            "uri": format!("postgresql:///{}?host={}&user={}", d.name, d.host, d.user),
+        }),
+        Some(f) => {
+            credentials.insert("database-password".to_string(), f.clone());
+            let mut db = json!({
+                "host": d.host,
+                "username": d.user,
+                "database": d.name,
+                "password_file": cred("database-password"),
+            });
+            if let Some(port) = d.port {
+                db["port"] = json!(port);
+            }
+            db
+        }
+    };
+    m.insert("database".into(), database);
+
+    credentials.insert("matrix-secret".into(), mas.shared_secret_file.clone());
+    m.insert(
+        "matrix".into(),
+        json!({
+            "kind": "synapse",
+            "homeserver": hs.server_name,
+            "endpoint": format!("http://{}:{}/", bracket_v6(&hs.synapse.listen_address), hs.synapse.port),
+            "secret_file": cred("matrix-secret"),
+        }),
+    );
+
+    credentials.insert("encryption".into(), mas.encryption_file.clone());
+    let mut secrets = json!({"encryption_file": cred("encryption")});
+    if let Some(dir) = &mas.keys_dir {
+        credentials.insert("keys".into(), dir.clone());
+        secrets["keys_dir"] = json!(cred("keys"));
+    } else {
+        let mut keys = Vec::new();
+        for k in &mas.signing_keys {
+            let name = format!("key-{}", sanitize(&k.kid));
+            credentials.insert(name.clone(), k.key_file.clone());
+            let mut key = json!({"kid": k.kid, "key_file": cred(&name)});
+            if let Some(p) = &k.password_file {
+                let pname = format!("{name}-password");
+                credentials.insert(pname.clone(), p.clone());
+                key["password_file"] = json!(cred(&pname));
+            }
+            keys.push(key);
+        }
+        secrets["keys"] = json!(keys);
+    }
+    m.insert("secrets".into(), secrets);
+
+    // Migrated Synapse hashes are bcrypt with Synapse's pepper: keep them as
+    // version 1 and re-hash to argon2id (version 2) at the next login.
+    let schemes = match hs.mode {
+        Mode::Fresh => json!([{"version": 1, "algorithm": "argon2id"}]),
+        Mode::Migrate => {
+            let mut bcrypt =
+                json!({"version": 1, "algorithm": "bcrypt", "unicode_normalization": true});
+            if let Some(pepper) = &hs.synapse.pepper_file {
+                credentials.insert("synapse-pepper".into(), pepper.clone());
+                bcrypt["secret_file"] = json!(cred("synapse-pepper"));
+            }
+            json!([bcrypt, {"version": 2, "algorithm": "argon2id"}])
+        }
+    };
+    m.insert(
+        "passwords".into(),
+        json!({
+            "enabled": mas.passwords_enabled,
+            "minimum_complexity": mas.minimum_complexity,
+            "schemes": schemes,
+        }),
+    );
+
+    let email = match &mas.email {
+        None => json!({"transport": "blackhole"}),
+        Some(e) => {
+            let mut o = json!({"from": e.from});
+            if let Some(r) = &e.reply_to {
+                o["reply_to"] = json!(r);
+            }
+            match &e.transport {
+                EmailTransport::Smtp {
+                    mode,
+                    hostname,
+                    port,
+                    username,
+                    password_file,
+                } => {
+                    o["transport"] = json!("smtp");
+                    o["mode"] = json!(mode);
+                    o["hostname"] = json!(hostname);
+                    if let Some(p) = port {
+                        o["port"] = json!(p);
+                    }
+                    if let Some(u) = username {
+                        o["username"] = json!(u);
+                    }
+                    if let Some(f) = password_file {
+                        credentials.insert("smtp-password".into(), f.clone());
+                        o["password_file"] = json!(cred("smtp-password"));
+                    }
+                }
+                EmailTransport::Sendmail { command } => {
+                    o["transport"] = json!("sendmail");
+                    if let Some(c) = command {
+                        o["command"] = json!(c);
+                    }
+                }
+            }
+            o
+        }
+    };
+    m.insert("email".into(), email);
+
+    if !mas.account.is_empty() {
+        m.insert("account".into(), json!(mas.account));
+    }
+    if !mas.admin_users.is_empty() {
+        m.insert(
+            "policy".into(),
+            json!({"data": {"admin_users": mas.admin_users}}),
+        );
+    }
+
+    if !mas.upstream_providers.is_empty() {
+        let providers: Vec<Value> = mas
+            .upstream_providers
+            .iter()
+            .map(|p| {
+                let mut o = Map::new();
+                o.insert("id".into(), json!(p.id));
+                let optional = [
+                    ("synapse_idp_id", &p.synapse_idp_id),
+                    ("issuer", &p.issuer),
+                    ("human_name", &p.human_name),
+                    ("brand_name", &p.brand_name),
+                ];
+                for (k, v) in optional {
+                    if let Some(v) = v {
+                        o.insert(k.into(), json!(v));
+                    }
+                }
+                o.insert("client_id".into(), json!(p.client_id));
+                if let Some(f) = &p.client_secret_file {
+                    let name = format!("upstream-{}", p.id.to_ascii_lowercase());
+                    credentials.insert(name.clone(), f.clone());
+                    o.insert("client_secret_file".into(), json!(cred(&name)));
+                }
+                o.insert(
+                    "token_endpoint_auth_method".into(),
+                    json!(p.token_endpoint_auth_method),
+                );
+                let optional = [
+                    (
+                        "token_endpoint_auth_signing_alg",
+                        &p.token_endpoint_auth_signing_alg,
+                    ),
+                    ("discovery_mode", &p.discovery_mode),
+                    ("pkce_method", &p.pkce_method),
+                    ("authorization_endpoint", &p.authorization_endpoint),
+                    ("token_endpoint", &p.token_endpoint),
+                    ("userinfo_endpoint", &p.userinfo_endpoint),
+                    ("jwks_uri", &p.jwks_uri),
+                ];
+                o.insert("scope".into(), json!(p.scope));
+                for (k, v) in optional {
+                    if let Some(v) = v {
+                        o.insert(k.into(), json!(v));
+                    }
+                }
+                if let Some(f) = p.fetch_userinfo {
+                    o.insert("fetch_userinfo".into(), json!(f));
+                }
+                if let Some(ci) = &p.claims_imports {
+                    o.insert("claims_imports".into(), ci.clone());
+                }
+                Value::Object(o)
+            })
+            .collect();
+        m.insert("upstream_oauth2".into(), json!({"providers": providers}));
+    }
+
+    if !hs.synapse.version.has_stable_delegation() {
+        m.insert(
+            "clients".into(),
+            json!([{
+                "client_id": SYNAPSE_CLIENT_ID,
+                "client_auth_method": "client_secret_basic",
+                "client_secret_file": cred("matrix-secret"),
+            }]),
+        );
+    }
+
+    merge(&mut m, &mas.extra_settings);
+    MasOut {
+        settings: Value::Object(m),
+        credentials,
+        create_database: uses_default_database(hs),
+    }
+}
+
+/// Credential names allow `[A-Za-z0-9_.-]`.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

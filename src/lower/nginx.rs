@@ -1,0 +1,217 @@
+//! nginx virtual hosts: Synapse on its public hostname, MAS under its prefix
+//! or on its own hostname, and in the final phase the login compatibility
+//! routes that must reach MAS because a delegating Synapse no longer serves them.
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::Phase;
+use crate::model::{bracket_v6, Homeserver, Tls};
+
+/// The compat-layer regex from MAS's reverse-proxy docs. Unanchored at the
+/// end on purpose: `/login/sso/redirect/…` and `/logout/all` go to MAS too.
+pub const COMPAT_ROUTE: &str = "~ ^/_matrix/client/(.*)/(login|logout|refresh)";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VirtualHost {
+    pub server_name: String,
+    pub tls: TlsMode,
+    pub locations: Vec<Location>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum TlsMode {
+    Acme,
+    Files { certificate: String, key: String },
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Location {
+    /// nginx location matcher: `/_matrix`, `= /auth`, `~ regex`.
+    pub matcher: String,
+    /// Which service answers: `synapse`, `mas` or `static`.
+    pub upstream: String,
+    pub proxy_pass: Option<String>,
+    /// Extra directives, one per element, without the trailing `;`.
+    pub directives: Vec<String>,
+    /// nginx `return` value.
+    pub return_value: Option<String>,
+}
+
+impl Location {
+    fn proxy(
+        matcher: impl Into<String>,
+        upstream: &str,
+        target: String,
+        directives: Vec<String>,
+    ) -> Self {
+        Location {
+            matcher: matcher.into(),
+            upstream: upstream.into(),
+            proxy_pass: Some(target),
+            directives,
+            return_value: None,
+        }
+    }
+}
+
+pub(super) fn lower(hs: &Homeserver, phase: Phase) -> Vec<VirtualHost> {
+    let synapse = format!(
+        "http://{}:{}",
+        bracket_v6(&hs.synapse.listen_address),
+        hs.synapse.port
+    );
+    let mas = format!(
+        "http://{}:{}",
+        bracket_v6(&hs.mas.listen_address),
+        hs.mas.port
+    );
+    let prefix = &hs.mas.path_prefix;
+    let final_phase = phase == Phase::Final;
+    let tls = match &hs.proxy.tls {
+        Tls::Acme { .. } => TlsMode::Acme,
+        Tls::Files { certificate, key } => TlsMode::Files {
+            certificate: certificate.clone(),
+            key: key.clone(),
+        },
+        Tls::None => TlsMode::None,
+    };
+
+    let mut matrix = Vec::new();
+    let body_size = || vec!["client_max_body_size 50M".to_string()];
+    matrix.push(Location::proxy(
+        "/_matrix",
+        "synapse",
+        synapse.clone(),
+        body_size(),
+    ));
+    matrix.push(Location::proxy(
+        "/_synapse/client",
+        "synapse",
+        synapse.clone(),
+        vec![],
+    ));
+    if final_phase {
+        matrix.push(Location::proxy(
+            "/_synapse/mas",
+            "synapse",
+            synapse.clone(),
+            vec![],
+        ));
+        // MAS expects the compat API under its own prefix.
+        let directives = if prefix == "/" {
+            vec![]
+        } else {
+            vec![format!("rewrite ^(.*)$ {prefix}$1 break")]
+        };
+        matrix.push(Location::proxy(
+            COMPAT_ROUTE,
+            "mas",
+            mas.clone(),
+            directives,
+        ));
+    }
+
+    let mut hosts = Vec::new();
+    let mut mas_locations = Vec::new();
+    if prefix == "/" {
+        mas_locations.push(Location::proxy("/", "mas", mas.clone(), vec![]));
+    } else {
+        mas_locations.push(Location::proxy(
+            format!("{prefix}/"),
+            "mas",
+            mas.clone(),
+            vec![],
+        ));
+        mas_locations.push(Location {
+            matcher: format!("= {prefix}"),
+            upstream: "static".into(),
+            proxy_pass: None,
+            directives: vec![],
+            return_value: Some(format!("301 {prefix}/")),
+        });
+    }
+
+    let well_known = if hs.proxy.well_known {
+        well_known(hs, final_phase)
+    } else {
+        vec![]
+    };
+    if hs.mas.hostname == hs.synapse.public_hostname {
+        matrix.extend(mas_locations);
+    } else {
+        hosts.push(VirtualHost {
+            server_name: hs.mas.hostname.clone(),
+            tls: tls.clone(),
+            locations: mas_locations,
+        });
+    }
+    if hs.server_name == hs.synapse.public_hostname {
+        matrix.extend(well_known);
+    } else if !well_known.is_empty() {
+        if hs.server_name == hs.mas.hostname {
+            if let Some(h) = hosts.iter_mut().find(|h| h.server_name == hs.server_name) {
+                h.locations.extend(well_known);
+            }
+        } else {
+            hosts.push(VirtualHost {
+                server_name: hs.server_name.clone(),
+                tls: tls.clone(),
+                locations: well_known,
+            });
+        }
+    }
+    hosts.push(VirtualHost {
+        server_name: hs.synapse.public_hostname.clone(),
+        tls,
+        locations: matrix,
+    });
+    for h in &mut hosts {
+        h.locations.sort_by(|a, b| a.matcher.cmp(&b.matcher));
+    }
+    hosts.sort_by(|a, b| a.server_name.cmp(&b.server_name));
+    hosts
+}
+
+/// `/.well-known/matrix/{client,server}`. Clients learn about MAS through
+/// `org.matrix.msc2965.authentication` only once Synapse delegates.
+fn well_known(hs: &Homeserver, final_phase: bool) -> Vec<Location> {
+    let mut client =
+        json!({"m.homeserver": {"base_url": format!("https://{}", hs.synapse.public_hostname)}});
+    if final_phase {
+        client["org.matrix.msc2965.authentication"] = json!({
+            "issuer": hs.mas.public_base(),
+            "account": format!("{}account", hs.mas.public_base()),
+        });
+    }
+    let server = json!({"m.server": format!("{}:443", hs.synapse.public_hostname)});
+    let headers = || {
+        vec![
+            "default_type application/json".to_string(),
+            "add_header Access-Control-Allow-Origin *".to_string(),
+        ]
+    };
+    vec![
+        Location {
+            matcher: "= /.well-known/matrix/client".into(),
+            upstream: "static".into(),
+            proxy_pass: None,
+            directives: headers(),
+            return_value: Some(format!("200 '{}'", nginx_quote(&client.to_string()))),
+        },
+        Location {
+            matcher: "= /.well-known/matrix/server".into(),
+            upstream: "static".into(),
+            proxy_pass: None,
+            directives: headers(),
+            return_value: Some(format!("200 '{}'", nginx_quote(&server.to_string()))),
+        },
+    ]
+}
+
+/// Escapes text for an nginx single-quoted string.
+fn nginx_quote(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\'', "\\'")
+}

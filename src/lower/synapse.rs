@@ -1,0 +1,309 @@
+//! Synapse's homeserver.yaml for each phase.
+
+use serde_json::{json, Map, Value};
+
+use super::{
+    merge, remove_path, Dropped, PasswordConfigOut, Phase, SynapseOut, PASSWORD_CONFIG_PATH,
+};
+use crate::model::{DbEngine, Homeserver, PasswordLogin, SynapseOidc};
+use crate::rules;
+
+pub(super) fn lower(hs: &Homeserver, phase: Phase) -> (SynapseOut, Vec<Dropped>) {
+    let s = &hs.synapse;
+    let delegated = phase == Phase::Final;
+    let mut m = Map::new();
+    m.insert("server_name".into(), json!(hs.server_name));
+    m.insert(
+        "public_baseurl".into(),
+        json!(format!("https://{}/", s.public_hostname)),
+    );
+    m.insert(
+        "listeners".into(),
+        json!([{
+            "port": s.port,
+            "bind_addresses": [s.listen_address],
+            "type": "http",
+            "tls": false,
+            "x_forwarded": true,
+            "resources": [{"names": ["client", "federation"], "compress": false}],
+        }]),
+    );
+    m.insert("database".into(), database(hs));
+    for (key, file) in [
+        ("macaroon_secret_key_path", &s.macaroon_secret_key_file),
+        (
+            "registration_shared_secret_path",
+            &s.registration_shared_secret_file,
+        ),
+        ("form_secret_path", &s.form_secret_file),
+        ("signing_key_path", &s.signing_key_path),
+    ] {
+        if let Some(file) = file {
+            m.insert(key.into(), json!(file));
+        }
+    }
+    if !s.app_services.is_empty() {
+        m.insert(
+            "app_service_config_files".into(),
+            json!(s
+                .app_services
+                .iter()
+                .map(|a| a.registration_file.clone())
+                .collect::<Vec<_>>()),
+        );
+    }
+    if !s.modules.is_empty() {
+        m.insert(
+            "modules".into(),
+            json!(s
+                .modules
+                .iter()
+                .map(|x| json!({"module": x.module, "config": x.config}))
+                .collect::<Vec<_>>()),
+        );
+    }
+
+    // What the existing Synapse does today; the final phase drops what
+    // delegation forbids (rules::DELEGATION_CONFLICTS).
+    m.insert("enable_registration".into(), json!(s.enable_registration));
+    m.insert("allow_guest_access".into(), json!(s.allow_guest_access));
+    if s.enable_3pid_changes {
+        m.insert("enable_3pid_changes".into(), json!(true));
+    }
+    if s.login_via_existing_session {
+        m.insert(
+            "login_via_existing_session".into(),
+            json!({"enabled": true}),
+        );
+    }
+    if s.registration_captcha {
+        m.insert("enable_registration_captcha".into(), json!(true));
+    }
+    for (key, v) in [
+        ("session_lifetime", &s.session_lifetime),
+        ("refresh_token_lifetime", &s.refresh_token_lifetime),
+        (
+            "nonrefreshable_access_token_lifetime",
+            &s.nonrefreshable_access_token_lifetime,
+        ),
+    ] {
+        if let Some(v) = v {
+            m.insert(key.into(), json!(v));
+        }
+    }
+    if !s.oidc_providers.is_empty() {
+        m.insert(
+            "oidc_providers".into(),
+            json!(s
+                .oidc_providers
+                .iter()
+                .map(oidc_provider)
+                .collect::<Vec<_>>()),
+        );
+    }
+    if let Some(legacy) = &s.legacy_oidc {
+        let mut block = oidc_provider(legacy);
+        if let Some(o) = block.as_object_mut() {
+            o.insert("enabled".into(), json!(true));
+        }
+        m.insert("oidc_config".into(), block);
+    }
+    if !s.password_providers.is_empty() {
+        m.insert(
+            "password_providers".into(),
+            json!(s
+                .password_providers
+                .iter()
+                .map(|p| json!({"module": p.module, "config": p.config}))
+                .collect::<Vec<_>>()),
+        );
+    }
+
+    let password_enabled = match s.password_login {
+        PasswordLogin::Enabled => json!(true),
+        PasswordLogin::Disabled => json!(false),
+        PasswordLogin::OnlyForReauth => json!("only_for_reauth"),
+    };
+    let mut password_config = None;
+    if !delegated {
+        match &s.pepper_file {
+            // Synapse merges extra config files key by key at the top level,
+            // so the whole password_config block goes into the runtime file.
+            Some(pepper) => {
+                password_config = Some(PasswordConfigOut {
+                    settings: json!({"enabled": password_enabled}),
+                    pepper_file: pepper.clone(),
+                })
+            }
+            None => {
+                m.insert(
+                    "password_config".into(),
+                    json!({"enabled": password_enabled}),
+                );
+            }
+        }
+    }
+
+    merge(&mut m, &s.extra_settings);
+    let mut dropped = Vec::new();
+    if delegated {
+        merge(&mut m, &s.final_extra_settings);
+        for conflict in rules::DELEGATION_CONFLICTS {
+            let value = rules::lookup(&Value::Object(m.clone()), conflict.setting).cloned();
+            if let Some(value) = value {
+                remove_path(&mut m, conflict.setting);
+                if conflict.triggered_by(&value) {
+                    dropped.push(Dropped {
+                        setting: conflict.setting.to_string(),
+                        reason: conflict.reason.to_string(),
+                    });
+                }
+            }
+        }
+        for (key, reason) in [
+            (
+                "oidc_config",
+                "the legacy OIDC provider moves to a MAS upstream provider",
+            ),
+            ("saml2_config", "SAML2 cannot be used with MAS"),
+            ("cas_config", "CAS cannot be used with MAS"),
+            ("jwt_config", "JWT login cannot be used with MAS"),
+            (
+                "allow_guest_access",
+                "guest access is not supported with MAS",
+            ),
+        ] {
+            if let Some(v) = m.remove(key) {
+                if v != json!(false) {
+                    dropped.push(Dropped {
+                        setting: key.to_string(),
+                        reason: reason.to_string(),
+                    });
+                }
+            }
+        }
+        m.insert("enable_registration".into(), json!(false));
+        delegation(hs, &mut m);
+    }
+
+    let mut extras = Vec::new();
+    if s.database.engine == DbEngine::Postgresql {
+        extras.push("postgres".to_string());
+    }
+    if !delegated && (!s.oidc_providers.is_empty() || s.legacy_oidc.is_some()) {
+        extras.push("oidc".into());
+    }
+    if !delegated && s.ldap {
+        extras.push("matrix-synapse-ldap3".into());
+    }
+    extras.sort();
+
+    let mut extra_config_files = s.extra_config_files.clone();
+    if password_config.is_some() {
+        extra_config_files.push(PASSWORD_CONFIG_PATH.to_string());
+    }
+    (
+        SynapseOut {
+            settings: Value::Object(m),
+            extra_config_files,
+            password_config,
+            extras,
+        },
+        dropped,
+    )
+}
+
+fn database(hs: &Homeserver) -> Value {
+    let d = &hs.synapse.database;
+    match d.engine {
+        DbEngine::Sqlite => {
+            json!({"name": "sqlite3", "args": {"database": "/var/lib/matrix-synapse/homeserver.db"}})
+        }
+        DbEngine::Postgresql => {
+            let mut args = Map::new();
+            args.insert("user".into(), json!(d.user));
+            args.insert("database".into(), json!(d.name));
+            args.insert("host".into(), json!(d.host));
+            if let Some(port) = d.port {
+                args.insert("port".into(), json!(port));
+            }
+            if let Some(f) = &d.password_file {
+                // libpq reads the password from a passfile; never inline.
+                args.insert("passfile".into(), json!(f));
+            }
+            args.insert("cp_min".into(), json!(5));
+            args.insert("cp_max".into(), json!(10));
+            json!({"name": "psycopg2", "args": args})
+        }
+    }
+}
+
+fn oidc_provider(p: &SynapseOidc) -> Value {
+    let mut o = Map::new();
+    if let Some(id) = &p.idp_id {
+        o.insert("idp_id".into(), json!(id));
+    }
+    if let Some(name) = &p.idp_name {
+        o.insert("idp_name".into(), json!(name));
+    }
+    o.insert("issuer".into(), json!(p.issuer));
+    o.insert("client_id".into(), json!(p.client_id));
+    if let Some(f) = &p.client_secret_file {
+        o.insert("client_secret_path".into(), json!(f));
+    }
+    o.insert("scopes".into(), json!(p.scopes));
+    if let Some(d) = p.discover {
+        o.insert("discover".into(), json!(d));
+    }
+    if let Some(a) = p.allow_existing_users {
+        o.insert("allow_existing_users".into(), json!(a));
+    }
+    let mut mapping = Map::new();
+    for (key, v) in [
+        ("localpart_template", &p.localpart_template),
+        ("display_name_template", &p.display_name_template),
+        ("email_template", &p.email_template),
+    ] {
+        if let Some(v) = v {
+            mapping.insert(key.into(), json!(v));
+        }
+    }
+    if !mapping.is_empty() {
+        o.insert("user_mapping_provider".into(), json!({"config": mapping}));
+    }
+    Value::Object(o)
+}
+
+/// The block that makes Synapse delegate authentication to MAS.
+fn delegation(hs: &Homeserver, m: &mut Map<String, Value>) {
+    let s = &hs.synapse;
+    if s.version.has_stable_delegation() {
+        m.insert(
+            "matrix_authentication_service".into(),
+            json!({
+                "enabled": true,
+                "endpoint": hs.mas.internal_endpoint(),
+                "secret_path": hs.mas.shared_secret_file,
+            }),
+        );
+    } else {
+        // Before 1.136: MSC3861, with MAS's shared secret as the admin token
+        // and Synapse registered as a MAS client.
+        let msc3861 = json!({
+            "enabled": true,
+            "issuer": hs.mas.public_base(),
+            "client_id": super::mas::SYNAPSE_CLIENT_ID,
+            "client_auth_method": "client_secret_basic",
+            "client_secret_path": hs.mas.shared_secret_file,
+            "admin_token_path": hs.mas.shared_secret_file,
+            "introspection_endpoint": format!("{}oauth2/introspect", hs.mas.internal_endpoint()),
+            "account_management_url": format!("{}account", hs.mas.public_base()),
+        });
+        let features = m
+            .entry("experimental_features")
+            .or_insert_with(|| json!({}));
+        if let Some(f) = features.as_object_mut() {
+            f.insert("msc3861".into(), msc3861);
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! masgen's oneshot units: the migration and follow-up tasks the plan runs
+//! with `systemctl start`. The module `modules/tasks.nix` turns each into a
+//! `systemd.services.<name>`; tokens like `@mas-cli@` become store paths there.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{Phase, SynapseOut};
+use crate::model::{Homeserver, Mode};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Task {
+    pub description: String,
+    pub after: Vec<String>,
+    pub requires: Vec<String>,
+    pub conflicts: Vec<String>,
+    pub user: Option<String>,
+    pub dynamic_user: bool,
+    pub credentials: BTreeMap<String, String>,
+    pub command: Vec<String>,
+    pub runtime_directory: Option<String>,
+    pub timeout_sec: Option<u32>,
+}
+
+pub const SYNAPSE_UNIT: &str = "matrix-synapse.service";
+pub const MAS_UNIT: &str = "matrix-authentication-service.service";
+pub const MAS_USER: &str = "matrix-authentication-service";
+
+pub const BACKUP: &str = "masgen-backup";
+pub const MAS_CONFIG_CHECK: &str = "masgen-mas-config-check";
+pub const SYN2MAS_CHECK: &str = "masgen-syn2mas-check";
+pub const SYN2MAS_DRY_RUN: &str = "masgen-syn2mas-dry-run";
+pub const SYN2MAS_MIGRATE: &str = "masgen-syn2mas-migrate";
+pub const MAS_DOCTOR: &str = "masgen-mas-doctor";
+
+pub fn register_user_task(localpart: &str) -> String {
+    let safe: String = localpart
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("masgen-register-{safe}")
+}
+
+/// A task that runs `mas-cli` with the MAS config and its credentials, as
+/// MAS's own dynamic user (peer auth to its database works for it).
+fn mas_cli(
+    hs: &Homeserver,
+    name: &str,
+    description: &str,
+    args: &[&str],
+    credentials: &BTreeMap<String, String>,
+) -> Task {
+    let mut command = vec![
+        "@masgen-mas-run@".to_string(),
+        "@mas-config@".into(),
+        "--".into(),
+        "@mas-cli@".into(),
+    ];
+    command.extend(args.iter().map(|a| a.to_string()));
+    let _ = hs;
+    Task {
+        description: description.into(),
+        after: vec!["postgresql.service".into()],
+        requires: vec!["postgresql.service".into()],
+        conflicts: vec![],
+        user: Some(MAS_USER.into()),
+        dynamic_user: true,
+        credentials: credentials.clone(),
+        command,
+        runtime_directory: Some(name.into()),
+        timeout_sec: None,
+    }
+}
+
+pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTreeMap<String, Task> {
+    let mut tasks = BTreeMap::new();
+    let creds = super::mas::lower(hs, phase).credentials;
+    tasks.insert(
+        MAS_CONFIG_CHECK.to_string(),
+        mas_cli(
+            hs,
+            MAS_CONFIG_CHECK,
+            "masgen: check the MAS configuration",
+            &["config", "check", "@CONFIG@"],
+            &creds,
+        ),
+    );
+
+    if hs.mode == Mode::Migrate && phase == Phase::Prepare {
+        let mut backup_cmd = vec![
+            "@masgen-backup@".to_string(),
+            hs.synapse.database.name.clone(),
+            hs.backup_dir.clone(),
+        ];
+        backup_cmd.extend(synapse.extra_config_files.iter().cloned());
+        tasks.insert(
+            BACKUP.to_string(),
+            Task {
+                description: "masgen: back up the Synapse database and config files".into(),
+                after: vec!["postgresql.service".into()],
+                requires: vec!["postgresql.service".into()],
+                conflicts: vec![],
+                user: None,
+                dynamic_user: false,
+                credentials: BTreeMap::new(),
+                command: backup_cmd,
+                runtime_directory: None,
+                timeout_sec: None,
+            },
+        );
+        // syn2mas reads the phase-1 Synapse config (it still lists the
+        // pepper and the OIDC providers), so these tasks exist only here.
+        let syn2mas = |name: &str, description: &str, sub: &[&str]| {
+            let mut args = vec!["syn2mas", "@CONFIG@", "@synapse-config-args@"];
+            args.extend_from_slice(sub);
+            mas_cli(hs, name, description, &args, &creds)
+        };
+        tasks.insert(
+            SYN2MAS_CHECK.into(),
+            syn2mas(
+                SYN2MAS_CHECK,
+                "masgen: syn2mas check (exit 0 clean, 11 warnings, 10 errors)",
+                &["check"],
+            ),
+        );
+        tasks.insert(
+            SYN2MAS_DRY_RUN.into(),
+            syn2mas(
+                SYN2MAS_DRY_RUN,
+                "masgen: syn2mas migrate --dry-run (writes to MAS, then empties it)",
+                &["migrate", "--dry-run"],
+            ),
+        );
+        let mut migrate = syn2mas(
+            SYN2MAS_MIGRATE,
+            "masgen: syn2mas migrate (Synapse and MAS must be stopped)",
+            &["migrate"],
+        );
+        // Starting the real migration stops Synapse and MAS: syn2mas only
+        // takes table locks and does not enforce Synapse being offline.
+        migrate.conflicts = vec![SYNAPSE_UNIT.into(), MAS_UNIT.into()];
+        tasks.insert(SYN2MAS_MIGRATE.into(), migrate);
+    }
+
+    if phase == Phase::Final {
+        tasks.insert(
+            MAS_DOCTOR.to_string(),
+            mas_cli(
+                hs,
+                MAS_DOCTOR,
+                "masgen: mas-cli doctor against the public URL",
+                &["doctor", "@CONFIG@"],
+                &creds,
+            ),
+        );
+        for user in &hs.users {
+            let name = register_user_task(&user.localpart);
+            let mut args = vec![
+                "manage",
+                "register-user",
+                "@CONFIG@",
+                "--yes",
+                "--ignore-password-complexity",
+            ];
+            if user.admin {
+                args.push("--admin");
+            }
+            let mut task_creds = creds.clone();
+            if user.password_file.is_some() {
+                args.push("--password-file");
+                args.push("@user-password@");
+            }
+            if let Some(f) = &user.password_file {
+                task_creds.insert("user-password".into(), f.clone());
+            }
+            args.push(&user.localpart);
+            let desc = format!(
+                "masgen: register @{}:{} in MAS",
+                user.localpart, hs.server_name
+            );
+            let mut task = mas_cli(hs, &name, &desc, &args, &task_creds);
+            task.after.push(MAS_UNIT.into());
+            tasks.insert(name, task);
+        }
+    }
+    tasks
+}

@@ -1,0 +1,302 @@
+//! Stage 2: the validated homeserver. `validate` turns a parsed spec into
+//! typed values with every default resolved, and reports every problem at
+//! once. Nothing here knows about Nix, YAML or the disk.
+
+mod check;
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+pub use check::validate;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// No users yet: one configuration.
+    Fresh,
+    /// An existing Synapse with users: prepare, then final.
+    Migrate,
+}
+
+/// A Synapse release line, e.g. 1.157 (patch optional).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SynapseVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: Option<u32>,
+}
+
+impl SynapseVersion {
+    pub fn at_least(&self, major: u32, minor: u32) -> bool {
+        (self.major, self.minor) >= (major, minor)
+    }
+
+    /// Synapse 1.136 added the stable `matrix_authentication_service` block.
+    pub fn has_stable_delegation(&self) -> bool {
+        self.at_least(1, 136)
+    }
+}
+
+impl std::fmt::Display for SynapseVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.patch {
+            Some(p) => write!(f, "{}.{}.{}", self.major, self.minor, p),
+            None => write!(f, "{}.{}", self.major, self.minor),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Homeserver {
+    pub server_name: String,
+    pub mode: Mode,
+    pub nixpkgs: String,
+    pub hosts: BTreeMap<String, Host>,
+    pub synapse: Synapse,
+    pub mas: Mas,
+    pub proxy: Proxy,
+    pub backup_dir: String,
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub system: String,
+    pub base_flake: Option<String>,
+    pub base_module: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbEngine {
+    Postgresql,
+    Sqlite,
+}
+
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub engine: DbEngine,
+    pub name: String,
+    pub user: String,
+    /// Socket directory or host name.
+    pub host: String,
+    pub port: Option<u16>,
+    pub password_file: Option<String>,
+    /// Managed by `services.postgresql` on this host.
+    pub local: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordLogin {
+    Enabled,
+    Disabled,
+    OnlyForReauth,
+}
+
+#[derive(Debug, Clone)]
+pub struct Synapse {
+    pub host: String,
+    pub version: SynapseVersion,
+    pub public_hostname: String,
+    pub listen_address: String,
+    pub port: u16,
+    pub database: Database,
+    pub pepper_file: Option<String>,
+    pub macaroon_secret_key_file: Option<String>,
+    pub registration_shared_secret_file: Option<String>,
+    pub form_secret_file: Option<String>,
+    pub signing_key_path: Option<String>,
+    pub password_login: PasswordLogin,
+    pub enable_registration: bool,
+    pub allow_guest_access: bool,
+    pub enable_3pid_changes: bool,
+    pub login_via_existing_session: bool,
+    pub registration_captcha: bool,
+    pub user_consent: bool,
+    pub session_lifetime: Option<String>,
+    pub refresh_token_lifetime: Option<String>,
+    pub nonrefreshable_access_token_lifetime: Option<String>,
+    pub oidc_providers: Vec<SynapseOidc>,
+    /// The single legacy `oidc_config` block, if used.
+    pub legacy_oidc: Option<SynapseOidc>,
+    pub legacy_sso: Vec<String>,
+    pub password_providers: Vec<PasswordProvider>,
+    pub ldap: bool,
+    pub modules: Vec<SynapseModule>,
+    pub app_services: Vec<AppService>,
+    pub extra_settings: Map<String, Value>,
+    pub final_extra_settings: Map<String, Value>,
+    pub extra_config_files: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SynapseOidc {
+    /// As written in homeserver.yaml (`keycloak`; absent for `oidc_config`).
+    pub idp_id: Option<String>,
+    /// What Synapse stores in `user_external_ids.auth_provider`: `oidc` or `oidc-<idp_id>`.
+    pub auth_provider: String,
+    pub idp_name: Option<String>,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret_file: Option<String>,
+    pub scopes: Vec<String>,
+    pub discover: Option<bool>,
+    pub localpart_template: Option<String>,
+    pub display_name_template: Option<String>,
+    pub email_template: Option<String>,
+    pub allow_existing_users: Option<bool>,
+    pub has_users: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct PasswordProvider {
+    pub module: String,
+    pub config: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct SynapseModule {
+    pub module: String,
+    pub config: Value,
+    pub password_auth: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppService {
+    pub name: String,
+    pub registration_file: String,
+    pub encrypted: bool,
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Mas {
+    pub host: String,
+    pub hostname: String,
+    /// `/auth` or `/`; never a trailing slash except for `/`.
+    pub path_prefix: String,
+    pub listen_address: String,
+    pub port: u16,
+    pub health_port: u16,
+    pub database: Database,
+    pub encryption_file: String,
+    pub shared_secret_file: String,
+    pub signing_keys: Vec<SigningKey>,
+    pub keys_dir: Option<String>,
+    pub passwords_enabled: bool,
+    pub minimum_complexity: u8,
+    pub email: Option<Email>,
+    pub account: BTreeMap<String, bool>,
+    pub trusted_proxies: Vec<String>,
+    pub admin_users: Vec<String>,
+    pub upstream_providers: Vec<UpstreamProvider>,
+    pub extra_settings: Map<String, Value>,
+}
+
+impl Mas {
+    /// `https://matrix.example.com/auth/`: MAS's `http.public_base`.
+    pub fn public_base(&self) -> String {
+        if self.path_prefix == "/" {
+            format!("https://{}/", self.hostname)
+        } else {
+            format!("https://{}{}/", self.hostname, self.path_prefix)
+        }
+    }
+
+    /// Where Synapse reaches MAS on loopback, with the prefix MAS listens under.
+    pub fn internal_endpoint(&self) -> String {
+        let host = bracket_v6(&self.listen_address);
+        if self.path_prefix == "/" {
+            format!("http://{host}:{}/", self.port)
+        } else {
+            format!("http://{host}:{}{}/", self.port, self.path_prefix)
+        }
+    }
+}
+
+pub fn bracket_v6(address: &str) -> String {
+    if address.contains(':') {
+        format!("[{address}]")
+    } else {
+        address.to_string()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SigningKey {
+    pub kid: String,
+    pub key_file: String,
+    pub password_file: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub transport: EmailTransport,
+    pub from: String,
+    pub reply_to: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum EmailTransport {
+    Smtp {
+        mode: String,
+        hostname: String,
+        port: Option<u16>,
+        username: Option<String>,
+        password_file: Option<String>,
+    },
+    Sendmail {
+        command: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamProvider {
+    pub id: String,
+    pub synapse_idp_id: Option<String>,
+    pub issuer: Option<String>,
+    pub human_name: Option<String>,
+    pub brand_name: Option<String>,
+    pub client_id: String,
+    pub client_secret_file: Option<String>,
+    pub token_endpoint_auth_method: String,
+    pub token_endpoint_auth_signing_alg: Option<String>,
+    pub scope: String,
+    pub discovery_mode: Option<String>,
+    pub pkce_method: Option<String>,
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub userinfo_endpoint: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub fetch_userinfo: Option<bool>,
+    /// `claims_imports` as MAS reads it.
+    pub claims_imports: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Tls {
+    Acme {
+        email: Option<String>,
+    },
+    Files {
+        certificate: String,
+        key: String,
+    },
+    /// Plain HTTP: only for tests or a TLS terminator in front.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    pub tls: Tls,
+    pub well_known: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub localpart: String,
+    pub admin: bool,
+    pub bot: bool,
+    pub password_file: Option<String>,
+}
