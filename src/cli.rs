@@ -51,6 +51,9 @@ pub enum Command {
         output: Utf8PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Plan the way back to Synapse's own logins instead.
+        #[arg(long)]
+        rollback: bool,
         /// Acknowledge a risk the plan would otherwise refuse (repeatable), e.g. `rollback-breaks-mas-sessions`.
         #[arg(long = "acknowledge", value_name = "RISK")]
         acknowledge: Vec<String>,

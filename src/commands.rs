@@ -7,7 +7,7 @@ use anyhow::Result;
 use camino::Utf8Path;
 
 use masgen::diag::Rendered;
-use masgen::{build_tree, check_file, write};
+use masgen::{build_tree_for, check_file, write};
 
 use crate::cli::{Cli, Command};
 
@@ -20,7 +20,25 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             output,
             check,
         } => build(&spec, &output, check),
-        Command::Plan { .. } => anyhow::bail!("`masgen plan` is not implemented yet"),
+        Command::Plan {
+            spec,
+            from,
+            against,
+            system,
+            output,
+            format,
+            rollback,
+            acknowledge,
+        } => plan(
+            &spec,
+            from,
+            against,
+            system,
+            &output,
+            format,
+            rollback,
+            acknowledge,
+        ),
         Command::Diff { .. } => anyhow::bail!("`masgen diff` is not implemented yet"),
     }
 }
@@ -72,7 +90,7 @@ fn build(spec: &Utf8Path, output: &Utf8Path, check_only: bool) -> Result<ExitCod
         }
     };
     print_diagnostics(&checked.warnings);
-    let (lowered, tree) = build_tree(&checked)?;
+    let (lowered, tree) = build_tree_for(&checked, output.as_str())?;
     for phase in &lowered.phases {
         for d in &phase.dropped {
             eprintln!(
@@ -106,5 +124,69 @@ fn build(spec: &Utf8Path, output: &Utf8Path, check_only: bool) -> Result<ExitCod
         report.removed.len(),
         report.unchanged
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan(
+    spec: &Utf8Path,
+    from: Option<String>,
+    against: Option<camino::Utf8PathBuf>,
+    system: Option<camino::Utf8PathBuf>,
+    output: &Utf8Path,
+    format: crate::cli::Format,
+    rollback: bool,
+    acknowledge: Vec<String>,
+) -> Result<ExitCode> {
+    use masgen::plan::{self, StateSource};
+    let checked = match check_file(spec)? {
+        Ok(c) => c,
+        Err(diags) => {
+            print_diagnostics(&diags);
+            eprintln!("{spec}: failed ({})", summary(&diags));
+            return Ok(ExitCode::from(2));
+        }
+    };
+    print_diagnostics(&checked.warnings);
+    let source = match (&from, &against, &system) {
+        (Some(f), _, _) => StateSource::Flag(f),
+        (None, Some(a), _) => StateSource::Manifest(a),
+        (None, None, Some(s)) => StateSource::System(s),
+        (None, None, None) => anyhow::bail!(
+            "say where the host is: --from <fresh|synapse-only|mas-prepared|migrated|delegated>, --against <previous output tree> or --system /run/current-system"
+        ),
+    };
+    let (state, how) = plan::detect(&source)?;
+    for ack in &acknowledge {
+        if ![plan::ACK_PASSWORD_PROVIDERS, plan::ACK_ROLLBACK].contains(&ack.as_str()) {
+            anyhow::bail!(
+                "unknown acknowledgement `{ack}`; known: {}, {}",
+                plan::ACK_PASSWORD_PROVIDERS,
+                plan::ACK_ROLLBACK
+            );
+        }
+    }
+    let opts = plan::Options {
+        out_dir: output.to_string(),
+        rollback,
+        acknowledged: acknowledge.into_iter().collect(),
+    };
+    let plan = match plan::plan(&checked.homeserver, state, &how, &opts) {
+        Ok(p) => p,
+        Err(refusal) => {
+            eprintln!("{refusal}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let text = match format {
+        crate::cli::Format::Text => {
+            use std::io::IsTerminal;
+            let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+            plan::render_text(&plan, color)
+        }
+        crate::cli::Format::Markdown => plan::render_markdown(&plan),
+        crate::cli::Format::Json => plan::render_json(&plan),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,7 @@
 mod mas;
 mod nginx;
 mod synapse;
-mod tasks;
+pub mod tasks;
 
 use std::collections::BTreeMap;
 

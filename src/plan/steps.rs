@@ -1,0 +1,463 @@
+//! The step sequences: fresh install, two-phase migration, rollback.
+
+use super::{
+    Downtime, Gate, HostState, Options, Refusal, Step, StepKind, Undo, ACK_PASSWORD_PROVIDERS,
+    ACK_ROLLBACK,
+};
+use crate::lower::configuration_name;
+use crate::lower::tasks as unit;
+use crate::lower::Phase;
+use crate::model::{Homeserver, Mode};
+
+pub const SWITCH_PREPARE: &str = "switch-prepare";
+pub const CHECK: &str = "syn2mas-check";
+pub const DRY_RUN: &str = "syn2mas-dry-run";
+pub const BACKUP: &str = "backup";
+pub const BUILD_FINAL: &str = "build-final";
+pub const STOP: &str = "stop-services";
+pub const MIGRATE: &str = "syn2mas-migrate";
+pub const SWITCH_FINAL: &str = "switch-final";
+pub const DOCTOR: &str = "mas-doctor";
+
+fn start(unit: &str) -> String {
+    format!("systemctl start {unit}.service")
+}
+
+fn journal(unit: &str) -> String {
+    format!("journalctl -u {unit}.service -o cat --since today")
+}
+
+fn result_of(unit: &str) -> String {
+    format!("systemctl show -p Result -p ExecMainStatus {unit}.service")
+}
+
+/// Gate text for syn2mas exit codes (crates/cli/src/commands/syn2mas.rs).
+const SYN2MAS_EXIT: &str = "exit code 0 = clean; 11 = warnings only: read every warning in the journal and go on only if you accept each; 10 = errors: stop and fix them";
+
+fn step(
+    hs: &Homeserver,
+    host: &str,
+    id: &str,
+    title: &str,
+    kind: StepKind,
+    commands: Vec<String>,
+    gate: Gate,
+    synapse: Downtime,
+    undo: Undo,
+    reaches: HostState,
+) -> Step {
+    let _ = hs;
+    Step {
+        id: id.into(),
+        host: host.into(),
+        title: title.into(),
+        kind,
+        commands,
+        gate,
+        synapse,
+        undo,
+        warnings: Vec::new(),
+        reaches,
+    }
+}
+
+fn gate(condition: &str, check: Vec<String>) -> Gate {
+    Gate {
+        condition: condition.into(),
+        check,
+    }
+}
+
+fn undo(possible: bool, how: impl Into<String>) -> Undo {
+    Undo {
+        possible,
+        how: how.into(),
+    }
+}
+
+/// Spec-level warnings every plan repeats.
+pub(super) fn spec_warnings(hs: &Homeserver) -> Vec<String> {
+    let mut w = Vec::new();
+    let s = &hs.synapse;
+    if !s.password_providers.is_empty() || s.ldap || s.modules.iter().any(|m| m.password_auth) {
+        w.push("Synapse password providers (shared-secret-auth, rest-auth, LDAP) stop working once Synapse delegates to MAS; bridges should use appservice double puppeting, LDAP users need an upstream OIDC provider (e.g. Dex)".into());
+    }
+    if s.app_services.iter().any(|a| a.encrypted) {
+        w.push("encrypted appservices need MSC4190 support in the bridge (Synapse ≥ 1.141 needs no opt-in); check each bridge before the final switch".into());
+    }
+    for a in &s.app_services {
+        if matches!(a.kind.as_deref(), Some("reminder-bot") | Some("postmoogle")) {
+            w.push(format!(
+                "`{}` is known to misbehave with MAS (lost state, rescheduled reminders)",
+                a.name
+            ));
+        }
+    }
+    if hs.mas.email.is_none() {
+        w.push("no email is configured: MAS cannot verify addresses or recover passwords; users migrated with unverified emails keep them unverified".into());
+    }
+    if hs.mode == Mode::Migrate && !s.legacy_sso.is_empty() {
+        w.push(format!(
+            "users of {} cannot be carried over by syn2mas",
+            s.legacy_sso.join(", ")
+        ));
+    }
+    w
+}
+
+fn needs_password_providers(hs: &Homeserver) -> bool {
+    let s = &hs.synapse;
+    !s.password_providers.is_empty() || s.ldap || s.modules.iter().any(|m| m.password_auth)
+}
+
+pub(super) fn forward(
+    hs: &Homeserver,
+    host: &str,
+    from: HostState,
+    opts: &Options,
+) -> Result<(HostState, Vec<Step>), Refusal> {
+    let out = &opts.out_dir;
+    let final_cfg = configuration_name(host, Phase::Final);
+    let prepare_cfg = configuration_name(host, Phase::Prepare);
+    let mut steps = Vec::new();
+
+    match (hs.mode, from) {
+        (Mode::Fresh, HostState::SynapseOnly | HostState::MasPrepared | HostState::Migrated) => {
+            return Err(Refusal {
+                code: "plan.fresh_over_existing",
+                reason: format!("the host runs Synapse ({from}), but the spec is a fresh install; switching would cut every existing user off from logging in"),
+                help: "use `mode = \"migrate\"` so syn2mas carries the users over".into(),
+            })
+        }
+        (Mode::Migrate, HostState::Fresh) => {
+            return Err(Refusal {
+                code: "plan.migrate_without_synapse",
+                reason: "the spec migrates an existing Synapse, but the host has none".into(),
+                help: "use `mode = \"fresh\"` for a new homeserver, or check --from / --system".into(),
+            })
+        }
+        _ => {}
+    }
+    if hs.mode == Mode::Migrate
+        && from < HostState::Migrated
+        && needs_password_providers(hs)
+        && !opts.acknowledged.contains(ACK_PASSWORD_PROVIDERS)
+    {
+        return Err(Refusal {
+            code: "plan.password_providers",
+            reason: "the spec still uses Synapse password providers (password_providers / ldap / auth modules); after the migration nobody can log in through them".into(),
+            help: format!("move those users to MAS (upstream OIDC, e.g. Dex in front of LDAP) and remove the providers, or pass --acknowledge {ACK_PASSWORD_PROVIDERS}"),
+        });
+    }
+
+    if hs.mode == Mode::Migrate && from < HostState::Migrated {
+        if from < HostState::MasPrepared {
+            steps.push(step(hs, host, SWITCH_PREPARE, "Install MAS idle beside Synapse (migration phase 1)", StepKind::Rebuild,
+                vec![format!("nixos-rebuild switch --flake {out}#{prepare_cfg}")],
+                gate("MAS and Synapse are active; MAS's config check passes; Synapse still logs users in itself", vec![
+                    "systemctl is-active matrix-synapse.service matrix-authentication-service.service".into(),
+                    start(unit::MAS_CONFIG_CHECK),
+                    result_of(unit::MAS_CONFIG_CHECK),
+                ]),
+                Downtime::Restart,
+                undo(true, "nixos-rebuild switch --rollback (MAS's database stays empty; nothing to clean up)"),
+                HostState::MasPrepared));
+        }
+        let mut check = step(
+            hs,
+            host,
+            CHECK,
+            "Check the homeserver for syn2mas",
+            StepKind::Check,
+            vec![start(unit::SYN2MAS_CHECK), journal(unit::SYN2MAS_CHECK)],
+            gate(SYN2MAS_EXIT, vec![result_of(unit::SYN2MAS_CHECK)]),
+            Downtime::None,
+            undo(true, "nothing to undo: the check only reads"),
+            HostState::MasPrepared,
+        );
+        check.warnings.push("a leftover `oauth-delegated` external id from an earlier MAS attempt is an error; the message gives the DELETE statement to run".into());
+        steps.push(check);
+        steps.push(step(hs, host, DRY_RUN, "Rehearse the migration (syn2mas migrate --dry-run)", StepKind::RunUnit,
+            vec![start(unit::SYN2MAS_DRY_RUN), journal(unit::SYN2MAS_DRY_RUN)],
+            gate(&format!("{SYN2MAS_EXIT}. The dry run writes to MAS and then empties it, so its duration (ExecMainStartTimestamp → ExecMainExitTimestamp) is how long the real migration keeps Synapse down"),
+                vec![result_of(unit::SYN2MAS_DRY_RUN), format!("systemctl show -p ExecMainStartTimestamp -p ExecMainExitTimestamp {}.service", unit::SYN2MAS_DRY_RUN)]),
+            Downtime::None, undo(true, "nothing to undo: MAS's database is emptied again"), HostState::MasPrepared));
+        steps.push(step(
+            hs,
+            host,
+            BACKUP,
+            "Back up the Synapse database and config files",
+            StepKind::RunUnit,
+            vec![start(unit::BACKUP), journal(unit::BACKUP)],
+            gate(
+                &format!(
+                    "the unit succeeded and its last journal line names a non-empty dump under {}",
+                    hs.backup_dir
+                ),
+                vec![result_of(unit::BACKUP), format!("ls -l {}", hs.backup_dir)],
+            ),
+            Downtime::None,
+            undo(
+                true,
+                format!("delete the dump from {} if unwanted", hs.backup_dir),
+            ),
+            HostState::MasPrepared,
+        ));
+        steps.push(step(
+            hs,
+            host,
+            BUILD_FINAL,
+            "Build the final configuration without activating it",
+            StepKind::Rebuild,
+            vec![format!("nixos-rebuild build --flake {out}#{final_cfg}")],
+            gate(
+                "the build succeeds, so the later switch only activates",
+                vec!["ls -l ./result".into()],
+            ),
+            Downtime::None,
+            undo(true, "nothing to undo: nothing was activated"),
+            HostState::MasPrepared,
+        ));
+        steps.push(step(hs, host, STOP, "Stop Synapse and MAS (downtime starts)", StepKind::Manual,
+            vec!["systemctl stop matrix-synapse.service matrix-authentication-service.service".into()],
+            gate("both units are inactive", vec!["systemctl is-active matrix-synapse.service matrix-authentication-service.service || true".into()]),
+            Downtime::Down, undo(true, "systemctl start matrix-synapse.service matrix-authentication-service.service"), HostState::MasPrepared));
+        let mut migrate = step(hs, host, MIGRATE, "Copy users, passwords, links and sessions into MAS (syn2mas migrate)", StepKind::RunUnit,
+            vec![start(unit::SYN2MAS_MIGRATE), journal(unit::SYN2MAS_MIGRATE)],
+            gate(SYN2MAS_EXIT, vec![result_of(unit::SYN2MAS_MIGRATE)]),
+            Downtime::Down,
+            undo(true, format!("clean: syn2mas never writes to Synapse's database. Drop and recreate MAS's database (`sudo -u postgres dropdb {db}; sudo -u postgres createdb -O {user} {db}`), then `systemctl start matrix-synapse.service`", db = hs.mas.database.name, user = hs.mas.database.user)),
+            HostState::Migrated);
+        migrate.warnings.push("it reads the phase-1 Synapse config files (pepper, OIDC providers); do not switch to the final configuration first".into());
+        steps.push(migrate);
+    }
+
+    if hs.mode == Mode::Fresh || from <= HostState::Migrated || from == HostState::Delegated {
+        let migrating = hs.mode == Mode::Migrate && from < HostState::Delegated;
+        let mut switch = step(hs, host, SWITCH_FINAL,
+            if migrating { "Switch Synapse to MAS delegation (downtime ends)" } else { "Switch to the configuration" },
+            StepKind::Rebuild,
+            vec![format!("nixos-rebuild switch --flake {out}#{final_cfg}")],
+            gate("Synapse and MAS are active; /_matrix/client/v3/login is answered by MAS through the proxy", vec![
+                "systemctl is-active matrix-synapse.service matrix-authentication-service.service".into(),
+                format!("curl -fsS https://{}/_matrix/client/v3/login", hs.synapse.public_hostname),
+            ]),
+            if migrating { Downtime::Down } else { Downtime::Restart },
+            if migrating {
+                undo(false, format!("only with `masgen plan --rollback --acknowledge {ACK_ROLLBACK}`: sessions created through MAS break when Synapse takes logins back"))
+            } else {
+                undo(true, "nixos-rebuild switch --rollback")
+            },
+            HostState::Delegated);
+        if migrating {
+            switch.warnings.push("from here on users log in through MAS; going back breaks every session created after this step".into());
+        }
+        steps.push(switch);
+        steps.push(step(hs, host, DOCTOR, "Verify the installation with mas-cli doctor", StepKind::Check,
+            vec![start(unit::MAS_DOCTOR), journal(unit::MAS_DOCTOR)],
+            gate("doctor reports no error (it checks that the legacy login API is served by MAS through the public URL)", vec![result_of(unit::MAS_DOCTOR)]),
+            Downtime::None, undo(true, "nothing to undo: doctor only reads"), HostState::Delegated));
+        for user in &hs.users {
+            let task = unit::register_user_task(&user.localpart);
+            let who = if user.bot { "bot" } else { "user" };
+            steps.push(step(
+                hs,
+                host,
+                &format!("register-{}", user.localpart),
+                &format!(
+                    "Register the {who} @{}:{} in MAS",
+                    user.localpart, hs.server_name
+                ),
+                StepKind::RunUnit,
+                vec![start(&task), journal(&task)],
+                gate(
+                    "the unit succeeded (an existing user is not an error)",
+                    vec![result_of(&task)],
+                ),
+                Downtime::None,
+                undo(
+                    true,
+                    format!(
+                        "mas-cli manage lock-user {} (or deactivate it)",
+                        user.localpart
+                    ),
+                ),
+                HostState::Delegated,
+            ));
+        }
+        let mut notes = Vec::new();
+        if hs.mode == Mode::Migrate {
+            notes.push("Synapse admins were migrated with `can_request_admin`; new password (compat) logins never get admin rights: use an OAuth session asking for `urn:synapse:admin:*` (e.g. Element Admin), or `mas-cli manage issue-compatibility-token --yes-i-want-to-grant-synapse-admin-privileges <user>`".to_string());
+        }
+        if hs.mas.email.is_none() {
+            notes.push("email is off: users cannot recover passwords; verify addresses by hand with `mas-cli manage add-email` if needed".into());
+        }
+        if !notes.is_empty() {
+            let mut s = step(
+                hs,
+                host,
+                "follow-ups",
+                "Follow-ups for admins and email",
+                StepKind::Manual,
+                vec![],
+                gate("read and done", vec![]),
+                Downtime::None,
+                undo(true, "nothing to undo"),
+                HostState::Delegated,
+            );
+            s.warnings = notes;
+            steps.push(s);
+        }
+    }
+    Ok((HostState::Delegated, steps))
+}
+
+pub(super) fn rollback(
+    hs: &Homeserver,
+    host: &str,
+    from: HostState,
+    opts: &Options,
+) -> Result<(HostState, Vec<Step>), Refusal> {
+    let out = &opts.out_dir;
+    let prepare_cfg = configuration_name(host, Phase::Prepare);
+    let drop_mas = format!(
+        "sudo -u postgres dropdb {db} && sudo -u postgres createdb -O {user} {db}",
+        db = hs.mas.database.name,
+        user = hs.mas.database.user
+    );
+    if hs.mode == Mode::Fresh {
+        return Err(Refusal {
+            code: "plan.rollback_fresh",
+            reason: "a fresh install has no Synapse-only configuration to go back to".into(),
+            help: "roll back the NixOS generation with `nixos-rebuild switch --rollback`".into(),
+        });
+    }
+    let mut steps = Vec::new();
+    match from {
+        HostState::Fresh | HostState::SynapseOnly => return Ok((from, steps)),
+        HostState::MasPrepared => {
+            steps.push(step(
+                hs,
+                host,
+                "rollback-prepare",
+                "Remove MAS: switch back to the previous generation",
+                StepKind::Rebuild,
+                vec!["nixos-rebuild switch --rollback".into()],
+                gate(
+                    "matrix-authentication-service.service is gone; Synapse active",
+                    vec!["systemctl is-active matrix-synapse.service".into()],
+                ),
+                Downtime::Restart,
+                undo(
+                    true,
+                    format!("nixos-rebuild switch --flake {out}#{prepare_cfg}"),
+                ),
+                HostState::SynapseOnly,
+            ));
+        }
+        HostState::Migrated => {
+            steps.push(step(
+                hs,
+                host,
+                "rollback-empty-mas",
+                "Empty MAS's database (syn2mas never wrote to Synapse's)",
+                StepKind::Manual,
+                vec![
+                    "systemctl stop matrix-authentication-service.service".into(),
+                    drop_mas,
+                ],
+                gate(
+                    "MAS's database exists and is empty",
+                    vec![format!(
+                        "sudo -u postgres psql -d {} -c '\\dt'",
+                        hs.mas.database.name
+                    )],
+                ),
+                Downtime::Down,
+                undo(false, "run syn2mas migrate again after a new dry run"),
+                HostState::MasPrepared,
+            ));
+            steps.push(step(
+                hs,
+                host,
+                "rollback-start-synapse",
+                "Start Synapse on the phase-1 configuration (downtime ends)",
+                StepKind::Manual,
+                vec![
+                    "systemctl start matrix-synapse.service matrix-authentication-service.service"
+                        .into(),
+                ],
+                gate(
+                    "Synapse answers logins itself",
+                    vec!["systemctl is-active matrix-synapse.service".into()],
+                ),
+                Downtime::Down,
+                undo(true, "follow the migration plan again"),
+                HostState::MasPrepared,
+            ));
+        }
+        HostState::Delegated => {
+            if !opts.acknowledged.contains(ACK_ROLLBACK) {
+                return Err(Refusal {
+                    code: "plan.rollback_delegated",
+                    reason: "going back from delegation breaks every session, device and password change made through MAS since the switch".into(),
+                    help: format!("if that loss is acceptable, pass --acknowledge {ACK_ROLLBACK}"),
+                });
+            }
+            let mut s = step(hs, host, "rollback-stop", "Stop Synapse and MAS (downtime starts)", StepKind::Manual,
+                vec!["systemctl stop matrix-synapse.service matrix-authentication-service.service".into()],
+                gate("both units are inactive", vec!["systemctl is-active matrix-synapse.service matrix-authentication-service.service || true".into()]),
+                Downtime::Down, undo(true, "systemctl start matrix-synapse.service matrix-authentication-service.service"), HostState::Delegated);
+            s.warnings.push("sessions created through MAS stop working; users log in again with their Synapse passwords (changes made in MAS are lost)".into());
+            steps.push(s);
+            steps.push(step(
+                hs,
+                host,
+                "rollback-switch-prepare",
+                "Switch Synapse back to its own logins (phase-1 configuration)",
+                StepKind::Rebuild,
+                vec![format!("nixos-rebuild switch --flake {out}#{prepare_cfg}")],
+                gate(
+                    "Synapse serves /_matrix/client/v3/login itself",
+                    vec![format!(
+                        "curl -fsS https://{}/_matrix/client/v3/login",
+                        hs.synapse.public_hostname
+                    )],
+                ),
+                Downtime::Down,
+                undo(
+                    false,
+                    "migrate again: empty MAS's database first, then run the full migration plan",
+                ),
+                HostState::MasPrepared,
+            ));
+            steps.push(step(
+                hs,
+                host,
+                "rollback-empty-mas",
+                "Empty MAS's database so a later migration can run",
+                StepKind::Manual,
+                vec![
+                    "systemctl stop matrix-authentication-service.service".into(),
+                    drop_mas,
+                    "systemctl start matrix-authentication-service.service".into(),
+                ],
+                gate(
+                    "MAS's database is empty",
+                    vec![format!(
+                        "sudo -u postgres psql -d {} -c '\\dt'",
+                        hs.mas.database.name
+                    )],
+                ),
+                Downtime::None,
+                undo(
+                    false,
+                    "the MAS data is gone; restore it from a backup if needed",
+                ),
+                HostState::MasPrepared,
+            ));
+        }
+    }
+    let to = steps.last().map(|s| s.reaches).unwrap_or(from);
+    Ok((to, steps))
+}
