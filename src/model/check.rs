@@ -176,19 +176,16 @@ fn table_to_json(table: &toml::Table) -> Map<String, Value> {
 
 /// Flattens nested objects into dotted paths (lists are leaves).
 fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                out.push((path.clone(), v.clone()));
-                flatten(&path, v, out);
-            }
+    if let Value::Object(map) = value {
+        for (k, v) in map {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            out.push((path.clone(), v.clone()));
+            flatten(&path, v, out);
         }
-        _ => {}
     }
 }
 

@@ -10,7 +10,12 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 pub use render::{render_json, render_markdown, render_text};
-pub use state::{detect, HostState, StateSource};
+pub use state::{detect, HostState, StateSource, MIGRATED_STAMP};
+
+/// The stamp file name `syn2mas migrate` leaves in `/var/lib/masgen` on success.
+pub fn state_stamp() -> &'static str {
+    MIGRATED_STAMP
+}
 
 use crate::model::Homeserver;
 

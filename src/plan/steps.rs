@@ -34,8 +34,10 @@ fn result_of(unit: &str) -> String {
 /// Gate text for syn2mas exit codes (crates/cli/src/commands/syn2mas.rs).
 const SYN2MAS_EXIT: &str = "exit code 0 = clean; 11 = warnings only: read every warning in the journal and go on only if you accept each; 10 = errors: stop and fix them";
 
+/// One step; every field a reader needs is an argument, in the order the
+/// plan prints them.
+#[allow(clippy::too_many_arguments)]
 fn step(
-    hs: &Homeserver,
     host: &str,
     id: &str,
     title: &str,
@@ -46,7 +48,6 @@ fn step(
     undo: Undo,
     reaches: HostState,
 ) -> Step {
-    let _ = hs;
     Step {
         id: id.into(),
         host: host.into(),
@@ -152,7 +153,7 @@ pub(super) fn forward(
 
     if hs.mode == Mode::Migrate && from < HostState::Migrated {
         if from < HostState::MasPrepared {
-            steps.push(step(hs, host, SWITCH_PREPARE, "Install MAS idle beside Synapse (migration phase 1)", StepKind::Rebuild,
+            steps.push(step(host, SWITCH_PREPARE, "Install MAS idle beside Synapse (migration phase 1)", StepKind::Rebuild,
                 vec![format!("nixos-rebuild switch --flake {out}#{prepare_cfg}")],
                 gate("MAS and Synapse are active; MAS's config check passes; Synapse still logs users in itself", vec![
                     "systemctl is-active matrix-synapse.service matrix-authentication-service.service".into(),
@@ -177,7 +178,7 @@ pub(super) fn forward(
         );
         check.warnings.push("a leftover `oauth-delegated` external id from an earlier MAS attempt is an error; the message gives the DELETE statement to run".into());
         steps.push(check);
-        steps.push(step(hs, host, DRY_RUN, "Rehearse the migration (syn2mas migrate --dry-run)", StepKind::RunUnit,
+        steps.push(step(host, DRY_RUN, "Rehearse the migration (syn2mas migrate --dry-run)", StepKind::RunUnit,
             vec![start(unit::SYN2MAS_DRY_RUN), journal(unit::SYN2MAS_DRY_RUN)],
             gate(&format!("{SYN2MAS_EXIT}. The dry run writes to MAS and then empties it, so its duration (ExecMainStartTimestamp → ExecMainExitTimestamp) is how long the real migration keeps Synapse down"),
                 vec![result_of(unit::SYN2MAS_DRY_RUN), format!("systemctl show -p ExecMainStartTimestamp -p ExecMainExitTimestamp {}.service", unit::SYN2MAS_DRY_RUN)]),
@@ -218,11 +219,11 @@ pub(super) fn forward(
             undo(true, "nothing to undo: nothing was activated"),
             HostState::MasPrepared,
         ));
-        steps.push(step(hs, host, STOP, "Stop Synapse and MAS (downtime starts)", StepKind::Manual,
+        steps.push(step(host, STOP, "Stop Synapse and MAS (downtime starts)", StepKind::Manual,
             vec!["systemctl stop matrix-synapse.service matrix-authentication-service.service".into()],
             gate("both units are inactive", vec!["systemctl is-active matrix-synapse.service matrix-authentication-service.service || true".into()]),
             Downtime::Down, undo(true, "systemctl start matrix-synapse.service matrix-authentication-service.service"), HostState::MasPrepared));
-        let mut migrate = step(hs, host, MIGRATE, "Copy users, passwords, links and sessions into MAS (syn2mas migrate)", StepKind::RunUnit,
+        let mut migrate = step(host, MIGRATE, "Copy users, passwords, links and sessions into MAS (syn2mas migrate)", StepKind::RunUnit,
             vec![start(unit::SYN2MAS_MIGRATE), journal(unit::SYN2MAS_MIGRATE)],
             gate(SYN2MAS_EXIT, vec![result_of(unit::SYN2MAS_MIGRATE)]),
             Downtime::Down,
@@ -234,7 +235,7 @@ pub(super) fn forward(
 
     if hs.mode == Mode::Fresh || from <= HostState::Migrated || from == HostState::Delegated {
         let migrating = hs.mode == Mode::Migrate && from < HostState::Delegated;
-        let mut switch = step(hs, host, SWITCH_FINAL,
+        let mut switch = step(host, SWITCH_FINAL,
             if migrating { "Switch Synapse to MAS delegation (downtime ends)" } else { "Switch to the configuration" },
             StepKind::Rebuild,
             vec![format!("nixos-rebuild switch --flake {out}#{final_cfg}")],
@@ -253,7 +254,7 @@ pub(super) fn forward(
             switch.warnings.push("from here on users log in through MAS; going back breaks every session created after this step".into());
         }
         steps.push(switch);
-        steps.push(step(hs, host, DOCTOR, "Verify the installation with mas-cli doctor", StepKind::Check,
+        steps.push(step(host, DOCTOR, "Verify the installation with mas-cli doctor", StepKind::Check,
             vec![start(unit::MAS_DOCTOR), journal(unit::MAS_DOCTOR)],
             gate("doctor reports no error (it checks that the legacy login API is served by MAS through the public URL)", vec![result_of(unit::MAS_DOCTOR)]),
             Downtime::None, undo(true, "nothing to undo: doctor only reads"), HostState::Delegated));
@@ -404,7 +405,7 @@ pub(super) fn rollback(
                     help: format!("if that loss is acceptable, pass --acknowledge {ACK_ROLLBACK}"),
                 });
             }
-            let mut s = step(hs, host, "rollback-stop", "Stop Synapse and MAS (downtime starts)", StepKind::Manual,
+            let mut s = step(host, "rollback-stop", "Stop Synapse and MAS (downtime starts)", StepKind::Manual,
                 vec!["systemctl stop matrix-synapse.service matrix-authentication-service.service".into()],
                 gate("both units are inactive", vec!["systemctl is-active matrix-synapse.service matrix-authentication-service.service || true".into()]),
                 Downtime::Down, undo(true, "systemctl start matrix-synapse.service matrix-authentication-service.service"), HostState::Delegated);

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Install everything the masgen test suite needs. Idempotent and quick when
+# everything is already present. Safe to run as root (CI) or with sudo.
+set -euo pipefail
+
+SYNAPSE_VERSION="1.163.2"
+VENV="${MASGEN_SYNAPSE_VENV:-$HOME/.cache/masgen/synapse-venv}"
+
+log() { printf '[setup-test-deps] %s\n' "$*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+
+# Debian keeps the postgres server binaries out of PATH.
+pg_bin_dir() {
+  local d
+  d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)"
+  if [ -n "$d" ] && [ -x "$d/pg_ctl" ]; then
+    printf '%s\n' "$d"
+  fi
+}
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+
+# ---------------------------------------------------------------- apt packages
+missing=()
+for tool in nix-instantiate nginx systemd-analyze pg_config envsubst jq gcc; do
+  have "$tool" || missing+=("$tool")
+done
+[ -n "$(pg_bin_dir)" ] || missing+=("pg_ctl")
+# psycopg2 is built from source, so the python used for the venv needs venv + headers.
+PYTHON="${MASGEN_PYTHON:-python3}"
+if ! have "$PYTHON"; then
+  missing+=("python3")
+elif ! "$PYTHON" -c 'import ensurepip, sysconfig, os, sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)' >/dev/null 2>&1; then
+  missing+=("python3-venv/python3-dev")
+fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "missing: ${missing[*]}; installing with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  # stdout is reserved for the python path, so send apt's chatter to stderr.
+  $SUDO apt-get update >&2
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+    nix-bin postgresql nginx systemd libpq-dev gettext-base jq \
+    python3 python3-venv python3-dev gcc libc6-dev >&2
+else
+  log "system packages already installed"
+fi
+
+PG_BIN="$(pg_bin_dir)"
+[ -n "$PG_BIN" ] || { log "pg_ctl still not found under /usr/lib/postgresql/*/bin"; exit 1; }
+log "postgres binaries: $PG_BIN"
+
+# ------------------------------------------------------------------------ nix
+# Debian's nix 2.8 opens a store even for --parse/--eval. The default
+# (local store under /nix/var/nix) needs root or a daemon, so the tests pass
+# `--store dummy://`, which needs no state dir at all and is parallel-safe.
+# Check that both modes the tests rely on work.
+nix_smoke() {
+  nix-instantiate --store dummy:// --parse -E '1' >/dev/null &&
+    [ "$(nix-instantiate --store dummy:// --eval --strict --json -E '{a=1;}')" = '{"a":1}' ]
+}
+if ! nix_smoke; then
+  log "nix-instantiate with --store dummy:// failed; creating /nix/var/nix and retrying"
+  $SUDO mkdir -p /nix/var/nix
+  nix_smoke || { log "nix-instantiate does not work"; exit 1; }
+fi
+log "nix-instantiate ok ($(nix-instantiate --version))"
+
+# ------------------------------------------------------------- synapse venv
+venv_ok() {
+  [ -x "$VENV/bin/python" ] &&
+    [ "$("$VENV/bin/python" -c 'import importlib.metadata as m, synapse, psycopg2, authlib; print(m.version("matrix-synapse"))' 2>/dev/null)" = "$SYNAPSE_VERSION" ]
+}
+if venv_ok; then
+  log "synapse venv already has matrix-synapse $SYNAPSE_VERSION"
+else
+  log "creating synapse venv at $VENV (matrix-synapse $SYNAPSE_VERSION)"
+  rm -rf "$VENV"
+  mkdir -p "$(dirname "$VENV")"
+  "$PYTHON" -m venv "$VENV" >&2
+  # pg_config must be on PATH for the psycopg2 source build.
+  PATH="$PATH:$PG_BIN" "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "matrix-synapse[oidc,postgres]==$SYNAPSE_VERSION" >&2
+  venv_ok || { log "synapse venv is broken after install"; exit 1; }
+fi
+echo "$VENV/bin/python"
