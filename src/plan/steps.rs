@@ -165,7 +165,6 @@ pub(super) fn forward(
                 HostState::MasPrepared));
         }
         let mut check = step(
-            hs,
             host,
             CHECK,
             "Check the homeserver for syn2mas",
@@ -184,7 +183,6 @@ pub(super) fn forward(
                 vec![result_of(unit::SYN2MAS_DRY_RUN), format!("systemctl show -p ExecMainStartTimestamp -p ExecMainExitTimestamp {}.service", unit::SYN2MAS_DRY_RUN)]),
             Downtime::None, undo(true, "nothing to undo: MAS's database is emptied again"), HostState::MasPrepared));
         steps.push(step(
-            hs,
             host,
             BACKUP,
             "Back up the Synapse database and config files",
@@ -205,7 +203,6 @@ pub(super) fn forward(
             HostState::MasPrepared,
         ));
         steps.push(step(
-            hs,
             host,
             BUILD_FINAL,
             "Build the final configuration without activating it",
@@ -262,7 +259,6 @@ pub(super) fn forward(
             let task = unit::register_user_task(&user.localpart);
             let who = if user.bot { "bot" } else { "user" };
             steps.push(step(
-                hs,
                 host,
                 &format!("register-{}", user.localpart),
                 &format!(
@@ -295,7 +291,6 @@ pub(super) fn forward(
         }
         if !notes.is_empty() {
             let mut s = step(
-                hs,
                 host,
                 "follow-ups",
                 "Follow-ups for admins and email",
@@ -338,7 +333,6 @@ pub(super) fn rollback(
         HostState::Fresh | HostState::SynapseOnly => return Ok((from, steps)),
         HostState::MasPrepared => {
             steps.push(step(
-                hs,
                 host,
                 "rollback-prepare",
                 "Remove MAS: switch back to the previous generation",
@@ -358,7 +352,6 @@ pub(super) fn rollback(
         }
         HostState::Migrated => {
             steps.push(step(
-                hs,
                 host,
                 "rollback-empty-mas",
                 "Empty MAS's database (syn2mas never wrote to Synapse's)",
@@ -379,7 +372,6 @@ pub(super) fn rollback(
                 HostState::MasPrepared,
             ));
             steps.push(step(
-                hs,
                 host,
                 "rollback-start-synapse",
                 "Start Synapse on the phase-1 configuration (downtime ends)",
@@ -412,7 +404,6 @@ pub(super) fn rollback(
             s.warnings.push("sessions created through MAS stop working; users log in again with their Synapse passwords (changes made in MAS are lost)".into());
             steps.push(s);
             steps.push(step(
-                hs,
                 host,
                 "rollback-switch-prepare",
                 "Switch Synapse back to its own logins (phase-1 configuration)",
@@ -433,7 +424,6 @@ pub(super) fn rollback(
                 HostState::MasPrepared,
             ));
             steps.push(step(
-                hs,
                 host,
                 "rollback-empty-mas",
                 "Empty MAS's database so a later migration can run",
