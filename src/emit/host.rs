@@ -65,6 +65,9 @@ fn task(t: &Task) -> NixExpr {
     if let Some(s) = t.timeout_sec {
         attrs.push(("timeoutSec", NixExpr::Int(s.into())));
     }
+    if let Some(s) = &t.success_stamp {
+        attrs.push(("successStamp", NixExpr::str(s)));
+    }
     NixExpr::attrs(attrs)
 }
 

@@ -143,7 +143,7 @@ pub fn render_nginx(hosts: &[VirtualHost], opts: &RenderOptions) -> String {
 pub fn synapse_config_args(extra_files: &[String]) -> Vec<(String, Option<(String, String)>)> {
     let mut out = vec![(STORE_SYNAPSE_CONFIG.to_string(), None)];
     for (i, f) in extra_files.iter().enumerate() {
-        let cred = format!("synapse-config-{i}");
+        let cred = format!("masgen-synapse-config-{i}");
         out.push((format!("%d/{cred}"), Some((cred, f.clone()))));
     }
     out
@@ -177,11 +177,7 @@ pub fn render_unit(task: &Task, synapse_extra_files: &[String]) -> String {
                 && tool.ends_with('@')
                 && tool != "@CONFIG@" =>
             {
-                if tool == "@user-password@" {
-                    argv.push("%d/user-password".to_string());
-                } else {
-                    argv.push(format!("{STORE_BIN}/{}", &tool[1..tool.len() - 1]));
-                }
+                argv.push(format!("{STORE_BIN}/{}", &tool[1..tool.len() - 1]));
             }
             other => argv.push(exec_arg(other)),
         }
@@ -200,7 +196,7 @@ pub fn render_unit(task: &Task, synapse_extra_files: &[String]) -> String {
             u.push_str(&format!("{key}={}\n", list.join(" ")));
         }
     }
-    u.push_str("\n[Service]\nType=oneshot\n");
+    u.push_str("\n[Service]\nType=oneshot\nUMask=0077\n");
     if let Some(user) = &task.user {
         u.push_str(&format!("User={user}\n"));
     }
@@ -214,12 +210,19 @@ pub fn render_unit(task: &Task, synapse_extra_files: &[String]) -> String {
         ));
     }
     if let Some(d) = &task.runtime_directory {
-        u.push_str(&format!("RuntimeDirectory={d}\n"));
+        u.push_str(&format!(
+            "RuntimeDirectory={d}\nRuntimeDirectoryMode=0700\n"
+        ));
     }
     if let Some(t) = task.timeout_sec {
-        u.push_str(&format!("TimeoutSec={t}\n"));
+        u.push_str(&format!("TimeoutStartSec={t}\n"));
     }
     u.push_str(&format!("ExecStart={}\n", argv.join(" ")));
+    if let Some(stamp) = &task.success_stamp {
+        u.push_str(&format!(
+            "ExecStartPost=+{STORE_BIN}/mkdir -p /var/lib/masgen\nExecStartPost=+{STORE_BIN}/touch /var/lib/masgen/{stamp}\n"
+        ));
+    }
     u
 }
 

@@ -21,11 +21,14 @@ pub struct Task {
     pub command: Vec<String>,
     pub runtime_directory: Option<String>,
     pub timeout_sec: Option<u32>,
+    /// Created under /var/lib/masgen on success (state detection for `plan`).
+    pub success_stamp: Option<String>,
 }
 
 pub const SYNAPSE_UNIT: &str = "matrix-synapse.service";
 pub const MAS_UNIT: &str = "matrix-authentication-service.service";
 pub const MAS_USER: &str = "matrix-authentication-service";
+pub const PASSWORD_CONFIG_UNIT: &str = "masgen-synapse-password-config.service";
 
 pub const BACKUP: &str = "masgen-backup";
 pub const MAS_CONFIG_CHECK: &str = "masgen-mas-config-check";
@@ -76,6 +79,7 @@ fn mas_cli(
         command,
         runtime_directory: Some(name.into()),
         timeout_sec: None,
+        success_stamp: None,
     }
 }
 
@@ -113,6 +117,7 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
                 command: backup_cmd,
                 runtime_directory: None,
                 timeout_sec: None,
+                success_stamp: None,
             },
         );
         // syn2mas reads the phase-1 Synapse config (it still lists the
@@ -120,7 +125,13 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
         let syn2mas = |name: &str, description: &str, sub: &[&str]| {
             let mut args = vec!["syn2mas", "@CONFIG@", "@synapse-config-args@"];
             args.extend_from_slice(sub);
-            mas_cli(hs, name, description, &args, &creds)
+            let mut task = mas_cli(hs, name, description, &args, &creds);
+            // modules/synapse-secrets.nix writes the pepper-bearing file syn2mas reads.
+            if synapse.password_config.is_some() {
+                task.after.push(PASSWORD_CONFIG_UNIT.into());
+                task.requires.push(PASSWORD_CONFIG_UNIT.into());
+            }
+            task
         };
         tasks.insert(
             SYN2MAS_CHECK.into(),
@@ -146,6 +157,7 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
         // Starting the real migration stops Synapse and MAS: syn2mas only
         // takes table locks and does not enforce Synapse being offline.
         migrate.conflicts = vec![SYNAPSE_UNIT.into(), MAS_UNIT.into()];
+        migrate.success_stamp = Some(crate::plan::MIGRATED_STAMP.into());
         tasks.insert(SYN2MAS_MIGRATE.into(), migrate);
     }
 
@@ -162,30 +174,37 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
         );
         for user in &hs.users {
             let name = register_user_task(&user.localpart);
-            let mut args = vec![
-                "manage",
-                "register-user",
-                "@CONFIG@",
-                "--yes",
-                "--ignore-password-complexity",
+            // masgen-register-user wraps `mas-cli manage register-user`: an
+            // existing user is not an error, so the task can be re-run.
+            let mut command = vec![
+                "@masgen-mas-run@".to_string(),
+                "@mas-config@".into(),
+                "--".into(),
+                "@masgen-register-user@".into(),
+                "@mas-cli@".into(),
+                "@CONFIG@".into(),
+                user.localpart.clone(),
             ];
             if user.admin {
-                args.push("--admin");
+                command.push("--admin".into());
             }
             let mut task_creds = creds.clone();
-            if user.password_file.is_some() {
-                args.push("--password-file");
-                args.push("@user-password@");
-            }
             if let Some(f) = &user.password_file {
                 task_creds.insert("user-password".into(), f.clone());
+                command.push("--password-file".into());
+                command.push("user-password".into());
             }
-            args.push(&user.localpart);
-            let desc = format!(
-                "masgen: register @{}:{} in MAS",
-                user.localpart, hs.server_name
+            let mut task = mas_cli(
+                hs,
+                &name,
+                &format!(
+                    "masgen: register @{}:{} in MAS",
+                    user.localpart, hs.server_name
+                ),
+                &[],
+                &task_creds,
             );
-            let mut task = mas_cli(hs, &name, &desc, &args, &task_creds);
+            task.command = command;
             task.after.push(MAS_UNIT.into());
             tasks.insert(name, task);
         }

@@ -175,6 +175,12 @@ pub(super) fn forward(
             undo(true, "nothing to undo: the check only reads"),
             HostState::MasPrepared,
         );
+        if hs.synapse.pepper_file.is_some() {
+            check.warnings.push(format!(
+                "MAS reads the pepper file byte for byte while Synapse's side strips a trailing newline: write {} without one (`printf '%s' PEPPER > FILE`), or the check reports a pepper mismatch",
+                hs.synapse.pepper_file.as_deref().unwrap_or_default()
+            ));
+        }
         check.warnings.push("a leftover `oauth-delegated` external id from an earlier MAS attempt is an error; the message gives the DELETE statement to run".into());
         steps.push(check);
         steps.push(step(host, DRY_RUN, "Rehearse the migration (syn2mas migrate --dry-run)", StepKind::RunUnit,
@@ -316,8 +322,10 @@ pub(super) fn rollback(
 ) -> Result<(HostState, Vec<Step>), Refusal> {
     let out = &opts.out_dir;
     let prepare_cfg = configuration_name(host, Phase::Prepare);
+    // The stamp goes too, or `plan --system /` would still see a migration.
     let drop_mas = format!(
-        "sudo -u postgres dropdb {db} && sudo -u postgres createdb -O {user} {db}",
+        "sudo -u postgres dropdb {db} && sudo -u postgres createdb -O {user} {db} && rm -f /var/lib/masgen/{stamp}",
+        stamp = super::MIGRATED_STAMP,
         db = hs.mas.database.name,
         user = hs.mas.database.user
     );

@@ -1,0 +1,235 @@
+//! Reads the Nix files masgen writes back into data: attribute sets, lists,
+//! strings, numbers, booleans, `null`, a `{ ... }:` module header and
+//! `import ./file.nix` of a sibling file in the same tree. Anything else
+//! (interpolation, `let`, operators) means the file was not written by
+//! masgen, and is an error.
+
+use camino::{Utf8Path, Utf8PathBuf};
+use rnix::ast::{self, HasEntry, InterpolPart, LiteralKind, UnaryOpKind};
+use serde_json::{Map, Number, Value};
+
+use crate::emit::OutputTree;
+
+/// Evaluates the masgen-written Nix file `path` of `tree` to JSON data.
+pub fn read(tree: &OutputTree, path: &Utf8Path) -> Result<Value, String> {
+    read_depth(tree, path, 0)
+}
+
+fn read_depth(tree: &OutputTree, path: &Utf8Path, depth: usize) -> Result<Value, String> {
+    if depth > 8 {
+        return Err(format!("{path}: imports nest too deeply"));
+    }
+    let text = tree
+        .get(path)
+        .ok_or_else(|| format!("{path} is not in the tree"))?;
+    let parse = rnix::Root::parse(text);
+    if let Some(e) = parse.errors().first() {
+        return Err(format!("{path} does not parse as Nix: {e}"));
+    }
+    let expr = parse
+        .tree()
+        .expr()
+        .ok_or_else(|| format!("{path} is empty"))?;
+    let reader = Reader {
+        tree,
+        dir: path.parent().unwrap_or(Utf8Path::new("")),
+        file: path,
+        depth,
+    };
+    reader.value(&expr)
+}
+
+struct Reader<'a> {
+    tree: &'a OutputTree,
+    dir: &'a Utf8Path,
+    file: &'a Utf8Path,
+    depth: usize,
+}
+
+impl Reader<'_> {
+    fn err(&self, what: impl std::fmt::Display) -> String {
+        format!("{}: {what} is not masgen data", self.file)
+    }
+
+    fn value(&self, expr: &ast::Expr) -> Result<Value, String> {
+        match expr {
+            ast::Expr::Lambda(l) => {
+                let body = l.body().ok_or_else(|| self.err("a function without body"))?;
+                self.value(&body)
+            }
+            ast::Expr::Paren(p) => {
+                let inner = p.expr().ok_or_else(|| self.err("`()`"))?;
+                self.value(&inner)
+            }
+            ast::Expr::AttrSet(set) => {
+                if set.rec_token().is_some() {
+                    return Err(self.err("`rec { … }`"));
+                }
+                let mut map = Map::new();
+                for entry in set.entries() {
+                    let ast::Entry::AttrpathValue(av) = entry else {
+                        return Err(self.err("`inherit`"));
+                    };
+                    let keys = av
+                        .attrpath()
+                        .ok_or_else(|| self.err("a binding without name"))?
+                        .attrs()
+                        .map(|a| self.attr_name(&a))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let value = self.value(&av.value().ok_or_else(|| self.err("`x = ;`"))?)?;
+                    insert_path(&mut map, &keys, value).map_err(|k| self.err(k))?;
+                }
+                Ok(Value::Object(map))
+            }
+            ast::Expr::List(list) => list
+                .items()
+                .map(|i| self.value(&i))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
+            ast::Expr::Str(s) => self.string(s).map(Value::String),
+            ast::Expr::Literal(lit) => match lit.kind() {
+                LiteralKind::Integer(i) => i
+                    .value()
+                    .map(|n| Value::Number(n.into()))
+                    .map_err(|e| self.err(e)),
+                LiteralKind::Float(f) => f
+                    .value()
+                    .ok()
+                    .and_then(Number::from_f64)
+                    .map(Value::Number)
+                    .ok_or_else(|| self.err("a float")),
+                LiteralKind::Uri(u) => Err(self.err(format!("the URI {u}"))),
+            },
+            ast::Expr::Ident(id) => match id.to_string().as_str() {
+                "true" => Ok(Value::Bool(true)),
+                "false" => Ok(Value::Bool(false)),
+                "null" => Ok(Value::Null),
+                other => Err(self.err(format!("the variable `{other}`"))),
+            },
+            ast::Expr::UnaryOp(op) if op.operator() == Some(UnaryOpKind::Negate) => {
+                let inner = op.expr().ok_or_else(|| self.err("`-`"))?;
+                match self.value(&inner)? {
+                    Value::Number(n) => {
+                        if let Some(i) = n.as_i64() {
+                            Ok(Value::Number((-i).into()))
+                        } else {
+                            n.as_f64()
+                                .and_then(|f| Number::from_f64(-f))
+                                .map(Value::Number)
+                                .ok_or_else(|| self.err("a negative number"))
+                        }
+                    }
+                    _ => Err(self.err("`-` of a non-number")),
+                }
+            }
+            ast::Expr::Apply(app) => {
+                let is_import = matches!(app.lambda(), Some(ast::Expr::Ident(id)) if id.to_string() == "import");
+                let Some(ast::Expr::Path(path)) = app.argument() else {
+                    return Err(self.err("a function call"));
+                };
+                if !is_import {
+                    return Err(self.err("a function call"));
+                }
+                let rel = path.to_string();
+                let Some(rel) = rel.strip_prefix("./") else {
+                    return Err(self.err(format!("`import {rel}`")));
+                };
+                let target = normalize(&self.dir.join(rel));
+                read_depth(self.tree, &target, self.depth + 1)
+            }
+            other => Err(self.err(format!("`{other}`"))),
+        }
+    }
+
+    fn attr_name(&self, attr: &ast::Attr) -> Result<String, String> {
+        match attr {
+            ast::Attr::Ident(id) => Ok(id.to_string()),
+            ast::Attr::Str(s) => self.string(s),
+            ast::Attr::Dynamic(_) => Err(self.err("a `${…}` attribute name")),
+        }
+    }
+
+    fn string(&self, s: &ast::Str) -> Result<String, String> {
+        let mut out = String::new();
+        for part in s.normalized_parts() {
+            match part {
+                InterpolPart::Literal(text) => out.push_str(&text),
+                InterpolPart::Interpolation(_) => return Err(self.err("`${…}` in a string")),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn insert_path(map: &mut Map<String, Value>, keys: &[String], value: Value) -> Result<(), String> {
+    match keys {
+        [] => Err("an empty attribute path".into()),
+        [last] => {
+            if map.contains_key(last) {
+                return Err(format!("`{last}` defined twice"));
+            }
+            map.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let child = map
+                .entry(first.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            match child {
+                Value::Object(m) => insert_path(m, rest, value),
+                _ => Err(format!("`{first}` defined twice")),
+            }
+        }
+    }
+}
+
+/// `a/b/../c` → `a/c`, `a/./b` → `a/b` (paths stay inside the tree).
+fn normalize(path: &Utf8Path) -> Utf8PathBuf {
+    let mut out = Utf8PathBuf::new();
+    for c in path.components() {
+        match c {
+            camino::Utf8Component::CurDir => {}
+            camino::Utf8Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_str()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nix::{print, NixExpr};
+    use serde_json::json;
+
+    #[test]
+    fn reads_back_what_the_printer_writes() {
+        let data = json!({
+            "m.homeserver": {"base_url": "https://x/${not}"},
+            "list": [1, -2, 2.5, null, true, "a\"b\\c\nd"],
+            "empty": {}, "none": [],
+        });
+        let mut tree = OutputTree::new();
+        tree.insert(
+            "h/data.nix".into(),
+            format!("# header\n{}\n", print(&NixExpr::from_json(&data))),
+        );
+        tree.insert(
+            "h/default.nix".into(),
+            "{ ... }:\n{\n  a.b = import ./data.nix;\n}\n".into(),
+        );
+        let v = read(&tree, Utf8Path::new("h/default.nix")).unwrap();
+        assert_eq!(v, json!({"a": {"b": data}}));
+    }
+
+    #[test]
+    fn refuses_code() {
+        let mut tree = OutputTree::new();
+        tree.insert("x.nix".into(), "{ a = b; }".into());
+        assert!(read(&tree, Utf8Path::new("x.nix"))
+            .unwrap_err()
+            .contains("variable `b`"));
+    }
+}

@@ -1,0 +1,206 @@
+//! The NixOS configurations of an output tree, read back from the
+//! `hosts/<host>/<phase>/*.nix` files masgen wrote (so a tree on disk, a tree
+//! built from an old spec and the new tree are all read the same way).
+
+use std::collections::BTreeMap;
+
+use camino::Utf8PathBuf;
+use serde_json::{Map, Value};
+
+use crate::emit::OutputTree;
+use crate::lower::{configuration_name, Phase};
+
+use super::changeset::RouteTarget;
+use super::nixdata;
+
+/// One `nixosConfigurations.<configuration>` of a tree: the host module as data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigState {
+    pub host: String,
+    /// `prepare` or `final`.
+    pub phase: String,
+    pub configuration: String,
+    /// `hosts/<host>/<phase>/default.nix` with its imports, as JSON data.
+    pub module: Value,
+}
+
+/// A virtual host's options (without its locations) and its locations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vhost {
+    pub options: Map<String, Value>,
+    pub locations: BTreeMap<String, RouteTarget>,
+}
+
+/// Reads every configuration of a tree, sorted by host, then phase.
+pub fn configurations(tree: &OutputTree) -> Result<Vec<ConfigState>, String> {
+    let mut out = Vec::new();
+    for path in tree.keys() {
+        let parts: Vec<&str> = path.components().map(|c| c.as_str()).collect();
+        let ["hosts", host, phase, "default.nix"] = parts.as_slice() else {
+            continue;
+        };
+        let module = nixdata::read(tree, path)?;
+        let configuration = match *phase {
+            "prepare" => configuration_name(host, Phase::Prepare),
+            "final" => configuration_name(host, Phase::Final),
+            other => format!("{host}-{other}"),
+        };
+        out.push(ConfigState {
+            host: host.to_string(),
+            phase: phase.to_string(),
+            configuration,
+            module,
+        });
+    }
+    out.sort_by(|a, b| (&a.host, phase_rank(&a.phase)).cmp(&(&b.host, phase_rank(&b.phase))));
+    Ok(out)
+}
+
+pub fn phase_rank(phase: &str) -> u8 {
+    match phase {
+        "prepare" => 0,
+        "final" => 1,
+        _ => 2,
+    }
+}
+
+/// `hosts/<host>/<phase>/` of a configuration, for messages.
+pub fn config_dir(c: &ConfigState) -> Utf8PathBuf {
+    Utf8PathBuf::from("hosts").join(&c.host).join(&c.phase)
+}
+
+const EMPTY: &Value = &Value::Null;
+
+impl ConfigState {
+    pub fn get(&self, path: &[&str]) -> &Value {
+        path.iter()
+            .try_fold(&self.module, |v, k| v.get(*k))
+            .unwrap_or(EMPTY)
+    }
+
+    fn enabled(&self, service: &str) -> bool {
+        self.get(&["services", service, "enable"]) == &Value::Bool(true)
+    }
+
+    pub fn synapse_enabled(&self) -> bool {
+        self.enabled("matrix-synapse")
+    }
+
+    pub fn synapse_settings(&self) -> Value {
+        object(self.get(&["services", "matrix-synapse", "settings"]))
+    }
+
+    /// `services.matrix-synapse.extraConfigFiles`, plus the password-config
+    /// file masgen's module appends when `masgen.synapse.passwordConfig` is on.
+    pub fn synapse_extra_files(&self) -> Vec<String> {
+        let mut files = strings(self.get(&["services", "matrix-synapse", "extraConfigFiles"]));
+        if self.password_config().is_some() {
+            files.push(crate::lower::PASSWORD_CONFIG_PATH.to_string());
+        }
+        files
+    }
+
+    /// `masgen.synapse.passwordConfig` when enabled: `{settings, pepperFile}`.
+    pub fn password_config(&self) -> Option<&Value> {
+        let pc = self.get(&["masgen", "synapse", "passwordConfig"]);
+        (pc.get("enable") == Some(&Value::Bool(true))).then_some(pc)
+    }
+
+    pub fn mas_enabled(&self) -> bool {
+        self.enabled("matrix-authentication-service")
+    }
+
+    pub fn mas_settings(&self) -> Value {
+        object(self.get(&["services", "matrix-authentication-service", "settings"]))
+    }
+
+    pub fn mas_credentials(&self) -> BTreeMap<String, String> {
+        self.get(&["services", "matrix-authentication-service", "credentials"])
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn nginx_enabled(&self) -> bool {
+        self.enabled("nginx")
+    }
+
+    pub fn postgres_enabled(&self) -> bool {
+        self.enabled("postgresql")
+    }
+
+    pub fn vhosts(&self) -> BTreeMap<String, Vhost> {
+        let mut out = BTreeMap::new();
+        let Some(hosts) = self
+            .get(&["services", "nginx", "virtualHosts"])
+            .as_object()
+        else {
+            return out;
+        };
+        for (name, v) in hosts {
+            let mut options = v.as_object().cloned().unwrap_or_default();
+            let locations = options
+                .remove("locations")
+                .and_then(|l| l.as_object().cloned())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(matcher, l)| {
+                    let s = |k: &str| l.get(k).and_then(|v| v.as_str()).map(str::to_string);
+                    (
+                        matcher,
+                        RouteTarget {
+                            proxy_pass: s("proxyPass"),
+                            return_value: s("return"),
+                            extra_config: s("extraConfig"),
+                        },
+                    )
+                })
+                .collect();
+            out.insert(name.clone(), Vhost { options, locations });
+        }
+        out
+    }
+
+    /// Virtual hosts that get an ACME certificate (`enableACME`).
+    pub fn acme_hosts(&self) -> Vec<String> {
+        self.vhosts()
+            .into_iter()
+            .filter(|(_, v)| v.options.get("enableACME") == Some(&Value::Bool(true)))
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    pub fn tasks(&self) -> BTreeMap<String, Value> {
+        self.get(&["masgen", "tasks"])
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn object(v: &Value) -> Value {
+    match v {
+        Value::Object(_) => v.clone(),
+        _ => Value::Object(Map::new()),
+    }
+}
+
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether Synapse settings delegate authentication to MAS.
+pub fn delegates(settings: &Value) -> bool {
+    let on = |p: &str| settings.pointer(p) == Some(&Value::Bool(true));
+    on("/matrix_authentication_service/enabled") || on("/experimental_features/msc3861/enabled")
+}

@@ -1,0 +1,1578 @@
+//! Tests of the hand-written NixOS modules (`modules/*.nix`), their shell
+//! scripts (`modules/scripts/*.sh`) and the root `flake.nix`.
+//!
+//! nixpkgs is not available here, so the modules are evaluated with a small
+//! stub of `lib`/`pkgs` (see `HARNESS`): enough to resolve `mkIf`/`mkBefore`
+//! and option defaults, so the exact unit definitions, Exec lines and
+//! pg_hba/pg_ident lines the modules produce can be checked. The scripts and
+//! the pg_hba/pg_ident lines are then exercised for real (bash, a throwaway
+//! PostgreSQL cluster, fake `mas-cli` programs).
+//!
+//! A missing external tool makes a test print SKIP locally and fail in CI
+//! (`CI` set). The PostgreSQL tests need root (they use `runuser` and may
+//! create the system users `matrix-synapse` and
+//! `matrix-authentication-service`).
+
+use std::collections::BTreeMap;
+use std::env;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+// ------------------------------------------------------------------ basics
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn modules_dir() -> PathBuf {
+    repo().join("modules")
+}
+
+fn in_ci() -> bool {
+    match env::var("CI") {
+        Ok(v) => {
+            let v = v.trim().to_ascii_lowercase();
+            !(v.is_empty() || v == "false" || v == "0")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Panics in CI, prints a SKIP line otherwise.
+fn unavailable<T>(what: &str) -> Option<T> {
+    if in_ci() {
+        panic!("{what} is required by tests/modules.rs in CI (CI is set), but it is missing");
+    }
+    eprintln!("SKIP: {what} is not available");
+    None
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH")?;
+    env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}
+
+fn tool(name: &str) -> Option<PathBuf> {
+    which(name).or_else(|| unavailable(&format!("`{name}` on PATH")))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn check(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn write_file(path: &Path, text: &str, mode: u32) {
+    fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn mode_of(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// All `*.nix` files under `modules/` plus the root `flake.nix`.
+fn nix_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let mut entries: Vec<_> = fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "nix") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&modules_dir(), &mut files);
+    files.push(repo().join("flake.nix"));
+    files
+}
+
+fn scripts() -> Vec<PathBuf> {
+    let mut files: Vec<_> = fs::read_dir(modules_dir().join("scripts"))
+        .expect("modules/scripts exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sh"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn script(name: &str) -> PathBuf {
+    modules_dir().join("scripts").join(name)
+}
+
+// --------------------------------------------------------------------- Nix
+
+/// nix-instantiate with a private, writable state directory.
+struct Nix {
+    bin: PathBuf,
+    state: TempDir,
+}
+
+impl Nix {
+    fn new() -> Option<Nix> {
+        let bin = tool("nix-instantiate")?;
+        let state = tempfile::Builder::new()
+            .prefix("masgen-nix-state-")
+            .tempdir()
+            .unwrap();
+        Some(Nix { bin, state })
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.env("NIX_STATE_DIR", self.state.path())
+            .env("NIX_LOG_DIR", self.state.path().join("log"))
+            .env("HOME", self.state.path());
+        cmd
+    }
+
+    /// Evaluate `expr`, a function of `{ modulesDir, harness }` (both strings),
+    /// strictly to JSON.
+    fn eval_case(&self, expr: &str) -> Value {
+        let dir = self.state.path().join("harness");
+        fs::create_dir_all(&dir).unwrap();
+        let harness = dir.join("harness.nix");
+        fs::write(&harness, HARNESS).unwrap();
+        let out = check(
+            self.command()
+                .args(["--eval", "--strict", "--json", "--argstr", "modulesDir"])
+                .arg(modules_dir())
+                .arg("--argstr")
+                .arg("harness")
+                .arg(&harness)
+                .arg("-E")
+                .arg(expr),
+        );
+        serde_json::from_slice(&out.stdout).expect("nix-instantiate printed JSON")
+    }
+}
+
+/// A stub of the parts of nixpkgs' `lib` and `pkgs` the modules use. Every
+/// stubbed `lib` name exists in nixpkgs (checked against lib/ sources);
+/// `getExe` keeps the package attributes so a script's text stays
+/// reachable, and `formats.*.generate` keeps the value it was given.
+const HARNESS: &str = r#"
+{ modulesDir }:
+let
+  b = builtins;
+  dir = /. + modulesDir;
+  stubPkg = name: {
+    outPath = "/nix/store/stub-${name}";
+    inherit name;
+    meta.mainProgram = name;
+  };
+  option = args: args // { _stub = "option"; };
+  type = name: extra: { _stub = "type"; inherit name; } // extra;
+  lib = rec {
+    mkOption = option;
+    mkEnableOption = desc: option { default = false; description = desc; type = types.bool; };
+    mkIf = condition: content: { _type = "if"; inherit condition content; };
+    mkBefore = content: { _type = "order"; priority = 500; inherit content; };
+    types = {
+      str = type "str" { };
+      bool = type "bool" { };
+      int = type "int" { };
+      ints.positive = type "positiveInt" { };
+      strMatching = pattern: type "strMatching" { inherit pattern; };
+      nullOr = t: type "nullOr" { elem = t; };
+      listOf = t: type "listOf" { elem = t; };
+      attrsOf = t: type "attrsOf" { elem = t; };
+      submodule = module: type "submodule" { inherit module; };
+    };
+    getExe' = pkg: bin: "${pkg}/bin/${bin}";
+    getExe = pkg: pkg // { outPath = "${pkg}/bin/${pkg.meta.mainProgram}"; };
+    imap0 = f: list: b.genList (i: f i (b.elemAt list i)) (b.length list);
+    concatLists = b.concatLists;
+    optional = cond: x: if cond then [ x ] else [ ];
+    optionals = cond: xs: if cond then xs else [ ];
+    optionalAttrs = cond: as: if cond then as else { };
+    optionalString = cond: s: if cond then s else "";
+    mapAttrs = b.mapAttrs;
+    mapAttrsToList = f: as: map (n: f n as.${n}) (b.attrNames as);
+    concatStringsSep = b.concatStringsSep;
+    concatMapStringsSep = sep: f: list: b.concatStringsSep sep (map f list);
+    escapeShellArg = arg: "'${b.replaceStrings [ "'" ] [ "'\\''" ] (toString arg)}'";
+  };
+  format = {
+    type = type "format" { };
+    generate = name: value: stubPkg name // { generatedValue = value; };
+  };
+  pkgs = {
+    formats.yaml = { }: format;
+    formats.json = { }: format;
+    writeShellApplication = args: stubPkg args.name // {
+      inherit (args) text;
+      runtimeInputs = map (p: p.name) args.runtimeInputs;
+    };
+    coreutils = stubPkg "coreutils";
+    util-linux = stubPkg "util-linux";
+    gnugrep = stubPkg "gnugrep";
+    gettext = stubPkg "gettext";
+    jq = stubPkg "jq";
+    postgresql = stubPkg "postgresql";
+  };
+
+  # What the module system does with mkIf / mkBefore for a single definition.
+  resolve = v:
+    if b.isAttrs v && (v._type or null) == "if" then
+      (if v.condition then resolve v.content else null)
+    else if b.isAttrs v && (v._type or null) == "order" then
+      resolve v.content
+    else if b.isAttrs v && !(v ? outPath) then
+      b.mapAttrs (_: resolve) v
+    else if b.isList v then
+      map resolve v
+    else
+      v;
+
+  evalModule = file: config: import (dir + "/${file}") { inherit config lib pkgs; };
+
+  optionDefaults = opts: b.mapAttrs (_: o: o.default) (b.removeAttrs opts [ "command" ]);
+
+  # A masgen.tasks entry with its option defaults filled in.
+  task = name: value:
+    let
+      module = (evalModule "tasks.nix" { }).options.masgen.tasks.type.elem.module;
+    in
+    optionDefaults (module { inherit name; }).options // value;
+in
+{
+  inherit lib pkgs resolve evalModule optionDefaults task stubPkg;
+  mlib = import (dir + "/lib.nix");
+}
+"#;
+
+// ------------------------------------------------------------- syntax
+
+#[test]
+fn nix_files_parse_with_nix_instantiate() {
+    let Some(nix) = Nix::new() else { return };
+    let files = nix_files();
+    assert!(
+        files.len() >= 6,
+        "expected the modules and flake.nix, got {files:?}"
+    );
+    for file in files {
+        check(nix.command().arg("--parse").arg(&file));
+    }
+}
+
+#[test]
+fn nix_files_parse_with_rnix() {
+    for file in nix_files() {
+        let text = fs::read_to_string(&file).unwrap();
+        let parse = rnix::Root::parse(&text);
+        let errors: Vec<String> = parse.errors().iter().map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", file.display());
+    }
+}
+
+#[test]
+fn scripts_pass_bash_n() {
+    let files = scripts();
+    assert_eq!(
+        files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect::<Vec<_>>(),
+        ["backup.sh", "mas-run.sh", "register-user.sh"]
+    );
+    for file in &files {
+        check(Command::new("bash").arg("-n").arg(file));
+    }
+}
+
+/// pkgs.writeShellApplication runs shellcheck on the scripts at build time,
+/// with `set -o errexit -o nounset -o pipefail` in front.
+#[test]
+fn scripts_pass_shellcheck() {
+    let Some(shellcheck) = which("shellcheck") else {
+        // Not installed on every machine; the Nix build runs it anyway.
+        eprintln!("SKIP: shellcheck is not available");
+        return;
+    };
+    let tmp = TempDir::new().unwrap();
+    for file in scripts() {
+        let wrapped = tmp.path().join(file.file_name().unwrap());
+        let text = fs::read_to_string(&file).unwrap();
+        write_file(
+            &wrapped,
+            &format!("#!/bin/bash\nset -o errexit\nset -o nounset\nset -o pipefail\n\n{text}"),
+            0o644,
+        );
+        check(Command::new(&shellcheck).arg(&wrapped));
+    }
+}
+
+// ------------------------------------------------------ module evaluation
+
+#[test]
+fn lib_nix_quotes_exec_arguments_and_prunes_nulls() {
+    let Some(nix) = Nix::new() else { return };
+    let v = nix.eval_case(
+        r#"{ modulesDir, harness }:
+        let h = import (/. + harness) { inherit modulesDir; }; l = h.mlib; in {
+          rendered = l.renderCommand {
+            "@tool@" = [ { arg = "/nix/store/x-tool/bin/tool"; } ];
+            "@pair@" = [ { arg = "--flag"; } { raw = l.credentialArg "cred"; } ];
+          } [ "@tool@" "two words" "100%" "$HOME" "\${X}" "quote\"back\\slash" "new\nline" "@pair@" "@CONFIG@" ];
+          unknown = l.unknownTokens [ "@tool@" "@CONFIG@" ] [ "@tool@" "@CONFIG@" "@typo@" "a@b@" "@" "@@" ];
+          pruned = l.masFinalSettings {
+            a = null;
+            b = { c = null; d = [ null 1 { e = null; f = false; } ]; };
+            upstream_oauth2 = { providers = null; };
+            keep = { outPath = "/nix/store/x"; n = null; };
+          };
+          prunedProviders = l.masFinalSettings { upstream_oauth2.providers = [ { id = "X"; x = null; } ]; };
+          plain = map l.isPlainPgName [ "matrix-synapse" "all" "a b" "/re" "x,y" "\"q\"" "" "+grp" "mas_1.2" ];
+        }"#,
+    );
+    assert_eq!(
+        v["rendered"],
+        concat!(
+            r#""/nix/store/x-tool/bin/tool" "two words" "100%%" "$$HOME" "$${X}" "#,
+            r#""quote\"back\\slash" "new\nline" "--flag" "%d/cred" "@CONFIG@""#
+        )
+    );
+    assert_eq!(v["unknown"], serde_json::json!(["@typo@"]));
+    assert_eq!(
+        v["pruned"],
+        serde_json::json!({"b": {"d": [1, {"f": false}]}, "keep": "/nix/store/x"})
+    );
+    assert_eq!(
+        v["prunedProviders"],
+        serde_json::json!({"upstream_oauth2": {"providers": [{"id": "X"}]}})
+    );
+    assert_eq!(
+        v["plain"],
+        serde_json::json!([true, false, false, false, false, false, false, false, true])
+    );
+}
+
+const TASKS_CASE: &str = r#"{ modulesDir, harness }:
+let
+  h = import (/. + harness) { inherit modulesDir; };
+  tasks = {
+    syn2mas-check = {
+      command = [ "@masgen-mas-run@" "@mas-config@" "--" "@mas-cli@" "syn2mas" "@CONFIG@"
+                  "@synapse-config-args@" "check" ];
+      user = "matrix-authentication-service";
+      dynamicUser = true;
+      credentials = { own = "/run/secrets/own"; shared = "/run/secrets/task-wins"; };
+      after = [ "postgresql.service" ];
+      successExitStatus = [ 11 ];
+      timeoutSec = 3600;
+    };
+    backup = {
+      command = [ "@masgen-backup@" "matrix-synapse" "/var/backup/masgen" "@synapse-config-args@"
+                  "@mas-config@" "100%" "$HOME" ];
+      conflicts = [ "matrix-synapse.service" ];
+      stateDirectory = "masgen-backup";
+    };
+    sql = { command = [ "@psql@" "-c" "select 1" "@pg_dump@" ]; group = "postgres"; user = "postgres"; };
+    register = {
+      command = [ "@masgen-mas-run@" "@mas-config@" "--" "@masgen-register-user@" "@mas-cli@" "@CONFIG@" "bot" "--admin" ];
+      runtimeDirectory = "masgen-register";
+      environment = { FOO = "bar"; };
+    };
+  };
+  config = bad: synapse: {
+    masgen.tasks = builtins.mapAttrs h.task (tasks // (if bad then { bad.command = [ "@mas_cli@" "x" ]; } else { }));
+    masgen.synapse.passwordConfig.enable = true;
+    services.matrix-authentication-service = {
+      package = h.stubPkg "matrix-authentication-service";
+      settings = { matrix.homeserver = "example.org"; upstream_oauth2.providers = null; http.issuer = null; };
+      credentials = { shared = "/run/secrets/mas-wins"; enc = "/run/secrets/enc"; };
+      extraConfigFiles = [ "/run/secrets/mas-extra.yaml" ];
+    };
+    services.matrix-synapse = {
+      enable = synapse;
+      configFile = h.stubPkg "homeserver.yaml";
+      extraConfigFiles = [ "/run/secrets/synapse-extra.yaml" "/run/masgen-synapse/password-config.yaml" ];
+    };
+    services.postgresql = {
+      enable = true;
+      package = h.stubPkg "postgresql-17";
+      finalPackage = h.stubPkg "postgresql-and-plugins-17";
+    };
+  };
+  eval = bad: synapse: h.evalModule "tasks.nix" (config bad synapse);
+in {
+  good = h.resolve (eval false true).config;
+  badAssertions = map (a: a.assertion) (h.resolve (eval true true).config).assertions;
+  noSynapseAssertions = map (a: a.assertion) (h.resolve (eval false false).config).assertions;
+  empty = h.resolve (h.evalModule "tasks.nix" (config false true // { masgen.tasks = { }; })).config;
+  defaults = h.task "x" { command = [ "true" ]; };
+}
+"#;
+
+#[test]
+fn tasks_module_builds_oneshot_units() {
+    let Some(nix) = Nix::new() else { return };
+    let v = nix.eval_case(TASKS_CASE);
+    let good = &v["good"];
+    for a in good["assertions"].as_array().unwrap() {
+        assert_eq!(a["assertion"], true, "{a}");
+    }
+    let units = &good["systemd"]["services"];
+    let mut names: Vec<_> = units.as_object().unwrap().keys().cloned().collect();
+    names.sort();
+    assert_eq!(names, ["backup", "register", "sql", "syn2mas-check"]);
+
+    // Common to every task.
+    for (name, unit) in units.as_object().unwrap() {
+        assert_eq!(unit["serviceConfig"]["Type"], "oneshot", "{name}");
+        assert_eq!(unit["serviceConfig"]["UMask"], "0077", "{name}");
+        assert_eq!(unit["restartIfChanged"], false, "{name}");
+        assert_eq!(unit["stopIfChanged"], false, "{name}");
+        assert!(
+            unit.get("wantedBy").is_none(),
+            "{name} must not be wanted by anything"
+        );
+        assert_eq!(unit["description"], format!("masgen task {name}"));
+    }
+
+    let s2m = &units["syn2mas-check"];
+    assert_eq!(
+        s2m["serviceConfig"]["ExecStart"],
+        concat!(
+            r#""/nix/store/stub-masgen-mas-run/bin/masgen-mas-run" "/nix/store/stub-masgen-mas-config.yaml" "--" "#,
+            r#""/nix/store/stub-matrix-authentication-service/bin/mas-cli" "syn2mas" "@CONFIG@" "#,
+            r#""--synapse-config" "/nix/store/stub-homeserver.yaml" "#,
+            r#""--synapse-config" "%d/masgen-synapse-config-0" "#,
+            r#""--synapse-config" "%d/masgen-synapse-config-1" "check""#
+        )
+    );
+    assert_eq!(
+        s2m["serviceConfig"]["LoadCredential"],
+        serde_json::json!([
+            "enc:/run/secrets/enc",
+            "own:/run/secrets/own",
+            "shared:/run/secrets/task-wins",
+            "masgen-mas-extra-config-0:/run/secrets/mas-extra.yaml",
+            "masgen-synapse-config-0:/run/secrets/synapse-extra.yaml",
+            "masgen-synapse-config-1:/run/masgen-synapse/password-config.yaml"
+        ])
+    );
+    assert_eq!(
+        s2m["environment"],
+        serde_json::json!({"MASGEN_MAS_EXTRA_CONFIGS": "masgen-mas-extra-config-0"})
+    );
+    assert_eq!(
+        s2m["serviceConfig"]["User"],
+        "matrix-authentication-service"
+    );
+    assert_eq!(s2m["serviceConfig"]["DynamicUser"], true);
+    assert_eq!(s2m["serviceConfig"]["RuntimeDirectory"], "syn2mas-check");
+    assert_eq!(s2m["serviceConfig"]["RuntimeDirectoryMode"], "0700");
+    assert_eq!(s2m["serviceConfig"]["SuccessExitStatus"], "11");
+    assert_eq!(s2m["serviceConfig"]["TimeoutStartSec"], "3600");
+    assert_eq!(
+        s2m["after"],
+        serde_json::json!([
+            "postgresql.service",
+            "masgen-synapse-password-config.service"
+        ])
+    );
+    assert_eq!(
+        s2m["requires"],
+        serde_json::json!(["masgen-synapse-password-config.service"])
+    );
+
+    let backup = &units["backup"];
+    assert_eq!(
+        backup["serviceConfig"]["ExecStart"],
+        concat!(
+            r#""/nix/store/stub-masgen-backup/bin/masgen-backup" "matrix-synapse" "/var/backup/masgen" "#,
+            r#""--synapse-config" "/nix/store/stub-homeserver.yaml" "#,
+            r#""--synapse-config" "%d/masgen-synapse-config-0" "#,
+            r#""--synapse-config" "%d/masgen-synapse-config-1" "#,
+            r#""/nix/store/stub-masgen-mas-config.yaml" "100%%" "$$HOME""#
+        )
+    );
+    assert_eq!(
+        backup["conflicts"],
+        serde_json::json!(["matrix-synapse.service"])
+    );
+    assert_eq!(backup["serviceConfig"]["StateDirectory"], "masgen-backup");
+    // @mas-config@ pulls in the MAS credentials, @synapse-config-args@ the
+    // Synapse extra config files.
+    assert_eq!(
+        backup["serviceConfig"]["LoadCredential"],
+        serde_json::json!([
+            "enc:/run/secrets/enc",
+            "shared:/run/secrets/mas-wins",
+            "masgen-mas-extra-config-0:/run/secrets/mas-extra.yaml",
+            "masgen-synapse-config-0:/run/secrets/synapse-extra.yaml",
+            "masgen-synapse-config-1:/run/masgen-synapse/password-config.yaml"
+        ])
+    );
+    assert!(
+        backup["serviceConfig"].get("User").is_none(),
+        "root by default"
+    );
+    assert!(backup["serviceConfig"].get("DynamicUser").is_none());
+    assert!(backup["serviceConfig"].get("RuntimeDirectory").is_none());
+
+    let sql = &units["sql"];
+    assert_eq!(
+        sql["serviceConfig"]["ExecStart"],
+        concat!(
+            r#""/nix/store/stub-postgresql-and-plugins-17/bin/psql" "-c" "select 1" "#,
+            r#""/nix/store/stub-postgresql-and-plugins-17/bin/pg_dump""#
+        )
+    );
+    assert!(sql["serviceConfig"].get("LoadCredential").is_none());
+    assert_eq!(sql["after"], serde_json::json!([]));
+    assert_eq!(sql["serviceConfig"]["Group"], "postgres");
+
+    let register = &units["register"];
+    assert_eq!(
+        register["serviceConfig"]["ExecStart"],
+        concat!(
+            r#""/nix/store/stub-masgen-mas-run/bin/masgen-mas-run" "/nix/store/stub-masgen-mas-config.yaml" "--" "#,
+            r#""/nix/store/stub-masgen-register-user/bin/masgen-register-user" "#,
+            r#""/nix/store/stub-matrix-authentication-service/bin/mas-cli" "@CONFIG@" "bot" "--admin""#
+        )
+    );
+    assert_eq!(
+        register["serviceConfig"]["RuntimeDirectory"],
+        "masgen-register"
+    );
+    assert_eq!(
+        register["environment"],
+        serde_json::json!({"FOO": "bar", "MASGEN_MAS_EXTRA_CONFIGS": "masgen-mas-extra-config-0"})
+    );
+
+    // A typo'd placeholder fails an assertion; so does @synapse-config-args@
+    // on a host without Synapse.
+    assert!(v["badAssertions"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::Bool(false)));
+    assert!(v["noSynapseAssertions"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::Bool(false)));
+    // No tasks: the module adds nothing.
+    assert_eq!(v["empty"], Value::Null);
+
+    let d = &v["defaults"];
+    assert_eq!(d["description"], "masgen task x");
+    for key in [
+        "after",
+        "requires",
+        "wants",
+        "conflicts",
+        "successExitStatus",
+    ] {
+        assert_eq!(d[key], serde_json::json!([]), "{key}");
+    }
+    for key in ["credentials", "environment"] {
+        assert_eq!(d[key], serde_json::json!({}), "{key}");
+    }
+    for key in [
+        "user",
+        "group",
+        "runtimeDirectory",
+        "stateDirectory",
+        "timeoutSec",
+    ] {
+        assert_eq!(d[key], Value::Null, "{key}");
+    }
+    assert_eq!(d["dynamicUser"], false);
+}
+
+#[test]
+fn tasks_module_generates_the_mas_config_like_the_mas_module() {
+    let Some(nix) = Nix::new() else { return };
+    // formats.yaml.generate is stubbed to name its output after a hash of the
+    // value it is given, so the Exec line shows which value that was.
+    let v = nix.eval_case(
+        r#"{ modulesDir, harness }:
+        let
+          h = import (/. + harness) { inherit modulesDir; };
+          hashed = name: value: {
+            outPath = "/nix/store/${builtins.hashString "sha256" (builtins.toJSON value)}-${name}";
+          };
+          settings = {
+            matrix = { homeserver = "example.org"; secret_file = "\${CREDENTIALS_DIRECTORY}/s"; kind = null; };
+            upstream_oauth2.providers = null;
+            passwords.schemes = [
+              { version = 1; algorithm = "bcrypt"; secret_file = "$CREDENTIALS_DIRECTORY/p"; cost = null; }
+            ];
+          };
+          m = import (/. + modulesDir + "/tasks.nix") {
+            inherit (h) lib;
+            pkgs = h.pkgs // { formats.yaml = { }: { generate = hashed; }; };
+            config = {
+              masgen.tasks.t = h.task "t" { command = [ "@mas-config@" ]; };
+              services.matrix-authentication-service = {
+                package = h.stubPkg "mas";
+                inherit settings;
+                credentials = { };
+                extraConfigFiles = [ ];
+              };
+              services.matrix-synapse.enable = false;
+              services.postgresql.enable = false;
+            };
+          };
+          quoted = p: builtins.toJSON (toString p);
+        in {
+          exec = m.config.content.systemd.services.t.serviceConfig.ExecStart;
+          expected = quoted (hashed "masgen-mas-config.yaml" {
+            matrix = { homeserver = "example.org"; secret_file = "\${CREDENTIALS_DIRECTORY}/s"; };
+            passwords.schemes = [ { version = 1; algorithm = "bcrypt"; secret_file = "$CREDENTIALS_DIRECTORY/p"; } ];
+          });
+          unpruned = quoted (hashed "masgen-mas-config.yaml" settings);
+        }"#,
+    );
+    assert_eq!(v["exec"], v["expected"]);
+    assert_ne!(v["exec"], v["unpruned"]);
+}
+
+const SECRETS_CASE: &str = r#"{ modulesDir, harness }:
+let
+  h = import (/. + harness) { inherit modulesDir; };
+  config = pepperFile: extra: {
+    masgen.synapse.passwordConfig = {
+      enable = true;
+      settings = { enabled = true; policy.minimum_length = 8; };
+      inherit pepperFile;
+    };
+    services.matrix-synapse = {
+      enable = true;
+      settings = { server_name = "example.org"; } // extra;
+      workers = { fed = { }; media = { }; };
+    };
+  };
+  eval = pepperFile: extra: h.resolve (h.evalModule "synapse-secrets.nix" (config pepperFile extra)).config;
+  withPepper = eval "/run/secrets/pepper" { };
+  noPepper = eval null { };
+  unit = c: c.systemd.services.masgen-synapse-password-config;
+  exec = c: (unit c).serviceConfig.ExecStart;
+in {
+  inherit withPepper;
+  withPepperText = (exec withPepper).text;
+  withPepperInputs = (exec withPepper).runtimeInputs;
+  noPepperText = (exec noPepper).text;
+  noPepperCredentials = (unit noPepper).serviceConfig ? LoadCredential;
+  settingsJson = builtins.toJSON (builtins.head withPepper.systemd.services.matrix-synapse.restartTriggers).generatedValue;
+  settingsPath = toString (builtins.head withPepper.systemd.services.matrix-synapse.restartTriggers);
+  shadowed = map (a: a.assertion) (eval "/p" { password_config.enabled = true; }).assertions;
+  disabled = h.resolve (h.evalModule "synapse-secrets.nix" {
+    masgen.synapse.passwordConfig = { enable = false; settings = { }; pepperFile = null; };
+    services.matrix-synapse = { enable = true; settings = { }; workers = { }; };
+  }).config;
+}
+"#;
+
+#[test]
+fn synapse_secrets_module_writes_password_config_before_synapse() {
+    let Some(nix) = Nix::new() else { return };
+    let v = nix.eval_case(SECRETS_CASE);
+    let c = &v["withPepper"];
+    for a in c["assertions"].as_array().unwrap() {
+        assert_eq!(a["assertion"], true, "{a}");
+    }
+    assert_eq!(
+        c["services"]["matrix-synapse"]["extraConfigFiles"],
+        serde_json::json!(["/run/masgen-synapse/password-config.yaml"])
+    );
+    let unit = &c["systemd"]["services"]["masgen-synapse-password-config"];
+    let synapse_units = serde_json::json!([
+        "matrix-synapse.service",
+        "matrix-synapse-worker-fed.service",
+        "matrix-synapse-worker-media.service"
+    ]);
+    assert_eq!(unit["before"], synapse_units);
+    assert_eq!(unit["requiredBy"], synapse_units);
+    assert!(unit.get("wantedBy").is_none());
+    let sc = &unit["serviceConfig"];
+    assert_eq!(sc["Type"], "oneshot");
+    assert_eq!(sc["RemainAfterExit"], true);
+    assert_eq!(sc["User"], "matrix-synapse");
+    assert_eq!(sc["Group"], "matrix-synapse");
+    assert_eq!(sc["RuntimeDirectory"], "masgen-synapse");
+    assert_eq!(sc["RuntimeDirectoryMode"], "0700");
+    assert_eq!(sc["RuntimeDirectoryPreserve"], true);
+    assert_eq!(sc["UMask"], "0077");
+    assert_eq!(
+        sc["LoadCredential"],
+        serde_json::json!(["pepper:/run/secrets/pepper"])
+    );
+    assert_eq!(
+        sc["ExecStart"],
+        "/nix/store/stub-masgen-synapse-password-config/bin/masgen-synapse-password-config"
+    );
+    assert_eq!(
+        v["withPepperInputs"],
+        serde_json::json!(["coreutils", "jq"])
+    );
+    assert_eq!(v["noPepperCredentials"], false);
+    assert!(v["shadowed"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::Bool(false)));
+    assert_eq!(v["disabled"], Value::Null);
+
+    // writeShellApplication runs shellcheck on the generated scripts.
+    if let Some(shellcheck) = which("shellcheck") {
+        let tmp = TempDir::new().unwrap();
+        for key in ["withPepperText", "noPepperText"] {
+            let path = tmp.path().join(format!("{key}.sh"));
+            write_file(
+                &path,
+                &format!(
+                    "#!/bin/bash\nset -o errexit\nset -o nounset\nset -o pipefail\n{}",
+                    v[key].as_str().unwrap()
+                ),
+                0o644,
+            );
+            check(Command::new(&shellcheck).arg(&path));
+        }
+    }
+
+    // Run the generated script (with writeShellApplication's preamble) for
+    // real, with the store/run paths pointed into a temp dir.
+    let Some(_jq) = tool("jq") else { return };
+    let tmp = TempDir::new().unwrap();
+    let settings = tmp.path().join("settings.json");
+    fs::write(&settings, v["settingsJson"].as_str().unwrap()).unwrap();
+    let creds = tmp.path().join("creds");
+    fs::create_dir(&creds).unwrap();
+    let pepper = "pe\"p'p\\er $x ${y}";
+    fs::write(creds.join("pepper"), format!("{pepper}\n")).unwrap();
+    let run_dir = tmp.path().join("run");
+    fs::create_dir(&run_dir).unwrap();
+    let out_file = run_dir.join("password-config.yaml");
+
+    let run_script = |text: &str| -> Output {
+        let text = text
+            .replace(
+                v["settingsPath"].as_str().unwrap(),
+                settings.to_str().unwrap(),
+            )
+            .replace(
+                "/run/masgen-synapse/password-config.yaml",
+                out_file.to_str().unwrap(),
+            );
+        let script = tmp.path().join("writer.sh");
+        write_file(
+            &script,
+            &format!("set -o errexit\nset -o nounset\nset -o pipefail\n{text}"),
+            0o700,
+        );
+        run(Command::new("bash")
+            .arg(&script)
+            .env("CREDENTIALS_DIRECTORY", &creds))
+    };
+
+    let out = run_script(v["withPepperText"].as_str().unwrap());
+    assert!(out.status.success(), "{out:?}");
+    let written: Value = serde_json::from_str(&fs::read_to_string(&out_file).unwrap()).unwrap();
+    assert_eq!(
+        written,
+        serde_json::json!({"password_config": {
+            "enabled": true,
+            "policy": {"minimum_length": 8},
+            "pepper": pepper
+        }})
+    );
+    assert_eq!(mode_of(&out_file), 0o400);
+    // Re-running replaces the read-only file.
+    let out = run_script(v["withPepperText"].as_str().unwrap());
+    assert!(out.status.success(), "{out:?}");
+
+    // An empty pepper file is refused.
+    fs::write(creds.join("pepper"), "").unwrap();
+    let out = run_script(v["withPepperText"].as_str().unwrap());
+    assert!(!out.status.success(), "empty pepper must fail");
+
+    let out = run_script(v["noPepperText"].as_str().unwrap());
+    assert!(out.status.success(), "{out:?}");
+    let written: Value = serde_json::from_str(&fs::read_to_string(&out_file).unwrap()).unwrap();
+    assert_eq!(
+        written,
+        serde_json::json!({"password_config": {"enabled": true, "policy": {"minimum_length": 8}}})
+    );
+}
+
+/// The pg_hba/pg_ident text syn2mas-access.nix produces with its defaults.
+fn syn2mas_access_lines(nix: &Nix) -> (String, String, Value) {
+    let v = nix.eval_case(
+        r#"{ modulesDir, harness }:
+        let
+          h = import (/. + harness) { inherit modulesDir; };
+          decls = (h.evalModule "syn2mas-access.nix" { masgen.syn2masAccess.enable = false; }).options.masgen.syn2masAccess;
+          defaults = h.optionDefaults decls // { enable = true; };
+          eval = cfg: h.resolve (h.evalModule "syn2mas-access.nix" {
+            masgen.syn2masAccess = cfg;
+            services.postgresql.enable = true;
+          }).config;
+          good = eval defaults;
+          # the raw (unresolved) definition, to see its mkBefore
+          raw = (h.evalModule "syn2mas-access.nix" { masgen.syn2masAccess = defaults; services.postgresql.enable = true; }).config.content;
+        in {
+          inherit defaults;
+          identMap = good.services.postgresql.identMap;
+          authentication = good.services.postgresql.authentication;
+          authenticationPriority = raw.services.postgresql.authentication.priority;
+          assertions = map (a: a.assertion) good.assertions;
+          keywordAssertions = map (a: a.assertion) (eval (defaults // { synapseDatabase = "all"; })).assertions;
+          disabled = h.resolve (h.evalModule "syn2mas-access.nix" { masgen.syn2masAccess = defaults // { enable = false; }; }).config;
+        }"#,
+    );
+    (
+        v["authentication"].as_str().unwrap().to_owned(),
+        v["identMap"].as_str().unwrap().to_owned(),
+        v,
+    )
+}
+
+#[test]
+fn syn2mas_access_module_lines() {
+    let Some(nix) = Nix::new() else { return };
+    let (hba, ident, v) = syn2mas_access_lines(&nix);
+    assert_eq!(
+        v["defaults"],
+        serde_json::json!({
+            "enable": true,
+            "synapseDatabase": "matrix-synapse",
+            "synapseRole": "matrix-synapse",
+            "masUser": "matrix-authentication-service"
+        })
+    );
+    assert_eq!(
+        hba,
+        "local matrix-synapse matrix-synapse peer map=masgen-syn2mas\n"
+    );
+    assert_eq!(
+        ident,
+        "masgen-syn2mas matrix-synapse matrix-synapse\nmasgen-syn2mas matrix-authentication-service matrix-synapse\n"
+    );
+    // lib.mkBefore (priority 500): ahead of other rules and of the nixpkgs
+    // defaults, which come with lib.mkAfter.
+    assert_eq!(v["authenticationPriority"], 500);
+    assert_eq!(v["assertions"], serde_json::json!([true, true]));
+    assert_eq!(v["keywordAssertions"], serde_json::json!([false, true]));
+    assert_eq!(v["disabled"], Value::Null);
+}
+
+// -------------------------------------------------------------- PostgreSQL
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn os_user_exists(name: &str) -> bool {
+    Command::new("id")
+        .arg("-u")
+        .arg(name)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn ensure_system_user(name: &str) {
+    if os_user_exists(name) {
+        return;
+    }
+    let out = run(Command::new(which("useradd").expect("useradd"))
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+        ])
+        .arg(name));
+    // Another test may have created it meanwhile.
+    assert!(
+        out.status.success() || os_user_exists(name),
+        "useradd {name}: {out:?}"
+    );
+}
+
+/// Directory holding initdb, pg_ctl, psql, pg_dump and pg_restore of one
+/// PostgreSQL version.
+fn pg_bin_dir() -> Option<PathBuf> {
+    let has_all = |dir: &Path| {
+        ["initdb", "pg_ctl", "psql", "pg_dump", "pg_restore"]
+            .iter()
+            .all(|t| dir.join(t).is_file())
+    };
+    if let Some(initdb) = which("initdb") {
+        if let Some(dir) = fs::canonicalize(initdb)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+        {
+            if has_all(&dir) {
+                return Some(dir);
+            }
+        }
+    }
+    let mut dirs: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|d| has_all(d))
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+/// A throwaway PostgreSQL cluster: Unix socket in its own directory only
+/// (`listen_addresses = ''`), pg_hba/pg_ident given by the test. Needs root.
+struct Pg {
+    base: TempDir,
+    bin: PathBuf,
+}
+
+impl Pg {
+    fn start(hba: &str, ident: &str) -> Option<Pg> {
+        if !is_root() {
+            return unavailable("root (for runuser and a PostgreSQL cluster)");
+        }
+        tool("runuser")?;
+        if !os_user_exists("postgres") {
+            return unavailable("the `postgres` OS user");
+        }
+        let Some(bin) = pg_bin_dir() else {
+            return unavailable("PostgreSQL server binaries (initdb, pg_ctl, ...)");
+        };
+        let base = tempfile::Builder::new()
+            .prefix("masgen-pg-")
+            .tempdir()
+            .unwrap();
+        fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let pg = Pg { base, bin };
+        for dir in [pg.data(), pg.sock()] {
+            fs::create_dir(&dir).unwrap();
+            check(Command::new("chown").arg("postgres:").arg(&dir));
+        }
+        fs::set_permissions(pg.data(), fs::Permissions::from_mode(0o700)).unwrap();
+        pg.write_auth(hba, ident);
+        check(
+            pg.as_user("postgres", &pg.bin.join("initdb"))
+                .arg("-D")
+                .arg(pg.data())
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth-local=peer",
+                    "--auth-host=reject",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]),
+        );
+        let conf = format!(
+            "listen_addresses = ''\nunix_socket_directories = '{}'\nhba_file = '{}'\nident_file = '{}'\nfsync = off\n",
+            pg.sock().display(),
+            pg.hba_path().display(),
+            pg.ident_path().display()
+        );
+        let conf_path = pg.data().join("postgresql.conf");
+        let mut text = fs::read_to_string(&conf_path).unwrap();
+        text.push_str(&conf);
+        fs::write(&conf_path, text).unwrap();
+        check(
+            pg.as_user("postgres", &pg.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(pg.data())
+                .arg("-l")
+                .arg(pg.data().join("server.log"))
+                .args(["-w", "-t", "60", "start"]),
+        );
+        Some(pg)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.base.path().join("data")
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.base.path().join("sock")
+    }
+
+    fn hba_path(&self) -> PathBuf {
+        self.base.path().join("pg_hba.conf")
+    }
+
+    fn ident_path(&self) -> PathBuf {
+        self.base.path().join("pg_ident.conf")
+    }
+
+    fn write_auth(&self, hba: &str, ident: &str) {
+        write_file(&self.hba_path(), hba, 0o644);
+        write_file(&self.ident_path(), ident, 0o644);
+    }
+
+    /// Rewrite pg_hba/pg_ident and make the server re-read them.
+    fn reload_auth(&self, hba: &str, ident: &str) {
+        self.write_auth(hba, ident);
+        let out = self.psql(
+            "postgres",
+            "postgres",
+            "postgres",
+            "SELECT pg_reload_conf()",
+        );
+        assert!(out.status.success(), "reload: {out:?}");
+        // Make sure the new rules are in force.
+        let out = self.psql(
+            "postgres",
+            "postgres",
+            "postgres",
+            "SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL",
+        );
+        assert_eq!(stdout(&out).trim(), "0", "pg_hba errors: {out:?}");
+    }
+
+    fn as_user(&self, user: &str, program: &Path) -> Command {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", user, "--"]).arg(program).current_dir("/");
+        cmd
+    }
+
+    /// psql as OS user `os_user`, connecting to `db` as `role`.
+    fn psql(&self, os_user: &str, db: &str, role: &str, sql: &str) -> Output {
+        run(self
+            .as_user(os_user, &self.bin.join("psql"))
+            .arg("-X")
+            .arg("-h")
+            .arg(self.sock())
+            .args(["-d", db, "-U", role, "-v", "ON_ERROR_STOP=1", "-tAc", sql]))
+    }
+
+    fn sql(&self, db: &str, sql: &str) -> String {
+        let out = self.psql("postgres", db, "postgres", sql);
+        assert!(out.status.success(), "{sql}: {out:?}");
+        stdout(&out)
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = self
+            .as_user("postgres", &self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(self.data())
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+/// nixpkgs' default pg_hba rules (added with lib.mkAfter).
+const NIXPKGS_DEFAULT_HBA: &str =
+    "local all all              peer\nhost  all all 127.0.0.1/32 md5\nhost  all all ::1/128      md5\n";
+
+#[test]
+fn backup_script_dumps_a_real_database() {
+    let Some(pg) = Pg::start(NIXPKGS_DEFAULT_HBA, "") else {
+        return;
+    };
+    pg.sql("postgres", "CREATE DATABASE masgen_backup_test");
+    pg.sql(
+        "masgen_backup_test",
+        "CREATE TABLE users (name text PRIMARY KEY); INSERT INTO users VALUES ('alice'), ('bob')",
+    );
+
+    let work = pg.base.path();
+    let wrapper = work.join("pg_dump-wrapper");
+    write_file(
+        &wrapper,
+        &format!(
+            "#!/bin/sh\nexec '{}' -h '{}' \"$@\"\n",
+            pg.bin.join("pg_dump").display(),
+            pg.sock().display()
+        ),
+        0o755,
+    );
+    let homeserver = work.join("homeserver.yaml");
+    write_file(&homeserver, "server_name: example.org\n", 0o644);
+    let secrets = work.join("secrets.yaml");
+    write_file(&secrets, "macaroon_secret_key: x\n", 0o600);
+    let backups = work.join("backups").join("nested");
+
+    let backup = |db: &str| -> Output {
+        run(Command::new("bash")
+            .arg(script("backup.sh"))
+            .arg(db)
+            .arg(&backups)
+            .arg(&homeserver)
+            .arg("--synapse-config")
+            .arg(&secrets)
+            .env("PG_DUMP", &wrapper)
+            .current_dir(work))
+    };
+
+    let out = backup("masgen_backup_test");
+    assert!(out.status.success(), "{out:?}");
+    let dump = PathBuf::from(stdout(&out).lines().last().unwrap().trim());
+    assert_eq!(dump.parent().unwrap(), backups);
+    let name = dump.file_name().unwrap().to_string_lossy().into_owned();
+    let stamp = name
+        .strip_prefix("masgen_backup_test-")
+        .and_then(|s| s.strip_suffix(".dump"))
+        .unwrap_or_else(|| panic!("unexpected dump name {name}"));
+    assert_eq!(stamp.len(), 16, "{stamp}");
+    assert!(
+        stamp.chars().enumerate().all(|(i, c)| match i {
+            8 => c == 'T',
+            15 => c == 'Z',
+            _ => c.is_ascii_digit(),
+        }),
+        "{stamp}"
+    );
+    assert!(fs::metadata(&dump).unwrap().len() > 0);
+    assert_eq!(mode_of(&dump), 0o600);
+    assert_eq!(mode_of(&backups), 0o700);
+
+    // pg_restore reads it (custom format) and it restores the data.
+    let list = check(
+        Command::new(pg.bin.join("pg_restore"))
+            .arg("--list")
+            .arg(&dump),
+    );
+    assert!(
+        stdout(&list).contains("TABLE public users"),
+        "{}",
+        stdout(&list)
+    );
+    pg.sql("postgres", "CREATE DATABASE masgen_restored");
+    // The backup is root-only; hand pg_restore (running as postgres) a copy.
+    let readable = work.join("restore.dump");
+    fs::copy(&dump, &readable).unwrap();
+    fs::set_permissions(&readable, fs::Permissions::from_mode(0o644)).unwrap();
+    check(
+        pg.as_user("postgres", &pg.bin.join("pg_restore"))
+            .arg("-h")
+            .arg(pg.sock())
+            .args(["-d", "masgen_restored"])
+            .arg(&readable),
+    );
+    assert_eq!(
+        pg.sql(
+            "masgen_restored",
+            "SELECT string_agg(name, ',' ORDER BY name) FROM users"
+        )
+        .trim(),
+        "alice,bob"
+    );
+
+    // Config files are copied next to the dump.
+    let config_dir = backups.join(format!("masgen_backup_test-{stamp}-config"));
+    assert_eq!(mode_of(&config_dir), 0o700);
+    let copied: BTreeMap<String, String> = fs::read_dir(&config_dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            assert_eq!(mode_of(&p), 0o600, "{}", p.display());
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        copied,
+        BTreeMap::from([
+            (
+                "01-homeserver.yaml".to_owned(),
+                "server_name: example.org\n".to_owned()
+            ),
+            (
+                "02-secrets.yaml".to_owned(),
+                "macaroon_secret_key: x\n".to_owned()
+            ),
+        ])
+    );
+
+    // A missing database fails and leaves no dump behind.
+    let before: Vec<_> = fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let out = backup("masgen_no_such_db");
+    assert!(!out.status.success(), "missing database must fail: {out:?}");
+    let after: Vec<_> = fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(before.len(), after.len(), "left files behind: {after:?}");
+    assert!(!after
+        .iter()
+        .any(|p| p.to_string_lossy().contains("masgen_no_such_db")));
+
+    // A missing config file fails before dumping.
+    let out = run(Command::new("bash")
+        .arg(script("backup.sh"))
+        .arg("masgen_backup_test")
+        .arg(&backups)
+        .arg(work.join("missing.yaml"))
+        .env("PG_DUMP", &wrapper));
+    assert!(!out.status.success());
+    // Usage errors.
+    let out = run(Command::new("bash").arg(script("backup.sh")).arg("db"));
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn syn2mas_ident_map_lets_only_the_mas_user_in() {
+    let Some(nix) = Nix::new() else { return };
+    let (module_hba, ident, _) = syn2mas_access_lines(&nix);
+    // Module lines first (mkBefore), nixpkgs' defaults last (mkAfter).
+    let hba = format!("{module_hba}{NIXPKGS_DEFAULT_HBA}");
+    let Some(pg) = Pg::start(NIXPKGS_DEFAULT_HBA, "") else {
+        return;
+    };
+    for user in ["matrix-synapse", "matrix-authentication-service"] {
+        ensure_system_user(user);
+    }
+    pg.sql(
+        "postgres",
+        r#"CREATE ROLE "matrix-synapse" LOGIN; CREATE ROLE "matrix-authentication-service" LOGIN"#,
+    );
+    pg.sql(
+        "postgres",
+        r#"CREATE DATABASE "matrix-synapse" OWNER "matrix-synapse""#,
+    );
+    pg.sql(
+        "postgres",
+        r#"CREATE DATABASE "matrix-authentication-service" OWNER "matrix-authentication-service""#,
+    );
+
+    let connect = |os_user: &str, db: &str, role: &str| -> Result<String, String> {
+        let out = pg.psql(os_user, db, role, "SELECT current_user");
+        if out.status.success() {
+            Ok(stdout(&out).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    };
+
+    // Control: with the nixpkgs defaults only, the MAS user cannot get in.
+    assert!(connect(
+        "matrix-authentication-service",
+        "matrix-synapse",
+        "matrix-synapse"
+    )
+    .is_err());
+
+    pg.reload_auth(&hba, &ident);
+    assert_eq!(
+        connect(
+            "matrix-authentication-service",
+            "matrix-synapse",
+            "matrix-synapse"
+        ),
+        Ok("matrix-synapse".to_owned())
+    );
+    // Synapse keeps its own access.
+    assert_eq!(
+        connect("matrix-synapse", "matrix-synapse", "matrix-synapse"),
+        Ok("matrix-synapse".to_owned())
+    );
+    // MAS keeps its own database.
+    assert_eq!(
+        connect(
+            "matrix-authentication-service",
+            "matrix-authentication-service",
+            "matrix-authentication-service"
+        ),
+        Ok("matrix-authentication-service".to_owned())
+    );
+    // Nobody else gets the Synapse role.
+    let err = connect("nobody", "matrix-synapse", "matrix-synapse").unwrap_err();
+    assert!(err.contains("authentication failed"), "{err}");
+    // The mapping is limited to the Synapse database.
+    assert!(connect(
+        "matrix-authentication-service",
+        "postgres",
+        "matrix-synapse"
+    )
+    .is_err());
+    assert!(connect(
+        "matrix-authentication-service",
+        "matrix-synapse",
+        "postgres"
+    )
+    .is_err());
+}
+
+// ------------------------------------------------------------- mas-run.sh
+
+/// A fake program printing its argv (one per line) and then the file after
+/// `--config` (the first one).
+const FAKE_MAS_CLI_ARGV: &str = r#"#!/usr/bin/env bash
+for a in "$@"; do printf 'ARG %s\n' "$a"; done
+while [ "$#" -gt 0 ]; do
+  if [ "$1" = "--config" ]; then echo "CONFIG-BEGIN"; cat "$2"; echo "CONFIG-END"; break; fi
+  shift
+done
+"#;
+
+#[test]
+fn mas_run_renders_config_and_inserts_config_args() {
+    let Some(_) = tool("envsubst") else { return };
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    let fake = dir.join("mas-cli");
+    write_file(&fake, FAKE_MAS_CLI_ARGV, 0o755);
+    let run_dir = dir.join("run");
+    let creds = dir.join("creds");
+    fs::create_dir(&run_dir).unwrap();
+    fs::create_dir(&creds).unwrap();
+    fs::write(creds.join("extra.yaml"), "x: 1\n").unwrap();
+    let source = dir.join("mas.yaml");
+    fs::write(
+        &source,
+        "secrets:\n  encryption_file: $CREDENTIALS_DIRECTORY/enc\n  keys:\n  - key_file: ${CREDENTIALS_DIRECTORY}/rsa\nother: $HOME ${USER} $$ \\$CREDENTIALS\n",
+    )
+    .unwrap();
+    let creds_s = creds.to_str().unwrap();
+    let rendered = run_dir.join("config.yaml");
+    let expected_config = format!(
+        "secrets:\n  encryption_file: {creds_s}/enc\n  keys:\n  - key_file: {creds_s}/rsa\nother: $HOME ${{USER}} $$ \\$CREDENTIALS\n"
+    );
+
+    let mas_run = |args: &[&str], envs: &[(&str, &Path)], extra: Option<&str>| -> Output {
+        let mut cmd = Command::new("bash");
+        cmd.arg(script("mas-run.sh"))
+            .arg(&source)
+            .arg("--")
+            .arg(&fake)
+            .args(args)
+            .env_remove("RUNTIME_DIRECTORY")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env_remove("MASGEN_MAS_EXTRA_CONFIGS");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        if let Some(extra) = extra {
+            cmd.env("MASGEN_MAS_EXTRA_CONFIGS", extra);
+        }
+        run(&mut cmd)
+    };
+    let env = [
+        ("RUNTIME_DIRECTORY", run_dir.as_path()),
+        ("CREDENTIALS_DIRECTORY", creds.as_path()),
+    ];
+
+    // @CONFIG@ is replaced in place, extra configs follow the rendered one.
+    let out = mas_run(
+        &[
+            "syn2mas",
+            "@CONFIG@",
+            "--synapse-config",
+            "/h.yaml",
+            "check",
+        ],
+        &env,
+        Some("extra.yaml"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let r = rendered.to_str().unwrap();
+    let extra = format!("{creds_s}/extra.yaml");
+    let expected_args: Vec<String> = [
+        "syn2mas",
+        "--config",
+        r,
+        "--config",
+        &extra,
+        "--synapse-config",
+        "/h.yaml",
+        "check",
+    ]
+    .iter()
+    .map(|a| format!("ARG {a}"))
+    .collect();
+    let text = stdout(&out);
+    let (args, config) = text.split_once("CONFIG-BEGIN\n").unwrap();
+    assert_eq!(args.lines().collect::<Vec<_>>(), expected_args);
+    assert_eq!(
+        config.strip_suffix("CONFIG-END\n").unwrap(),
+        expected_config
+    );
+    assert_eq!(mode_of(&rendered), 0o600);
+
+    // Without @CONFIG@ the config goes right after the program (mas-cli's
+    // --config is global); args with spaces survive.
+    let out = mas_run(&["doctor", "two words"], &env, None);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    let args: Vec<_> = text.split("CONFIG-BEGIN").next().unwrap().lines().collect();
+    assert_eq!(
+        args,
+        [
+            "ARG --config".to_owned(),
+            format!("ARG {r}"),
+            "ARG doctor".to_owned(),
+            "ARG two words".to_owned()
+        ]
+    );
+
+    // No RUNTIME_DIRECTORY: refuse.
+    let out = mas_run(
+        &["doctor"],
+        &[("CREDENTIALS_DIRECTORY", creds.as_path())],
+        None,
+    );
+    assert!(!out.status.success());
+    // The config needs credentials but the unit has none: refuse.
+    let out = mas_run(
+        &["doctor"],
+        &[("RUNTIME_DIRECTORY", run_dir.as_path())],
+        None,
+    );
+    assert!(!out.status.success());
+    // Missing `--`: usage error.
+    let out = run(Command::new("bash")
+        .arg(script("mas-run.sh"))
+        .arg(&source)
+        .arg(&fake)
+        .arg("doctor"));
+    assert_eq!(out.status.code(), Some(2));
+}
+
+// -------------------------------------------------------- register-user.sh
+
+/// A fake mas-cli keeping registered users in $FAKE_DB and logging argv.
+const FAKE_MAS_CLI_USERS: &str = r#"#!/usr/bin/env bash
+printf '%s\n' "$*" >>"$FAKE_LOG"
+args=("$@")
+user="${args[-1]}"
+case " $* " in
+  *" manage register-user "*)
+    if [ "$user" = broken ]; then echo "Error: could not connect to the database" >&2; exit 3; fi
+    if grep -qx "$user" "$FAKE_DB" 2>/dev/null; then echo "Error: User already exists" >&2; exit 1; fi
+    echo "$user" >>"$FAKE_DB"
+    echo "User registered"
+    ;;
+  *" manage promote-admin "*)
+    grep -qx "$user" "$FAKE_DB" || { echo "Error: User not found" >&2; exit 1; }
+    ;;
+  *) echo "unexpected: $*" >&2; exit 99 ;;
+esac
+"#;
+
+#[test]
+fn register_user_is_idempotent() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    let fake = dir.join("mas-cli");
+    write_file(&fake, FAKE_MAS_CLI_USERS, 0o755);
+    let log = dir.join("log");
+    let db = dir.join("db");
+    let creds = dir.join("creds");
+    fs::create_dir(&creds).unwrap();
+    fs::write(creds.join("bot-password"), "s3cret pass\n").unwrap();
+
+    let register = |args: &[&str]| -> Output {
+        run(Command::new("bash")
+            .arg(script("register-user.sh"))
+            .arg(&fake)
+            .args(["--config", "/run/x/config.yaml", "--config", "/creds/extra"])
+            .args(args)
+            .env("FAKE_LOG", &log)
+            .env("FAKE_DB", &db)
+            .env("CREDENTIALS_DIRECTORY", &creds))
+    };
+    let log_lines = || -> Vec<String> {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+
+    let out = register(&["bot", "--admin", "--password-file", "bot-password"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        log_lines(),
+        ["--config /run/x/config.yaml --config /creds/extra manage register-user --yes --admin --password s3cret pass -- bot"]
+    );
+
+    // Second run: already exists -> success, and --admin is enforced.
+    let out = register(&["bot", "--admin", "--password-file", "bot-password"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        log_lines()[1..],
+        [
+            "--config /run/x/config.yaml --config /creds/extra manage register-user --yes --admin --password s3cret pass -- bot",
+            "--config /run/x/config.yaml --config /creds/extra manage promote-admin -- bot"
+        ]
+    );
+
+    // Without --admin or a password, an existing user is left alone.
+    let out = register(&["bot"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(log_lines().len(), 4);
+    assert_eq!(
+        log_lines()[3],
+        "--config /run/x/config.yaml --config /creds/extra manage register-user --yes -- bot"
+    );
+
+    // Other failures propagate their exit code.
+    let out = register(&["broken"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+
+    // Bad password files.
+    let out = register(&["other", "--password-file", "missing"]);
+    assert!(!out.status.success());
+    fs::write(creds.join("empty"), "").unwrap();
+    let out = register(&["other", "--password-file", "empty"]);
+    assert!(!out.status.success());
+    let out = register(&["other", "--password-file", "rel/path"]);
+    assert_eq!(out.status.code(), Some(2));
+    // Usage errors.
+    let out = register(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = register(&["a", "b"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = register(&["a", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+}
