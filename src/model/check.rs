@@ -371,6 +371,7 @@ fn check_database(
     prefix: &str,
     d: &raw::DatabaseSpec,
     default_name: &str,
+    service_user: &str,
 ) -> Database {
     let engine = match d.engine.as_deref() {
         None | Some("postgresql") | Some("postgres") | Some("psycopg2") => DbEngine::Postgresql,
@@ -407,6 +408,20 @@ fn check_database(
         .map(|p| c.port(&format!("{prefix}.port"), Some(p), 5432));
     c.abs_path(&format!("{prefix}.password_file"), &d.password_file);
     let local = d.local.unwrap_or(host.starts_with('/'));
+    // Over the unix socket PostgreSQL authenticates by OS user (peer), and
+    // the service runs as `service_user`.
+    if engine == DbEngine::Postgresql
+        && host.starts_with('/')
+        && d.password_file.is_none()
+        && user != service_user
+    {
+        c.error(
+            "database.peer_user",
+            at(&format!("{prefix}.user")),
+            format!("role `{user}` cannot log in over the unix socket: peer authentication maps the service's OS user `{service_user}` to a role of the same name"),
+            format!("use `user = \"{service_user}\"`, or connect over TCP with `host`, `port` and `password_file`"),
+        );
+    }
     Database {
         engine,
         name,
@@ -475,7 +490,13 @@ fn check_synapse(c: &mut Checker, spec: &SpecFile, host: &str, mode: Mode) -> Sy
             "remove it",
         );
     }
-    let database = check_database(c, "synapse.database", &s.database, "matrix-synapse");
+    let database = check_database(
+        c,
+        "synapse.database",
+        &s.database,
+        "matrix-synapse",
+        "matrix-synapse",
+    );
 
     for (key, v) in [
         ("pepper_file", &s.pepper_file),
@@ -939,6 +960,7 @@ fn check_mas(c: &mut Checker, spec: &SpecFile, host: &str, mode: Mode, synapse: 
         c,
         "mas.database",
         &m.database,
+        "matrix-authentication-service",
         "matrix-authentication-service",
     );
     if database.engine != DbEngine::Postgresql {
