@@ -1,0 +1,590 @@
+//! The bad-spec corpus: every `tests/bad_specs/*.toml` is fed to the real
+//! `masgen check` and must produce exactly the diagnostics listed in [`CASES`]
+//! (codes in printed order and the exit status), never a panic, and the same
+//! output as its reviewed insta snapshot (`tests/snapshots/`).
+//!
+//! The codes table makes the test fail meaningfully even when snapshots are
+//! updated blindly. Each spec's first line says what it proves.
+//!
+//! `tests/bad_specs/pending/` holds specs validation gets wrong today; they
+//! are checked by the ignored test [`pending_specs`] (run it with
+//! `cargo test --test diagnostics -- --ignored`) and move into the corpus once
+//! validation is fixed.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+/// (spec file stem, expected exit status, expected codes in printed order).
+/// Errors come first (by line), then warnings (by line).
+const CASES: &[(&str, i32, &[&str])] = &[
+    // parsing, types, unknown keys, version
+    ("01-toml-syntax", 2, &["toml.syntax"]),
+    ("02-wrong-type", 2, &["spec.type"]),
+    ("03-missing-required-key", 2, &["spec.type"]),
+    ("04-unknown-key-top-level", 2, &["spec.unknown_key"]),
+    ("05-unknown-key-nested", 2, &["spec.unknown_key"]),
+    (
+        "06-unknown-keys-in-array-of-tables",
+        2,
+        &["spec.unknown_key", "spec.unknown_key", "spec.unknown_key"],
+    ),
+    ("07-version-2", 2, &["spec.version"]),
+    // literal secrets
+    ("08-literal-client-secret", 2, &["secret.literal"]),
+    ("09-literal-smtp-password", 2, &["secret.literal"]),
+    ("10-literal-shared-secret", 2, &["secret.literal"]),
+    ("11-literal-encryption", 2, &["secret.literal"]),
+    ("12-literal-pepper", 2, &["secret.literal"]),
+    ("13-pem-in-extra-settings", 2, &["secret.literal"]),
+    (
+        "14-literal-macaroon-in-synapse-extra",
+        2,
+        &["secret.literal"],
+    ),
+    (
+        "15-literal-password-nested-mas-extra",
+        2,
+        &["secret.literal"],
+    ),
+    // secret paths
+    ("16-secret-path-relative", 2, &["value.path"]),
+    ("17-secret-path-in-nix-store", 2, &["secret.in_store"]),
+    // upstream providers (18 and 19 are pending: their help is misleading)
+    (
+        "20-provider-id-duplicate",
+        2,
+        &["mas.provider.id_duplicate"],
+    ),
+    (
+        "21-synapse-idp-id-undeclared",
+        2,
+        &["migrate.provider_unmapped", "mas.provider.synapse_idp_id"],
+    ),
+    (
+        "22-synapse-idp-id-missing-prefix",
+        2,
+        &["migrate.provider_unmapped", "mas.provider.synapse_idp_id"],
+    ),
+    (
+        "23-synapse-idp-id-mapped-twice",
+        2,
+        &["mas.provider.synapse_idp_id_twice"],
+    ),
+    (
+        "24-migrate-provider-unmapped",
+        2,
+        &["migrate.provider_unmapped"],
+    ),
+    (
+        "25-migrate-legacy-oidc-unmapped",
+        2,
+        &["migrate.provider_unmapped"],
+    ),
+    // hostnames, prefixes, ports
+    ("26-invalid-hostname", 2, &["value.hostname"]),
+    ("27-path-prefix-no-leading-slash", 2, &["mas.path_prefix"]),
+    ("28-path-prefix-matrix", 2, &["mas.path_prefix"]),
+    ("29-mas-root-on-synapse-hostname", 2, &["mas.path_prefix"]),
+    ("30-port-zero", 2, &["value.port"]),
+    ("31-port-too-large", 2, &["value.port"]),
+    ("32-same-port-mas-synapse", 2, &["value.port"]),
+    // homeserver and Synapse version
+    (
+        "33-implementation-dendrite",
+        2,
+        &["homeserver.implementation"],
+    ),
+    ("34-mode-upgrade", 2, &["homeserver.mode"]),
+    ("35-synapse-version-banana", 2, &["synapse.version"]),
+    ("36-msc3861-on-1-157", 2, &["synapse.msc3861_removed"]),
+    (
+        "37-synapse-1-142-0-with-prefix",
+        2,
+        &["synapse.version.subpath_bug"],
+    ),
+    // settings a delegating Synapse refuses
+    (
+        "38-fresh-enable-registration",
+        2,
+        &["synapse.delegation_conflict"],
+    ),
+    (
+        "39-fresh-oidc-providers",
+        2,
+        &["synapse.delegation_conflict"],
+    ),
+    (
+        "40-final-extra-password-config",
+        2,
+        &["synapse.delegation_conflict"],
+    ),
+    (
+        "41-final-extra-enable-registration",
+        2,
+        &["synapse.delegation_conflict"],
+    ),
+    // what syn2mas refuses
+    ("42-migrate-sqlite", 2, &["migrate.sqlite"]),
+    ("43-migrate-guest-access", 2, &["migrate.syn2mas_refuses"]),
+    ("44-migrate-3pid-changes", 2, &["migrate.syn2mas_refuses"]),
+    (
+        "45-migrate-login-via-existing-session",
+        2,
+        &["migrate.syn2mas_refuses"],
+    ),
+    (
+        "46-migrate-password-only-for-reauth",
+        2,
+        &["migrate.syn2mas_refuses"],
+    ),
+    // MAS
+    ("47-mas-database-shared", 2, &["mas.database.shared"]),
+    ("48-missing-encryption-file", 2, &["mas.secret_missing"]),
+    ("49-no-signing-keys", 2, &["mas.signing_keys"]),
+    ("50-keys-dir-and-signing-keys", 2, &["mas.signing_keys"]),
+    ("51-claims-action-unknown", 2, &["mas.claims.action"]),
+    (
+        "52-set-email-verification-on-localpart",
+        2,
+        &["mas.claims.set_email_verification"],
+    ),
+    (
+        "53-token-endpoint-auth-method-unknown",
+        2,
+        &["mas.provider.auth_method"],
+    ),
+    (
+        "54-client-secret-basic-without-file",
+        2,
+        &["mas.provider.client_secret"],
+    ),
+    (
+        "55-discovery-disabled-without-endpoints",
+        2,
+        &["mas.provider.endpoints", "mas.provider.endpoints"],
+    ),
+    ("56-smtp-without-from", 2, &["mas.email.from"]),
+    ("57-unknown-account-key", 2, &["spec.unknown_key"]),
+    ("58-tls-files-without-certificate", 2, &["proxy.tls.files"]),
+    // users
+    ("59-duplicate-user", 2, &["user.duplicate"]),
+    ("60-bad-localpart", 2, &["user.localpart"]),
+    // everything at once: errors by line, then the warning
+    (
+        "61-several-errors",
+        2,
+        &[
+            "homeserver.implementation",
+            "migrate.syn2mas_refuses",
+            "value.path",
+            "mas.email.from",
+            "value.url",
+            "migrate.registration",
+        ],
+    ),
+    // warnings only: exit 0
+    ("64-warn-no-email", 0, &["mas.email.none"]),
+    ("65-warn-saml2-migrate", 0, &["migrate.legacy_sso"]),
+    ("66-warn-registration-migrate", 0, &["migrate.registration"]),
+    ("67-warn-old-synapse-1-130", 0, &["synapse.version.old"]),
+    // nasty inputs
+    ("68-empty-file", 2, &["spec.type"]),
+    ("69-deep-nesting", 2, &["toml.syntax"]),
+    (
+        "70-unicode-keys",
+        2,
+        &["spec.unknown_key", "spec.unknown_key", "spec.unknown_key"],
+    ),
+    (
+        "71-unicode-column",
+        2,
+        &["spec.unknown_key", "spec.unknown_key"],
+    ),
+    ("72-crlf-line-endings", 2, &["value.port"]),
+    ("73-tab-indented", 2, &["value.port"]),
+    ("74-control-characters", 2, &["toml.syntax"]),
+    // Not UTF-8: a plain `error: cannot read spec …` line, no coded diagnostic.
+    ("75-invalid-utf8", 2, &[]),
+    ("76-duplicate-key", 2, &["toml.syntax"]),
+];
+
+/// Specs validation gets wrong today (see the header comment of each):
+/// (stem, expected exit status, codes that must be among those printed).
+const PENDING: &[(&str, i32, &[&str])] = &[
+    (
+        "62-warn-password-providers-migrate",
+        0,
+        &["migrate.password_providers"],
+    ),
+    ("63-warn-encrypted-appservice", 0, &["migrate.appservice"]),
+    ("18-provider-id-not-ulid", 2, &["mas.provider.id"]),
+    ("19-provider-id-lowercase", 2, &["mas.provider.id"]),
+    ("p1-duplicate-table-header", 2, &["toml.syntax"]),
+    (
+        "p2-literal-smtp-pass-in-synapse-extra",
+        2,
+        &["secret.literal"],
+    ),
+    ("p3-literal-ldap-bind-password", 2, &["secret.literal"]),
+    ("p4-dotted-account-key", 2, &["spec.unknown_key"]),
+    ("p5-same-port-wildcard-address", 2, &["value.port"]),
+    ("p6-table-given-as-string", 2, &["spec.type"]),
+];
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn masgen() -> Command {
+    let mut cmd = Command::cargo_bin("masgen").expect("the masgen binary");
+    cmd.env_remove("MASGEN_LOG").env_remove("RUST_LOG");
+    cmd
+}
+
+/// Runs `masgen check <rel>` from `dir`, with a relative path so the output
+/// does not depend on where the repository lives.
+fn check_in(dir: &Path, rel: &str) -> Output {
+    masgen()
+        .current_dir(dir)
+        .arg("check")
+        .arg(rel)
+        .output()
+        .expect("run masgen check")
+}
+
+fn check(rel: &str) -> Output {
+    check_in(&repo_root(), rel)
+}
+
+fn exit_code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Panics (with the output) if masgen panicked or exited with anything but 0 or 2.
+fn assert_no_panic(what: &str, out: &Output) {
+    let err = stderr(out);
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{what}: masgen panicked:\n{err}"
+    );
+    let code = exit_code(out);
+    assert!(
+        code == 0 || code == 2,
+        "{what}: exit code {code} (want 0 or 2):\n{err}"
+    );
+}
+
+/// Control characters other than newline and tab, made visible: a spec can
+/// hold raw NUL or ESC bytes, which would make a snapshot binary.
+fn visible(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn snapshot_text(out: &Output) -> String {
+    format!("exit: {}\n{}", exit_code(out), visible(&stderr(out)))
+}
+
+/// The codes of the diagnostics printed for `file`, in printed order. A
+/// diagnostic line is `<file>:<line>:<col>: <severity>[<code>]: <message>`.
+fn printed_codes(stderr: &str, file: &str) -> Vec<String> {
+    let mut codes = Vec::new();
+    for line in stderr.lines() {
+        let Some(rest) = line.strip_prefix(file).and_then(|r| r.strip_prefix(':')) else {
+            continue;
+        };
+        let mut parts = rest.splitn(3, ':');
+        let (Some(l), Some(c), Some(tail)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if l.parse::<usize>().is_err() || c.parse::<usize>().is_err() {
+            continue;
+        }
+        let tail = tail.trim_start();
+        let Some(after) = tail
+            .strip_prefix("error[")
+            .or_else(|| tail.strip_prefix("warning["))
+        else {
+            continue;
+        };
+        if let Some(end) = after.find("]: ") {
+            codes.push(after[..end].to_string());
+        }
+    }
+    codes
+}
+
+fn spec_stems(dir: &Path) -> Vec<String> {
+    let mut stems: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    stems.sort();
+    stems
+}
+
+/// One reviewed snapshot of `exit code + stderr` per spec.
+#[test]
+fn bad_specs() {
+    insta::glob!("bad_specs/*.toml", |path| {
+        let name = path.file_name().unwrap().to_string_lossy();
+        let rel = format!("tests/bad_specs/{name}");
+        let out = check(&rel);
+        assert_no_panic(&rel, &out);
+        insta::assert_snapshot!(snapshot_text(&out));
+    });
+}
+
+/// Exit status and codes of every spec, against the table. Reports every
+/// mismatch at once.
+#[test]
+fn bad_specs_match_the_codes_table() {
+    let dir = repo_root().join("tests/bad_specs");
+    let stems = spec_stems(&dir);
+    let mut failures = Vec::new();
+    for stem in &stems {
+        if !CASES.iter().any(|(s, ..)| s == stem) {
+            failures.push(format!("{stem}.toml has no entry in CASES"));
+        }
+    }
+    for (stem, want_exit, want_codes) in CASES {
+        if !stems.contains(&stem.to_string()) {
+            failures.push(format!(
+                "CASES lists {stem}, but tests/bad_specs/{stem}.toml is missing"
+            ));
+            continue;
+        }
+        let rel = format!("tests/bad_specs/{stem}.toml");
+        let out = check(&rel);
+        assert_no_panic(&rel, &out);
+        let err = stderr(&out);
+        let got = printed_codes(&err, &rel);
+        if exit_code(&out) != *want_exit || got != *want_codes {
+            failures.push(format!(
+                "{rel}: want exit {want_exit} and codes {want_codes:?}, got exit {} and codes {got:?}:\n{err}",
+                exit_code(&out)
+            ));
+        }
+        // Every diagnostic says what to do, and ends with the summary line.
+        let diagnostics = got.len();
+        let helps = err
+            .lines()
+            .filter(|l| l.starts_with("    = help: "))
+            .count();
+        if helps != diagnostics {
+            failures.push(format!(
+                "{rel}: {diagnostics} diagnostic(s) but {helps} help line(s)"
+            ));
+        }
+        if diagnostics > 0
+            && !err
+                .lines()
+                .last()
+                .is_some_and(|l| l.starts_with(&format!("{rel}: ")))
+        {
+            failures.push(format!("{rel}: no summary line at the end:\n{err}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Every spec's first line says what it proves.
+#[test]
+fn bad_specs_say_what_they_prove() {
+    for sub in ["tests/bad_specs", "tests/bad_specs/pending"] {
+        let dir = repo_root().join(sub);
+        for stem in spec_stems(&dir) {
+            let bytes = std::fs::read(dir.join(format!("{stem}.toml"))).unwrap();
+            assert!(
+                bytes.starts_with(b"# proves: "),
+                "{sub}/{stem}.toml must start with `# proves: ...`"
+            );
+        }
+    }
+}
+
+#[test]
+fn invalid_utf8_is_reported_without_a_position() {
+    let rel = "tests/bad_specs/75-invalid-utf8.toml";
+    let out = check(rel);
+    assert_eq!(exit_code(&out), 2);
+    let err = stderr(&out);
+    assert!(err.contains(rel) && err.contains("valid UTF-8"), "{err}");
+}
+
+/// `masgen build` of a spec with errors exits 2 and creates nothing.
+#[test]
+fn build_of_a_bad_spec_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for (stem, want_exit, _) in CASES.iter().filter(|(_, exit, _)| *exit == 2) {
+        let spec = repo_root().join(format!("tests/bad_specs/{stem}.toml"));
+        let out_dir = tmp.path().join(stem);
+        let out = masgen()
+            .current_dir(tmp.path())
+            .arg("build")
+            .arg(&spec)
+            .arg("-o")
+            .arg(&out_dir)
+            .output()
+            .expect("run masgen build");
+        assert_no_panic(&format!("build {stem}"), &out);
+        if exit_code(&out) != *want_exit {
+            failures.push(format!(
+                "build {stem}: exit {} (want {want_exit}):\n{}",
+                exit_code(&out),
+                stderr(&out)
+            ));
+        }
+        if out_dir.exists() {
+            failures.push(format!("build {stem}: created {}", out_dir.display()));
+        }
+    }
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "build left files behind: {left:?}");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+fn fresh_spec() -> String {
+    // 64-warn-no-email without its first line: a valid spec (one warning).
+    let text = std::fs::read_to_string(repo_root().join("tests/bad_specs/64-warn-no-email.toml"))
+        .expect("read 64-warn-no-email.toml");
+    text.split_once('\n').unwrap().1.to_string()
+}
+
+/// Inputs too big (or too empty) to keep in the repository, written to a
+/// temporary directory and checked from there by file name.
+#[test]
+fn generated_nasty_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+
+    // A truly empty file (0 bytes).
+    std::fs::write(tmp.path().join("empty.toml"), "").unwrap();
+    let out = check_in(tmp.path(), "empty.toml");
+    assert_no_panic("empty.toml", &out);
+    assert_eq!(printed_codes(&stderr(&out), "empty.toml"), ["spec.type"]);
+    insta::assert_snapshot!("generated-empty-0-bytes", snapshot_text(&out));
+
+    // 2 MB: 20,000 extra settings, then a bad path on the very last line.
+    let mut big = fresh_spec();
+    big.push_str("\n[synapse.extra_settings]\n");
+    for i in 0..20_000 {
+        big.push_str(&format!("k{i:05} = \"{}\"\n", "x".repeat(88)));
+    }
+    big.push_str("\n[migration]\nbackup_dir = \"relative/backups\"\n");
+    assert!(big.len() >= 2_000_000, "{} bytes", big.len());
+    std::fs::write(tmp.path().join("big.toml"), &big).unwrap();
+    let started = std::time::Instant::now();
+    let out = check_in(tmp.path(), "big.toml");
+    let took = started.elapsed();
+    assert_no_panic("big.toml", &out);
+    assert_eq!(
+        printed_codes(&stderr(&out), "big.toml"),
+        ["value.path", "mas.email.none"]
+    );
+    assert!(took.as_secs() < 20, "checking 2 MB took {took:?}");
+    insta::assert_snapshot!("generated-2mb-many-lines", snapshot_text(&out));
+
+    // 2 MB on one line, with a literal secret at its end.
+    let mut line = fresh_spec();
+    line.push_str("\n[synapse.extra_settings]\nblob = { data = \"");
+    line.push_str(&"A".repeat(2_000_000));
+    line.push_str("\", password = \"hunter2\" }\n");
+    std::fs::write(tmp.path().join("line.toml"), &line).unwrap();
+    let out = check_in(tmp.path(), "line.toml");
+    assert_no_panic("line.toml", &out);
+    assert_eq!(exit_code(&out), 2);
+    assert_eq!(
+        printed_codes(&stderr(&out), "line.toml"),
+        ["secret.literal"]
+    );
+    // The key after the 2 MB string: its line is the last, its column counts
+    // the characters before it.
+    let want = format!(
+        "line.toml:{}:{}: error[secret.literal]",
+        line.lines().count(),
+        "blob = { data = \"".len() + 2_000_000 + "\", ".len() + 1
+    );
+    assert!(stderr(&out).contains(&want), "want {want}");
+}
+
+/// Known gap: the diagnostic for a 2 MB line echoes the whole line and a
+/// 2 MB caret padding (4 MB of stderr). Un-ignore once source lines are
+/// shortened around the column.
+#[test]
+#[ignore = "validation gap, see the test's doc comment"]
+fn long_source_lines_are_shortened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut line = fresh_spec();
+    line.push_str("\n[synapse.extra_settings]\nblob = { data = \"");
+    line.push_str(&"A".repeat(2_000_000));
+    line.push_str("\", password = \"hunter2\" }\n");
+    std::fs::write(tmp.path().join("line.toml"), &line).unwrap();
+    let out = check_in(tmp.path(), "line.toml");
+    assert!(
+        out.stderr.len() < 10_000,
+        "{} bytes of stderr",
+        out.stderr.len()
+    );
+}
+
+/// Specs in `tests/bad_specs/pending/`: what validation should report once
+/// fixed. Move a spec into the corpus (with its snapshot) when it passes.
+#[test]
+#[ignore = "validation gaps, see tests/bad_specs/pending/*.toml"]
+fn pending_specs() {
+    let dir = repo_root().join("tests/bad_specs/pending");
+    let stems = spec_stems(&dir);
+    let mut failures = Vec::new();
+    for stem in &stems {
+        if !PENDING.iter().any(|(s, ..)| s == stem) {
+            failures.push(format!("pending/{stem}.toml has no entry in PENDING"));
+        }
+    }
+    for (stem, want_exit, want_codes) in PENDING {
+        let rel = format!("tests/bad_specs/pending/{stem}.toml");
+        let out = check(&rel);
+        assert_no_panic(&rel, &out);
+        let err = stderr(&out);
+        let got = printed_codes(&err, &rel);
+        let missing: Vec<_> = want_codes
+            .iter()
+            .filter(|c| !got.iter().any(|g| g == *c))
+            .collect();
+        let misleading = match *stem {
+            // `masgen init` prints no ULID.
+            "18-provider-id-not-ulid" | "19-provider-id-lowercase" => {
+                err.contains("with `masgen init`")
+            }
+            // The reason (`duplicate key ...`) is on the 2nd line of the TOML error.
+            "p1-duplicate-table-header" => !err.contains("duplicate key"),
+            // The bad key is on line 43, not at the `[mas.account]` header.
+            "p4-dotted-account-key" => !err.contains(":43:1: "),
+            // A Rust type name means nothing to the user.
+            "p6-table-given-as-string" => err.contains("struct"),
+            _ => false,
+        };
+        if exit_code(&out) != *want_exit || !missing.is_empty() || misleading {
+            failures.push(format!(
+                "{rel}: want exit {want_exit} with {want_codes:?}, got exit {} with {got:?}:\n{err}",
+                exit_code(&out)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

@@ -1,0 +1,360 @@
+//! The Nix printer against the real Nix: any value built from arbitrary
+//! strings and attribute names must print to text that rnix parses without
+//! errors and that `nix-instantiate --eval --strict --json` evaluates to
+//! exactly that value.
+//!
+//! What the generators leave out, and why:
+//! - NUL: Nix 2.8 strings are C strings and cannot hold it (a spec cannot
+//!   carry one into Nix either: TOML forbids raw NUL and masgen's data is
+//!   TOML/JSON text).
+//! - the attribute names `outPath` and `__toString`: Nix's JSON conversion
+//!   replaces an attribute set holding them by that attribute (or the
+//!   function's result), so the JSON differs by design, not by a printer bug.
+//! - `i64::MIN`: printed as `(-9223372036854775808)`, which Nix refuses
+//!   ("invalid integer"); see [`int_min_evaluates`] (ignored until fixed).
+//! - floats: Nix 2.8 prints them in JSON with 6 significant digits, so they
+//!   are compared approximately in [`floats_evaluate_approximately`].
+//!
+//! Without `nix-instantiate` the evaluation half SKIPs locally and fails in
+//! CI (`support::nix_instantiate`); the rnix half always runs.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use masgen::nix::{print, syntax_errors, NixExpr};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use serde_json::{json, Value};
+
+/// The JSON Nix gives for `expr` (no floats, imports or code fragments).
+fn expected_json(expr: &NixExpr) -> Value {
+    match expr {
+        NixExpr::Null => Value::Null,
+        NixExpr::Bool(b) => Value::Bool(*b),
+        NixExpr::Int(i) => json!(i),
+        NixExpr::Str(s) => Value::String(s.clone()),
+        NixExpr::List(items) => Value::Array(items.iter().map(expected_json).collect()),
+        NixExpr::Attrs(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), expected_json(v)))
+                .collect(),
+        ),
+        other => panic!("no JSON for {other:?}"),
+    }
+}
+
+/// Evaluates Nix text from a file (no ARG_MAX limit) to JSON.
+fn eval(nix: &support::NixTool, text: &str) -> Result<Value, String> {
+    let mut file = tempfile::Builder::new()
+        .suffix(".nix")
+        .tempfile()
+        .map_err(|e| e.to_string())?;
+    file.write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+    file.flush().map_err(|e| e.to_string())?;
+    nix.eval_json_file(file.path())
+}
+
+/// Parses with rnix, then (if Nix is there) evaluates and compares.
+fn check_value(nix: Option<&support::NixTool>, expr: &NixExpr) -> Result<(), String> {
+    let text = print(expr);
+    let errors = syntax_errors(&text);
+    if !errors.is_empty() {
+        return Err(format!("rnix: {errors:?} in:\n{text}"));
+    }
+    if let Some(nix) = nix {
+        let got = eval(nix, &text).map_err(|e| format!("{e}\nin:\n{text}"))?;
+        let want = expected_json(expr);
+        if got != want {
+            return Err(format!(
+                "evaluated to\n  {got}\nwant\n  {want}\nfrom:\n{text}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------ generators
+
+/// Characters that mean something in Nix strings, and unicode from every plane.
+fn nasty_char() -> impl Strategy<Value = char> {
+    prop_oneof![
+        4 => prop::sample::select(vec![
+            '$', '{', '}', '\'', '\\', '"', '\r', '\n', '\t', ' ', 'a', 'Z', '.', '/', '#', ';',
+            '=', '`', '~', ':',
+        ]),
+        2 => prop::sample::select(vec![
+            'é', 'ß', '€', '\u{1}', '\u{7}', '\u{b}', '\u{c}', '\u{1b}', '\u{7f}', '\u{85}',
+            '\u{a0}', '\u{200b}', '\u{2028}', '\u{2029}', '\u{feff}', '\u{fffd}', '\u{ffff}',
+            '🦀', '😀', '\u{1d11e}', '\u{10000}', '\u{10ffff}',
+        ]),
+        1 => any::<char>().prop_filter("Nix strings cannot hold NUL", |c| *c != '\0'),
+    ]
+}
+
+/// Pieces that are dangerous together: interpolation, both quote styles'
+/// escapes, line endings.
+fn nasty_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => nasty_char().prop_map(String::from),
+        2 => prop::sample::select(vec![
+            "${", "${x}", "$${", "$$", "''", "'''", "''$", "''${", "''\\", "\\${", "\\$", "\\",
+            "\\\\", "\\\"", "$\"", "\"", "\r\n", "\n\r", "\\n", "${\"x\"}", "}", "$",
+        ])
+        .prop_map(String::from),
+    ]
+}
+
+fn nasty_string() -> impl Strategy<Value = String> {
+    prop::collection::vec(nasty_piece(), 0..10).prop_map(|pieces| pieces.concat())
+}
+
+fn attr_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        2 => nasty_string().prop_filter("changes toJSON by design", |s| {
+            s != "outPath" && s != "__toString"
+        }),
+        2 => prop::sample::select(vec![
+            "", " ", ".", "a.b", "m.homeserver", "\"", "'", "in", "rec", "or", "let", "inherit",
+            "if", "then", "else", "assert", "with", "true", "false", "null", "__functor",
+            "__curPos", "__sub", "a-b", "a'b", "_", "_1", "-a", "1a", "0", "a b", "${x}", "$",
+            "x$", "é", "🦀", "services", "settings",
+        ])
+        .prop_map(String::from),
+        1 => "[a-zA-Z_][a-zA-Z0-9_'-]{0,8}",
+    ]
+}
+
+fn int() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        // i64::MIN is left out: see `int_min_evaluates`.
+        3 => (i64::MIN + 1)..=i64::MAX,
+        1 => prop::sample::select(vec![
+            0,
+            1,
+            -1,
+            i64::MIN + 1,
+            i64::MAX,
+            -42,
+            1 << 53,
+            -(1 << 53) - 1,
+        ]),
+    ]
+}
+
+fn value() -> impl Strategy<Value = NixExpr> {
+    let leaf = prop_oneof![
+        1 => Just(NixExpr::Null),
+        1 => any::<bool>().prop_map(NixExpr::Bool),
+        2 => int().prop_map(NixExpr::Int),
+        4 => nasty_string().prop_map(NixExpr::Str),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(NixExpr::List),
+            prop::collection::btree_map(attr_name(), inner, 0..6).prop_map(NixExpr::Attrs),
+        ]
+    })
+}
+
+// ------------------------------------------------------------------ tests
+
+/// 64 batches of up to 16 random values; one `nix-instantiate` per batch.
+/// Failures shrink to a minimal batch; nothing is persisted.
+#[test]
+fn printed_values_parse_and_evaluate_to_themselves() {
+    let nix = support::nix_instantiate();
+    let mut runner = TestRunner::new(Config {
+        // PROPTEST_CASES=5000 for a deeper hunt.
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64),
+        max_shrink_iters: 2000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let batch = prop::collection::vec(value(), 1..16).prop_map(NixExpr::List);
+    let result = runner.run(&batch, |expr| {
+        check_value(nix.as_ref(), &expr).map_err(TestCaseError::fail)
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// Strings and names that broke (or could break) quoting, one batch.
+const TRICKY: &[&str] = &[
+    "",
+    "$",
+    "$$",
+    "${",
+    "${x}",
+    "$${x}",
+    "$$${x}",
+    "\\${x}",
+    "\\$",
+    "$\\{x}",
+    "a$",
+    "a$\"",
+    "a${",
+    "}",
+    "''",
+    "'''",
+    "''$",
+    "''${x}",
+    "''\\n",
+    "\\",
+    "\\\\",
+    "\\\"",
+    "\"",
+    "\"\"",
+    "\n",
+    "\r",
+    "\r\n",
+    "\n\r",
+    "\t",
+    "\\n",
+    "\\r",
+    "\\t",
+    "line 1\nline 2\r\nline 3\rline 4",
+    "#not a comment",
+    "/* not a comment */",
+    "\u{1}\u{7f}\u{1b}[31m",
+    "\u{85}\u{2028}\u{2029}\u{feff}",
+    "🦀 ferris",
+    "\u{10ffff}",
+    "\u{1d11e}\u{1f600}",
+    "é€ß",
+    "in",
+    "rec",
+    "or",
+    "let",
+    "inherit",
+    "true",
+    "null",
+    "__functor",
+    "a.b",
+    "m.homeserver",
+    "1a",
+    "-a",
+    "a'b",
+    " ",
+];
+
+#[test]
+fn tricky_strings_as_values_and_names() {
+    let nix = support::nix_instantiate();
+    let strings = NixExpr::List(TRICKY.iter().map(|s| NixExpr::str(*s)).collect());
+    check_value(nix.as_ref(), &strings).unwrap();
+    // As attribute names (each also as a value, and nested one level).
+    let attrs = NixExpr::attrs(TRICKY.iter().map(|s| {
+        (
+            *s,
+            NixExpr::attrs([(*s, NixExpr::str(*s)), ("n", NixExpr::Int(-1))]),
+        )
+    }));
+    check_value(nix.as_ref(), &attrs).unwrap();
+    // Every string alone at top level, where nothing follows the quote.
+    for s in TRICKY {
+        let text = print(&NixExpr::str(*s));
+        assert_eq!(syntax_errors(&text), Vec::<String>::new(), "{text}");
+    }
+}
+
+#[test]
+fn nested_and_empty_containers() {
+    let nix = support::nix_instantiate();
+    let mut deep = NixExpr::Int(-7);
+    for i in 0..40 {
+        deep = if i % 2 == 0 {
+            NixExpr::List(vec![deep, NixExpr::Int(-i), NixExpr::Null])
+        } else {
+            NixExpr::attrs([("in", deep), ("x.y", NixExpr::Bool(true))])
+        };
+    }
+    let value = NixExpr::List(vec![
+        NixExpr::List(vec![]),
+        NixExpr::Attrs(BTreeMap::new()),
+        NixExpr::List(vec![NixExpr::List(vec![]), NixExpr::Attrs(BTreeMap::new())]),
+        NixExpr::attrs([("", NixExpr::List(vec![NixExpr::Int(-1)]))]),
+        NixExpr::Int(i64::MAX),
+        NixExpr::Int(i64::MIN + 1),
+        deep,
+    ]);
+    check_value(nix.as_ref(), &value).unwrap();
+}
+
+#[test]
+fn json_round_trips_through_from_json() {
+    let nix = support::nix_instantiate();
+    let data = json!({
+        "m.homeserver": {"base_url": "https://matrix.example.org"},
+        "rec": [1, -2, null, true, "${x}"],
+        "": {"''": "\r\n"},
+        "nested": {"a": {"b": {"c": []}}},
+    });
+    let expr = NixExpr::from_json(&data);
+    check_value(nix.as_ref(), &expr).unwrap();
+}
+
+/// Floats print in a form Nix reads; Nix's JSON keeps 6 significant digits.
+/// (`-0.0` is left out: see `negative_zero_in_a_list_parses`.)
+#[test]
+fn floats_evaluate_approximately() {
+    let floats = [
+        0.0,
+        1.0,
+        -1.5,
+        0.1,
+        1e-7,
+        2.5e-300,
+        1e21,
+        1.7976931348623157e308,
+        -3.25e10,
+    ];
+    let expr = NixExpr::List(floats.iter().map(|f| NixExpr::Float(*f)).collect());
+    let text = print(&expr);
+    assert_eq!(syntax_errors(&text), Vec::<String>::new(), "{text}");
+    let Some(nix) = support::nix_instantiate() else {
+        return;
+    };
+    let got = eval(&nix, &text).unwrap_or_else(|e| panic!("{e}\nin:\n{text}"));
+    let got = got.as_array().expect("a list");
+    for (want, got) in floats.iter().zip(got) {
+        let got = got
+            .as_f64()
+            .unwrap_or_else(|| panic!("{got} is not a number"));
+        let tolerance = want.abs() * 1e-5 + 1e-300;
+        assert!((got - want).abs() <= tolerance, "{want} evaluated to {got}");
+    }
+}
+
+/// Printer bug: `NixExpr::Int(i64::MIN)` prints as `(-9223372036854775808)`,
+/// and Nix has no negative literals, so it reads `9223372036854775808`,
+/// which overflows ("invalid integer"). Printing `(-9223372036854775807 - 1)`
+/// would work.
+#[test]
+#[ignore = "printer bug: i64::MIN has no Nix literal, see the doc comment"]
+fn int_min_evaluates() {
+    let nix = support::nix_instantiate();
+    check_value(nix.as_ref(), &NixExpr::List(vec![NixExpr::Int(i64::MIN)])).unwrap();
+}
+
+/// Printer bug: `Float(-0.0)` is not parenthesised (`-0.0 < 0.0` is false),
+/// so in a list `[ 1.0 -0.0 ]` reads as the subtraction `1.0 - 0.0`, or as a
+/// syntax error when it comes first. Testing `f.is_sign_negative()` instead
+/// of `*f < 0.0` would fix it.
+#[test]
+#[ignore = "printer bug: -0.0 is printed without parentheses, see the doc comment"]
+fn negative_zero_in_a_list_parses() {
+    let expr = NixExpr::List(vec![NixExpr::Float(1.0), NixExpr::Float(-0.0)]);
+    let text = print(&expr);
+    assert_eq!(syntax_errors(&text), Vec::<String>::new(), "{text}");
+    let Some(nix) = support::nix_instantiate() else {
+        return;
+    };
+    let got = eval(&nix, &text).unwrap_or_else(|e| panic!("{e}\nin:\n{text}"));
+    assert_eq!(got.as_array().map(Vec::len), Some(2), "{got} from:\n{text}");
+}
