@@ -22,6 +22,8 @@ pub enum Command {
         #[arg(long)]
         existing: bool,
     },
+    /// Print a new ULID, for `mas.upstream_providers[].id`.
+    Ulid,
     /// Validate a spec: print diagnostics, exit 0 (ok, maybe warnings) or 2.
     Check { spec: Utf8PathBuf },
     /// Write the flake, host modules, reference renders and plan.

@@ -14,6 +14,10 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Init { existing } => init(existing),
+        Command::Ulid => {
+            println!("{}", ulid::Ulid::new());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { spec } => check(&spec),
         Command::Build {
             spec,
@@ -39,7 +43,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             rollback,
             acknowledge,
         ),
-        Command::Diff { .. } => anyhow::bail!("`masgen diff` is not implemented yet"),
+        Command::Diff {
+            spec,
+            against,
+            against_rev,
+            system,
+            output,
+            format,
+        } => diff(&spec, against, against_rev, system, &output, format),
     }
 }
 
@@ -90,7 +101,10 @@ fn build(spec: &Utf8Path, output: &Utf8Path, check_only: bool) -> Result<ExitCod
         }
     };
     print_diagnostics(&checked.warnings);
-    let (lowered, tree) = build_tree_for(&checked, output.as_str())?;
+    // The plan names the flake by the directory's own name (`out#matrix`),
+    // never by a machine-specific path: run it from the directory above.
+    let flake_dir = output.file_name().unwrap_or("out");
+    let (lowered, tree) = build_tree_for(&checked, flake_dir)?;
     for phase in &lowered.phases {
         for d in &phase.dropped {
             eprintln!(
@@ -189,4 +203,53 @@ fn plan(
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn diff(
+    spec: &Utf8Path,
+    against: Option<camino::Utf8PathBuf>,
+    against_rev: Option<String>,
+    system: Option<camino::Utf8PathBuf>,
+    output: &Utf8Path,
+    format: crate::cli::Format,
+) -> Result<ExitCode> {
+    use masgen::diff::{self, Baseline, Outcome};
+    let baseline = match (against, against_rev, system) {
+        (Some(dir), None, None) => Baseline::Tree(dir),
+        (None, Some(rev), None) => Baseline::Rev(rev),
+        (None, None, Some(root)) => Baseline::System(root),
+        _ => anyhow::bail!(
+            "`masgen diff` needs exactly one of --against DIR, --against-rev REV, --system ROOT"
+        ),
+    };
+    let checked = match check_file(spec)? {
+        Ok(c) => c,
+        Err(diags) => {
+            print_diagnostics(&diags);
+            eprintln!("{spec}: failed ({}); nothing compared", summary(&diags));
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let changeset = match diff::diff(spec, &checked, &baseline, output)? {
+        Outcome::Changes(c) => c,
+        Outcome::InvalidSpec { which, diagnostics } => {
+            print_diagnostics(&diagnostics);
+            eprintln!(
+                "{which}: the old spec does not validate ({}); nothing compared",
+                summary(&diagnostics)
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let text = match format {
+        crate::cli::Format::Text => {
+            use std::io::IsTerminal;
+            let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+            diff::render::text(&changeset, color)
+        }
+        crate::cli::Format::Markdown => diff::render::markdown(&changeset),
+        crate::cli::Format::Json => diff::render::json(&changeset),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(ExitCode::from(u8::from(changeset.changed)))
 }

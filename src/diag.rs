@@ -145,11 +145,11 @@ impl fmt::Display for Rendered {
             self.file, self.line, self.column, self.code, self.message
         )?;
         if !self.source_line.is_empty() {
-            writeln!(f, "    | {}", self.source_line)?;
-            let pad: String = self
-                .source_line
+            let (shown, caret) = excerpt(&self.source_line, self.column);
+            writeln!(f, "    | {shown}")?;
+            let pad: String = shown
                 .chars()
-                .take(self.column.saturating_sub(1))
+                .take(caret)
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             writeln!(f, "    | {pad}^")?;
@@ -159,6 +159,33 @@ impl fmt::Display for Rendered {
         }
         Ok(())
     }
+}
+
+/// At most `WIDTH` characters of a source line around `column`, control
+/// characters made visible, and the caret's offset in what is shown.
+fn excerpt(line: &str, column: usize) -> (String, usize) {
+    const WIDTH: usize = 120;
+    let chars: Vec<char> = line.chars().collect();
+    let col = column.saturating_sub(1).min(chars.len());
+    let start = col.saturating_sub(WIDTH / 2);
+    let end = (start + WIDTH).min(chars.len());
+    let mut shown = String::new();
+    let mut caret = col - start;
+    if start > 0 {
+        shown.push('…');
+        caret += 1;
+    }
+    for &c in &chars[start..end] {
+        if c.is_control() && c != '\t' {
+            shown.push('\u{fffd}');
+        } else {
+            shown.push(c);
+        }
+    }
+    if end < chars.len() {
+        shown.push('…');
+    }
+    (shown, caret)
 }
 
 /// 1-based line and column (in characters) of a byte offset.

@@ -7,6 +7,7 @@
 //! results.
 
 pub mod diag;
+pub mod diff;
 pub mod emit;
 pub mod lower;
 pub mod model;

@@ -489,15 +489,12 @@ fn generated_nasty_inputs() {
     big.push_str("\n[migration]\nbackup_dir = \"relative/backups\"\n");
     assert!(big.len() >= 2_000_000, "{} bytes", big.len());
     std::fs::write(tmp.path().join("big.toml"), &big).unwrap();
-    let started = std::time::Instant::now();
     let out = check_in(tmp.path(), "big.toml");
-    let took = started.elapsed();
     assert_no_panic("big.toml", &out);
     assert_eq!(
         printed_codes(&stderr(&out), "big.toml"),
         ["value.path", "mas.email.none"]
     );
-    assert!(took.as_secs() < 20, "checking 2 MB took {took:?}");
     insta::assert_snapshot!("generated-2mb-many-lines", snapshot_text(&out));
 
     // 2 MB on one line, with a literal secret at its end.

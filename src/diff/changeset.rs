@@ -239,6 +239,10 @@ pub struct Warning {
 pub struct FileChange {
     pub path: String,
     pub change: Change,
+    /// For a file of a new configuration compared with another phase of the
+    /// same host: the old file it is diffed against (`hosts/h/prepare/x`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compared_with: Option<String>,
     /// Unified diff (`a/<path>`, `b/<path>`; `/dev/null` for a missing side).
     pub diff: String,
 }

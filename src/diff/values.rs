@@ -25,7 +25,11 @@ fn walk(out: &mut Vec<SettingChange>, path: String, old: Option<&Value>, new: Op
                 walk(out, join_key(&path, k), o.get(k), n.get(k));
             }
         }
-        (Some(Value::Array(o)), Some(Value::Array(n))) if !path.is_empty() => {
+        // Lists of objects or lists are compared element by element
+        // (`listeners[0].port`); a list of plain values is one value.
+        (Some(Value::Array(o)), Some(Value::Array(n)))
+            if !path.is_empty() && o.iter().chain(n.iter()).any(is_structured) =>
+        {
             for i in 0..o.len().max(n.len()) {
                 walk(out, format!("{path}[{i}]"), o.get(i), n.get(i));
             }
@@ -41,6 +45,10 @@ fn walk(out: &mut Vec<SettingChange>, path: String, old: Option<&Value>, new: Op
             new: n.cloned(),
         }),
     }
+}
+
+fn is_structured(v: &Value) -> bool {
+    matches!(v, Value::Object(_) | Value::Array(_))
 }
 
 /// `a.b`, or `a["m.homeserver"]` for a key that is not a plain name.
@@ -291,8 +299,8 @@ mod tests {
 
     #[test]
     fn paths_quote_dotted_keys_and_index_lists() {
-        let old = json!({"a": {"m.homeserver": 1}, "l": [1, 2], "same": true});
-        let new = json!({"a": {"m.homeserver": 2}, "l": [1, 3, 4], "same": true, "b": {"c": 1}});
+        let old = json!({"a": {"m.homeserver": 1}, "l": [{"x": 1}, {"x": 2}], "s": [1, 2], "same": true});
+        let new = json!({"a": {"m.homeserver": 2}, "l": [{"x": 1}, {"x": 3}, {"x": 4}], "s": [2], "same": true, "b": {"c": 1}});
         let paths: Vec<String> = diff(&old, &new)
             .iter()
             .map(|c| format!("{}:{:?}", c.path, c.change))
@@ -302,8 +310,9 @@ mod tests {
             [
                 r#"a["m.homeserver"]:Changed"#,
                 "b:Added",
-                "l[1]:Changed",
-                "l[2]:Added"
+                "l[1].x:Changed",
+                "l[2]:Added",
+                "s:Changed"
             ]
         );
     }

@@ -85,8 +85,14 @@ pub fn render_nginx(hosts: &[VirtualHost], opts: &RenderOptions) -> String {
         let tls = opts.plain_listen.is_none() && v.tls != TlsMode::None;
         if tls {
             out.push_str(&format!(
-                "server {{\n    listen 0.0.0.0:80;\n    listen [::]:80;\n    server_name {};\n    location /.well-known/acme-challenge {{\n        root /var/lib/acme/acme-challenge;\n    }}\n    location / {{\n        return 301 https://$host$request_uri;\n    }}\n}}\n\n",
-                v.server_name
+                "server {{\n    listen 0.0.0.0:80;\n    listen [::]:80;\n    server_name {};\n{}    location / {{\n        return 301 https://$host$request_uri;\n    }}\n}}\n\n",
+                v.server_name,
+                // nixpkgs adds the challenge location only for ACME hosts.
+                if v.tls == TlsMode::Acme {
+                    "    location ^~ /.well-known/acme-challenge/ {\n        root /var/lib/acme/acme-challenge;\n    }\n"
+                } else {
+                    ""
+                }
             ));
         }
         out.push_str("server {\n");

@@ -59,24 +59,9 @@ pub(super) fn lower(hs: &Homeserver, _phase: Phase) -> MasOut {
     );
 
     let d = &mas.database;
-    let database = match &d.password_file {
-        None => json!({
-            "uri": format!("postgresql:///{}?host={}&user={}", d.name, d.host, d.user),
-        }),
-        Some(f) => {
-            credentials.insert("database-password".to_string(), f.clone());
-            let mut db = json!({
-                "host": d.host,
-                "username": d.user,
-                "database": d.name,
-                "password_file": cred("database-password"),
-            });
-            if let Some(port) = d.port {
-                db["port"] = json!(port);
-            }
-            db
-        }
-    };
+    let database = json!({
+        "uri": format!("postgresql:///{}?host={}&user={}", d.name, d.host, d.user),
+    });
     m.insert("database".into(), database);
 
     credentials.insert("matrix-secret".into(), mas.shared_secret_file.clone());

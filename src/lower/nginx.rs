@@ -116,7 +116,20 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> Vec<VirtualHost> {
 
     let mut hosts = Vec::new();
     let mut mas_locations = Vec::new();
-    if prefix == "/" {
+    if !final_phase {
+        // MAS must stay unreachable until syn2mas has run: a user created
+        // through it now would make syn2mas refuse the empty-database check.
+        // The location (and for its own hostname, the certificate) exists
+        // already, so the final switch changes only where it points.
+        let matcher = if prefix == "/" { "/".to_string() } else { format!("{prefix}/") };
+        mas_locations.push(Location {
+            matcher,
+            upstream: "static".into(),
+            proxy_pass: None,
+            directives: vec![],
+            return_value: Some("503".into()),
+        });
+    } else if prefix == "/" {
         mas_locations.push(Location::proxy("/", "mas", mas.clone(), vec![]));
     } else {
         mas_locations.push(Location::proxy(

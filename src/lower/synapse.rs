@@ -182,6 +182,12 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> (SynapseOut, Vec<Dropped>)
                 }
             }
         }
+        if m.remove("registration_shared_secret_path").is_some() {
+            dropped.push(Dropped {
+                setting: "registration_shared_secret_path".into(),
+                reason: "Synapse's shared-secret registration endpoint is gone once MAS handles accounts; register users with the masgen-register-* tasks".into(),
+            });
+        }
         m.insert("enable_registration".into(), json!(false));
         delegation(hs, &mut m);
     }
@@ -226,10 +232,6 @@ fn database(hs: &Homeserver) -> Value {
             args.insert("host".into(), json!(d.host));
             if let Some(port) = d.port {
                 args.insert("port".into(), json!(port));
-            }
-            if let Some(f) = &d.password_file {
-                // libpq reads the password from a passfile; never inline.
-                args.insert("passfile".into(), json!(f));
             }
             args.insert("cp_min".into(), json!(5));
             args.insert("cp_max".into(), json!(10));

@@ -175,18 +175,21 @@ fn table_to_json(table: &toml::Table) -> Map<String, Value> {
 }
 
 /// Flattens nested objects into dotted paths (lists are leaves).
-fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
+/// Every nested key of an object as its path of key names (lists are leaves).
+/// Names are kept apart: a key may itself contain a dot.
+fn flatten(prefix: &[String], value: &Value, out: &mut Vec<(Vec<String>, Value)>) {
     if let Value::Object(map) = value {
         for (k, v) in map {
-            let path = if prefix.is_empty() {
-                k.clone()
-            } else {
-                format!("{prefix}.{k}")
-            };
+            let mut path = prefix.to_vec();
+            path.push(k.clone());
             out.push((path.clone(), v.clone()));
             flatten(&path, v, out);
         }
     }
+}
+
+fn is_path(segments: &[String], dotted: &str) -> bool {
+    segments.iter().map(String::as_str).eq(dotted.split('.'))
 }
 
 /// Validates a parsed spec. Returns the model when there is no error, and
@@ -244,11 +247,19 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
         if name != host_name {
             c.error(
                 "host.split_unsupported",
-                at(&format!("hosts.{name}")),
+                at("hosts").key(&name),
                 format!("host `{name}` is not the homeserver's host `{host_name}`"),
                 "this masgen places Synapse, MAS and PostgreSQL on one host; remove this host or set `homeserver.host` to it",
             );
             continue;
+        }
+        if h.base_flake.is_none() {
+            c.warn(
+                "host.no_base_flake",
+                at("homeserver.host"),
+                format!("host `{name}` has no `base_flake`: its NixOS configurations lack file systems, boot loader and users, so they will not build as they are"),
+                format!("add `[hosts.{name}]` with `base_flake = \"path:/etc/nixos\"` (a flake exporting the host's own module)"),
+            );
         }
         hosts.insert(
             name.clone(),
@@ -406,8 +417,24 @@ fn check_database(
     let port = d
         .port
         .map(|p| c.port(&format!("{prefix}.port"), Some(p), 5432));
-    c.abs_path(&format!("{prefix}.password_file"), &d.password_file);
-    let local = d.local.unwrap_or(host.starts_with('/'));
+    let loopback = host.starts_with('/') || host == "localhost" || host == "127.0.0.1" || host == "::1";
+    let local = d.local.unwrap_or(loopback);
+    if !local || !loopback {
+        c.error(
+            "database.remote_unsupported",
+            at(&format!("{prefix}.host")),
+            format!("database host `{host}` is not this host's PostgreSQL"),
+            "this masgen runs PostgreSQL on the homeserver's host (socket /run/postgresql, peer authentication); remote databases are not supported yet",
+        );
+    }
+    if d.password_file.is_some() {
+        c.error(
+            "database.password_file",
+            at(&format!("{prefix}.password_file")),
+            "a database password is not needed: the services log in to the local PostgreSQL by peer authentication",
+            "remove `password_file`",
+        );
+    }
     // Over the unix socket PostgreSQL authenticates by OS user (peer), and
     // the service runs as `service_user`.
     if engine == DbEngine::Postgresql
@@ -428,7 +455,6 @@ fn check_database(
         user,
         host,
         port,
-        password_file: d.password_file.clone(),
         local,
     }
 }
@@ -712,10 +738,12 @@ fn check_synapse_escape_hatch(
         ("final_extra_settings", final_extra),
     ] {
         let mut flat = Vec::new();
-        flatten("", &Value::Object(settings.clone()), &mut flat);
-        for (path, value) in flat {
-            let key_path = at(&format!("synapse.{name}.{path}"));
-            if path == "experimental_features.msc3861" && version.at_least(1, 157) {
+        flatten(&[], &Value::Object(settings.clone()), &mut flat);
+        for (segments, value) in flat {
+            let key_path = segments.iter().fold(at(&format!("synapse.{name}")), |p, k| p.key(k));
+            let path = segments.join(".");
+            let is = |dotted: &str| is_path(&segments, dotted);
+            if is("experimental_features.msc3861") && version.at_least(1, 157) {
                 c.error(
                     "synapse.msc3861_removed",
                     key_path.clone(),
@@ -723,8 +751,8 @@ fn check_synapse_escape_hatch(
                     "remove it: masgen emits the stable `matrix_authentication_service` block for Synapse 1.136 and newer",
                 );
             }
-            if path == "matrix_authentication_service"
-                || path == "experimental_features.msc3861" && !version.at_least(1, 157)
+            if is("matrix_authentication_service")
+                || is("experimental_features.msc3861") && !version.at_least(1, 157)
             {
                 c.error(
                     "synapse.delegation_managed",
@@ -733,7 +761,7 @@ fn check_synapse_escape_hatch(
                     "remove it; MAS settings come from the `[mas]` section",
                 );
             }
-            if path == "database" || path == "server_name" || path == "listeners" {
+            if is("database") || is("server_name") || is("listeners") {
                 c.error("synapse.managed_setting", key_path.clone(), format!("`{path}` is set by masgen from the spec"), "use the `[synapse]` keys (`database`, `listener`, `homeserver.server_name`) instead");
             }
             // In the final phase these make Synapse refuse to start.
@@ -741,7 +769,7 @@ fn check_synapse_escape_hatch(
             if explicit_final {
                 if let Some(conflict) = rules::DELEGATION_CONFLICTS
                     .iter()
-                    .find(|r| r.setting == path && r.triggered_by(&value))
+                    .find(|r| is(r.setting) && r.triggered_by(&value))
                 {
                     c.error(
                         "synapse.delegation_conflict",
@@ -840,6 +868,43 @@ fn check_synapse_semantics(c: &mut Checker, s: &Synapse, mode: Mode) {
             c.error("synapse.delegation_conflict", at("synapse.legacy_sso"), "SAML2, CAS and JWT logins cannot be used with MAS", "remove them; connect the identity provider to MAS as an upstream OIDC provider (Dex can bridge SAML/LDAP)");
         }
         return;
+    }
+
+    // What stops working once Synapse delegates (the seed's "Expectations").
+    if !s.password_providers.is_empty() || s.ldap || s.modules.iter().any(|m| m.password_auth) {
+        let path = if !s.password_providers.is_empty() {
+            "synapse.password_providers"
+        } else if s.ldap {
+            "synapse.ldap"
+        } else {
+            "synapse.modules"
+        };
+        c.warn(
+            "migrate.password_providers",
+            at(path),
+            "password providers (shared-secret-auth, rest-auth, LDAP) stop working once Synapse delegates to MAS; they are dropped from the final configuration",
+            "bridges: switch to appservice double puppeting; LDAP users: put an OIDC bridge such as Dex in front of LDAP and add it as a MAS upstream provider. `masgen plan` asks for --acknowledge password-providers-stop-working",
+        );
+    }
+    for (i, a) in s.app_services.iter().enumerate() {
+        if a.encrypted {
+            c.warn(
+                "migrate.appservice",
+                at(&format!("synapse.app_services[{i}].encrypted")),
+                format!("appservice `{}` uses encryption, which under MAS needs MSC4190 device management in the bridge", a.name),
+                "check that the bridge supports MSC4190 (Synapse 1.141 and newer need no opt-in), or keep end-to-bridge encryption off",
+            );
+        }
+        if let Some(kind) = a.kind.as_deref() {
+            if ["reminder-bot", "postmoogle"].contains(&kind) {
+                c.warn(
+                    "migrate.appservice_known_issue",
+                    at(&format!("synapse.app_services[{i}].kind")),
+                    format!("`{kind}` is known to misbehave with MAS (lost state, rescheduled reminders)"),
+                    "test it after the switch, or keep it on a homeserver without MAS",
+                );
+            }
+        }
     }
 
     // Migration: what syn2mas refuses (checks.rs), before anything is built.
@@ -948,7 +1013,11 @@ fn check_mas(c: &mut Checker, spec: &SpecFile, host: &str, mode: Mode, synapse: 
             "pick a different `health_port`",
         );
     }
-    if synapse.listen_address == listen_address && synapse.port == port {
+    let wildcard = |a: &str| a == "0.0.0.0" || a == "::" || a == "[::]";
+    let same_address = synapse.listen_address == listen_address
+        || wildcard(&synapse.listen_address)
+        || wildcard(&listen_address);
+    if same_address && synapse.port == port {
         c.error(
             "value.port",
             at("mas.listener.port"),
@@ -1084,7 +1153,7 @@ fn check_mas(c: &mut Checker, spec: &SpecFile, host: &str, mode: Mode, synapse: 
         if !ACCOUNT_KEYS.contains(&key.as_str()) {
             c.error(
                 "spec.unknown_key",
-                at(&format!("mas.account.{key}")),
+                at("mas.account").key(key),
                 format!("unknown MAS account option `{key}`"),
                 format!("known options: {}", ACCOUNT_KEYS.join(", ")),
             );
@@ -1248,7 +1317,7 @@ fn check_upstream(
                 "mas.provider.id",
                 at(&format!("{path}.id")),
                 format!("`{}` is not a ULID", p.id),
-                "generate one with `masgen init` or any ULID tool (26 upper-case Crockford base32 characters) and never change it: MAS links users to it",
+                "generate one with `masgen ulid` (26 upper-case Crockford base32 characters) and never change it: MAS links users to it",
             );
         } else if !ids.insert(p.id.clone()) {
             c.error(

@@ -82,7 +82,6 @@ pub struct Database {
     /// Socket directory or host name.
     pub host: String,
     pub port: Option<u16>,
-    pub password_file: Option<String>,
     /// Managed by `services.postgresql` on this host.
     pub local: bool,
 }

@@ -131,7 +131,10 @@ fn write_expr(out: &mut String, expr: &NixExpr, indent: usize) {
         NixExpr::Int(i) => {
             // Nix has no negative literals: `-1` parses as a unary minus, which
             // is fine at top level but not as a list element.
-            if *i < 0 {
+            if *i == i64::MIN {
+                // Nix reads `-N` as negation of N, and 2^63 overflows.
+                out.push_str("(-9223372036854775807 - 1)");
+            } else if *i < 0 {
                 out.push_str(&format!("({i})"));
             } else {
                 out.push_str(&i.to_string());
@@ -143,7 +146,7 @@ fn write_expr(out: &mut String, expr: &NixExpr, indent: usize) {
             } else {
                 format!("{f}")
             };
-            if *f < 0.0 {
+            if f.is_sign_negative() {
                 out.push_str(&format!("({s})"));
             } else {
                 out.push_str(&s);

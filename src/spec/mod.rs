@@ -113,6 +113,10 @@ impl<'a> Node<'a> {
 /// `_path` forms are what the spec must use instead.
 const SECRET_KEYS: &[&str] = &[
     "access_token",
+    "bind_password",
+    "recaptcha_private_key",
+    "smtp_pass",
+    "smtp_password",
     "admin_token",
     "as_token",
     "client_secret",
@@ -142,7 +146,8 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
                 severity: Severity::Error,
                 code: "toml.syntax",
                 location: Location::Span(span),
-                message: first_line(err.message()).to_string(),
+                // toml_edit puts the reason on later lines ("duplicate key …").
+                message: err.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(": "),
                 help: Some("fix the TOML syntax at this position".into()),
             }]);
         }
@@ -165,7 +170,7 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
         let name = path.to_string();
         diags.push(
             Diagnostic::error("spec.unknown_key", path, format!("unknown key `{name}`"))
-                .help("check the spelling against `masgen init` output or docs/spec.md; settings masgen does not model go in `extra_settings`"),
+                .help("check the spelling against `masgen init` output or docs/guide.md; settings masgen does not model go in `extra_settings`"),
         );
     }
     match parsed {
@@ -191,7 +196,7 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
         }
         Err(err) => {
             let span = err.span();
-            let message = first_line(err.message()).to_string();
+            let message = plain_types(first_line(err.message()));
             let location = match span {
                 Some(span) => Location::Span(span),
                 None => Location::Path(KeyPath::root()),
@@ -211,6 +216,25 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
             Err(diags)
         }
     }
+}
+
+/// serde names Rust types ("expected struct HomeserverSpec"); say it in TOML terms.
+fn plain_types(message: &str) -> String {
+    let mut m = message.to_string();
+    if let Some(at) = m.find("expected struct ") {
+        m.truncate(at);
+        m.push_str("expected a table");
+    }
+    for (rust, toml) in [
+        ("expected i64", "expected an integer"),
+        ("expected u32", "expected an integer"),
+        ("expected a boolean", "expected `true` or `false`"),
+        ("a sequence", "an array"),
+        ("expected a map", "expected a table"),
+    ] {
+        m = m.replace(rust, toml);
+    }
+    m
 }
 
 fn first_line(s: &str) -> &str {

@@ -1,0 +1,31 @@
+//! `cargo bench`: time and allocation-free throughput of the compiler stages
+//! on the bundled examples (no criterion: a plain loop with `Instant`).
+
+use std::time::Instant;
+
+fn main() {
+    let iterations: u32 = std::env::var("MASGEN_BENCH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let mut paths: Vec<_> = std::fs::read_dir("examples")
+        .expect("run from the repository root")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.display().to_string();
+        let start = Instant::now();
+        let mut bytes = 0usize;
+        for _ in 0..iterations {
+            let checked = masgen::check_source(masgen::spec::Source::new(&name, text.clone()))
+                .unwrap_or_else(|d| panic!("{name}: {d:?}"));
+            let (_, tree) = masgen::build_tree(&checked).unwrap();
+            bytes = tree.values().map(String::len).sum();
+        }
+        let per = start.elapsed() / iterations;
+        println!("{name}: check+build {per:?} per run, {bytes} bytes of output ({iterations} runs)");
+    }
+}
