@@ -15,6 +15,8 @@ pub enum Trigger {
     Present,
     /// A non-empty list.
     NonEmpty,
+    /// A config block that is on unless it says `enabled: false`.
+    BlockEnabled,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -54,9 +56,9 @@ pub const DELEGATION_CONFLICTS: &[DelegationConflict] = &[
         reason: "SSO moves to MAS upstream OAuth2 providers",
     },
     DelegationConflict {
-        setting: "cas_config.enabled",
-        trigger: Trigger::True,
-        example: "true",
+        setting: "cas_config",
+        trigger: Trigger::BlockEnabled,
+        example: r#"{"server_url": "https://cas.example.com"}"#,
         reason: "SSO (CAS) cannot be enabled when Synapse delegates to MAS",
     },
     DelegationConflict {
@@ -118,6 +120,10 @@ impl DelegationConflict {
             }
             Trigger::Present => !value.is_null(),
             Trigger::NonEmpty => value.as_array().is_some_and(|a| !a.is_empty()),
+            // Synapse turns CAS on for any `cas_config` block without `enabled: false`.
+            Trigger::BlockEnabled => {
+                value.is_object() && value.get("enabled") != Some(&Value::Bool(false))
+            }
         }
     }
 }

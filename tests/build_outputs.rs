@@ -1744,10 +1744,12 @@ fn migrate_phases_have_the_expected_contents() {
             .iter()
             .any(|l| l.contains("login|logout|refresh") || l == "/_synapse/mas"));
         let nginx_final = file(&built, render("final", "nginx.conf"));
-        assert!(nginx_final.contains("location ~ ^/_matrix/client/(.*)/(login|logout|refresh) {"));
+        assert!(
+            nginx_final.contains("location ~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$) {")
+        );
         assert!(nginx_final.contains("location /_synapse/mas {"));
         let module_final = file(&built, hosts("final", "default.nix"));
-        assert!(module_final.contains("\"~ ^/_matrix/client/(.*)/(login|logout|refresh)\""));
+        assert!(module_final.contains("\"~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$)\""));
         assert!(module_final.contains("\"/_synapse/mas\""));
         let final_locs = nginx_locations(&built, Phase::Final);
         assert!(final_locs.contains(&masgen::lower::COMPAT_ROUTE.to_string()));

@@ -336,7 +336,6 @@ fn floats_evaluate_approximately() {
 /// which overflows ("invalid integer"). Printing `(-9223372036854775807 - 1)`
 /// would work.
 #[test]
-#[ignore = "printer bug: i64::MIN has no Nix literal, see the doc comment"]
 fn int_min_evaluates() {
     let nix = support::nix_instantiate();
     check_value(nix.as_ref(), &NixExpr::List(vec![NixExpr::Int(i64::MIN)])).unwrap();
@@ -347,7 +346,6 @@ fn int_min_evaluates() {
 /// syntax error when it comes first. Testing `f.is_sign_negative()` instead
 /// of `*f < 0.0` would fix it.
 #[test]
-#[ignore = "printer bug: -0.0 is printed without parentheses, see the doc comment"]
 fn negative_zero_in_a_list_parses() {
     let expr = NixExpr::List(vec![NixExpr::Float(1.0), NixExpr::Float(-0.0)]);
     let text = print(&expr);

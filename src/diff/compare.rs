@@ -15,6 +15,7 @@ use crate::lower::PASSWORD_CONFIG_PATH;
 use crate::rules;
 
 use super::changeset::*;
+use super::nginx;
 use super::state::{self, delegates, ConfigState, Vhost};
 use super::system::SystemState;
 use super::units::{flag_values, Unit};
@@ -105,7 +106,8 @@ pub fn compare_system(
     let mut notes = system.notes.clone();
     let mut configurations = Vec::new();
     for n in &new_cfgs {
-        configurations.push(compare_with_system(system, n, &mut notes));
+        let siblings: Vec<&ConfigState> = new_cfgs.iter().filter(|c| c.host == n.host).collect();
+        configurations.push(compare_with_system(system, n, &siblings, &mut notes));
     }
     notes.sort();
     notes.dedup();
@@ -259,9 +261,11 @@ fn touches(changes: &[SettingChange], prefixes: &[&str]) -> bool {
     let within = |a: &str, b: &str| {
         a == b || a.starts_with(&format!("{b}.")) || a.starts_with(&format!("{b}["))
     };
-    changes
-        .iter()
-        .any(|c| prefixes.iter().any(|p| within(&c.path, p) || within(p, &c.path)))
+    changes.iter().any(|c| {
+        prefixes
+            .iter()
+            .any(|p| within(&c.path, p) || within(p, &c.path))
+    })
 }
 
 fn compare_config(old: Option<&ConfigState>, n: &ConfigState) -> ConfigurationChange {
@@ -393,7 +397,13 @@ fn compare_config(old: Option<&ConfigState>, n: &ConfigState) -> ConfigurationCh
             (Some(a), Some(b)) if a != b => {
                 let reasons = values::diff(a, b)
                     .iter()
-                    .map(|c| c.path.split(['.', '[']).next().unwrap_or_default().to_string())
+                    .map(|c| {
+                        c.path
+                            .split(['.', '['])
+                            .next()
+                            .unwrap_or_default()
+                            .to_string()
+                    })
                     .collect::<BTreeSet<_>>()
                     .into_iter()
                     .collect();
@@ -416,7 +426,7 @@ fn compare_config(old: Option<&ConfigState>, n: &ConfigState) -> ConfigurationCh
         &compat_hosts(&o.vhosts()),
         &compat_hosts(&n.vhosts()),
     );
-    setting_warnings(&mut change, !n.mas_settings()["upstream_oauth2"].is_null());
+    setting_warnings(&mut change, Some(&o.mas_settings()), &n.mas_settings());
 
     if !(change.units.is_empty()
         && change.synapse_settings.is_empty()
@@ -476,9 +486,11 @@ fn service_unit(
             },
         ),
         (true, false) => (Change::Removed, Action::Stop, "removed (stopped)".into()),
-        (true, true) if !reasons.is_empty() => {
-            (Change::Changed, Action::Restart, changed_summary.to_string())
-        }
+        (true, true) if !reasons.is_empty() => (
+            Change::Changed,
+            Action::Restart,
+            changed_summary.to_string(),
+        ),
         _ => return,
     };
     units.insert(
@@ -650,17 +662,20 @@ fn compare_vhosts(
                 reasons: vec![],
             }),
             (Some(a), Some(b)) if a.options != b.options => {
-                let reasons = values::diff(&Value::Object(a.options.clone()), &Value::Object(b.options.clone()))
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "{}: {} → {}",
-                            c.path,
-                            values::show(c.old.as_ref()),
-                            values::show(c.new.as_ref())
-                        )
-                    })
-                    .collect();
+                let reasons = values::diff(
+                    &Value::Object(a.options.clone()),
+                    &Value::Object(b.options.clone()),
+                )
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}: {} → {}",
+                        c.path,
+                        values::show(c.old.as_ref()),
+                        values::show(c.new.as_ref())
+                    )
+                })
+                .collect();
                 vhosts.push(VhostChange {
                     server_name: name.clone(),
                     change: Change::Changed,
@@ -713,9 +728,21 @@ fn route_summary(vhosts: &[VhostChange], routes: &[RouteChange]) -> String {
     let v = |c: Change| vhosts.iter().filter(|x| x.change == c).count();
     let mut parts = Vec::new();
     for (one, many, k) in [
-        ("virtual host added", "virtual hosts added", v(Change::Added)),
-        ("virtual host removed", "virtual hosts removed", v(Change::Removed)),
-        ("virtual host changed", "virtual hosts changed", v(Change::Changed)),
+        (
+            "virtual host added",
+            "virtual hosts added",
+            v(Change::Added),
+        ),
+        (
+            "virtual host removed",
+            "virtual hosts removed",
+            v(Change::Removed),
+        ),
+        (
+            "virtual host changed",
+            "virtual hosts changed",
+            v(Change::Changed),
+        ),
         ("route added", "routes added", r(Change::Added)),
         ("route removed", "routes removed", r(Change::Removed)),
         ("route changed", "routes changed", r(Change::Changed)),
@@ -769,9 +796,10 @@ fn phase_warnings(
         });
         change.warnings.push(Warning {
             code: "rollback_breaks_mas_sessions".into(),
-            message: "Synapse stops delegating authentication to MAS: every session created through \
+            message:
+                "Synapse stops delegating authentication to MAS: every session created through \
                       MAS stops working, and users who registered in MAS cannot log in to Synapse."
-                .into(),
+                    .into(),
         });
     }
 }
@@ -793,19 +821,30 @@ fn route_warnings(
     let mut warnings = Vec::new();
     let list = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(", ");
     if old_hosts.is_empty() && !new_hosts.is_empty() {
-        for r in change.routes.iter().filter(|r| r.compat && r.change == Change::Added) {
+        for r in change
+            .routes
+            .iter()
+            .filter(|r| r.compat && r.change == Change::Added)
+        {
             warnings.push(Warning {
                 code: "logins_move_to_mas".into(),
                 message: format!(
                     "logins now go to MAS: `{}` on {} is sent to {}",
                     r.matcher,
                     r.server_name,
-                    r.new.as_ref().map(RouteTarget::describe).unwrap_or_default()
+                    r.new
+                        .as_ref()
+                        .map(RouteTarget::describe)
+                        .unwrap_or_default()
                 ),
             });
         }
     } else if !old_hosts.is_empty() && new_hosts.is_empty() {
-        for r in change.routes.iter().filter(|r| r.compat && r.change == Change::Removed) {
+        for r in change
+            .routes
+            .iter()
+            .filter(|r| r.compat && r.change == Change::Removed)
+        {
             warnings.push(Warning {
                 code: "logins_move_to_synapse".into(),
                 message: format!(
@@ -824,22 +863,44 @@ fn route_warnings(
             ),
         });
     }
-    for r in change.routes.iter().filter(|r| r.compat && r.change == Change::Changed) {
+    for r in change
+        .routes
+        .iter()
+        .filter(|r| r.compat && r.change == Change::Changed)
+    {
         warnings.push(Warning {
             code: "login_route_changes".into(),
             message: format!(
                 "the login route `{}` on {} changes: {} → {}",
                 r.matcher,
                 r.server_name,
-                r.old.as_ref().map(RouteTarget::describe).unwrap_or_default(),
-                r.new.as_ref().map(RouteTarget::describe).unwrap_or_default()
+                r.old
+                    .as_ref()
+                    .map(RouteTarget::describe)
+                    .unwrap_or_default(),
+                r.new
+                    .as_ref()
+                    .map(RouteTarget::describe)
+                    .unwrap_or_default()
             ),
         });
     }
     change.warnings.extend(warnings);
 }
 
-fn setting_warnings(change: &mut ConfigurationChange, has_upstreams: bool) {
+/// Upstream OAuth2 provider ids in MAS settings.
+fn provider_ids(mas: &Value) -> BTreeSet<String> {
+    mas.pointer("/upstream_oauth2/providers")
+        .and_then(Value::as_array)
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p.get("id").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn setting_warnings(change: &mut ConfigurationChange, old_mas: Option<&Value>, new_mas: &Value) {
     let mut warnings = Vec::new();
     for c in &change.synapse_settings {
         if c.path == "server_name" && c.change == Change::Changed {
@@ -853,6 +914,7 @@ fn setting_warnings(change: &mut ConfigurationChange, has_upstreams: bool) {
             });
         }
     }
+    let new_ids = provider_ids(new_mas);
     for c in &change.mas_settings {
         if c.path == "http.public_base" && c.change == Change::Changed {
             let mut message = format!(
@@ -860,7 +922,7 @@ fn setting_warnings(change: &mut ConfigurationChange, has_upstreams: bool) {
                 values::show(c.old.as_ref()),
                 values::show(c.new.as_ref())
             );
-            if has_upstreams {
+            if !new_ids.is_empty() {
                 message.push_str(
                     "; register the new redirect URIs (<public_base>upstream/callback/<id>) at every upstream provider",
                 );
@@ -871,14 +933,41 @@ fn setting_warnings(change: &mut ConfigurationChange, has_upstreams: bool) {
             });
         }
     }
+    if let Some(old_mas) = old_mas {
+        let old_ids = provider_ids(old_mas);
+        let base = new_mas
+            .pointer("/http/public_base")
+            .and_then(Value::as_str)
+            .unwrap_or("<public_base>");
+        for id in new_ids.difference(&old_ids) {
+            warnings.push(Warning {
+                code: "upstream_provider_added".into(),
+                message: format!(
+                    "MAS gains the upstream provider {id}: register the redirect URI {base}upstream/callback/{id} at the provider"
+                ),
+            });
+        }
+        for id in old_ids.difference(&new_ids) {
+            warnings.push(Warning {
+                code: "upstream_provider_removed".into(),
+                message: format!(
+                    "MAS loses the upstream provider {id}: it stays in MAS's database (with its users' links) until `mas-cli config sync --prune`; an id, once used, must never change"
+                ),
+            });
+        }
+    }
     change.warnings.extend(warnings);
 }
 
 // ------------------------------------------------------ system vs tree
 
+/// A system's settings that `n` does not set are the host's own (or
+/// nixpkgs defaults) and stay, unless another configuration of the same host
+/// sets them: then masgen put them there, and switching to `n` removes them.
 fn compare_with_system(
     sys: &SystemState,
     n: &ConfigState,
+    siblings: &[&ConfigState],
     notes: &mut Vec<String>,
 ) -> ConfigurationChange {
     let mut change = empty_change(n, Some(format!("the system at {}", sys.root)));
@@ -924,7 +1013,15 @@ fn compare_with_system(
         values::redact(&mut theirs);
         values::redact(&mut ours);
         sys_delegates = delegates(&theirs);
-        let unmanaged = values::only_in(&theirs, &ours, false);
+        let unmanaged: Vec<String> = values::only_in(&theirs, &ours, false)
+            .into_iter()
+            .filter(|k| {
+                !siblings.iter().any(|c| {
+                    values::lookup(&c.synapse_settings(), k).is_some()
+                        || (k == "password_config" && c.password_config().is_some())
+                })
+            })
+            .collect();
         if delegates(&ours) {
             let mut only: Map<String, Value> = Map::new();
             for k in &unmanaged {
@@ -981,12 +1078,21 @@ fn compare_with_system(
 
     // MAS: its --config files, deep-merged with lists concatenated.
     let mut mas_reasons = Vec::new();
+    let mut sys_mas = None;
     if let Some(unit) = sys.units.get(MAS_UNIT) {
         let mut theirs = merge_files(sys, &sys.mas_config_files, true, notes).0;
+        sys_mas = Some(theirs.clone());
         let mut ours = n.mas_settings();
         values::redact(&mut theirs);
         values::redact(&mut ours);
-        let unmanaged = values::only_in(&theirs, &ours, true);
+        let unmanaged: Vec<String> = values::only_in(&theirs, &ours, true)
+            .into_iter()
+            .filter(|k| {
+                !siblings
+                    .iter()
+                    .any(|c| values::lookup(&c.mas_settings(), k).is_some())
+            })
+            .collect();
         values::remove_paths(&mut theirs, &unmanaged);
         change
             .unmanaged_settings
@@ -1004,12 +1110,13 @@ fn compare_with_system(
         if sys_creds != our_creds {
             mas_reasons.push("credentials (LoadCredential=)".into());
             let c = values::diff(&json!(sys_creds), &json!(our_creds));
-            change
-                .other_options
-                .extend(c.into_iter().map(|mut c| {
-                    c.path = format!("services.matrix-authentication-service.credentials.{}", c.path);
-                    c
-                }));
+            change.other_options.extend(c.into_iter().map(|mut c| {
+                c.path = format!(
+                    "services.matrix-authentication-service.credentials.{}",
+                    c.path
+                );
+                c
+            }));
         }
     }
     service_unit(
@@ -1020,20 +1127,39 @@ fn compare_with_system(
         mas_reasons,
         "restarted",
     );
+    // nginx: the routes of the config file its ExecStart names.
+    let mut nginx_reasons = Vec::new();
+    let mut compat = None;
+    match &sys.nginx {
+        Some(Ok(theirs)) if n.nginx_enabled() => {
+            let ours = n.vhosts();
+            let (vhosts, routes, unmanaged) = compare_system_routes(theirs, &ours, siblings);
+            change.virtual_hosts = vhosts;
+            change.routes = routes;
+            change.unmanaged_settings.extend(unmanaged);
+            if !change.virtual_hosts.is_empty() || !change.routes.is_empty() {
+                nginx_reasons.push(route_summary(&change.virtual_hosts, &change.routes));
+            }
+            let theirs_hosts: BTreeSet<String> = theirs
+                .iter()
+                .filter(|(_, r)| r.keys().any(|m| is_compat(m)))
+                .map(|(k, _)| k.clone())
+                .collect();
+            compat = Some((theirs_hosts, compat_hosts(&ours)));
+        }
+        Some(Err(e)) => notes.push(format!(
+            "nginx's config could not be read ({e}): its routes are not compared"
+        )),
+        _ => {}
+    }
     service_unit(
         &mut units,
         NGINX_UNIT,
         has(NGINX_UNIT),
         n.nginx_enabled(),
-        vec![],
+        nginx_reasons,
         NGINX_RESTART,
     );
-    if has(NGINX_UNIT) && n.nginx_enabled() {
-        notes.push(
-            "nginx's virtual hosts are not compared against a system (only whether nginx.service exists)"
-                .into(),
-        );
-    }
     service_unit(
         &mut units,
         POSTGRES_UNIT,
@@ -1091,16 +1217,96 @@ fn compare_with_system(
             "the system's current configuration",
         );
     }
+    if let Some((old_hosts, new_hosts)) = compat {
+        route_warnings(&mut change, &old_hosts, &new_hosts);
+    }
     change.warnings.extend(conflict_warnings);
-    setting_warnings(&mut change, !n.mas_settings()["upstream_oauth2"].is_null());
+    setting_warnings(&mut change, sys_mas.as_ref(), &n.mas_settings());
     if !(change.units.is_empty()
         && change.synapse_settings.is_empty()
         && change.mas_settings.is_empty()
+        && change.virtual_hosts.is_empty()
+        && change.routes.is_empty()
         && change.other_options.is_empty())
     {
         change.status = Status::Changed;
     }
     change
+}
+
+/// The system's nginx routes vs a configuration's virtual hosts. Virtual
+/// hosts and locations only the system has are removed when another
+/// configuration of the host defines them (masgen put them there), and
+/// reported as unmanaged otherwise.
+fn compare_system_routes(
+    theirs: &BTreeMap<String, nginx::Routes>,
+    ours: &BTreeMap<String, Vhost>,
+    siblings: &[&ConfigState],
+) -> (Vec<VhostChange>, Vec<RouteChange>, Vec<String>) {
+    let sibling_vhosts: Vec<BTreeMap<String, Vhost>> =
+        siblings.iter().map(|c| c.vhosts()).collect();
+    let masgen_has = |host: &str, matcher: Option<&str>| {
+        sibling_vhosts.iter().any(|v| match (v.get(host), matcher) {
+            (Some(_), None) => true,
+            (Some(h), Some(m)) => h.locations.contains_key(m),
+            (None, _) => false,
+        })
+    };
+    let mut vhosts = Vec::new();
+    let mut routes = Vec::new();
+    let mut unmanaged = Vec::new();
+    let empty = nginx::Routes::new();
+    for name in theirs.keys().chain(ours.keys()).collect::<BTreeSet<_>>() {
+        let (t, o) = (theirs.get(name), ours.get(name));
+        match (t, o) {
+            (Some(_), None) if !masgen_has(name, None) => {
+                unmanaged.push(format!("nginx.virtualHosts.{name}"));
+                continue;
+            }
+            (Some(_), None) => vhosts.push(VhostChange {
+                server_name: name.clone(),
+                change: Change::Removed,
+                reasons: vec![],
+            }),
+            (None, Some(v)) => vhosts.push(VhostChange {
+                server_name: name.clone(),
+                change: Change::Added,
+                reasons: describe_options(&v.options),
+            }),
+            _ => {}
+        }
+        let old = t.unwrap_or(&empty);
+        let new: nginx::Routes = o
+            .map(|v| {
+                v.locations
+                    .iter()
+                    .map(|(k, r)| (k.clone(), nginx::normalize(r)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for matcher in old.keys().chain(new.keys()).collect::<BTreeSet<_>>() {
+            let (a, b) = (old.get(matcher), new.get(matcher));
+            let change = match (a, b) {
+                (None, Some(_)) => Change::Added,
+                (Some(_), None) if o.is_some() && !masgen_has(name, Some(matcher)) => {
+                    unmanaged.push(format!("nginx.virtualHosts.{name}.locations.{matcher:?}"));
+                    continue;
+                }
+                (Some(_), None) => Change::Removed,
+                (Some(x), Some(y)) if x != y => Change::Changed,
+                _ => continue,
+            };
+            routes.push(RouteChange {
+                server_name: name.clone(),
+                matcher: matcher.clone(),
+                change,
+                old: a.cloned(),
+                new: b.cloned(),
+                compat: is_compat(matcher),
+            });
+        }
+    }
+    (vhosts, routes, unmanaged)
 }
 
 /// Merges the named config files; returns the merged data and the files
@@ -1161,9 +1367,16 @@ fn is_known_unit(unit: &str) -> bool {
 /// How a system's task unit differs from masgen's task: description,
 /// conflicts, the command's literal arguments (store paths and masgen's
 /// `@tool@` placeholders left out) and credentials.
-fn task_differences(unit: &Unit, task: &Value, mas_creds: &BTreeMap<String, String>) -> Vec<String> {
+fn task_differences(
+    unit: &Unit,
+    task: &Value,
+    mas_creds: &BTreeMap<String, String>,
+) -> Vec<String> {
     let mut reasons = Vec::new();
-    let description = task.get("description").and_then(Value::as_str).unwrap_or_default();
+    let description = task
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let sys_description = unit
         .value("Unit", "Description")
         .unwrap_or_default()
@@ -1195,7 +1408,10 @@ fn task_differences(unit: &Unit, task: &Value, mas_creds: &BTreeMap<String, Stri
             skip_next = true;
             continue;
         }
-        if w.starts_with("/nix/store/") || w.starts_with("/run/current-system/") || w.starts_with("%d/") {
+        if w.starts_with("/nix/store/")
+            || w.starts_with("/run/current-system/")
+            || w.starts_with("%d/")
+        {
             continue;
         }
         sys_literal.push(w);

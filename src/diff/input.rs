@@ -14,17 +14,26 @@ use crate::write::previous_manifest;
 /// manifest (or no directory at all) is an empty tree. Also returns notes
 /// about files edited since masgen wrote them.
 pub fn read_tree(dir: &Utf8Path) -> Result<(OutputTree, Vec<String>)> {
-    let manifest = previous_manifest(dir)
-        .with_context(|| format!("cannot read the output tree in {dir}"))?;
+    let manifest =
+        previous_manifest(dir).with_context(|| format!("cannot read the output tree in {dir}"))?;
     let mut tree = OutputTree::new();
     let mut notes = Vec::new();
+    if !dir.exists() {
+        notes.push(format!("{dir} does not exist: compared with an empty tree"));
+    } else if manifest.is_empty() {
+        notes.push(format!(
+            "{dir} has no masgen-manifest.json: compared with an empty tree"
+        ));
+    }
     for (rel, hash) in manifest {
         if rel.is_absolute()
             || rel
                 .components()
                 .any(|c| matches!(c, camino::Utf8Component::ParentDir))
         {
-            bail!("cannot read the output tree in {dir}: its manifest lists {rel}, outside the tree");
+            bail!(
+                "cannot read the output tree in {dir}: its manifest lists {rel}, outside the tree"
+            );
         }
         let path = dir.join(&rel);
         let bytes = fs::read(&path).with_context(|| {

@@ -15,6 +15,7 @@
 mod changeset;
 pub mod compare;
 pub mod input;
+pub mod nginx;
 mod nixdata;
 pub mod render;
 pub mod state;
@@ -79,10 +80,7 @@ pub fn diff(
             let mut notes = Vec::new();
             let old = match &at.text {
                 None => {
-                    notes.push(format!(
-                        "{} does not exist: everything is new",
-                        at.object
-                    ));
+                    notes.push(format!("{} does not exist: everything is new", at.object));
                     OutputTree::new()
                 }
                 Some(text) => {
@@ -105,8 +103,8 @@ pub fn diff(
         }
         Baseline::System(root) => {
             let (_, new) = build_tree_for(checked, output.as_str())?;
-            let configs = state::configurations(&new)
-                .map_err(|e| anyhow::anyhow!("internal error: {e}"))?;
+            let configs =
+                state::configurations(&new).map_err(|e| anyhow::anyhow!("internal error: {e}"))?;
             let mut also_read: Vec<String> = configs
                 .iter()
                 .flat_map(|c| c.synapse_extra_files())

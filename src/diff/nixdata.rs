@@ -54,7 +54,9 @@ impl Reader<'_> {
     fn value(&self, expr: &ast::Expr) -> Result<Value, String> {
         match expr {
             ast::Expr::Lambda(l) => {
-                let body = l.body().ok_or_else(|| self.err("a function without body"))?;
+                let body = l
+                    .body()
+                    .ok_or_else(|| self.err("a function without body"))?;
                 self.value(&body)
             }
             ast::Expr::Paren(p) => {

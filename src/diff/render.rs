@@ -163,12 +163,7 @@ fn config_text(out: &mut String, cfg: &ConfigurationChange, p: &Paint) {
         let _ = writeln!(out, "units (what switch-to-configuration does):");
         let width = cfg.units.iter().map(|u| u.unit.len()).max().unwrap_or(0);
         for u in &cfg.units {
-            let mut line = format!(
-                "  {:<7} {:<width$}  {}",
-                u.action.word(),
-                u.unit,
-                u.summary
-            );
+            let mut line = format!("  {:<7} {:<width$}  {}", u.action.word(), u.unit, u.summary);
             if !u.reasons.is_empty() {
                 let _ = write!(line, ": {}", u.reasons.join("; "));
             }
@@ -192,7 +187,12 @@ fn config_text(out: &mut String, cfg: &ConfigurationChange, p: &Paint) {
                 current = &r.server_name;
                 let _ = writeln!(out, "  {current}:");
             }
-            let line = format!("    {} location {}: {}", r.change.sigil(), r.matcher, route_text(r));
+            let line = format!(
+                "    {} location {}: {}",
+                r.change.sigil(),
+                r.matcher,
+                route_text(r)
+            );
             let _ = writeln!(out, "{}", p.change(r.change, &line));
         }
     }
@@ -200,7 +200,7 @@ fn config_text(out: &mut String, cfg: &ConfigurationChange, p: &Paint) {
     if !cfg.unmanaged_settings.is_empty() {
         let _ = writeln!(
             out,
-            "on the system but not set by masgen (nixpkgs defaults or the host's own configuration; they stay): {}",
+            "on the system, not set by masgen (they stay if nixpkgs defaults or the host's own configuration set them): {}",
             cfg.unmanaged_settings.join(", ")
         );
     }
@@ -399,7 +399,8 @@ fn config_markdown(out: &mut String, cfg: &ConfigurationChange) {
                 code(&r.server_name),
                 code(&r.matcher),
                 match (&r.old, &r.new) {
-                    (Some(o), Some(n)) => format!("{} → {}", code(&o.describe()), code(&n.describe())),
+                    (Some(o), Some(n)) =>
+                        format!("{} → {}", code(&o.describe()), code(&n.describe())),
                     (None, Some(n)) => code(&n.describe()),
                     (Some(o), None) => code(&o.describe()),
                     (None, None) => String::new(),
@@ -413,7 +414,7 @@ fn config_markdown(out: &mut String, cfg: &ConfigurationChange) {
         let list: Vec<String> = cfg.unmanaged_settings.iter().map(|s| code(s)).collect();
         let _ = writeln!(
             out,
-            "On the system but not set by masgen (nixpkgs defaults or the host's own configuration; they stay): {}\n",
+            "On the system, not set by masgen (they stay if nixpkgs defaults or the host's own configuration set them): {}\n",
             list.join(", ")
         );
     }
@@ -450,11 +451,7 @@ fn settings_markdown(out: &mut String, title: &str, list: &[SettingChange]) {
 
 /// An inline code span that survives backticks in `s`.
 fn code(s: &str) -> String {
-    let longest = s
-        .split(|c| c != '`')
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let ticks = "`".repeat(longest + 1);
     if s.starts_with('`') || s.ends_with('`') || longest > 0 {
         format!("{ticks} {s} {ticks}")
@@ -492,11 +489,7 @@ fn html_escape(s: &str) -> String {
 
 /// A code fence longer than any run of backticks in the text.
 fn fence_for(text: &str) -> String {
-    let longest = text
-        .split(|c| c != '`')
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     "`".repeat(longest.max(2) + 1)
 }
 

@@ -135,10 +135,7 @@ impl ConfigState {
 
     pub fn vhosts(&self) -> BTreeMap<String, Vhost> {
         let mut out = BTreeMap::new();
-        let Some(hosts) = self
-            .get(&["services", "nginx", "virtualHosts"])
-            .as_object()
-        else {
+        let Some(hosts) = self.get(&["services", "nginx", "virtualHosts"]).as_object() else {
             return out;
         };
         for (name, v) in hosts {

@@ -8,7 +8,8 @@ use std::fs;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::{Map, Value};
 
-use super::compare::{MAS_UNIT, SYNAPSE_UNIT};
+use super::compare::{MAS_UNIT, NGINX_UNIT, SYNAPSE_UNIT};
+use super::nginx;
 use super::units::{exec_words, flag_values, Unit};
 use super::values;
 
@@ -26,6 +27,9 @@ pub struct SystemState {
     /// runtime config to the store file it is rendered from, credentials to
     /// the files they load).
     pub mas_config_files: Vec<String>,
+    /// nginx's routes from the config file `nginx.service` names (`-c`), or
+    /// why it could not be read; `None` without nginx.service.
+    pub nginx: Option<Result<BTreeMap<String, nginx::Routes>, String>>,
     pub notes: Vec<String>,
 }
 
@@ -94,6 +98,17 @@ pub fn read(root: &Utf8Path, also_read: &[String]) -> anyhow::Result<SystemState
             state.mas_config_files.push(source.clone());
             state.files.insert(source, data);
         }
+    }
+    if let Some(unit) = state.units.get(NGINX_UNIT) {
+        state.nginx = Some(match flag_values(&unit.exec_start(), &["-c"]).last() {
+            None => Err("its ExecStart names no config file (-c)".into()),
+            Some(conf) => match resolve(root, conf) {
+                None => Err(format!("{conf} not found")),
+                Some(path) => fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {path}: {e}"))
+                    .and_then(|text| nginx::routes(&text).map_err(|e| format!("{conf}: {e}"))),
+            },
+        });
     }
     Ok(state)
 }
@@ -219,7 +234,8 @@ mod tests {
 
     #[test]
     fn puts_the_credentials_variable_back() {
-        let mut v = serde_json::json!({"a": ["/run/credentials/matrix-authentication-service.service/k"]});
+        let mut v =
+            serde_json::json!({"a": ["/run/credentials/matrix-authentication-service.service/k"]});
         unsubstitute(&mut v);
         assert_eq!(v, serde_json::json!({"a": ["${CREDENTIALS_DIRECTORY}/k"]}));
     }

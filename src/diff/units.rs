@@ -143,7 +143,9 @@ pub fn exec_words(value: &str) -> Vec<String> {
         words.push(word.replace("%%", "%").replace("$$", "$"));
     }
     if let Some(first) = words.first_mut() {
-        *first = first.trim_start_matches(['@', '-', ':', '+', '!']).to_string();
+        *first = first
+            .trim_start_matches(['@', '-', ':', '+', '!'])
+            .to_string();
     }
     words
 }

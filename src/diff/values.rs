@@ -35,7 +35,11 @@ fn walk(out: &mut Vec<SettingChange>, path: String, old: Option<&Value>, new: Op
             }
         }
         (o, n) => out.push(SettingChange {
-            path: if path.is_empty() { "(root)".into() } else { path },
+            path: if path.is_empty() {
+                "(root)".into()
+            } else {
+                path
+            },
             change: match (o, n) {
                 (None, _) => Change::Added,
                 (_, None) => Change::Removed,
@@ -112,6 +116,13 @@ fn remove_keys(value: &mut Value, keys: &[String]) {
             }
         }
     }
+}
+
+/// The value at a path made by [`join_key`] (without list indexes).
+pub fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    split_path(path)
+        .iter()
+        .try_fold(value, |v, k| v.get(k.as_str()))
 }
 
 /// The object keys of a path made by [`join_key`]; list indexes are skipped.
@@ -299,7 +310,8 @@ mod tests {
 
     #[test]
     fn paths_quote_dotted_keys_and_index_lists() {
-        let old = json!({"a": {"m.homeserver": 1}, "l": [{"x": 1}, {"x": 2}], "s": [1, 2], "same": true});
+        let old =
+            json!({"a": {"m.homeserver": 1}, "l": [{"x": 1}, {"x": 2}], "s": [1, 2], "same": true});
         let new = json!({"a": {"m.homeserver": 2}, "l": [{"x": 1}, {"x": 3}, {"x": 4}], "s": [2], "same": true, "b": {"c": 1}});
         let paths: Vec<String> = diff(&old, &new)
             .iter()
@@ -330,7 +342,10 @@ mod tests {
             unreachable!()
         };
         merge_deep(&mut d, f);
-        assert_eq!(Value::Object(d), json!({"a": {"x": 9, "y": 2}, "l": [1, 2]}));
+        assert_eq!(
+            Value::Object(d),
+            json!({"a": {"x": 9, "y": 2}, "l": [1, 2]})
+        );
     }
 
     #[test]

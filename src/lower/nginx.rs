@@ -8,9 +8,12 @@ use serde_json::json;
 use super::Phase;
 use crate::model::{bracket_v6, Homeserver, Tls};
 
-/// The compat-layer regex from MAS's reverse-proxy docs. Unanchored at the
-/// end on purpose: `/login/sso/redirect/…` and `/logout/all` go to MAS too.
-pub const COMPAT_ROUTE: &str = "~ ^/_matrix/client/(.*)/(login|logout|refresh)";
+/// The compat-layer routes of MAS's reverse-proxy docs, with the version
+/// limited to one path segment: the docs' `(.*)` also catches Synapse paths
+/// that merely contain a `/login` segment later on (account data, room
+/// state keys). Sub-paths such as `/login/sso/redirect/…` and `/logout/all`
+/// still go to MAS.
+pub const COMPAT_ROUTE: &str = "~ ^/_matrix/client/[^/]+/(login|logout|refresh)(/|$)";
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VirtualHost {
@@ -121,7 +124,11 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> Vec<VirtualHost> {
         // through it now would make syn2mas refuse the empty-database check.
         // The location (and for its own hostname, the certificate) exists
         // already, so the final switch changes only where it points.
-        let matcher = if prefix == "/" { "/".to_string() } else { format!("{prefix}/") };
+        let matcher = if prefix == "/" {
+            "/".to_string()
+        } else {
+            format!("{prefix}/")
+        };
         mas_locations.push(Location {
             matcher,
             upstream: "static".into(),

@@ -417,7 +417,8 @@ fn check_database(
     let port = d
         .port
         .map(|p| c.port(&format!("{prefix}.port"), Some(p), 5432));
-    let loopback = host.starts_with('/') || host == "localhost" || host == "127.0.0.1" || host == "::1";
+    let loopback =
+        host.starts_with('/') || host == "localhost" || host == "127.0.0.1" || host == "::1";
     let local = d.local.unwrap_or(loopback);
     if !local || !loopback {
         c.error(
@@ -740,7 +741,9 @@ fn check_synapse_escape_hatch(
         let mut flat = Vec::new();
         flatten(&[], &Value::Object(settings.clone()), &mut flat);
         for (segments, value) in flat {
-            let key_path = segments.iter().fold(at(&format!("synapse.{name}")), |p, k| p.key(k));
+            let key_path = segments
+                .iter()
+                .fold(at(&format!("synapse.{name}")), |p, k| p.key(k));
             let path = segments.join(".");
             let is = |dotted: &str| is_path(&segments, dotted);
             if is("experimental_features.msc3861") && version.at_least(1, 157) {

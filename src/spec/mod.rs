@@ -147,7 +147,13 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
                 code: "toml.syntax",
                 location: Location::Span(span),
                 // toml_edit puts the reason on later lines ("duplicate key …").
-                message: err.message().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(": "),
+                message: err
+                    .message()
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(": "),
                 help: Some("fix the TOML syntax at this position".into()),
             }]);
         }
