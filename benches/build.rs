@@ -26,6 +26,8 @@ fn main() {
             bytes = tree.values().map(String::len).sum();
         }
         let per = start.elapsed() / iterations;
-        println!("{name}: check+build {per:?} per run, {bytes} bytes of output ({iterations} runs)");
+        println!(
+            "{name}: check+build {per:?} per run, {bytes} bytes of output ({iterations} runs)"
+        );
     }
 }

@@ -101,10 +101,7 @@ fn build(spec: &Utf8Path, output: &Utf8Path, check_only: bool) -> Result<ExitCod
         }
     };
     print_diagnostics(&checked.warnings);
-    // The plan names the flake by the directory's own name (`out#matrix`),
-    // never by a machine-specific path: run it from the directory above.
-    let flake_dir = output.file_name().unwrap_or("out");
-    let (lowered, tree) = build_tree_for(&checked, flake_dir)?;
+    let (lowered, tree) = build_tree_for(&checked, masgen::flake_dir_name(output))?;
     for phase in &lowered.phases {
         for d in &phase.dropped {
             eprintln!(

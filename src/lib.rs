@@ -54,6 +54,13 @@ pub fn check_file(path: &Utf8Path) -> anyhow::Result<Result<Checked, Vec<Rendere
     Ok(check_source(spec::Source::new(path.as_str(), text)))
 }
 
+/// How plans name the flake of an output directory: its own name (`out` in
+/// `out#matrix`), never a machine-specific path, so that the same spec gives
+/// the same files wherever it is built.
+pub fn flake_dir_name(output: &Utf8Path) -> &str {
+    output.file_name().unwrap_or("out")
+}
+
 /// Lowers and emits the output tree of a validated spec, for an output
 /// directory called `out`.
 pub fn build_tree(checked: &Checked) -> anyhow::Result<(lower::Lowered, emit::OutputTree)> {

@@ -1433,7 +1433,7 @@ fn task_differences(
         .into_iter()
         .filter(|(k, _)| {
             // Added by modules/tasks.nix for the Synapse and MAS extra config
-            // files (`synapse-config-<i>` in the reference renders).
+            // files (`synapse-config-<i>` in older reference renders).
             !k.starts_with("masgen-synapse-config-")
                 && !k.starts_with("synapse-config-")
                 && !k.starts_with("masgen-mas-extra-config-")

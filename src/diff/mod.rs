@@ -29,7 +29,7 @@ pub use changeset::*;
 
 use crate::diag::Rendered;
 use crate::emit::OutputTree;
-use crate::{build_tree_for, check_source, spec, Checked};
+use crate::{build_tree_for, check_source, flake_dir_name, spec, Checked};
 
 /// What the new tree is compared against (exactly one of the CLI flags).
 #[derive(Debug, Clone)]
@@ -52,9 +52,9 @@ pub enum Outcome {
     },
 }
 
-/// Builds the new tree from `checked` and compares it with `baseline`.
-/// `output` is the output directory the plan's commands name (as
-/// `masgen build -o` would); for `--against DIR` the directory itself is used.
+/// Builds the new tree from `checked` and compares it with `baseline`, the
+/// way `masgen build -o <dir>` builds it: `<dir>` is `DIR` for `--against DIR`,
+/// else `output`.
 pub fn diff(
     spec_path: &Utf8Path,
     checked: &Checked,
@@ -64,7 +64,7 @@ pub fn diff(
     let spec_label = spec_path.to_string();
     match baseline {
         Baseline::Tree(dir) => {
-            let (_, new) = build_tree_for(checked, dir.as_str())?;
+            let (_, new) = build_tree_for(checked, flake_dir_name(dir))?;
             let (old, notes) = input::read_tree(dir)?;
             let against = Against::Tree {
                 path: dir.to_string(),
@@ -75,7 +75,7 @@ pub fn diff(
             Ok(Outcome::Changes(Box::new(c)))
         }
         Baseline::Rev(rev) => {
-            let (_, new) = build_tree_for(checked, output.as_str())?;
+            let (_, new) = build_tree_for(checked, flake_dir_name(output))?;
             let at = input::spec_at_rev(spec_path, rev)?;
             let mut notes = Vec::new();
             let old = match &at.text {
@@ -85,7 +85,7 @@ pub fn diff(
                 }
                 Some(text) => {
                     match check_source(spec::Source::new(at.object.as_str(), text.clone())) {
-                        Ok(old_checked) => build_tree_for(&old_checked, output.as_str())?.1,
+                        Ok(old_checked) => build_tree_for(&old_checked, flake_dir_name(output))?.1,
                         Err(diagnostics) => {
                             return Ok(Outcome::InvalidSpec {
                                 which: at.object,
@@ -102,7 +102,7 @@ pub fn diff(
             Ok(Outcome::Changes(Box::new(c)))
         }
         Baseline::System(root) => {
-            let (_, new) = build_tree_for(checked, output.as_str())?;
+            let (_, new) = build_tree_for(checked, flake_dir_name(output))?;
             let configs =
                 state::configurations(&new).map_err(|e| anyhow::anyhow!("internal error: {e}"))?;
             let mut also_read: Vec<String> = configs

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use camino::Utf8PathBuf;
 use serde_json::{Map, Value};
 
 use crate::emit::OutputTree;
@@ -62,11 +61,6 @@ pub fn phase_rank(phase: &str) -> u8 {
         "final" => 1,
         _ => 2,
     }
-}
-
-/// `hosts/<host>/<phase>/` of a configuration, for messages.
-pub fn config_dir(c: &ConfigState) -> Utf8PathBuf {
-    Utf8PathBuf::from("hosts").join(&c.host).join(&c.phase)
 }
 
 const EMPTY: &Value = &Value::Null;

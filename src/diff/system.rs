@@ -59,11 +59,30 @@ pub fn read(root: &Utf8Path, also_read: &[String]) -> anyhow::Result<SystemState
         }
         let path = unit_dir.join(&name);
         match fs::read_to_string(&path) {
-            Ok(text) => {
+            // A masked unit is a symlink to /dev/null.
+            Ok(text) if text.trim().is_empty() => state
+                .notes
+                .push(format!("{path} is masked or empty; unit not compared")),
+            Ok(mut text) => {
+                // Drop-ins (`<unit>.d/*.conf`) apply after the unit, in name order.
+                let dropins = unit_dir.join(format!("{name}.d"));
+                if let Ok(entries) = fs::read_dir(&dropins) {
+                    let mut confs: Vec<_> = entries
+                        .filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().to_string())
+                        .filter(|f| f.ends_with(".conf"))
+                        .collect();
+                    confs.sort();
+                    for c in confs {
+                        if let Ok(extra) = fs::read_to_string(dropins.join(&c)) {
+                            text.push('\n');
+                            text.push_str(&extra);
+                        }
+                    }
+                }
                 state.units.insert(name, Unit::parse(&text));
             }
-            // A masked unit is a symlink to /dev/null; a dangling link points
-            // into a store this root does not carry.
+            // A dangling link points into a store this root does not carry.
             Err(e) => state.notes.push(format!("{path}: {e}; unit not compared")),
         }
     }
