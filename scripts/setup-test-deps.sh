@@ -26,7 +26,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin
 
 # ---------------------------------------------------------------- apt packages
 missing=()
-for tool in nix-instantiate nginx systemd-analyze pg_config envsubst jq shellcheck gcc; do
+for tool in nix-instantiate nginx systemd-analyze pg_config envsubst jq shellcheck openssl gcc; do
   have "$tool" || missing+=("$tool")
 done
 [ -n "$(pg_bin_dir)" ] || missing+=("pg_ctl")
@@ -44,7 +44,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # stdout is reserved for the python path, so send apt's chatter to stderr.
   $SUDO apt-get update >&2
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-    nix-bin postgresql nginx systemd libpq-dev gettext-base jq shellcheck \
+    nix-bin postgresql nginx systemd libpq-dev gettext-base jq shellcheck openssl \
     python3 python3-venv python3-dev gcc libc6-dev >&2
 else
   log "system packages already installed"

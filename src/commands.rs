@@ -70,6 +70,22 @@ fn summary(diags: &[Rendered]) -> String {
     format!("{errors} error(s), {warnings} warning(s)")
 }
 
+/// Reads and validates a spec, printing its diagnostics. `None` means it
+/// failed and the command should exit 2 (`what_happened` ends the summary).
+fn load(spec: &Utf8Path, what_happened: &str) -> Result<Option<masgen::Checked>> {
+    match check_file(spec)? {
+        Ok(checked) => {
+            print_diagnostics(&checked.warnings);
+            Ok(Some(checked))
+        }
+        Err(diags) => {
+            print_diagnostics(&diags);
+            eprintln!("{spec}: failed ({}); {what_happened}", summary(&diags));
+            Ok(None)
+        }
+    }
+}
+
 fn init(existing: bool) -> Result<ExitCode> {
     let text = masgen::starter_spec(existing);
     std::io::stdout().lock().write_all(text.as_bytes())?;
@@ -77,30 +93,19 @@ fn init(existing: bool) -> Result<ExitCode> {
 }
 
 fn check(spec: &Utf8Path) -> Result<ExitCode> {
-    match check_file(spec)? {
-        Ok(checked) => {
-            print_diagnostics(&checked.warnings);
+    match load(spec, "nothing was written")? {
+        Some(checked) => {
             eprintln!("{spec}: ok ({})", summary(&checked.warnings));
             Ok(ExitCode::SUCCESS)
         }
-        Err(diags) => {
-            print_diagnostics(&diags);
-            eprintln!("{spec}: failed ({}); nothing was written", summary(&diags));
-            Ok(ExitCode::from(2))
-        }
+        None => Ok(ExitCode::from(2)),
     }
 }
 
 fn build(spec: &Utf8Path, output: &Utf8Path, check_only: bool) -> Result<ExitCode> {
-    let checked = match check_file(spec)? {
-        Ok(c) => c,
-        Err(diags) => {
-            print_diagnostics(&diags);
-            eprintln!("{spec}: failed ({}); nothing was written", summary(&diags));
-            return Ok(ExitCode::from(2));
-        }
+    let Some(checked) = load(spec, "nothing was written")? else {
+        return Ok(ExitCode::from(2));
     };
-    print_diagnostics(&checked.warnings);
     let (lowered, tree) = build_tree_for(&checked, masgen::flake_dir_name(output))?;
     for phase in &lowered.phases {
         for d in &phase.dropped {
@@ -150,15 +155,9 @@ fn plan(
     acknowledge: Vec<String>,
 ) -> Result<ExitCode> {
     use masgen::plan::{self, StateSource};
-    let checked = match check_file(spec)? {
-        Ok(c) => c,
-        Err(diags) => {
-            print_diagnostics(&diags);
-            eprintln!("{spec}: failed ({})", summary(&diags));
-            return Ok(ExitCode::from(2));
-        }
+    let Some(checked) = load(spec, "no plan")? else {
+        return Ok(ExitCode::from(2));
     };
-    print_diagnostics(&checked.warnings);
     let source = match (&from, &against, &system) {
         (Some(f), _, _) => StateSource::Flag(f),
         (None, Some(a), _) => StateSource::Manifest(a),
@@ -219,13 +218,8 @@ fn diff(
             "`masgen diff` needs exactly one of --against DIR, --against-rev REV, --system ROOT"
         ),
     };
-    let checked = match check_file(spec)? {
-        Ok(c) => c,
-        Err(diags) => {
-            print_diagnostics(&diags);
-            eprintln!("{spec}: failed ({}); nothing compared", summary(&diags));
-            return Ok(ExitCode::from(2));
-        }
+    let Some(checked) = load(spec, "nothing compared")? else {
+        return Ok(ExitCode::from(2));
     };
     let changeset = match diff::diff(spec, &checked, &baseline, output)? {
         Outcome::Changes(c) => c,

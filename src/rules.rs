@@ -46,13 +46,13 @@ pub const DELEGATION_CONFLICTS: &[DelegationConflict] = &[
     DelegationConflict {
         setting: "user_consent",
         trigger: Trigger::Present,
-        example: r#"{"version": "1.0", "template_dir": "res/templates/privacy"}"#,
+        example: r#"{"version": "1.0", "template_dir": "/var/lib/matrix-synapse/privacy-templates"}"#,
         reason: "user consent is not supported with MAS (use MAS `branding.tos_uri`)",
     },
     DelegationConflict {
         setting: "oidc_providers",
         trigger: Trigger::NonEmpty,
-        example: r#"[{"idp_id": "keycloak", "idp_name": "Keycloak", "issuer": "https://sso.example.com/realms/matrix", "client_id": "synapse", "client_secret": "x", "scopes": ["openid"]}]"#,
+        example: r#"[{"idp_id": "keycloak", "idp_name": "Keycloak", "issuer": "https://sso.example.com/realms/matrix", "client_id": "synapse", "client_secret_path": "/run/secrets/synapse-oidc-secret", "scopes": ["openid"]}]"#,
         reason: "SSO moves to MAS upstream OAuth2 providers",
     },
     DelegationConflict {

@@ -255,8 +255,6 @@ struct SynapseSetup {
     data_dir: PathBuf,
     /// homeserver.yaml first, then the extra config files in order.
     config_files: Vec<PathBuf>,
-    /// The settings as written to homeserver.yaml.
-    settings: Value,
     secrets: Secrets,
     port: u16,
 }
@@ -348,6 +346,7 @@ fn write_phase(
         s["database"]["args"]["port"] = json!(pg.port);
     }
     rewrite_paths(&mut s, "", &mut secrets, &data_dir);
+    assert_paths_inside(&s, &[&root, &pg.socket_dir]);
 
     write_mode(
         &root.join("log_config.yaml"),
@@ -359,11 +358,7 @@ fn write_phase(
     );
 
     let hs_yaml = root.join("homeserver.yaml");
-    write_mode(
-        &hs_yaml,
-        &serde_norway::to_string(&s).expect("yaml"),
-        0o644,
-    );
+    write_mode(&hs_yaml, &serde_norway::to_string(&s).expect("yaml"), 0o644);
     let mut config_files = vec![hs_yaml];
     for f in &phase.synapse.extra_config_files {
         if f == PASSWORD_CONFIG_PATH {
@@ -388,9 +383,23 @@ fn write_phase(
         dir,
         data_dir,
         config_files,
-        settings: s,
         secrets,
         port,
+    }
+}
+
+/// Every absolute path left in the settings is under one of `roots`: the
+/// test never reads or writes the host's own files, and a secret path the
+/// rewrite missed (say, outside `/run/secrets/`) shows up here by name.
+fn assert_paths_inside(v: &Value, roots: &[&Path]) {
+    match v {
+        Value::String(s) if s.starts_with('/') => assert!(
+            roots.iter().any(|r| Path::new(s).starts_with(r)),
+            "path `{s}` in the Synapse settings was not moved into the test's temp dir"
+        ),
+        Value::Object(m) => m.values().for_each(|v| assert_paths_inside(v, roots)),
+        Value::Array(a) => a.iter().for_each(|v| assert_paths_inside(v, roots)),
+        _ => {}
     }
 }
 
@@ -528,7 +537,10 @@ impl SynapseProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("Synapse exited with {status} before /health:\n{}", self.logs());
+                panic!(
+                    "Synapse exited with {status} before /health:\n{}",
+                    self.logs()
+                );
             }
             if let Ok(r) = http_request(self.port, "GET", "localhost", "/health", &[], "") {
                 if r.status == 200 && r.body.trim() == "OK" {
@@ -536,7 +548,10 @@ impl SynapseProcess {
                 }
             }
             if Instant::now() > deadline {
-                panic!("Synapse did not answer /health in {timeout:?}:\n{}", self.logs());
+                panic!(
+                    "Synapse did not answer /health in {timeout:?}:\n{}",
+                    self.logs()
+                );
             }
             thread::sleep(Duration::from_millis(250));
         }
@@ -548,7 +563,11 @@ impl SynapseProcess {
         if let Some(a) = &auth {
             headers.push(("Authorization", a.as_str()));
         }
-        let body_text = if body.is_null() { String::new() } else { body.to_string() };
+        let body_text = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
         let r = http_request(self.port, method, "localhost", path, &headers, &body_text)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.logs()));
         let json = serde_json::from_str(&r.body).unwrap_or(Value::String(r.body.clone()));
@@ -581,7 +600,11 @@ fn registration_mac(py: &Path, secret: &str, nonce: &str, user: &str, password: 
         ])
         .output()
         .expect("python hmac");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -604,7 +627,9 @@ fn loader_accepts_every_phase() {
         for phase in &lowered.phases {
             let what = format!("{name} {}", phase.phase.name());
             let setup = write_phase(phase, &phase.synapse.settings, &no_pg(), None);
-            setup.generate_keys(&py).unwrap_or_else(|e| panic!("{what}: {e}"));
+            setup
+                .generate_keys(&py)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
             assert!(
                 setup.data_dir.join("homeserver.signing.key").exists()
                     || checked.homeserver.synapse.signing_key_path.is_some(),
@@ -615,14 +640,20 @@ fn loader_accepts_every_phase() {
                 .load(&py, Some("mas.enabled"))
                 .unwrap_or_else(|e| panic!("{what}: Synapse's loader refuses the config:\n{e}"));
             let expect = format!("mas.enabled: {}", if delegated { "True" } else { "False" });
-            assert!(out.contains(&expect), "{what}: expected `{expect}` in:\n{out}");
+            assert!(
+                out.contains(&expect),
+                "{what}: expected `{expect}` in:\n{out}"
+            );
 
             // The pepper reaches Synapse through the runtime file, exactly.
             if let Some(pc) = &phase.synapse.password_config {
                 let out = setup
                     .load(&py, Some("auth.password_pepper"))
                     .unwrap_or_else(|e| panic!("{what}: {e}"));
-                let pepper = setup.secrets.value(&pc.pepper_file).expect("pepper stand-in");
+                let pepper = setup
+                    .secrets
+                    .value(&pc.pepper_file)
+                    .expect("pepper stand-in");
                 assert!(
                     out.contains(&format!("auth.password_pepper: {pepper}\n")),
                     "{what}: Synapse read another pepper:\n{out}"
@@ -640,7 +671,9 @@ fn synapse_starts_and_serves_every_example() {
     // Synapse as OS user `matrix-synapse`; here the venv lives under /root
     // (0700), so Synapse runs as the current user and an ident map lets that
     // user in as role `matrix-synapse` — still peer auth over the socket.
-    let Some(pg) = PgCluster::start_with_auth("peer") else { return };
+    let Some(pg) = PgCluster::start_with_auth("peer") else {
+        return;
+    };
     let _serial = serial();
     let me = String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
         .trim()
@@ -666,9 +699,10 @@ fn synapse_starts_and_serves_every_example() {
         ))
         .unwrap();
         pg.set_ident(&format!("synapse {me} {role}\n")).unwrap();
-        pg.set_hba(&format!("local \"{db}\" \"{role}\" peer map=synapse\n")).unwrap();
+        pg.set_hba(&format!("local \"{db}\" \"{role}\" peer map=synapse\n"))
+            .unwrap();
 
-        let mut token = None;
+        let mut prepared_user = None;
         for phase in &lowered.phases {
             let what = format!("{name} {}", phase.phase.name());
             let t0 = Instant::now();
@@ -681,33 +715,45 @@ fn synapse_starts_and_serves_every_example() {
                 .get("registration_shared_secret_path")
                 .is_some();
             let test_secret = "masgen-test-registration-secret";
-            let extra = (!has_secret)
-                .then(|| json!({"registration_shared_secret": test_secret}));
+            let extra = (!has_secret).then(|| json!({"registration_shared_secret": test_secret}));
             let setup = write_phase(phase, &phase.synapse.settings, &target, extra);
-            setup.generate_keys(&py).unwrap_or_else(|e| panic!("{what}: {e}"));
+            setup
+                .generate_keys(&py)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
             let syn = setup.start(&py);
             eprintln!("{what}: Synapse healthy after {:?}", t0.elapsed());
 
             match phase.phase {
                 Phase::Prepare => {
-                    let secret = match phase.synapse.settings.get("registration_shared_secret_path") {
+                    let secret = match phase
+                        .synapse
+                        .settings
+                        .get("registration_shared_secret_path")
+                    {
                         Some(p) => setup
                             .secrets
                             .value(p.as_str().unwrap())
                             .expect("registration secret stand-in"),
                         None => test_secret.to_string(),
                     };
+                    check_login_flows(phase, &syn, &what);
                     let user_id = register_login_whoami(&py, &syn, &secret, &what);
-                    assert_eq!(user_id, format!("@alice:{}", checked.homeserver.server_name));
-                    token = Some(user_id);
+                    assert_eq!(
+                        user_id,
+                        format!("@alice:{}", checked.homeserver.server_name)
+                    );
+                    prepared_user = Some(user_id);
                 }
                 Phase::Final => {
                     assert_delegated_endpoints(&syn, &what);
-                    if let Some(user) = &token {
+                    if let Some(user) = &prepared_user {
                         // The prepare phase's user is still in Synapse's
                         // database; this final Synapse upgraded it in place.
                         let n = pg
-                            .superuser_sql_in(&db, &format!("SELECT count(*) FROM users WHERE name = '{user}'"))
+                            .superuser_sql_in(
+                                &db,
+                                &format!("SELECT count(*) FROM users WHERE name = '{user}'"),
+                            )
                             .unwrap();
                         assert_eq!(n, "1", "{what}: user row");
                     }
@@ -715,6 +761,52 @@ fn synapse_starts_and_serves_every_example() {
             }
             drop(syn);
             eprintln!("ok: Synapse runs {what} ({:?})", t0.elapsed());
+        }
+    }
+}
+
+/// Phase 1: Synapse still offers what the spec says it does today:
+/// password login, and SSO through each `oidc_providers` entry (Synapse
+/// names them `oidc-<idp_id>`, the ids syn2mas maps with `synapse_idp_id`).
+fn check_login_flows(phase: &HostPhase, syn: &SynapseProcess, what: &str) {
+    let (status, flows) = syn.request("GET", "/_matrix/client/v3/login", None, &Value::Null);
+    assert_eq!(status, 200, "{what}: GET /login: {flows}");
+    let flows = flows["flows"].as_array().cloned().unwrap_or_default();
+    let has = |t: &str| flows.iter().find(|f| f["type"] == t).cloned();
+    let password = phase
+        .synapse
+        .password_config
+        .as_ref()
+        .map(|pc| pc.settings["enabled"].clone())
+        .or_else(|| {
+            phase
+                .synapse
+                .settings
+                .get("password_config")
+                .map(|p| p["enabled"].clone())
+        })
+        .unwrap_or(json!(true));
+    assert_eq!(
+        has("m.login.password").is_some(),
+        password == json!(true),
+        "{what}: password flow vs password_config.enabled = {password}: {flows:?}"
+    );
+    let providers = phase.synapse.settings["oidc_providers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !providers.is_empty() {
+        let sso = has("m.login.sso").unwrap_or_else(|| panic!("{what}: no SSO flow: {flows:?}"));
+        let ids: Vec<&str> = sso["identity_providers"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p["id"].as_str()).collect())
+            .unwrap_or_default();
+        for p in &providers {
+            let id = format!("oidc-{}", p["idp_id"].as_str().unwrap_or(""));
+            assert!(
+                ids.contains(&id.as_str()),
+                "{what}: {id} not offered: {ids:?}"
+            );
         }
     }
 }
@@ -732,7 +824,12 @@ fn register_login_whoami(py: &Path, syn: &SynapseProcess, secret: &str, what: &s
         None,
         &json!({"nonce": nonce, "username": "alice", "password": password, "admin": false, "mac": mac}),
     );
-    assert_eq!(status, 200, "{what}: shared-secret registration: {reg}\n{}", syn.logs());
+    assert_eq!(
+        status,
+        200,
+        "{what}: shared-secret registration: {reg}\n{}",
+        syn.logs()
+    );
     let user_id = reg["user_id"].as_str().expect("user_id").to_string();
 
     let (status, login) = syn.request(
@@ -745,9 +842,19 @@ fn register_login_whoami(py: &Path, syn: &SynapseProcess, secret: &str, what: &s
             "password": password,
         }),
     );
-    assert_eq!(status, 200, "{what}: password login: {login}\n{}", syn.logs());
+    assert_eq!(
+        status,
+        200,
+        "{what}: password login: {login}\n{}",
+        syn.logs()
+    );
     let token = login["access_token"].as_str().expect("access_token");
-    let (status, who) = syn.request("GET", "/_matrix/client/v3/account/whoami", Some(token), &Value::Null);
+    let (status, who) = syn.request(
+        "GET",
+        "/_matrix/client/v3/account/whoami",
+        Some(token),
+        &Value::Null,
+    );
     assert_eq!(status, 200, "{what}: whoami: {who}");
     assert_eq!(who["user_id"], json!(user_id), "{what}: whoami");
     user_id
@@ -757,9 +864,8 @@ fn register_login_whoami(py: &Path, syn: &SynapseProcess, secret: &str, what: &s
 /// route must go to MAS) nor shared-secret registration, and mounts the
 /// `/_synapse/mas` API for MAS.
 fn assert_delegated_endpoints(syn: &SynapseProcess, what: &str) {
-    let unserved = |status: u16, body: &Value| {
-        status == 404 || body["errcode"] == json!("M_UNRECOGNIZED")
-    };
+    let unserved =
+        |status: u16, body: &Value| status == 404 || body["errcode"] == json!("M_UNRECOGNIZED");
     for (method, path, body) in [
         ("GET", "/_matrix/client/v3/login", Value::Null),
         (
@@ -767,7 +873,11 @@ fn assert_delegated_endpoints(syn: &SynapseProcess, what: &str) {
             "/_matrix/client/v3/login",
             json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "x"}),
         ),
-        ("POST", "/_matrix/client/v3/refresh", json!({"refresh_token": "x"})),
+        (
+            "POST",
+            "/_matrix/client/v3/refresh",
+            json!({"refresh_token": "x"}),
+        ),
         ("POST", "/_matrix/client/v3/logout", json!({})),
         ("GET", "/_synapse/admin/v1/register", Value::Null),
     ] {
@@ -797,18 +907,12 @@ fn assert_delegated_endpoints(syn: &SynapseProcess, what: &str) {
 /// (`MasConfig` is read last) instead of failing on a missing piece. Keyed by
 /// the table's `setting`; each is a suggested better `example` for
 /// src/rules.rs (see docs/testing.md).
-fn conflict_prerequisites(setting: &str, dir: &Path) -> Value {
+fn conflict_prerequisites(setting: &str) -> Value {
     match setting {
         // ConsentConfig: "Could not find template directory" for the
-        // example's relative `res/templates/privacy`.
-        "user_consent" => {
-            let templates = dir.join("privacy-templates");
-            fs::create_dir_all(templates.join("en")).expect("template dir");
-            fs::write(templates.join("en/1.0.html"), "<html>consent</html>\n").expect("template");
-            json!({"user_consent": {"template_dir": templates}})
-        }
-        // CasConfig reads `server_url` unconditionally when enabled (KeyError).
-        "cas_config.enabled" => json!({"cas_config": {"server_url": "https://cas.example.com/cas"}}),
+        // example's relative `res/templates/privacy`. An absolute dir in
+        // nixpkgs' dataDir instead; `write_consent_templates` creates it.
+        "user_consent" => json!({"user_consent": {"template_dir": CONSENT_TEMPLATES}}),
         // JWTConfig reads `secret` and `algorithm` unconditionally (KeyError);
         // Synapse has no file form for the JWT secret.
         "jwt_config.enabled" => {
@@ -816,6 +920,15 @@ fn conflict_prerequisites(setting: &str, dir: &Path) -> Value {
         }
         _ => json!({}),
     }
+}
+
+const CONSENT_TEMPLATES: &str = "/var/lib/matrix-synapse/privacy-templates";
+
+/// The consent template dir of `conflict_prerequisites`, in the test's dataDir.
+fn write_consent_templates(setup: &SynapseSetup) {
+    let dir = setup.data_dir.join("privacy-templates/en");
+    fs::create_dir_all(&dir).expect("template dir");
+    fs::write(dir.join("1.0.html"), "<html>consent</html>\n").expect("template");
 }
 
 /// The table's example as JSON, with inline secrets moved to files: a spec
@@ -830,7 +943,10 @@ fn example_value(c: &masgen::rules::DelegationConflict) -> Value {
                     m.remove("client_secret");
                     m.insert(
                         "client_secret_path".into(),
-                        json!(format!("/run/secrets/masgen-test-{}", setting.replace('.', "-"))),
+                        json!(format!(
+                            "/run/secrets/masgen-test-{}",
+                            setting.replace('.', "-")
+                        )),
                     );
                 }
                 for v in m.values_mut() {
@@ -858,10 +974,15 @@ fn conflicts_table_matches_real_synapse() {
             ("fresh.toml", "extra_settings"),
         ] {
             let text = spec_with_setting(&example_text(spec), table, c.setting, &value);
-            let codes: Vec<&str> = match masgen::check_source(masgen::spec::Source::new(spec, text.clone())) {
-                Ok(_) => vec![],
-                Err(diags) => diags.iter().filter(|d| d.severity == masgen::diag::Severity::Error).map(|d| d.code).collect(),
-            };
+            let codes: Vec<&str> =
+                match masgen::check_source(masgen::spec::Source::new(spec, text.clone())) {
+                    Ok(_) => vec![],
+                    Err(diags) => diags
+                        .iter()
+                        .filter(|d| d.severity == masgen::diag::Severity::Error)
+                        .map(|d| d.code)
+                        .collect(),
+                };
             assert!(
                 codes.contains(&"synapse.delegation_conflict"),
                 "masgen accepts `{}` = {} in [synapse.{table}] of {spec} (errors: {codes:?}):\n{text}",
@@ -884,27 +1005,38 @@ fn conflicts_table_matches_real_synapse() {
     // Control: the untouched final config loads.
     let setup = write_phase(final_phase, &final_phase.synapse.settings, &no_pg(), None);
     setup.generate_keys(&py).unwrap();
-    setup.load(&py, None).unwrap_or_else(|e| panic!("control config refused:\n{e}"));
+    setup
+        .load(&py, None)
+        .unwrap_or_else(|e| panic!("control config refused:\n{e}"));
 
     let signing_key = fs::read(setup.data_dir.join("homeserver.signing.key")).unwrap();
-    let scratch = tempfile::tempdir().unwrap();
 
     let mut failures = Vec::new();
     for c in DELEGATION_CONFLICTS {
         let mut settings = final_phase.synapse.settings.clone();
         insert_path(&mut settings, c.setting, example_value(c));
-        merge(&mut settings, &conflict_prerequisites(c.setting, scratch.path()));
+        merge(&mut settings, &conflict_prerequisites(c.setting));
         let setup = write_phase(final_phase, &settings, &no_pg(), None);
+        write_consent_templates(&setup);
         // The control's signing key (what --generate-keys made) saves a
         // Synapse run per entry.
-        write_mode(&setup.data_dir.join("homeserver.signing.key"), &String::from_utf8(signing_key.clone()).unwrap(), 0o600);
+        write_mode(
+            &setup.data_dir.join("homeserver.signing.key"),
+            &String::from_utf8(signing_key.clone()).unwrap(),
+            0o600,
+        );
         match setup.load(&py, None) {
             Ok(out) => failures.push(format!(
                 "`{}` = {}: Synapse ACCEPTS it with delegation on:\n{out}",
                 c.setting, c.example
             )),
             Err(e) if e.contains("when OAuth delegation is enabled") => {
-                eprintln!("ok: Synapse refuses `{}` = {}", c.setting, c.example);
+                let why = e
+                    .lines()
+                    .find(|l| l.contains("when OAuth delegation is enabled"))
+                    .unwrap_or_default()
+                    .trim();
+                eprintln!("ok: Synapse refuses `{}` = {}: {why}", c.setting, c.example);
             }
             Err(e) => failures.push(format!(
                 "`{}` = {}: Synapse refuses it for another reason than delegation:\n{e}",
@@ -1022,18 +1154,18 @@ fn secret_contents_never_reach_generated_files() {
         .value("/run/secrets/synapse-registration")
         .expect("stand-in");
     assert!(
-        out.contains(&format!("registration.registration_shared_secret: {secret}")),
+        out.contains(&format!(
+            "registration.registration_shared_secret: {secret}"
+        )),
         "{out}"
     );
 }
 
-/// Synapse enables CAS (and SAML2) whenever the section is present:
-/// `cas_config.get("enabled", True)`. So `cas_config = { server_url = … }`
-/// without `enabled` makes a delegating Synapse refuse to start, like
-/// `enabled = true` does. masgen's rule only triggers on an explicit
-/// `cas_config.enabled = true`; lowering then drops the section silently.
+/// Synapse enables CAS whenever the section is present
+/// (`cas_config.get("enabled", True)`), so `cas_config = { server_url = … }`
+/// without `enabled` makes a delegating Synapse refuse to start. Regression
+/// test: masgen once flagged only an explicit `cas_config.enabled = true`.
 #[test]
-#[ignore = "masgen bug: `cas_config` without `enabled` (enabled by default in Synapse) in final_extra_settings is not a synapse.delegation_conflict; lowering silently drops it"]
 fn implicitly_enabled_cas_is_a_conflict() {
     let value = json!({"server_url": "https://cas.example.com/cas"});
     let text = spec_with_setting(
@@ -1052,13 +1184,22 @@ fn implicitly_enabled_cas_is_a_conflict() {
         let _serial = serial();
         let checked = check("migrate-local.toml", &example_text("migrate-local.toml"));
         let lowered = masgen::lower::lower(&checked.homeserver);
-        let final_phase = lowered.phases.iter().find(|p| p.phase == Phase::Final).unwrap();
+        let final_phase = lowered
+            .phases
+            .iter()
+            .find(|p| p.phase == Phase::Final)
+            .unwrap();
         let mut settings = final_phase.synapse.settings.clone();
         insert_path(&mut settings, "cas_config", value);
         let setup = write_phase(final_phase, &settings, &no_pg(), None);
         setup.generate_keys(&py).unwrap();
-        let err = setup.load(&py, None).expect_err("Synapse accepts implicit CAS with delegation");
-        assert!(err.contains("SSO cannot be enabled when OAuth delegation is enabled"), "{err}");
+        let err = setup
+            .load(&py, None)
+            .expect_err("Synapse accepts implicit CAS with delegation");
+        assert!(
+            err.contains("SSO cannot be enabled when OAuth delegation is enabled"),
+            "{err}"
+        );
     }
     assert!(
         codes.contains(&"synapse.delegation_conflict"),

@@ -202,6 +202,9 @@ pub fn render_unit(task: &Task, synapse_extra_files: &[String]) -> String {
             u.push_str(&format!("{key}={}\n", list.join(" ")));
         }
     }
+    // What NixOS writes for restartIfChanged = false / stopIfChanged = false:
+    // a switch never restarts or stops a running task.
+    u.push_str("X-RestartIfChanged=false\nX-StopIfChanged=false\n");
     u.push_str("\n[Service]\nType=oneshot\nUMask=0077\n");
     if let Some(user) = &task.user {
         u.push_str(&format!("User={user}\n"));

@@ -157,6 +157,8 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
         // Starting the real migration stops Synapse and MAS: syn2mas only
         // takes table locks and does not enforce Synapse being offline.
         migrate.conflicts = vec![SYNAPSE_UNIT.into(), MAS_UNIT.into()];
+        // Conflicts= alone does not order: wait until both have stopped.
+        migrate.after.extend([SYNAPSE_UNIT.to_string(), MAS_UNIT.to_string()]);
         migrate.success_stamp = Some(crate::plan::MIGRATED_STAMP.into());
         tasks.insert(SYN2MAS_MIGRATE.into(), migrate);
     }

@@ -1,0 +1,367 @@
+//! Conformance: every systemd unit masgen renders for its tasks
+//! (`render/<host>/<phase>/units/*.service` of `masgen::build_tree`, i.e.
+//! `masgen::emit::render_unit`) passes `systemd-analyze verify`, for every
+//! example spec and every phase.
+//!
+//! `systemd-analyze verify` needs no running systemd (PID 1 here is not
+//! systemd): it loads the unit files named on the command line, looking
+//! first in their own directory, then in the host's unit paths. It exits 0
+//! on *unknown keys* (it only warns), so a unit passes here only when it
+//! exits 0 AND prints nothing at all.
+//!
+//! Substitutions, and why: the renders show store paths under
+//! `/run/current-system/sw` (the real ones are `/nix/store/<hash>-…`, known
+//! only after a Nix build), which do not exist on this machine:
+//! * `/run/current-system/sw/bin/<tool>` → a small executable script
+//!   `<tmp>/bin/<tool>` (verify checks that ExecStart's program exists and
+//!   is executable);
+//! * `/run/current-system/sw/share/masgen/<file>` → `<tmp>/share/masgen/<file>`;
+//! * every unit named in After=/Before=/Requires=/Wants=/Conflicts= that is
+//!   not itself under test (postgresql.service, matrix-synapse.service,
+//!   matrix-authentication-service.service) gets a stub unit in the same
+//!   directory, so the result does not depend on which units the host has
+//!   (verify refuses a Requires= on a missing unit).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::*;
+
+const STORE_BIN: &str = "/run/current-system/sw/bin/";
+const STORE_SHARE: &str = "/run/current-system/sw/share/";
+
+fn examples() -> Vec<(String, masgen::Checked)> {
+    let mut paths: Vec<_> = fs::read_dir(repo_root().join("examples"))
+        .expect("read examples/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty());
+    paths
+        .into_iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let text = fs::read_to_string(&p).expect("read example");
+            let checked = masgen::check_source(masgen::spec::Source::new(&name, text))
+                .unwrap_or_else(|d| panic!("{name} does not validate: {d:?}"));
+            (name, checked)
+        })
+        .collect()
+}
+
+/// A directory of units to verify, with stand-ins for store paths and
+/// stub dependency units.
+struct UnitDir {
+    dir: tempfile::TempDir,
+    under_test: BTreeSet<String>,
+}
+
+impl UnitDir {
+    fn new() -> UnitDir {
+        let dir = tempfile::Builder::new()
+            .prefix("masgen-units-")
+            .tempdir()
+            .expect("temp dir");
+        UnitDir {
+            dir,
+            under_test: BTreeSet::new(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn executable(&self, name: &str) -> PathBuf {
+        let p = self.path().join("bin").join(name);
+        if !p.exists() {
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, "#!/bin/sh\nexit 0\n").unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        p
+    }
+
+    /// Rewrites the store paths of `text` to stand-ins (creating them).
+    fn substitute(&self, text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        loop {
+            let next = [STORE_BIN, STORE_SHARE]
+                .iter()
+                .filter_map(|p| rest.find(p).map(|i| (i, *p)))
+                .min();
+            let Some((i, prefix)) = next else { break };
+            out.push_str(&rest[..i]);
+            let tail = &rest[i + prefix.len()..];
+            let end = tail
+                .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+                .unwrap_or(tail.len());
+            let name = &tail[..end];
+            let replacement = if prefix == STORE_BIN {
+                self.executable(name)
+            } else {
+                let p = self.path().join("share").join(name);
+                fs::create_dir_all(p.parent().unwrap()).unwrap();
+                fs::write(&p, "# masgen test stand-in\n").unwrap();
+                p
+            };
+            out.push_str(&replacement.display().to_string());
+            rest = &tail[end..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// Writes a unit under test (store paths substituted).
+    fn add(&mut self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        fs::write(&p, self.substitute(text)).unwrap();
+        self.under_test.insert(name.to_string());
+        p
+    }
+
+    /// Stub units for every dependency named by the units under test.
+    fn stub_dependencies(&self) {
+        let stub_exec = self.executable("masgen-stub");
+        for unit in &self.under_test {
+            let text = fs::read_to_string(self.path().join(unit)).unwrap();
+            for line in text.lines() {
+                let Some((key, value)) = line.split_once('=') else {
+                    continue;
+                };
+                if ![
+                    "After",
+                    "Before",
+                    "Requires",
+                    "Wants",
+                    "Conflicts",
+                    "BindsTo",
+                    "PartOf",
+                ]
+                .contains(&key.trim())
+                {
+                    continue;
+                }
+                for dep in value.split_whitespace() {
+                    let p = self.path().join(dep);
+                    if self.under_test.contains(dep) || p.exists() {
+                        continue;
+                    }
+                    assert!(dep.ends_with(".service"), "unexpected dependency {dep}");
+                    fs::write(
+                        &p,
+                        format!(
+                            "[Unit]\nDescription=masgen test stub for {dep}\n\n[Service]\nType=oneshot\nExecStart={}\n",
+                            stub_exec.display()
+                        ),
+                    )
+                    .unwrap();
+                }
+            }
+        }
+    }
+}
+
+/// `systemd-analyze verify --man=no <unit>`: Ok when it exits 0 and prints
+/// nothing; Err(exit status + output) otherwise.
+fn verify(tool: &Path, unit: &Path) -> Result<(), String> {
+    let out = Command::new(tool)
+        .args(["verify", "--man=no", "--generators=no"])
+        .arg(unit)
+        .current_dir(unit.parent().unwrap())
+        .env("SYSTEMD_PAGER", "")
+        .env("SYSTEMD_COLORS", "0")
+        .output()
+        .expect("run systemd-analyze");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    if out.status.success() && text.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}:\n{text}", out.status))
+    }
+}
+
+#[test]
+fn every_rendered_unit_passes_systemd_analyze_verify() {
+    let Some(tool) = require_tool("systemd-analyze", "verifying rendered systemd units") else {
+        return;
+    };
+    let mut count = 0;
+    for (name, checked) in examples() {
+        let (lowered, tree) = masgen::build_tree(&checked).expect("build_tree");
+        for phase in &lowered.phases {
+            let what = format!("{name} {}", phase.phase.name());
+            let prefix = format!("render/{}/{}/units/", phase.host, phase.phase.name());
+            let units: Vec<(String, String)> = tree
+                .iter()
+                .filter_map(|(p, t)| {
+                    p.as_str()
+                        .strip_prefix(&prefix)
+                        .map(|n| (n.to_string(), t.clone()))
+                })
+                .collect();
+            assert_eq!(
+                units.len(),
+                phase.tasks.len(),
+                "{what}: one rendered unit per task"
+            );
+            let mut dir = UnitDir::new();
+            let paths: Vec<(String, PathBuf)> = units
+                .iter()
+                .map(|(n, t)| (n.clone(), dir.add(n, t)))
+                .collect();
+            dir.stub_dependencies();
+            for (unit, path) in paths {
+                if let Err(e) = verify(&tool, &path) {
+                    panic!(
+                        "{what}: systemd-analyze verify {unit}: {e}\n--- unit ---\n{}",
+                        fs::read_to_string(&path).unwrap()
+                    );
+                }
+                count += 1;
+            }
+            eprintln!("ok: systemd-analyze verify passes every unit of {what}");
+        }
+    }
+    assert!(count > 0, "no units verified");
+}
+
+/// The same units straight from `render_unit`, to make sure the files in
+/// the tree are what `render_unit` makes (the tree adds only a header).
+#[test]
+fn tree_units_are_render_unit_output() {
+    for (name, checked) in examples() {
+        let (lowered, tree) = masgen::build_tree(&checked).expect("build_tree");
+        for phase in &lowered.phases {
+            for (task_name, task) in &phase.tasks {
+                let rel = format!(
+                    "render/{}/{}/units/{task_name}.service",
+                    phase.host,
+                    phase.phase.name()
+                );
+                let file = tree
+                    .get(&camino::Utf8PathBuf::from(&rel))
+                    .unwrap_or_else(|| panic!("{name}: no {rel}"));
+                let unit = masgen::emit::render_unit(task, &phase.synapse.extra_config_files);
+                assert!(
+                    file.ends_with(&unit),
+                    "{name}: {rel} is not render_unit's output"
+                );
+            }
+        }
+    }
+}
+
+/// The check is live: broken units fail it.
+#[test]
+fn verify_rejects_broken_units() {
+    let Some(tool) = require_tool("systemd-analyze", "verifying rendered systemd units") else {
+        return;
+    };
+    let checked = examples()
+        .into_iter()
+        .find(|(n, _)| n == "migrate-local.toml")
+        .expect("migrate-local example")
+        .1;
+    let lowered = masgen::lower::lower(&checked.homeserver);
+    let phase = &lowered.phases[0];
+    let (task_name, task) = phase.tasks.iter().next().expect("a task");
+    let good = masgen::emit::render_unit(task, &phase.synapse.extra_config_files);
+
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "typo'd key",
+            good.replacen("Type=oneshot", "Tpye=oneshot", 1),
+            "Unknown key",
+        ),
+        (
+            "relative ExecStart",
+            good.replacen("ExecStart=/", "ExecStart=", 1),
+            "executable",
+        ),
+        (
+            "missing executable",
+            good.replacen(
+                "ExecStart=/run/current-system/sw/bin/",
+                "ExecStart=/nonexistent/",
+                1,
+            ),
+            "not executable",
+        ),
+        (
+            "unknown section",
+            good.replacen("[Service]", "[Servcie]", 1),
+            "Unknown section",
+        ),
+        (
+            "missing dependency",
+            good.replacen("Requires=", "Requires=masgen-no-such-unit.service ", 1)
+                .replacen("After=", "After=masgen-no-such-unit.service ", 1),
+            "not found",
+        ),
+    ];
+    // The unbroken unit passes in the same setup (control).
+    let mut dir = UnitDir::new();
+    let control = dir.add(&format!("{task_name}.service"), &good);
+    dir.stub_dependencies();
+    verify(&tool, &control).unwrap_or_else(|e| panic!("control unit fails: {e}\n{good}"));
+
+    for (what, text, expect) in cases {
+        assert_ne!(text, good, "{what}: the mutation did not apply");
+        let mut dir = UnitDir::new();
+        let p = dir.add(&format!("{task_name}.service"), &text);
+        dir.stub_dependencies();
+        // The unknown dependency must stay unknown.
+        let _ = fs::remove_file(dir.path().join("masgen-no-such-unit.service"));
+        match verify(&tool, &p) {
+            Ok(()) => panic!("{what}: systemd-analyze verify accepts it:\n{text}"),
+            Err(e) => assert!(
+                e.contains(expect),
+                "{what}: expected `{expect}` in the verify output:\n{e}"
+            ),
+        }
+    }
+}
+
+/// systemd.unit(5), Conflicts=: "this setting does not imply an ordering
+/// dependency … to ensure that the conflicting unit is stopped before the
+/// other unit is started, an After= or Before= dependency must be declared."
+/// Without one, `systemctl start masgen-syn2mas-migrate` may run syn2mas
+/// while Synapse (or MAS) is still shutting down — the very thing the
+/// Conflicts= is there to prevent.
+#[test]
+fn conflicting_units_are_ordered() {
+    for (name, checked) in examples() {
+        let lowered = masgen::lower::lower(&checked.homeserver);
+        for phase in &lowered.phases {
+            for (task_name, task) in &phase.tasks {
+                let unit = masgen::emit::render_unit(task, &phase.synapse.extra_config_files);
+                let list = |key: &str| -> Vec<String> {
+                    unit.lines()
+                        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+                        .flat_map(|v| v.split_whitespace().map(str::to_string))
+                        .collect()
+                };
+                let ordered: Vec<String> = [list("After"), list("Before")].concat();
+                for c in list("Conflicts") {
+                    assert!(
+                        ordered.contains(&c),
+                        "{name} {}: {task_name} conflicts with {c} but is not ordered against it:\n{unit}",
+                        phase.phase.name()
+                    );
+                }
+            }
+        }
+    }
+}
