@@ -1,171 +1,596 @@
 //! Reads a NixOS system root (`/run/current-system`, or any directory laid
-//! out like one): its units and the Synapse / MAS config files their
-//! `ExecStart` lines name. Read-only.
+//! out like one): its service units, the config files their command lines
+//! name (Synapse's and MAS's as data, nginx's as text) and the stamps
+//! masgen's tasks leave. Read-only; `diff --system` compares what it reads
+//! with a build, `plan --system` tells from it where the host is.
 
 use std::collections::BTreeMap;
 use std::fs;
 
-use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+pub use crate::lower::tasks::{MAS_UNIT, SYNAPSE_UNIT};
+pub const NGINX_UNIT: &str = "nginx.service";
+
+/// Where MAS's nixpkgs unit renders its config at start (`envsubst` of the
+/// store file into the runtime directory).
+const MAS_RUNTIME_CONFIG: &str = "/run/matrix-authentication-service/config.yaml";
+
+/// Where masgen's tasks leave their stamps, relative to the root.
+const STAMP_DIR: &str = "var/lib/masgen";
 
 /// What masgen can learn about a host from its system root.
-#[derive(Debug, Clone, Default)]
-pub struct SystemRoot {
-    pub root: Utf8PathBuf,
-    /// Unit file name → contents, from `etc/systemd/system`.
-    pub units: BTreeMap<String, String>,
-    /// Synapse's merged config (top-level keys of later files win, as Synapse merges).
-    pub synapse_config: Option<Value>,
-    /// MAS's merged config (deep merge, as MAS's figment loader does).
-    pub mas_config: Option<Value>,
-    /// Marker files masgen's tasks leave under `var/lib/masgen` when they succeed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SystemState {
+    /// The root as given on the command line.
+    pub root: String,
+    /// `etc/systemd/system/*.service`, parsed.
+    pub units: BTreeMap<String, Unit>,
+    /// Config files by the path the units (or masgen) name them, as data,
+    /// or why they could not be read.
+    pub files: BTreeMap<String, Result<Map<String, Value>, String>>,
+    /// MAS's `--config` files, in order, resolved to readable sources (the
+    /// runtime config to the store file it is rendered from, credentials to
+    /// the files they load).
+    pub mas_config_files: Vec<String>,
+    /// The config file `nginx.service` names (`-c`) as `(path, text)`, or
+    /// why it could not be read; `None` without nginx.service.
+    pub nginx_config: Option<Result<(String, String), String>>,
+    /// The stamps masgen's tasks leave on success (`var/lib/masgen` in the
+    /// root), sorted.
     pub stamps: Vec<String>,
+    pub notes: Vec<String>,
 }
 
-pub const SYNAPSE_UNIT: &str = "matrix-synapse.service";
-pub const MAS_UNIT: &str = "matrix-authentication-service.service";
-
-impl SystemRoot {
-    pub fn read(root: &Utf8Path) -> Result<Self> {
-        let unit_dir = root.join("etc/systemd/system");
-        anyhow::ensure!(
-            unit_dir.is_dir(),
-            "{root} does not look like a NixOS system root: {unit_dir} is missing"
-        );
-        let mut units = BTreeMap::new();
-        for entry in fs::read_dir(&unit_dir).with_context(|| format!("reading {unit_dir}"))? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().to_string();
-            if !name.ends_with(".service") {
-                continue;
+/// Reads the units, config files and stamps under `root`. `also_read` are
+/// files the new configurations name (Synapse extra config files), read the
+/// same way so both sides of a comparison see the same contents.
+pub fn read(root: &Utf8Path, also_read: &[String]) -> anyhow::Result<SystemState> {
+    let unit_dir = root.join("etc/systemd/system");
+    let entries = fs::read_dir(&unit_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read {unit_dir}: {e}; --system needs a NixOS system root such as /run/current-system"
+        )
+    })?;
+    let mut state = SystemState {
+        root: root.to_string(),
+        ..Default::default()
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| anyhow::anyhow!("reading {unit_dir}: {e}"))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.ends_with(".service") || name.contains('@') {
+            continue;
+        }
+        let path = unit_dir.join(&name);
+        match fs::read_to_string(&path) {
+            // A masked unit is a symlink to /dev/null.
+            Ok(text) if text.trim().is_empty() => state
+                .notes
+                .push(format!("{path} is masked or empty; unit not compared")),
+            Ok(mut text) => {
+                // Drop-ins (`<unit>.d/*.conf`) apply after the unit, in name order.
+                let dropins = unit_dir.join(format!("{name}.d"));
+                for conf in sorted_entries(&dropins) {
+                    if !conf.ends_with(".conf") {
+                        continue;
+                    }
+                    if let Ok(extra) = fs::read_to_string(dropins.join(&conf)) {
+                        text.push('\n');
+                        text.push_str(&extra);
+                    }
+                }
+                state.units.insert(name, Unit::parse(&text));
             }
-            let path = resolve(root, &unit_dir.join(&name));
-            if let Ok(text) = fs::read_to_string(&path) {
-                units.insert(name, text);
-            }
+            // A dangling link points into a store this root does not carry.
+            Err(e) => state.notes.push(format!("{path}: {e}; unit not compared")),
         }
-        let mut sys = SystemRoot {
-            root: root.to_owned(),
-            units,
-            ..Default::default()
-        };
-        if let Some(unit) = sys.units.get(SYNAPSE_UNIT) {
-            let files = exec_args(unit, "--config-path");
-            sys.synapse_config = Some(load_merged(root, &files, false)?);
-        }
-        if let Some(unit) = sys.units.get(MAS_UNIT) {
-            let files = exec_args(unit, "--config");
-            if !files.is_empty() {
-                sys.mas_config = Some(load_merged(root, &files, true)?);
-            }
-        }
-        let stamp_dir = root.join("var/lib/masgen");
-        if let Ok(entries) = fs::read_dir(&stamp_dir) {
-            let mut stamps: Vec<String> = entries
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .collect();
-            stamps.sort();
-            sys.stamps = stamps;
-        }
-        Ok(sys)
     }
 
-    /// Whether the Synapse config delegates authentication to MAS.
-    pub fn synapse_delegates(&self) -> bool {
-        let Some(c) = &self.synapse_config else {
-            return false;
-        };
-        let stable =
-            c.pointer("/matrix_authentication_service/enabled") == Some(&Value::Bool(true));
-        let msc3861 =
-            c.pointer("/experimental_features/msc3861/enabled") == Some(&Value::Bool(true));
-        stable || msc3861
+    let mut wanted: Vec<String> = also_read.to_vec();
+    wanted.extend(state.synapse_config_files());
+    for f in wanted {
+        if let std::collections::btree_map::Entry::Vacant(slot) = state.files.entry(f) {
+            let data = read_yaml(root, slot.key());
+            slot.insert(data);
+        }
     }
-}
 
-/// A path inside the root when it exists there (fixtures keep their "store"
-/// files inside), else the path as given (a real system's store paths).
-fn resolve(root: &Utf8Path, path: &Utf8Path) -> Utf8PathBuf {
-    let inside = root.join(path.as_str().trim_start_matches('/'));
-    if path.is_absolute() && inside.exists() {
-        inside
+    if let Some(unit) = state.units.get(MAS_UNIT).cloned() {
+        let credentials = unit.credentials();
+        for arg in flag_values(&unit.exec_start(), &["--config", "-c"]) {
+            let (source, from_runtime) = mas_source(root, &unit, &credentials, &arg);
+            let mut data = read_yaml(root, &source);
+            if from_runtime {
+                // The runtime file has ${CREDENTIALS_DIRECTORY} substituted;
+                // masgen's settings keep the variable.
+                if let Ok(m) = &mut data {
+                    m.values_mut().for_each(unsubstitute);
+                }
+            }
+            state.mas_config_files.push(source.clone());
+            state.files.insert(source, data);
+        }
+    }
+    if let Some(unit) = state.units.get(NGINX_UNIT) {
+        state.nginx_config = Some(match flag_values(&unit.exec_start(), &["-c"]).pop() {
+            None => Err("its ExecStart names no config file (-c)".into()),
+            Some(conf) => match resolve(root, &conf) {
+                None => Err(format!("{conf} not found")),
+                Some(path) => fs::read_to_string(&path)
+                    .map(|text| (conf, text))
+                    .map_err(|e| format!("cannot read {path}: {e}")),
+            },
+        });
+    }
+    // A live system root (`/run/current-system`, a store path) has no
+    // `var/`: its stamps are the host's own, under /var/lib/masgen.
+    let in_root = root.join(STAMP_DIR);
+    let live = root == "/run/current-system" || root.starts_with("/nix/store");
+    state.stamps = if !in_root.exists() && live {
+        sorted_entries(&Utf8Path::new("/").join(STAMP_DIR))
     } else {
-        path.to_owned()
+        sorted_entries(&in_root)
+    };
+    Ok(state)
+}
+
+impl SystemState {
+    /// The files `matrix-synapse.service`'s `ExecStart` names with
+    /// `--config-path` (or `-c`), in order; none without the unit.
+    pub fn synapse_config_files(&self) -> Vec<String> {
+        self.units
+            .get(SYNAPSE_UNIT)
+            .map(|u| flag_values(&u.exec_start(), &["--config-path", "-c"]))
+            .unwrap_or_default()
+    }
+
+    /// `files` merged the way Synapse (`deep == false`) or MAS (`deep`)
+    /// merges its config files, and the files that could not be read, with
+    /// why.
+    pub fn merged(&self, files: &[String], deep: bool) -> (Value, Vec<(String, String)>) {
+        let mut merged = Map::new();
+        let mut unreadable = Vec::new();
+        for f in files {
+            match self.files.get(f) {
+                Some(Ok(m)) if deep => merge_deep(&mut merged, m.clone()),
+                Some(Ok(m)) => merge_shallow(&mut merged, m.clone()),
+                Some(Err(e)) => unreadable.push((f.clone(), e.clone())),
+                None => unreadable.push((f.clone(), "not read".into())),
+            }
+        }
+        (Value::Object(merged), unreadable)
     }
 }
 
-/// Values of `flag X` / `flag=X` in a unit's ExecStart lines, in order.
-pub fn exec_args(unit: &str, flag: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in unit.lines() {
-        let Some(cmd) = line.trim().strip_prefix("ExecStart=") else {
+/// Whether a Synapse config delegates authentication to MAS: the stable
+/// `matrix_authentication_service` block or `experimental_features.msc3861`.
+pub fn delegates(synapse_config: &Value) -> bool {
+    let on = |p: &str| synapse_config.pointer(p) == Some(&Value::Bool(true));
+    on("/matrix_authentication_service/enabled") || on("/experimental_features/msc3861/enabled")
+}
+
+/// Synapse's merge of several `--config-path` files: top-level keys of later
+/// files replace earlier ones wholesale.
+pub fn merge_shallow(target: &mut Map<String, Value>, file: Map<String, Value>) {
+    for (k, v) in file {
+        target.insert(k, v);
+    }
+}
+
+/// MAS's merge of several `--config` files (figment `admerge`): objects merge
+/// key by key, arrays are concatenated, anything else is replaced.
+fn merge_deep(target: &mut Map<String, Value>, file: Map<String, Value>) {
+    for (k, v) in file {
+        match (target.get_mut(&k), v) {
+            (Some(Value::Object(t)), Value::Object(f)) => merge_deep(t, f),
+            (Some(Value::Array(t)), Value::Array(f)) => t.extend(f),
+            (_, v) => {
+                target.insert(k, v);
+            }
+        }
+    }
+}
+
+/// The names in a directory, sorted; none when it cannot be read.
+fn sorted_entries(dir: &Utf8Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The readable file behind one of MAS's `--config` arguments, and whether
+/// it is the runtime (substituted) copy.
+fn mas_source(
+    root: &Utf8Path,
+    unit: &Unit,
+    credentials: &BTreeMap<String, String>,
+    arg: &str,
+) -> (String, bool) {
+    for prefix in [
+        "$CREDENTIALS_DIRECTORY/",
+        "${CREDENTIALS_DIRECTORY}/",
+        "%d/",
+    ] {
+        if let Some(name) = arg.strip_prefix(prefix) {
+            if let Some(path) = credentials.get(name) {
+                return (path.clone(), false);
+            }
+        }
+    }
+    if resolve(root, arg).is_some() {
+        return (arg.to_string(), arg == MAS_RUNTIME_CONFIG);
+    }
+    // Not in the root (a runtime file): the ExecStartPre script renders it
+    // with `envsubst … < /nix/store/…-config.yaml > <arg>`.
+    for pre in unit.values("Service", "ExecStartPre") {
+        let Some(script) = exec_words(pre).into_iter().next() else {
             continue;
         };
-        let words: Vec<&str> = cmd.split_whitespace().collect();
-        let mut i = 0;
-        while i < words.len() {
-            let w = words[i].trim_matches(|c| c == '"' || c == '\'');
-            if w == flag {
-                if let Some(v) = words.get(i + 1) {
-                    out.push(v.trim_matches(|c| c == '"' || c == '\'').to_string());
-                }
-                i += 2;
+        let Some(path) = resolve(root, &script) else {
+            continue;
+        };
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        if let Some(source) = rendered_from(&text, arg) {
+            return (source, false);
+        }
+    }
+    (arg.to_string(), arg == MAS_RUNTIME_CONFIG)
+}
+
+/// In a shell script, the file redirected in (`< src`) on the command that
+/// writes `target` (`> target`); `\` continuations are joined.
+fn rendered_from(script: &str, target: &str) -> Option<String> {
+    let joined = script.replace("\\\n", " ");
+    for line in joined.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let writes = words
+            .windows(2)
+            .any(|w| w[0] == ">" && w[1].trim_matches(['\'', '"']) == target)
+            || words.iter().any(|w| *w == format!(">{target}"));
+        if !writes {
+            continue;
+        }
+        for w in words.windows(2) {
+            if w[0] == "<" {
+                return Some(w[1].trim_matches(['\'', '"']).to_string());
+            }
+        }
+        if let Some(w) = words.iter().find(|w| w.starts_with('<') && w.len() > 1) {
+            return Some(w[1..].trim_matches(['\'', '"']).to_string());
+        }
+    }
+    None
+}
+
+/// `/run/credentials/<unit>/x` → `${CREDENTIALS_DIRECTORY}/x` in every string.
+fn unsubstitute(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            let prefix = format!("/run/credentials/{MAS_UNIT}/");
+            if let Some(rest) = s.strip_prefix(&prefix) {
+                *s = format!("${{CREDENTIALS_DIRECTORY}}/{rest}");
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(unsubstitute),
+        Value::Object(m) => m.values_mut().for_each(unsubstitute),
+        _ => {}
+    }
+}
+
+/// An absolute path inside the root if it exists there (fixtures keep their
+/// "store" files inside), else the path itself if it exists.
+fn resolve(root: &Utf8Path, path: &str) -> Option<Utf8PathBuf> {
+    let p = Utf8Path::new(path);
+    if p.is_absolute() {
+        let inside = root.join(path.trim_start_matches('/'));
+        if inside.exists() {
+            return Some(inside);
+        }
+    }
+    p.exists().then(|| p.to_owned())
+}
+
+fn read_yaml(root: &Utf8Path, path: &str) -> Result<Map<String, Value>, String> {
+    let Some(resolved) = resolve(root, path) else {
+        return Err(if path.starts_with("/run/") {
+            "not found (a runtime file, not part of the system root)".to_string()
+        } else {
+            "not found".to_string()
+        });
+    };
+    let text = fs::read_to_string(&resolved).map_err(|e| format!("cannot read {resolved}: {e}"))?;
+    parse_yaml(&text).map_err(|e| format!("{resolved} is not YAML: {e}"))
+}
+
+/// Parses a YAML config file into JSON data. An empty file is an empty object.
+fn parse_yaml(text: &str) -> Result<Map<String, Value>, String> {
+    if text.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    let value: Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+    match value {
+        Value::Object(m) => Ok(m),
+        Value::Null => Ok(Map::new()),
+        other => Err(format!(
+            "expected a mapping at the top level, found {}",
+            kind(&other)
+        )),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+// ------------------------------------------------------------ unit files
+
+/// A systemd unit file: section → `(key, value)` in file order; keys with
+/// `\` line continuations joined.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Unit {
+    pub sections: BTreeMap<String, Vec<(String, String)>>,
+}
+
+impl Unit {
+    fn parse(text: &str) -> Unit {
+        let mut unit = Unit::default();
+        let mut section = String::new();
+        let mut logical = String::new();
+        let mut lines = text.lines().peekable();
+        while let Some(raw) = lines.next() {
+            let line = raw.trim();
+            if logical.is_empty() && (line.starts_with('#') || line.starts_with(';')) {
                 continue;
             }
-            if let Some(v) = w.strip_prefix(&format!("{flag}=")) {
+            if let Some(cont) = line.strip_suffix('\\') {
+                logical.push_str(cont);
+                logical.push(' ');
+                if lines.peek().is_some() {
+                    continue;
+                }
+            } else {
+                logical.push_str(line);
+            }
+            let l = std::mem::take(&mut logical);
+            let l = l.trim();
+            if l.is_empty() {
+                continue;
+            }
+            if l.starts_with('[') && l.ends_with(']') {
+                section = l[1..l.len() - 1].to_string();
+                continue;
+            }
+            if let Some((k, v)) = l.split_once('=') {
+                unit.sections
+                    .entry(section.clone())
+                    .or_default()
+                    .push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        unit
+    }
+
+    /// Every value of `key` in `section`, in order (an empty value resets
+    /// the list, as systemd does for list settings).
+    fn values(&self, section: &str, key: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        for (k, v) in self.sections.get(section).into_iter().flatten() {
+            if k == key {
+                if v.is_empty() {
+                    out.clear();
+                } else {
+                    out.push(v.as_str());
+                }
+            }
+        }
+        out
+    }
+
+    /// The last value of `key` in `section`.
+    pub fn value(&self, section: &str, key: &str) -> Option<&str> {
+        self.values(section, key).last().copied()
+    }
+
+    /// The words of the (last) `ExecStart=`, without systemd's prefixes.
+    pub fn exec_start(&self) -> Vec<String> {
+        self.value("Service", "ExecStart")
+            .map(exec_words)
+            .unwrap_or_default()
+    }
+
+    /// `LoadCredential=name:path` entries.
+    pub fn credentials(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for v in self.values("Service", "LoadCredential") {
+            for word in exec_words(v) {
+                if let Some((name, path)) = word.split_once(':') {
+                    out.insert(name.to_string(), path.to_string());
+                } else {
+                    out.insert(word.clone(), String::new());
+                }
+            }
+        }
+        out
+    }
+
+    /// Space-separated unit lists such as `Conflicts=`, sorted.
+    pub fn list(&self, section: &str, key: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .values(section, key)
+            .iter()
+            .flat_map(|v| v.split_whitespace().map(str::to_string))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// Splits an `Exec*=` value into words: whitespace separates, `"…"` and
+/// `'…'` quote (with C escapes inside double quotes), `%%` is `%` and `$$`
+/// is `$`; the `@-:+!` prefixes of the first word are dropped.
+fn exec_words(value: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = value.trim().chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut word = String::new();
+        while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+            match c {
+                '"' | '\'' => {
+                    while let Some(d) = chars.next() {
+                        if d == c {
+                            break;
+                        }
+                        if d == '\\' && c == '"' {
+                            match chars.next() {
+                                Some('n') => word.push('\n'),
+                                Some('t') => word.push('\t'),
+                                Some(other) => word.push(other),
+                                None => {}
+                            }
+                        } else {
+                            word.push(d);
+                        }
+                    }
+                }
+                '\\' => word.extend(chars.next()),
+                c => word.push(c),
+            }
+        }
+        words.push(word.replace("%%", "%").replace("$$", "$"));
+    }
+    if let Some(first) = words.first_mut() {
+        *first = first
+            .trim_start_matches(['@', '-', ':', '+', '!'])
+            .to_string();
+    }
+    words
+}
+
+/// Values of `flag X`, `flag=X` in a command line, in order.
+fn flag_values(words: &[String], flags: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let w = &words[i];
+        if flags.contains(&w.as_str()) {
+            if let Some(v) = words.get(i + 1) {
+                out.push(v.clone());
+            }
+            i += 2;
+            continue;
+        }
+        for f in flags {
+            if let Some(v) = w.strip_prefix(&format!("{f}=")) {
                 out.push(v.to_string());
             }
-            i += 1;
         }
+        i += 1;
     }
     out
-}
-
-fn load_merged(root: &Utf8Path, files: &[String], deep: bool) -> Result<Value> {
-    let mut merged = serde_json::Map::new();
-    for f in files {
-        let path = resolve(root, Utf8Path::new(f));
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            // Runtime files (/run/...) are not in a system root; skip them.
-            Err(_) if f.starts_with("/run/") => continue,
-            Err(e) => return Err(e).with_context(|| format!("reading config file {path}")),
-        };
-        let value: Value =
-            serde_norway::from_str(&text).with_context(|| format!("{path} is not YAML"))?;
-        if let Value::Object(map) = value {
-            if deep {
-                deep_merge(&mut merged, map);
-            } else {
-                merged.extend(map);
-            }
-        }
-    }
-    Ok(Value::Object(merged))
-}
-
-fn deep_merge(base: &mut serde_json::Map<String, Value>, extra: serde_json::Map<String, Value>) {
-    for (k, v) in extra {
-        match (base.get_mut(&k), v) {
-            (Some(Value::Object(b)), Value::Object(e)) => deep_merge(b, e),
-            (Some(Value::Array(b)), Value::Array(e)) => b.extend(e),
-            (_, v) => {
-                base.insert(k, v);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn exec_args_reads_both_forms() {
         let unit = "[Service]\nExecStart=/nix/store/x/bin/synapse --config-path /a.yaml --config-path=/b.yaml --keys-directory /k\n";
-        assert_eq!(exec_args(unit, "--config-path"), ["/a.yaml", "/b.yaml"]);
-        assert!(exec_args(unit, "--config").is_empty());
+        let words = Unit::parse(unit).exec_start();
+        assert_eq!(
+            flag_values(&words, &["--config-path"]),
+            ["/a.yaml", "/b.yaml"]
+        );
+        assert!(flag_values(&words, &["--config"]).is_empty());
+    }
+
+    #[test]
+    fn parses_continuations_quotes_and_prefixes() {
+        let unit = Unit::parse(
+            "[Unit]\nDescription=A 100%% test\n# comment\n[Service]\nExecStart=@/nix/store/x-syn/bin/synapse_homeserver \\\n  --config-path /nix/store/y-homeserver.yaml \\\n  --config-path \"/run/a b.yaml\"\nLoadCredential=a:/run/secrets/a\nLoadCredential=b:/x\n",
+        );
+        assert_eq!(
+            unit.exec_start(),
+            [
+                "/nix/store/x-syn/bin/synapse_homeserver",
+                "--config-path",
+                "/nix/store/y-homeserver.yaml",
+                "--config-path",
+                "/run/a b.yaml"
+            ]
+        );
+        assert_eq!(
+            flag_values(&unit.exec_start(), &["--config-path"]),
+            ["/nix/store/y-homeserver.yaml", "/run/a b.yaml"]
+        );
+        assert_eq!(unit.credentials().len(), 2);
+        assert_eq!(unit.value("Unit", "Description"), Some("A 100%% test"));
+    }
+
+    #[test]
+    fn unescapes_json_quoted_words() {
+        assert_eq!(
+            exec_words(r#""/bin/x" "a\"b" "100%%" "$$HOME" '%d/c'"#),
+            ["/bin/x", "a\"b", "100%", "$HOME", "%d/c"]
+        );
+    }
+
+    #[test]
+    fn finds_the_store_file_a_runtime_config_is_rendered_from() {
+        let script = "#!/bin/sh\n/nix/store/g/bin/envsubst \\\n  '$CREDENTIALS_DIRECTORY' \\\n  < /nix/store/abc-config.yaml \\\n  > /run/matrix-authentication-service/config.yaml\n/nix/store/m/bin/mas-cli config check --config /run/matrix-authentication-service/config.yaml\n";
+        assert_eq!(
+            rendered_from(script, MAS_RUNTIME_CONFIG).as_deref(),
+            Some("/nix/store/abc-config.yaml")
+        );
+    }
+
+    #[test]
+    fn puts_the_credentials_variable_back() {
+        let mut v = json!({"a": ["/run/credentials/matrix-authentication-service.service/k"]});
+        unsubstitute(&mut v);
+        assert_eq!(v, json!({"a": ["${CREDENTIALS_DIRECTORY}/k"]}));
+    }
+
+    #[test]
+    fn synapse_merges_shallowly_and_mas_deeply() {
+        let base = json!({"a": {"x": 1, "y": 2}, "l": [1]});
+        let file = json!({"a": {"x": 9}, "l": [2]});
+        let (Value::Object(mut s), Value::Object(f)) = (base.clone(), file.clone()) else {
+            unreachable!()
+        };
+        merge_shallow(&mut s, f.clone());
+        assert_eq!(Value::Object(s), json!({"a": {"x": 9}, "l": [2]}));
+        let Value::Object(mut d) = base else {
+            unreachable!()
+        };
+        merge_deep(&mut d, f);
+        assert_eq!(
+            Value::Object(d),
+            json!({"a": {"x": 9, "y": 2}, "l": [1, 2]})
+        );
     }
 }

@@ -13,19 +13,17 @@ use similar::TextDiff;
 use crate::emit::{OutputTree, MANIFEST};
 use crate::lower::PASSWORD_CONFIG_PATH;
 use crate::rules;
+use crate::system::{
+    delegates, merge_shallow, SystemState, Unit, MAS_UNIT, NGINX_UNIT, SYNAPSE_UNIT,
+};
 
 use super::changeset::*;
 use super::nginx;
-use super::state::{self, delegates, ConfigState, Vhost};
-use super::system::SystemState;
-use super::units::{flag_values, Unit};
+use super::state::{self, ConfigState, Vhost};
 use super::values;
 
-pub const SYNAPSE_UNIT: &str = "matrix-synapse.service";
-pub const MAS_UNIT: &str = "matrix-authentication-service.service";
-pub const NGINX_UNIT: &str = "nginx.service";
 pub const POSTGRES_UNIT: &str = "postgresql.service";
-pub const PASSWORD_CONFIG_UNIT: &str = "masgen-synapse-password-config.service";
+pub use crate::lower::tasks::PASSWORD_CONFIG_UNIT;
 
 /// Old output tree vs new output tree.
 pub fn compare_trees(
@@ -978,8 +976,8 @@ fn compare_with_system(
     let mut sys_delegates = false;
     let mut syn_reasons = Vec::new();
     let mut conflict_warnings = Vec::new();
-    if let Some(unit) = sys.units.get(SYNAPSE_UNIT) {
-        let files = flag_values(&unit.exec_start(), &["--config-path", "-c"]);
+    if sys.units.contains_key(SYNAPSE_UNIT) {
+        let files = sys.synapse_config_files();
         let (mut theirs, unreadable) = merge_files(sys, &files, false, notes);
         let password_unreadable = unreadable.iter().any(|f| f == PASSWORD_CONFIG_PATH);
         let mut ours = n.synapse_settings();
@@ -994,7 +992,7 @@ fn compare_with_system(
                 }
             } else if let Some(Ok(m)) = sys.files.get(&f) {
                 if let Value::Object(o) = &mut ours {
-                    values::merge_shallow(o, m.clone());
+                    merge_shallow(o, m.clone());
                 }
             } else {
                 notes.push(format!(
@@ -1130,7 +1128,7 @@ fn compare_with_system(
     // nginx: the routes of the config file its ExecStart names.
     let mut nginx_reasons = Vec::new();
     let mut compat = None;
-    match &sys.nginx {
+    match &nginx_routes(sys) {
         Some(Ok(theirs)) if n.nginx_enabled() => {
             let ours = n.vhosts();
             let (vhosts, routes, unmanaged) = compare_system_routes(theirs, &ours, siblings);
@@ -1310,35 +1308,27 @@ fn compare_system_routes(
 }
 
 /// Merges the named config files; returns the merged data and the files
-/// that could not be read.
+/// that could not be read (with a note for each).
 fn merge_files(
     sys: &SystemState,
     files: &[String],
     deep: bool,
     notes: &mut Vec<String>,
 ) -> (Value, Vec<String>) {
-    let mut merged = Map::new();
-    let mut unreadable = Vec::new();
-    for f in files {
-        match sys.files.get(f) {
-            Some(Ok(m)) => {
-                if deep {
-                    values::merge_deep(&mut merged, m.clone());
-                } else {
-                    values::merge_shallow(&mut merged, m.clone());
-                }
-            }
-            Some(Err(e)) => {
-                notes.push(format!("{f}: {e}; its keys are not compared"));
-                unreadable.push(f.clone());
-            }
-            None => {
-                notes.push(format!("{f} was not read; its keys are not compared"));
-                unreadable.push(f.clone());
-            }
-        }
+    let (merged, unreadable) = sys.merged(files, deep);
+    for (f, e) in &unreadable {
+        notes.push(format!("{f}: {e}; its keys are not compared"));
     }
-    (Value::Object(merged), unreadable)
+    (merged, unreadable.into_iter().map(|(f, _)| f).collect())
+}
+
+/// The routes of the system's nginx config, or why there are none to compare;
+/// `None` without nginx.service.
+fn nginx_routes(sys: &SystemState) -> Option<Result<BTreeMap<String, nginx::Routes>, String>> {
+    sys.nginx_config.as_ref().map(|config| {
+        let (conf, text) = config.as_ref().map_err(String::clone)?;
+        nginx::routes(text).map_err(|e| format!("{conf}: {e}"))
+    })
 }
 
 /// `config-<n>`: the nixpkgs MAS module's credential for an extra config file.

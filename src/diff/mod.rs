@@ -3,8 +3,8 @@
 //!
 //! Three parts, kept apart:
 //! - reading the old side ([`input`] for a tree on disk or the spec at a git
-//!   revision, [`system`] for a NixOS system root): the only code that
-//!   touches the disk or runs `git`; it never writes;
+//!   revision, [`system`] for a NixOS system root, shared with `plan`): the
+//!   only code that touches the disk or runs `git`; it never writes;
 //! - the pure comparison ([`compare`]): old tree or system + new tree →
 //!   [`Changeset`];
 //! - rendering ([`render`]): text, Markdown, JSON.
@@ -19,12 +19,11 @@ pub mod nginx;
 mod nixdata;
 pub mod render;
 pub mod state;
-pub mod system;
-pub mod units;
 pub mod values;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+pub use crate::system;
 pub use changeset::*;
 
 use crate::diag::Rendered;

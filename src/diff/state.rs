@@ -189,9 +189,3 @@ pub fn strings(v: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
-
-/// Whether Synapse settings delegate authentication to MAS.
-pub fn delegates(settings: &Value) -> bool {
-    let on = |p: &str| settings.pointer(p) == Some(&Value::Bool(true));
-    on("/matrix_authentication_service/enabled") || on("/experimental_features/msc3861/enabled")
-}

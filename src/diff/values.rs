@@ -1,9 +1,9 @@
-//! Settings as data: key-path differences, the two ways Synapse and MAS merge
-//! their config files, YAML → JSON, and keeping secrets out of the output.
+//! Settings as data: key-path differences and keeping secrets out of the
+//! output.
 
 use std::collections::BTreeSet;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::changeset::{Change, SettingChange};
 
@@ -162,55 +162,6 @@ fn split_path(path: &str) -> Vec<String> {
     keys
 }
 
-/// Synapse's merge of several `--config-path` files: top-level keys of later
-/// files replace earlier ones wholesale.
-pub fn merge_shallow(target: &mut Map<String, Value>, file: Map<String, Value>) {
-    for (k, v) in file {
-        target.insert(k, v);
-    }
-}
-
-/// MAS's merge of several `--config` files (figment `admerge`): objects merge
-/// key by key, arrays are concatenated, anything else is replaced.
-pub fn merge_deep(target: &mut Map<String, Value>, file: Map<String, Value>) {
-    for (k, v) in file {
-        match (target.get_mut(&k), v) {
-            (Some(Value::Object(t)), Value::Object(f)) => merge_deep(t, f),
-            (Some(Value::Array(t)), Value::Array(f)) => t.extend(f),
-            (_, v) => {
-                target.insert(k, v);
-            }
-        }
-    }
-}
-
-/// Parses a YAML config file into JSON data. An empty file is an empty object.
-pub fn parse_yaml(text: &str) -> Result<Map<String, Value>, String> {
-    if text.trim().is_empty() {
-        return Ok(Map::new());
-    }
-    let value: Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
-    match value {
-        Value::Object(m) => Ok(m),
-        Value::Null => Ok(Map::new()),
-        other => Err(format!(
-            "expected a mapping at the top level, found {}",
-            kind(&other)
-        )),
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
-    }
-}
-
 /// What an inline secret is shown as. masgen's own data only ever holds
 /// secret *file paths*; values read from a system (or from extra config files)
 /// can hold the secrets themselves.
@@ -326,25 +277,6 @@ mod tests {
                 "l[2]:Added",
                 "s:Changed"
             ]
-        );
-    }
-
-    #[test]
-    fn synapse_merges_shallowly_and_mas_deeply() {
-        let base = json!({"a": {"x": 1, "y": 2}, "l": [1]});
-        let file = json!({"a": {"x": 9}, "l": [2]});
-        let (Value::Object(mut s), Value::Object(f)) = (base.clone(), file.clone()) else {
-            unreachable!()
-        };
-        merge_shallow(&mut s, f.clone());
-        assert_eq!(Value::Object(s), json!({"a": {"x": 9}, "l": [2]}));
-        let Value::Object(mut d) = base else {
-            unreachable!()
-        };
-        merge_deep(&mut d, f);
-        assert_eq!(
-            Value::Object(d),
-            json!({"a": {"x": 9, "y": 2}, "l": [1, 2]})
         );
     }
 
