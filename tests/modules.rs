@@ -13,8 +13,9 @@
 //! create the system users `matrix-synapse` and
 //! `matrix-authentication-service`).
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::env;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -23,49 +24,28 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use tempfile::TempDir;
 
+use support::{
+    ensure_os_user, find_tool, in_ci, is_root, nix_instantiate, repo_root, require_tool, NixTool,
+    PgCluster,
+};
+
 // ------------------------------------------------------------------ basics
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn modules_dir() -> PathBuf {
-    repo().join("modules")
+    repo_root().join("modules")
 }
 
-fn in_ci() -> bool {
-    match env::var("CI") {
-        Ok(v) => {
-            let v = v.trim().to_ascii_lowercase();
-            !(v.is_empty() || v == "false" || v == "0")
-        }
-        Err(_) => false,
+/// The PostgreSQL tests run processes as other OS users (runuser) and may
+/// create system users: they need root. Panics in CI, SKIPs otherwise.
+fn require_root(why: &str) -> bool {
+    if is_root() {
+        return true;
     }
-}
-
-/// Panics in CI, prints a SKIP line otherwise.
-fn unavailable<T>(what: &str) -> Option<T> {
     if in_ci() {
-        panic!("{what} is required by tests/modules.rs in CI (CI is set), but it is missing");
+        panic!("root is required for {why} in CI (CI is set)");
     }
-    eprintln!("SKIP: {what} is not available");
-    None
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    let path = env::var_os("PATH")?;
-    env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            p.metadata()
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
-}
-
-fn tool(name: &str) -> Option<PathBuf> {
-    which(name).or_else(|| unavailable(&format!("`{name}` on PATH")))
+    eprintln!("SKIP: not root (needed for {why})");
+    false
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -120,7 +100,7 @@ fn nix_files() -> Vec<PathBuf> {
     }
     let mut files = Vec::new();
     walk(&modules_dir(), &mut files);
-    files.push(repo().join("flake.nix"));
+    files.push(repo_root().join("flake.nix"));
     files
 }
 
@@ -140,49 +120,27 @@ fn script(name: &str) -> PathBuf {
 
 // --------------------------------------------------------------------- Nix
 
-/// nix-instantiate with a private, writable state directory.
-struct Nix {
-    bin: PathBuf,
-    state: TempDir,
-}
-
-impl Nix {
-    fn new() -> Option<Nix> {
-        let bin = tool("nix-instantiate")?;
-        let state = tempfile::Builder::new()
-            .prefix("masgen-nix-state-")
-            .tempdir()
-            .unwrap();
-        Some(Nix { bin, state })
-    }
-
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(&self.bin);
-        cmd.env("NIX_STATE_DIR", self.state.path())
-            .env("NIX_LOG_DIR", self.state.path().join("log"))
-            .env("HOME", self.state.path());
-        cmd
-    }
-
-    /// Evaluate `expr`, a function of `{ modulesDir, harness }` (both strings),
-    /// strictly to JSON.
-    fn eval_case(&self, expr: &str) -> Value {
-        let dir = self.state.path().join("harness");
-        fs::create_dir_all(&dir).unwrap();
-        let harness = dir.join("harness.nix");
-        fs::write(&harness, HARNESS).unwrap();
-        let out = check(
-            self.command()
-                .args(["--eval", "--strict", "--json", "--argstr", "modulesDir"])
-                .arg(modules_dir())
-                .arg("--argstr")
-                .arg("harness")
-                .arg(&harness)
-                .arg("-E")
-                .arg(expr),
-        );
-        serde_json::from_slice(&out.stdout).expect("nix-instantiate printed JSON")
-    }
+/// Evaluate `expr`, a function of `{ modulesDir, harness }` (both strings),
+/// strictly to JSON with `nix-instantiate --store dummy://` (support's
+/// NixTool: no store state, no root needed).
+fn eval_case(nix: &NixTool, expr: &str) -> Value {
+    let dir = tempfile::Builder::new()
+        .prefix("masgen-nix-harness-")
+        .tempdir()
+        .unwrap();
+    let harness = dir.path().join("harness.nix");
+    fs::write(&harness, HARNESS).unwrap();
+    let out = check(
+        nix.command()
+            .args(["--eval", "--strict", "--json", "--argstr", "modulesDir"])
+            .arg(modules_dir())
+            .arg("--argstr")
+            .arg("harness")
+            .arg(&harness)
+            .arg("-E")
+            .arg(expr),
+    );
+    serde_json::from_slice(&out.stdout).expect("nix-instantiate printed JSON")
 }
 
 /// A stub of the parts of nixpkgs' `lib` and `pkgs` the modules use. Every
@@ -284,14 +242,15 @@ in
 
 #[test]
 fn nix_files_parse_with_nix_instantiate() {
-    let Some(nix) = Nix::new() else { return };
+    let Some(nix) = nix_instantiate() else { return };
     let files = nix_files();
     assert!(
         files.len() >= 6,
         "expected the modules and flake.nix, got {files:?}"
     );
     for file in files {
-        check(nix.command().arg("--parse").arg(&file));
+        nix.parse_file(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     }
 }
 
@@ -324,7 +283,7 @@ fn scripts_pass_bash_n() {
 /// with `set -o errexit -o nounset -o pipefail` in front.
 #[test]
 fn scripts_pass_shellcheck() {
-    let Some(shellcheck) = which("shellcheck") else {
+    let Some(shellcheck) = find_tool("shellcheck") else {
         // Not installed on every machine; the Nix build runs it anyway.
         eprintln!("SKIP: shellcheck is not available");
         return;
@@ -346,8 +305,9 @@ fn scripts_pass_shellcheck() {
 
 #[test]
 fn lib_nix_quotes_exec_arguments_and_prunes_nulls() {
-    let Some(nix) = Nix::new() else { return };
-    let v = nix.eval_case(
+    let Some(nix) = nix_instantiate() else { return };
+    let v = eval_case(
+        &nix,
         r#"{ modulesDir, harness }:
         let h = import (/. + harness) { inherit modulesDir; }; l = h.mlib; in {
           rendered = l.renderCommand {
@@ -446,8 +406,8 @@ in {
 
 #[test]
 fn tasks_module_builds_oneshot_units() {
-    let Some(nix) = Nix::new() else { return };
-    let v = nix.eval_case(TASKS_CASE);
+    let Some(nix) = nix_instantiate() else { return };
+    let v = eval_case(&nix, TASKS_CASE);
     let good = &v["good"];
     for a in good["assertions"].as_array().unwrap() {
         assert_eq!(a["assertion"], true, "{a}");
@@ -623,10 +583,11 @@ fn tasks_module_builds_oneshot_units() {
 
 #[test]
 fn tasks_module_generates_the_mas_config_like_the_mas_module() {
-    let Some(nix) = Nix::new() else { return };
+    let Some(nix) = nix_instantiate() else { return };
     // formats.yaml.generate is stubbed to name its output after a hash of the
     // value it is given, so the Exec line shows which value that was.
-    let v = nix.eval_case(
+    let v = eval_case(
+        &nix,
         r#"{ modulesDir, harness }:
         let
           h = import (/. + harness) { inherit modulesDir; };
@@ -707,8 +668,8 @@ in {
 
 #[test]
 fn synapse_secrets_module_writes_password_config_before_synapse() {
-    let Some(nix) = Nix::new() else { return };
-    let v = nix.eval_case(SECRETS_CASE);
+    let Some(nix) = nix_instantiate() else { return };
+    let v = eval_case(&nix, SECRETS_CASE);
     let c = &v["withPepper"];
     for a in c["assertions"].as_array().unwrap() {
         assert_eq!(a["assertion"], true, "{a}");
@@ -755,7 +716,7 @@ fn synapse_secrets_module_writes_password_config_before_synapse() {
     assert_eq!(v["disabled"], Value::Null);
 
     // writeShellApplication runs shellcheck on the generated scripts.
-    if let Some(shellcheck) = which("shellcheck") {
+    if let Some(shellcheck) = find_tool("shellcheck") {
         let tmp = TempDir::new().unwrap();
         for key in ["withPepperText", "noPepperText"] {
             let path = tmp.path().join(format!("{key}.sh"));
@@ -773,7 +734,9 @@ fn synapse_secrets_module_writes_password_config_before_synapse() {
 
     // Run the generated script (with writeShellApplication's preamble) for
     // real, with the store/run paths pointed into a temp dir.
-    let Some(_jq) = tool("jq") else { return };
+    let Some(_jq) = require_tool("jq", "running the password_config writer") else {
+        return;
+    };
     let tmp = TempDir::new().unwrap();
     let settings = tmp.path().join("settings.json");
     fs::write(&settings, v["settingsJson"].as_str().unwrap()).unwrap();
@@ -837,8 +800,9 @@ fn synapse_secrets_module_writes_password_config_before_synapse() {
 }
 
 /// The pg_hba/pg_ident text syn2mas-access.nix produces with its defaults.
-fn syn2mas_access_lines(nix: &Nix) -> (String, String, Value) {
-    let v = nix.eval_case(
+fn syn2mas_access_lines(nix: &NixTool) -> (String, String, Value) {
+    let v = eval_case(
+        nix,
         r#"{ modulesDir, harness }:
         let
           h = import (/. + harness) { inherit modulesDir; };
@@ -870,7 +834,7 @@ fn syn2mas_access_lines(nix: &Nix) -> (String, String, Value) {
 
 #[test]
 fn syn2mas_access_module_lines() {
-    let Some(nix) = Nix::new() else { return };
+    let Some(nix) = nix_instantiate() else { return };
     let (hba, ident, v) = syn2mas_access_lines(&nix);
     assert_eq!(
         v["defaults"],
@@ -899,210 +863,36 @@ fn syn2mas_access_module_lines() {
 
 // -------------------------------------------------------------- PostgreSQL
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+/// A throwaway PostgreSQL cluster (support's PgCluster: Unix socket only,
+/// run by the `postgres` OS user, stopped on drop) with the pg_hba/pg_ident
+/// given by the test. Needs root.
+fn start_pg(hba: &str, ident: &str) -> Option<PgCluster> {
+    if !require_root("runuser and a PostgreSQL cluster") {
+        return None;
+    }
+    require_tool("runuser", "running commands as other OS users")?;
+    let pg = PgCluster::start()?;
+    set_auth(&pg, hba, ident);
+    Some(pg)
 }
 
-fn os_user_exists(name: &str) -> bool {
-    Command::new("id")
-        .arg("-u")
-        .arg(name)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+/// Rewrite pg_hba/pg_ident and make the server re-read them (support
+/// prepends a `local all <superuser> peer` line and fails on file errors).
+fn set_auth(pg: &PgCluster, hba: &str, ident: &str) {
+    pg.set_ident(ident).unwrap_or_else(|e| panic!("{e}"));
+    pg.set_hba(hba).unwrap_or_else(|e| panic!("{e}"));
 }
 
-fn ensure_system_user(name: &str) {
-    if os_user_exists(name) {
-        return;
-    }
-    let out = run(Command::new(which("useradd").expect("useradd"))
-        .args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-        ])
-        .arg(name));
-    // Another test may have created it meanwhile.
-    assert!(
-        out.status.success() || os_user_exists(name),
-        "useradd {name}: {out:?}"
-    );
+/// `sql` as the superuser in `db`.
+fn sql(pg: &PgCluster, db: &str, sql: &str) -> String {
+    pg.superuser_sql_in(db, sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
-/// Directory holding initdb, pg_ctl, psql, pg_dump and pg_restore of one
-/// PostgreSQL version.
-fn pg_bin_dir() -> Option<PathBuf> {
-    let has_all = |dir: &Path| {
-        ["initdb", "pg_ctl", "psql", "pg_dump", "pg_restore"]
-            .iter()
-            .all(|t| dir.join(t).is_file())
-    };
-    if let Some(initdb) = which("initdb") {
-        if let Some(dir) = fs::canonicalize(initdb)
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf))
-        {
-            if has_all(&dir) {
-                return Some(dir);
-            }
-        }
-    }
-    let mut dirs: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|d| has_all(d))
-        .collect();
-    dirs.sort();
-    dirs.pop()
-}
-
-/// A throwaway PostgreSQL cluster: Unix socket in its own directory only
-/// (`listen_addresses = ''`), pg_hba/pg_ident given by the test. Needs root.
-struct Pg {
-    base: TempDir,
-    bin: PathBuf,
-}
-
-impl Pg {
-    fn start(hba: &str, ident: &str) -> Option<Pg> {
-        if !is_root() {
-            return unavailable("root (for runuser and a PostgreSQL cluster)");
-        }
-        tool("runuser")?;
-        if !os_user_exists("postgres") {
-            return unavailable("the `postgres` OS user");
-        }
-        let Some(bin) = pg_bin_dir() else {
-            return unavailable("PostgreSQL server binaries (initdb, pg_ctl, ...)");
-        };
-        let base = tempfile::Builder::new()
-            .prefix("masgen-pg-")
-            .tempdir()
-            .unwrap();
-        fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).unwrap();
-        let pg = Pg { base, bin };
-        for dir in [pg.data(), pg.sock()] {
-            fs::create_dir(&dir).unwrap();
-            check(Command::new("chown").arg("postgres:").arg(&dir));
-        }
-        fs::set_permissions(pg.data(), fs::Permissions::from_mode(0o700)).unwrap();
-        pg.write_auth(hba, ident);
-        check(
-            pg.as_user("postgres", &pg.bin.join("initdb"))
-                .arg("-D")
-                .arg(pg.data())
-                .args([
-                    "-U",
-                    "postgres",
-                    "--auth-local=peer",
-                    "--auth-host=reject",
-                    "-E",
-                    "UTF8",
-                    "--locale=C",
-                    "--no-sync",
-                ]),
-        );
-        let conf = format!(
-            "listen_addresses = ''\nunix_socket_directories = '{}'\nhba_file = '{}'\nident_file = '{}'\nfsync = off\n",
-            pg.sock().display(),
-            pg.hba_path().display(),
-            pg.ident_path().display()
-        );
-        let conf_path = pg.data().join("postgresql.conf");
-        let mut text = fs::read_to_string(&conf_path).unwrap();
-        text.push_str(&conf);
-        fs::write(&conf_path, text).unwrap();
-        check(
-            pg.as_user("postgres", &pg.bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(pg.data())
-                .arg("-l")
-                .arg(pg.data().join("server.log"))
-                .args(["-w", "-t", "60", "start"]),
-        );
-        Some(pg)
-    }
-
-    fn data(&self) -> PathBuf {
-        self.base.path().join("data")
-    }
-
-    fn sock(&self) -> PathBuf {
-        self.base.path().join("sock")
-    }
-
-    fn hba_path(&self) -> PathBuf {
-        self.base.path().join("pg_hba.conf")
-    }
-
-    fn ident_path(&self) -> PathBuf {
-        self.base.path().join("pg_ident.conf")
-    }
-
-    fn write_auth(&self, hba: &str, ident: &str) {
-        write_file(&self.hba_path(), hba, 0o644);
-        write_file(&self.ident_path(), ident, 0o644);
-    }
-
-    /// Rewrite pg_hba/pg_ident and make the server re-read them.
-    fn reload_auth(&self, hba: &str, ident: &str) {
-        self.write_auth(hba, ident);
-        let out = self.psql(
-            "postgres",
-            "postgres",
-            "postgres",
-            "SELECT pg_reload_conf()",
-        );
-        assert!(out.status.success(), "reload: {out:?}");
-        // Make sure the new rules are in force.
-        let out = self.psql(
-            "postgres",
-            "postgres",
-            "postgres",
-            "SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL",
-        );
-        assert_eq!(stdout(&out).trim(), "0", "pg_hba errors: {out:?}");
-    }
-
-    fn as_user(&self, user: &str, program: &Path) -> Command {
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", user, "--"]).arg(program).current_dir("/");
-        cmd
-    }
-
-    /// psql as OS user `os_user`, connecting to `db` as `role`.
-    fn psql(&self, os_user: &str, db: &str, role: &str, sql: &str) -> Output {
-        run(self
-            .as_user(os_user, &self.bin.join("psql"))
-            .arg("-X")
-            .arg("-h")
-            .arg(self.sock())
-            .args(["-d", db, "-U", role, "-v", "ON_ERROR_STOP=1", "-tAc", sql]))
-    }
-
-    fn sql(&self, db: &str, sql: &str) -> String {
-        let out = self.psql("postgres", db, "postgres", sql);
-        assert!(out.status.success(), "{sql}: {out:?}");
-        stdout(&out)
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let _ = self
-            .as_user("postgres", &self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(self.data())
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
-    }
+fn as_user(user: &str, program: &Path) -> Command {
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", user, "--"]).arg(program).current_dir("/");
+    cmd
 }
 
 /// nixpkgs' default pg_hba rules (added with lib.mkAfter).
@@ -1111,23 +901,31 @@ const NIXPKGS_DEFAULT_HBA: &str =
 
 #[test]
 fn backup_script_dumps_a_real_database() {
-    let Some(pg) = Pg::start(NIXPKGS_DEFAULT_HBA, "") else {
+    let Some(pg) = start_pg(NIXPKGS_DEFAULT_HBA, "") else {
         return;
     };
-    pg.sql("postgres", "CREATE DATABASE masgen_backup_test");
-    pg.sql(
+    sql(&pg, "postgres", "CREATE DATABASE masgen_backup_test");
+    sql(
+        &pg,
         "masgen_backup_test",
         "CREATE TABLE users (name text PRIMARY KEY); INSERT INTO users VALUES ('alice'), ('bob')",
     );
 
-    let work = pg.base.path();
+    // pg_dump runs as `postgres` (runuser): the wrapper must be reachable.
+    let tmp = tempfile::Builder::new()
+        .prefix("masgen-backup-")
+        .tempdir()
+        .unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let work = tmp.path();
     let wrapper = work.join("pg_dump-wrapper");
     write_file(
         &wrapper,
         &format!(
-            "#!/bin/sh\nexec '{}' -h '{}' \"$@\"\n",
-            pg.bin.join("pg_dump").display(),
-            pg.sock().display()
+            "#!/bin/sh\nexec '{}' -h '{}' -p '{}' \"$@\"\n",
+            pg.bin_dir().join("pg_dump").display(),
+            pg.socket_dir().display(),
+            pg.port()
         ),
         0o755,
     );
@@ -1173,7 +971,7 @@ fn backup_script_dumps_a_real_database() {
 
     // pg_restore reads it (custom format) and it restores the data.
     let list = check(
-        Command::new(pg.bin.join("pg_restore"))
+        Command::new(pg.bin_dir().join("pg_restore"))
             .arg("--list")
             .arg(&dump),
     );
@@ -1182,20 +980,23 @@ fn backup_script_dumps_a_real_database() {
         "{}",
         stdout(&list)
     );
-    pg.sql("postgres", "CREATE DATABASE masgen_restored");
+    sql(&pg, "postgres", "CREATE DATABASE masgen_restored");
     // The backup is root-only; hand pg_restore (running as postgres) a copy.
     let readable = work.join("restore.dump");
     fs::copy(&dump, &readable).unwrap();
     fs::set_permissions(&readable, fs::Permissions::from_mode(0o644)).unwrap();
     check(
-        pg.as_user("postgres", &pg.bin.join("pg_restore"))
+        as_user(pg.superuser(), &pg.bin_dir().join("pg_restore"))
             .arg("-h")
-            .arg(pg.sock())
+            .arg(pg.socket_dir())
+            .arg("-p")
+            .arg(pg.port().to_string())
             .args(["-d", "masgen_restored"])
             .arg(&readable),
     );
     assert_eq!(
-        pg.sql(
+        sql(
+            &pg,
             "masgen_restored",
             "SELECT string_agg(name, ',' ORDER BY name) FROM users"
         )
@@ -1262,36 +1063,38 @@ fn backup_script_dumps_a_real_database() {
 
 #[test]
 fn syn2mas_ident_map_lets_only_the_mas_user_in() {
-    let Some(nix) = Nix::new() else { return };
+    let Some(nix) = nix_instantiate() else { return };
     let (module_hba, ident, _) = syn2mas_access_lines(&nix);
     // Module lines first (mkBefore), nixpkgs' defaults last (mkAfter).
     let hba = format!("{module_hba}{NIXPKGS_DEFAULT_HBA}");
-    let Some(pg) = Pg::start(NIXPKGS_DEFAULT_HBA, "") else {
+    let Some(pg) = start_pg(NIXPKGS_DEFAULT_HBA, "") else {
         return;
     };
     for user in ["matrix-synapse", "matrix-authentication-service"] {
-        ensure_system_user(user);
+        if !ensure_os_user(user) {
+            return;
+        }
     }
-    pg.sql(
+    sql(
+        &pg,
         "postgres",
         r#"CREATE ROLE "matrix-synapse" LOGIN; CREATE ROLE "matrix-authentication-service" LOGIN"#,
     );
-    pg.sql(
+    sql(
+        &pg,
         "postgres",
         r#"CREATE DATABASE "matrix-synapse" OWNER "matrix-synapse""#,
     );
-    pg.sql(
+    sql(
+        &pg,
         "postgres",
         r#"CREATE DATABASE "matrix-authentication-service" OWNER "matrix-authentication-service""#,
     );
 
+    // Err carries psql's stderr.
     let connect = |os_user: &str, db: &str, role: &str| -> Result<String, String> {
-        let out = pg.psql(os_user, db, role, "SELECT current_user");
-        if out.status.success() {
-            Ok(stdout(&out).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        pg.psql_as(os_user, db, role, "SELECT current_user")
+            .map(|out| out.trim().to_owned())
     };
 
     // Control: with the nixpkgs defaults only, the MAS user cannot get in.
@@ -1302,7 +1105,7 @@ fn syn2mas_ident_map_lets_only_the_mas_user_in() {
     )
     .is_err());
 
-    pg.reload_auth(&hba, &ident);
+    set_auth(&pg, &hba, &ident);
     assert_eq!(
         connect(
             "matrix-authentication-service",
@@ -1357,7 +1160,9 @@ done
 
 #[test]
 fn mas_run_renders_config_and_inserts_config_args() {
-    let Some(_) = tool("envsubst") else { return };
+    let Some(_) = require_tool("envsubst", "running mas-run.sh") else {
+        return;
+    };
     let tmp = TempDir::new().unwrap();
     let dir = tmp.path();
     let fake = dir.join("mas-cli");

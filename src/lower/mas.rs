@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::{merge, MasOut, Phase};
+use super::{merge, MasOut};
 use crate::model::{bracket_v6, EmailTransport, Homeserver, Mode};
 
 /// The client id MAS's docs use for Synapse under MSC3861 (Synapse < 1.136).
@@ -24,7 +24,9 @@ pub(super) fn uses_default_database(hs: &Homeserver) -> bool {
     d.local && d.name == NIXPKGS_DB && d.user == NIXPKGS_DB
 }
 
-pub(super) fn lower(hs: &Homeserver, _phase: Phase) -> MasOut {
+/// MAS's settings are the same in both phases: in phase 1 it is only
+/// unreachable from outside (see `nginx`).
+pub(super) fn lower(hs: &Homeserver) -> MasOut {
     let mas = &hs.mas;
     let mut credentials = BTreeMap::new();
     let mut m = Map::new();

@@ -130,7 +130,7 @@ pub fn configuration_name(host: &str, phase: Phase) -> String {
 
 fn lower_phase(hs: &Homeserver, host: &str, phase: Phase) -> HostPhase {
     let (synapse, dropped) = synapse::lower(hs, phase);
-    let mas = mas::lower(hs, phase);
+    let mas = mas::lower(hs);
     let nginx = nginx::lower(hs, phase);
     let postgres = postgres(hs);
     let tasks = tasks::lower(hs, phase, &synapse);

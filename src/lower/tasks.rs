@@ -54,7 +54,6 @@ pub fn register_user_task(localpart: &str) -> String {
 /// A task that runs `mas-cli` with the MAS config and its credentials, as
 /// MAS's own dynamic user (peer auth to its database works for it).
 fn mas_cli(
-    hs: &Homeserver,
     name: &str,
     description: &str,
     args: &[&str],
@@ -67,7 +66,6 @@ fn mas_cli(
         "@mas-cli@".into(),
     ];
     command.extend(args.iter().map(|a| a.to_string()));
-    let _ = hs;
     Task {
         description: description.into(),
         after: vec!["postgresql.service".into()],
@@ -85,11 +83,10 @@ fn mas_cli(
 
 pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTreeMap<String, Task> {
     let mut tasks = BTreeMap::new();
-    let creds = super::mas::lower(hs, phase).credentials;
+    let creds = super::mas::lower(hs).credentials;
     tasks.insert(
         MAS_CONFIG_CHECK.to_string(),
         mas_cli(
-            hs,
             MAS_CONFIG_CHECK,
             "masgen: check the MAS configuration",
             &["config", "check", "@CONFIG@"],
@@ -125,7 +122,7 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
         let syn2mas = |name: &str, description: &str, sub: &[&str]| {
             let mut args = vec!["syn2mas", "@CONFIG@", "@synapse-config-args@"];
             args.extend_from_slice(sub);
-            let mut task = mas_cli(hs, name, description, &args, &creds);
+            let mut task = mas_cli(name, description, &args, &creds);
             // modules/synapse-secrets.nix writes the pepper-bearing file syn2mas reads.
             if synapse.password_config.is_some() {
                 task.after.push(PASSWORD_CONFIG_UNIT.into());
@@ -158,7 +155,9 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
         // takes table locks and does not enforce Synapse being offline.
         migrate.conflicts = vec![SYNAPSE_UNIT.into(), MAS_UNIT.into()];
         // Conflicts= alone does not order: wait until both have stopped.
-        migrate.after.extend([SYNAPSE_UNIT.to_string(), MAS_UNIT.to_string()]);
+        migrate
+            .after
+            .extend([SYNAPSE_UNIT.to_string(), MAS_UNIT.to_string()]);
         migrate.success_stamp = Some(crate::plan::MIGRATED_STAMP.into());
         tasks.insert(SYN2MAS_MIGRATE.into(), migrate);
     }
@@ -167,7 +166,6 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
         tasks.insert(
             MAS_DOCTOR.to_string(),
             mas_cli(
-                hs,
                 MAS_DOCTOR,
                 "masgen: mas-cli doctor against the public URL",
                 &["doctor", "@CONFIG@"],
@@ -197,7 +195,6 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
                 command.push("user-password".into());
             }
             let mut task = mas_cli(
-                hs,
                 &name,
                 &format!(
                     "masgen: register @{}:{} in MAS",
