@@ -30,6 +30,9 @@ for tool in nix-instantiate nginx systemd-analyze pg_config envsubst jq shellche
   have "$tool" || missing+=("$tool")
 done
 [ -n "$(pg_bin_dir)" ] || missing+=("pg_ctl")
+# tests/tasks_postgres.rs runs a stand-in mas-cli with Debian's python3 as
+# an unprivileged user, who cannot reach the Synapse venv: it needs PyYAML.
+/usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || missing+=("python3-yaml")
 # psycopg2 is built from source, so the python used for the venv needs venv + headers.
 PYTHON="${MASGEN_PYTHON:-python3}"
 if ! have "$PYTHON"; then
@@ -45,7 +48,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update >&2
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
     nix-bin postgresql nginx systemd libpq-dev gettext-base jq shellcheck openssl \
-    python3 python3-venv python3-dev gcc libc6-dev >&2
+    python3 python3-venv python3-dev python3-yaml gcc libc6-dev >&2
 else
   log "system packages already installed"
 fi

@@ -8,10 +8,11 @@
 //! the pg_hba/pg_ident lines are then exercised for real (bash, a throwaway
 //! PostgreSQL cluster, fake `mas-cli` programs).
 //!
-//! A missing external tool makes a test print SKIP locally and fail in CI
-//! (`CI` set). The PostgreSQL tests need root (they use `runuser` and may
-//! create the system users `matrix-synapse` and
-//! `matrix-authentication-service`).
+//! Tool lookup, nix-instantiate (`--store dummy://`), the PostgreSQL cluster
+//! and OS users come from tests/support. A missing external tool makes a
+//! test print SKIP locally and fail in CI (`CI` set). The PostgreSQL tests
+//! need root (they use `runuser` and may create the system users
+//! `matrix-synapse` and `matrix-authentication-service`).
 
 mod support;
 

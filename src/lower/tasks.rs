@@ -95,6 +95,11 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
     );
 
     if hs.mode == Mode::Migrate && phase == Phase::Prepare {
+        // The pepper-bearing runtime file is among the files it copies.
+        let mut backup_deps = vec!["postgresql.service".to_string()];
+        if synapse.password_config.is_some() {
+            backup_deps.push(PASSWORD_CONFIG_UNIT.to_string());
+        }
         let mut backup_cmd = vec![
             "@masgen-backup@".to_string(),
             hs.synapse.database.name.clone(),
@@ -105,8 +110,8 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
             BACKUP.to_string(),
             Task {
                 description: "masgen: back up the Synapse database and config files".into(),
-                after: vec!["postgresql.service".into()],
-                requires: vec!["postgresql.service".into()],
+                after: backup_deps.clone(),
+                requires: backup_deps,
                 conflicts: vec![],
                 user: None,
                 dynamic_user: false,
