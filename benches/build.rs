@@ -4,10 +4,13 @@
 use std::time::Instant;
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
+    // once as a smoke test.
+    let benching = std::env::args().any(|a| a == "--bench");
     let iterations: u32 = std::env::var("MASGEN_BENCH_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(if benching { 200 } else { 1 });
     let mut paths: Vec<_> = std::fs::read_dir("examples")
         .expect("run from the repository root")
         .filter_map(|e| e.ok().map(|e| e.path()))
