@@ -1,4 +1,4 @@
-//! `cargo bench`: time and allocation-free throughput of the compiler stages
+//! `cargo bench`: time per run and peak memory of the compiler stages
 //! on the bundled examples (no criterion: a plain loop with `Instant`).
 
 use std::time::Instant;
@@ -32,5 +32,11 @@ fn main() {
         println!(
             "{name}: check+build {per:?} per run, {bytes} bytes of output ({iterations} runs)"
         );
+    }
+    // Peak memory of the whole run (Linux), the other number that matters.
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
+            println!("peak resident memory: {}", line.trim_start_matches("VmHWM:").trim());
+        }
     }
 }
