@@ -106,7 +106,7 @@ fn build(spec: &Utf8Path, output: &Utf8Path, check_only: bool) -> Result<ExitCod
     let Some(checked) = load(spec, "nothing was written")? else {
         return Ok(ExitCode::from(2));
     };
-    let (lowered, tree) = build_tree_for(&checked, masgen::flake_dir_name(output))?;
+    let (lowered, tree) = build_tree_for(&checked, &masgen::flake_ref(output))?;
     for phase in &lowered.phases {
         for d in &phase.dropped {
             eprintln!(
@@ -177,7 +177,7 @@ fn plan(
         }
     }
     let opts = plan::Options {
-        out_dir: output.to_string(),
+        out_dir: masgen::flake_ref(output),
         rollback,
         acknowledged: acknowledge.into_iter().collect(),
     };

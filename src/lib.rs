@@ -54,17 +54,21 @@ pub fn check_file(path: &Utf8Path) -> anyhow::Result<Result<Checked, Vec<Rendere
     Ok(check_source(spec::Source::new(path.as_str(), text)))
 }
 
-/// How plans name the flake of an output directory: its own name (`out` in
-/// `out#matrix`), never a machine-specific path, so that the same spec gives
-/// the same files wherever it is built.
-pub fn flake_dir_name(output: &Utf8Path) -> &str {
-    output.file_name().unwrap_or("out")
+/// How plans name the flake of an output directory: a path Nix reads as a
+/// local flake (`./out` in `./out#matrix`; a bare `out` would be looked up in
+/// the flake registry), relative to the directory that holds it, never a
+/// machine-specific path, so the same spec gives the same files anywhere.
+pub fn flake_ref(output: &Utf8Path) -> String {
+    match output.file_name() {
+        Some(name) => format!("./{name}"),
+        None => ".".to_string(),
+    }
 }
 
 /// Lowers and emits the output tree of a validated spec, for an output
-/// directory called `out`.
+/// directory `./out`.
 pub fn build_tree(checked: &Checked) -> anyhow::Result<(lower::Lowered, emit::OutputTree)> {
-    build_tree_for(checked, "out")
+    build_tree_for(checked, "./out")
 }
 
 /// Lowers and emits the output tree. `out_dir` is how the plan's commands
@@ -105,7 +109,7 @@ pub fn build_tree_for(
             );
         }
     }
-    let tree = emit::emit(hs, &lowered, &inputs, extra)?;
+    let tree = emit::emit(&lowered, &inputs, extra)?;
     Ok((lowered, tree))
 }
 

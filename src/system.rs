@@ -127,7 +127,8 @@ pub fn read(root: &Utf8Path, also_read: &[String]) -> anyhow::Result<SystemState
     // A live system root (`/run/current-system`, a store path) has no
     // `var/`: its stamps are the host's own, under /var/lib/masgen.
     let in_root = root.join(STAMP_DIR);
-    let live = root == "/run/current-system" || root.starts_with("/nix/store");
+    let resolved = root.canonicalize_utf8().unwrap_or_else(|_| root.to_owned());
+    let live = resolved.starts_with("/nix/store");
     state.stamps = if !in_root.exists() && live {
         sorted_entries(&Utf8Path::new("/").join(STAMP_DIR))
     } else {

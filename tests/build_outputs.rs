@@ -1892,7 +1892,7 @@ fn fresh_specs_have_one_final_phase() {
                 .tasks
                 .keys()
                 .any(|t| t.contains("syn2mas") || t == "masgen-backup"));
-            assert!(!p.syn2mas_access);
+            assert!(p.syn2mas_access.is_none());
         }
     }
     assert!(fresh_specs >= 2, "expected the two fresh examples");

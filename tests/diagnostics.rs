@@ -140,7 +140,11 @@ const CASES: &[(&str, i32, &[&str])] = &[
         &["migrate.syn2mas_refuses"],
     ),
     // MAS
-    ("47-mas-database-shared", 2, &["mas.database.shared"]),
+    (
+        "47-mas-database-shared",
+        2,
+        &["database.name_user", "mas.database.shared"],
+    ),
     ("48-missing-encryption-file", 2, &["mas.secret_missing"]),
     ("49-no-signing-keys", 2, &["mas.signing_keys"]),
     ("50-keys-dir-and-signing-keys", 2, &["mas.signing_keys"]),

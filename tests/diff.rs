@@ -748,6 +748,7 @@ fn a_hand_made_system_root() {
         [
             "database.args.cp_max",
             "database.args.cp_min",
+            "database.args.host",
             "enable_registration",
             "listeners[0].resources[0].compress",
             "matrix_authentication_service"

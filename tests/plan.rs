@@ -326,7 +326,7 @@ fn system_root(
     if stamp {
         let stamps = dir.join("var/lib/masgen");
         fs::create_dir_all(&stamps).unwrap();
-        fs::write(stamps.join(plan::state_stamp()), "").unwrap();
+        fs::write(stamps.join(plan::MIGRATED_STAMP), "").unwrap();
     }
 }
 
@@ -452,7 +452,7 @@ fn cli_plan_formats_and_errors() {
 fn build_writes_the_plan_beside_the_flake() {
     let (_, tree) = masgen::build_tree(&checked("examples/migrate-local.toml")).unwrap();
     let md = &tree[&Utf8PathBuf::from("PLAN.md")];
-    assert!(md.contains("nixos-rebuild switch --flake out#matrix-prepare"));
+    assert!(md.contains("nixos-rebuild switch --flake ./out#matrix-prepare"));
     let json: serde_json::Value =
         serde_json::from_str(&tree[&Utf8PathBuf::from("plan.json")]).unwrap();
     assert_eq!(json["from"], "synapse-only");

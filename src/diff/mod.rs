@@ -28,7 +28,7 @@ pub use changeset::*;
 
 use crate::diag::Rendered;
 use crate::emit::OutputTree;
-use crate::{build_tree_for, check_source, flake_dir_name, spec, Checked};
+use crate::{build_tree_for, check_source, flake_ref, spec, Checked};
 
 /// What the new tree is compared against (exactly one of the CLI flags).
 #[derive(Debug, Clone)]
@@ -63,7 +63,7 @@ pub fn diff(
     let spec_label = spec_path.to_string();
     match baseline {
         Baseline::Tree(dir) => {
-            let (_, new) = build_tree_for(checked, flake_dir_name(dir))?;
+            let (_, new) = build_tree_for(checked, &flake_ref(dir))?;
             let (old, notes) = input::read_tree(dir)?;
             let against = Against::Tree {
                 path: dir.to_string(),
@@ -74,7 +74,7 @@ pub fn diff(
             Ok(Outcome::Changes(Box::new(c)))
         }
         Baseline::Rev(rev) => {
-            let (_, new) = build_tree_for(checked, flake_dir_name(output))?;
+            let (_, new) = build_tree_for(checked, &flake_ref(output))?;
             let at = input::spec_at_rev(spec_path, rev)?;
             let mut notes = Vec::new();
             let old = match &at.text {
@@ -84,7 +84,7 @@ pub fn diff(
                 }
                 Some(text) => {
                     match check_source(spec::Source::new(at.object.as_str(), text.clone())) {
-                        Ok(old_checked) => build_tree_for(&old_checked, flake_dir_name(output))?.1,
+                        Ok(old_checked) => build_tree_for(&old_checked, &flake_ref(output))?.1,
                         Err(diagnostics) => {
                             return Ok(Outcome::InvalidSpec {
                                 which: at.object,
@@ -101,7 +101,7 @@ pub fn diff(
             Ok(Outcome::Changes(Box::new(c)))
         }
         Baseline::System(root) => {
-            let (_, new) = build_tree_for(checked, flake_dir_name(output))?;
+            let (_, new) = build_tree_for(checked, &flake_ref(output))?;
             let configs =
                 state::configurations(&new).map_err(|e| anyhow::anyhow!("internal error: {e}"))?;
             let mut also_read: Vec<String> = configs

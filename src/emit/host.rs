@@ -2,17 +2,12 @@
 //! sets options; the data files beside it are pure values that evaluate to
 //! exactly the reference renders under `render/`.
 
-use crate::lower::{HostPhase, Task, TlsMode, VirtualHost};
-use crate::model::{Homeserver, Tls};
+use crate::lower::{Acme, HostPhase, Task, TlsMode, VirtualHost};
 use crate::nix::{print, NixExpr};
 
 use super::{header, Inputs};
 
-pub(super) fn files(
-    hs: &Homeserver,
-    phase: &HostPhase,
-    inputs: &Inputs<'_>,
-) -> Vec<(&'static str, String)> {
+pub(super) fn files(phase: &HostPhase, inputs: &Inputs<'_>) -> Vec<(&'static str, String)> {
     let data = |value: NixExpr, what: &str| {
         let mut text = header("#", inputs);
         text.push_str(&format!("# {what}\n"));
@@ -21,7 +16,7 @@ pub(super) fn files(
         text
     };
     vec![
-        ("default.nix", module(hs, phase, inputs)),
+        ("default.nix", module(phase, inputs)),
         (
             "synapse-settings.nix",
             data(NixExpr::from_json(&phase.synapse.settings), "services.matrix-synapse.settings (same data as render/…/homeserver.yaml)"),
@@ -62,16 +57,13 @@ fn task(t: &Task) -> NixExpr {
     if let Some(d) = &t.runtime_directory {
         attrs.push(("runtimeDirectory", NixExpr::str(d)));
     }
-    if let Some(s) = t.timeout_sec {
-        attrs.push(("timeoutSec", NixExpr::Int(s.into())));
-    }
     if let Some(s) = &t.success_stamp {
         attrs.push(("successStamp", NixExpr::str(s)));
     }
     NixExpr::attrs(attrs)
 }
 
-fn module(hs: &Homeserver, phase: &HostPhase, inputs: &Inputs<'_>) -> String {
+fn module(phase: &HostPhase, inputs: &Inputs<'_>) -> String {
     let mut synapse = vec![
         ("enable", NixExpr::Bool(true)),
         ("settings", NixExpr::Import("./synapse-settings.nix")),
@@ -166,13 +158,13 @@ fn module(hs: &Homeserver, phase: &HostPhase, inputs: &Inputs<'_>) -> String {
             )]),
         ));
     }
-    if phase.syn2mas_access {
+    if let Some(access) = &phase.syn2mas_access {
         masgen.push((
             "syn2masAccess",
             NixExpr::attrs([
                 ("enable", NixExpr::Bool(true)),
-                ("synapseDatabase", NixExpr::str(&hs.synapse.database.name)),
-                ("synapseRole", NixExpr::str(&hs.synapse.database.user)),
+                ("synapseDatabase", NixExpr::str(&access.database)),
+                ("synapseRole", NixExpr::str(&access.role)),
             ]),
         ));
     }
@@ -199,7 +191,7 @@ fn module(hs: &Homeserver, phase: &HostPhase, inputs: &Inputs<'_>) -> String {
             )]),
         ),
     ];
-    if let Tls::Acme { email } = &hs.proxy.tls {
+    if let Some(Acme { email }) = &phase.acme {
         let mut acme = vec![("acceptTerms", NixExpr::Bool(true))];
         if let Some(e) = email {
             acme.push(("defaults", NixExpr::attrs([("email", NixExpr::str(e))])));

@@ -223,9 +223,6 @@ pub fn render_unit(task: &Task, synapse_extra_files: &[String]) -> String {
             "RuntimeDirectory={d}\nRuntimeDirectoryMode=0700\n"
         ));
     }
-    if let Some(t) = task.timeout_sec {
-        u.push_str(&format!("TimeoutStartSec={t}\n"));
-    }
     u.push_str(&format!("ExecStart={}\n", argv.join(" ")));
     if let Some(stamp) = &task.success_stamp {
         u.push_str(&format!(

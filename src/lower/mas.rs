@@ -61,9 +61,11 @@ pub(super) fn lower(hs: &Homeserver) -> MasOut {
     );
 
     let d = &mas.database;
-    let database = json!({
-        "uri": format!("postgresql:///{}?host={}&user={}", d.name, d.host, d.user),
-    });
+    let mut uri = format!("postgresql:///{}?host={}&user={}", d.name, d.host, d.user);
+    if let Some(port) = d.port {
+        uri.push_str(&format!("&port={port}"));
+    }
+    let database = json!({ "uri": uri });
     m.insert("database".into(), database);
 
     credentials.insert("matrix-secret".into(), mas.shared_secret_file.clone());
@@ -84,8 +86,10 @@ pub(super) fn lower(hs: &Homeserver) -> MasOut {
         secrets["keys_dir"] = json!(cred("keys"));
     } else {
         let mut keys = Vec::new();
-        for k in &mas.signing_keys {
-            let name = format!("key-{}", sanitize(&k.kid));
+        // Named by position: kids may differ only in characters a
+        // credential name cannot hold.
+        for (i, k) in mas.signing_keys.iter().enumerate() {
+            let name = format!("signing-key-{i}");
             credentials.insert(name.clone(), k.key_file.clone());
             let mut key = json!({"kid": k.kid, "key_file": cred(&name)});
             if let Some(p) = &k.password_file {
@@ -248,17 +252,4 @@ pub(super) fn lower(hs: &Homeserver) -> MasOut {
         credentials,
         create_database: uses_default_database(hs),
     }
-}
-
-/// Credential names allow `[A-Za-z0-9_.-]`.
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }

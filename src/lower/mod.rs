@@ -49,9 +49,31 @@ pub struct HostPhase {
     pub postgres: PostgresOut,
     pub tasks: BTreeMap<String, Task>,
     /// Let the syn2mas task read Synapse's database through a peer-auth map.
-    pub syn2mas_access: bool,
+    pub syn2mas_access: Option<Syn2masAccess>,
+    /// Certificates from Let's Encrypt (`security.acme`), with this contact.
+    pub acme: Option<Acme>,
     /// Settings removed from this phase's Synapse config, and why.
     pub dropped: Vec<Dropped>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Syn2masAccess {
+    pub database: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Acme {
+    pub email: Option<String>,
+}
+
+/// A host as the flake needs it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostOut {
+    pub name: String,
+    pub system: String,
+    /// Flake reference of the host's own configuration, and its module name.
+    pub base: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,6 +122,8 @@ pub struct Dropped {
 pub struct Lowered {
     pub server_name: String,
     pub mode: Mode,
+    pub nixpkgs: String,
+    pub hosts: Vec<HostOut>,
     pub phases: Vec<HostPhase>,
 }
 
@@ -117,6 +141,16 @@ pub fn lower(hs: &Homeserver) -> Lowered {
     Lowered {
         server_name: hs.server_name.clone(),
         mode: hs.mode,
+        nixpkgs: hs.nixpkgs.clone(),
+        hosts: hs
+            .hosts
+            .values()
+            .map(|h| HostOut {
+                name: h.name.clone(),
+                system: h.system.clone(),
+                base: h.base_flake.clone().map(|f| (f, h.base_module.clone())),
+            })
+            .collect(),
         phases: out,
     }
 }
@@ -143,7 +177,18 @@ fn lower_phase(hs: &Homeserver, host: &str, phase: Phase) -> HostPhase {
         nginx,
         postgres,
         tasks,
-        syn2mas_access: hs.mode == Mode::Migrate && phase == Phase::Prepare,
+        syn2mas_access: (hs.mode == Mode::Migrate && phase == Phase::Prepare).then(|| {
+            Syn2masAccess {
+                database: hs.synapse.database.name.clone(),
+                role: hs.synapse.database.user.clone(),
+            }
+        }),
+        acme: match &hs.proxy.tls {
+            crate::model::Tls::Acme { email } => Some(Acme {
+                email: email.clone(),
+            }),
+            _ => None,
+        },
         dropped,
     }
 }

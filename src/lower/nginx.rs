@@ -83,7 +83,20 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> Vec<VirtualHost> {
     };
 
     let mut matrix = Vec::new();
-    let body_size = || vec!["client_max_body_size 50M".to_string()];
+    // Uploads pass through nginx first: allow what Synapse allows
+    // (`max_upload_size`, Synapse's default 50M).
+    let max_upload = hs
+        .synapse
+        .extra_settings
+        .get("max_upload_size")
+        .and_then(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .or_else(|| v.as_u64().map(|n| n.to_string()))
+        })
+        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric()))
+        .unwrap_or_else(|| "50M".into());
+    let body_size = || vec![format!("client_max_body_size {max_upload}")];
     matrix.push(Location::proxy(
         "/_matrix",
         "synapse",

@@ -52,15 +52,26 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> (SynapseOut, Vec<Dropped>)
                 .collect::<Vec<_>>()),
         );
     }
-    if !s.modules.is_empty() {
-        m.insert(
-            "modules".into(),
-            json!(s
-                .modules
-                .iter()
-                .map(|x| json!({"module": x.module, "config": x.config}))
-                .collect::<Vec<_>>()),
-        );
+    // Password-auth modules (e.g. the LDAP module) stop working under
+    // delegation, and their extra is gone then: keep them out of the final phase.
+    let mut dropped = Vec::new();
+    let modules: Vec<Value> = s
+        .modules
+        .iter()
+        .filter(|x| {
+            let keep = !(delegated && x.password_auth);
+            if !keep {
+                dropped.push(Dropped {
+                    setting: format!("modules: {}", x.module),
+                    reason: "password authentication moves to MAS".into(),
+                });
+            }
+            keep
+        })
+        .map(|x| json!({"module": x.module, "config": x.config}))
+        .collect();
+    if !modules.is_empty() {
+        m.insert("modules".into(), Value::Array(modules));
     }
 
     // What the existing Synapse does today; the final phase drops what
@@ -145,7 +156,18 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> (SynapseOut, Vec<Dropped>)
     }
 
     merge(&mut m, &s.extra_settings);
-    let mut dropped = Vec::new();
+    // With a pepper file the block lives in the runtime file, which Synapse
+    // merges over homeserver.yaml key by key: an extra `password_config`
+    // would be replaced, so it joins the runtime block instead.
+    if let Some(pc) = &mut password_config {
+        if let Some(Value::Object(extra)) = m.remove("password_config") {
+            if let Value::Object(settings) = &mut pc.settings {
+                for (k, v) in extra {
+                    settings.entry(k).or_insert(v);
+                }
+            }
+        }
+    }
     if delegated {
         merge(&mut m, &s.final_extra_settings);
         for conflict in rules::DELEGATION_CONFLICTS {
@@ -229,7 +251,11 @@ fn database(hs: &Homeserver) -> Value {
             let mut args = Map::new();
             args.insert("user".into(), json!(d.user));
             args.insert("database".into(), json!(d.name));
-            args.insert("host".into(), json!(d.host));
+            // Without `host`, nixpkgs knows the database is local and orders
+            // Synapse after PostgreSQL; libpq's default socket is /run/postgresql.
+            if d.host != "/run/postgresql" {
+                args.insert("host".into(), json!(d.host));
+            }
             if let Some(port) = d.port {
                 args.insert("port".into(), json!(port));
             }

@@ -20,7 +20,6 @@ pub struct Task {
     pub credentials: BTreeMap<String, String>,
     pub command: Vec<String>,
     pub runtime_directory: Option<String>,
-    pub timeout_sec: Option<u32>,
     /// Created under /var/lib/masgen on success (state detection for `plan`).
     pub success_stamp: Option<String>,
 }
@@ -29,6 +28,8 @@ pub const SYNAPSE_UNIT: &str = "matrix-synapse.service";
 pub const MAS_UNIT: &str = "matrix-authentication-service.service";
 pub const MAS_USER: &str = "matrix-authentication-service";
 pub const PASSWORD_CONFIG_UNIT: &str = "masgen-synapse-password-config.service";
+/// Left in /var/lib/masgen when `syn2mas migrate` succeeds (`plan --system` reads it).
+pub const MIGRATED_STAMP: &str = "syn2mas-migrate.done";
 
 pub const BACKUP: &str = "masgen-backup";
 pub const MAS_CONFIG_CHECK: &str = "masgen-mas-config-check";
@@ -76,7 +77,6 @@ fn mas_cli(
         credentials: credentials.clone(),
         command,
         runtime_directory: Some(name.into()),
-        timeout_sec: None,
         success_stamp: None,
     }
 }
@@ -118,7 +118,6 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
                 credentials: BTreeMap::new(),
                 command: backup_cmd,
                 runtime_directory: None,
-                timeout_sec: None,
                 success_stamp: None,
             },
         );
@@ -163,7 +162,7 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
         migrate
             .after
             .extend([SYNAPSE_UNIT.to_string(), MAS_UNIT.to_string()]);
-        migrate.success_stamp = Some(crate::plan::MIGRATED_STAMP.into());
+        migrate.success_stamp = Some(MIGRATED_STAMP.into());
         tasks.insert(SYN2MAS_MIGRATE.into(), migrate);
     }
 

@@ -343,6 +343,21 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
                 false
             }
         };
+        let task = crate::lower::tasks::register_user_task(&u.localpart);
+        if let Some(other) = spec.users[..i].iter().find(|o| {
+            o.localpart != u.localpart
+                && crate::lower::tasks::register_user_task(&o.localpart) == task
+        }) {
+            c.error(
+                "user.task_name",
+                at(&format!("{path}.localpart")),
+                format!(
+                    "users `{}` and `{}` would share the unit `{task}.service`",
+                    other.localpart, u.localpart
+                ),
+                "rename one of them (unit names keep only letters, digits, `-` and `_`)",
+            );
+        }
         users.push(User {
             localpart: u.localpart.clone(),
             admin: u.admin.unwrap_or(false),
@@ -383,6 +398,8 @@ fn check_database(
     d: &raw::DatabaseSpec,
     default_name: &str,
     service_user: &str,
+    // Whether NixOS creates it (else it exists already and is the operator's).
+    created: bool,
 ) -> Database {
     let engine = match d.engine.as_deref() {
         None | Some("postgresql") | Some("postgres") | Some("psycopg2") => DbEngine::Postgresql,
@@ -417,15 +434,16 @@ fn check_database(
     let port = d
         .port
         .map(|p| c.port(&format!("{prefix}.port"), Some(p), 5432));
-    let loopback =
-        host.starts_with('/') || host == "localhost" || host == "127.0.0.1" || host == "::1";
-    let local = d.local.unwrap_or(loopback);
-    if !local || !loopback {
+    // Only the host's own PostgreSQL over its unix socket: TCP logins (even
+    // on loopback) need passwords, which masgen does not manage yet.
+    let socket = host.starts_with('/');
+    let local = d.local.unwrap_or(socket);
+    if !local || !socket {
         c.error(
             "database.remote_unsupported",
             at(&format!("{prefix}.host")),
-            format!("database host `{host}` is not this host's PostgreSQL"),
-            "this masgen runs PostgreSQL on the homeserver's host (socket /run/postgresql, peer authentication); remote databases are not supported yet",
+            format!("database host `{host}` is not this host's PostgreSQL socket"),
+            "this masgen runs PostgreSQL on the homeserver's host and connects over its unix socket (/run/postgresql) with peer authentication; TCP and remote databases are not supported yet",
         );
     }
     if d.password_file.is_some() {
@@ -438,16 +456,21 @@ fn check_database(
     }
     // Over the unix socket PostgreSQL authenticates by OS user (peer), and
     // the service runs as `service_user`.
-    if engine == DbEngine::Postgresql
-        && host.starts_with('/')
-        && d.password_file.is_none()
-        && user != service_user
-    {
+    if engine == DbEngine::Postgresql && socket && user != service_user {
         c.error(
             "database.peer_user",
             at(&format!("{prefix}.user")),
             format!("role `{user}` cannot log in over the unix socket: peer authentication maps the service's OS user `{service_user}` to a role of the same name"),
-            format!("use `user = \"{service_user}\"`, or connect over TCP with `host`, `port` and `password_file`"),
+            format!("use `user = \"{service_user}\"`"),
+        );
+    }
+    // nixpkgs' ensureDBOwnership needs the database named like its owner.
+    if created && engine == DbEngine::Postgresql && name != user {
+        c.error(
+            "database.name_user",
+            at(&format!("{prefix}.name")),
+            format!("database `{name}` must be named like its owner role `{user}`: NixOS creates it with ensureDBOwnership, which requires that"),
+            format!("use `name = \"{user}\"`"),
         );
     }
     Database {
@@ -523,6 +546,7 @@ fn check_synapse(c: &mut Checker, spec: &SpecFile, host: &str, mode: Mode) -> Sy
         &s.database,
         "matrix-synapse",
         "matrix-synapse",
+        mode == Mode::Fresh,
     );
 
     for (key, v) in [
@@ -536,6 +560,43 @@ fn check_synapse(c: &mut Checker, spec: &SpecFile, host: &str, mode: Mode) -> Sy
         ("signing_key_path", &s.signing_key_path),
     ] {
         c.abs_path(&format!("synapse.{key}"), v);
+    }
+    // Older Synapse ignores unknown keys: a `_path` it does not know would
+    // leave the secret unset (and e.g. the macaroon key changing at restart).
+    for (key, since, value) in [
+        (
+            "macaroon_secret_key_file",
+            (1, 121),
+            &s.macaroon_secret_key_file,
+        ),
+        ("form_secret_file", (1, 126), &s.form_secret_file),
+        (
+            "registration_shared_secret_file",
+            (1, 67),
+            &s.registration_shared_secret_file,
+        ),
+    ] {
+        if value.is_some() && !version.at_least(since.0, since.1) {
+            c.error(
+                "synapse.version.path_setting",
+                at(&format!("synapse.{key}")),
+                format!(
+                    "Synapse {version} has no `{}` setting (added in {}.{})",
+                    key.replace("_file", "_path"),
+                    since.0,
+                    since.1
+                ),
+                "upgrade Synapse first, or put the secret in one of `extra_config_files`",
+            );
+        }
+    }
+    if mode == Mode::Migrate && !s.extra_config_files.is_empty() {
+        c.warn(
+            "synapse.extra_config_files.final",
+            at("synapse.extra_config_files"),
+            "these files are loaded in the final (delegated) configuration too: any setting in them that delegation forbids (oidc_providers, password_config.enabled, password_providers, ...) makes Synapse refuse to start at the final switch",
+            "check them before the final switch; keep SSO and password settings in the spec, where masgen drops them from the final phase",
+        );
     }
     for (i, f) in s.extra_config_files.iter().enumerate() {
         c.abs_path_str(&format!("synapse.extra_config_files[{i}]"), f);
@@ -874,7 +935,7 @@ fn check_synapse_semantics(c: &mut Checker, s: &Synapse, mode: Mode) {
     }
 
     // What stops working once Synapse delegates (the seed's "Expectations").
-    if !s.password_providers.is_empty() || s.ldap || s.modules.iter().any(|m| m.password_auth) {
+    if s.password_auth_in_use() {
         let path = if !s.password_providers.is_empty() {
             "synapse.password_providers"
         } else if s.ldap {
@@ -1034,6 +1095,7 @@ fn check_mas(c: &mut Checker, spec: &SpecFile, host: &str, mode: Mode, synapse: 
         &m.database,
         "matrix-authentication-service",
         "matrix-authentication-service",
+        true,
     );
     if database.engine != DbEngine::Postgresql {
         c.error(

@@ -129,6 +129,17 @@ pub struct Synapse {
     pub extra_config_files: Vec<String>,
 }
 
+impl Synapse {
+    /// Whether anyone logs in through a Synapse password provider (legacy
+    /// `password_providers`, LDAP, or a module with auth checkers): all of
+    /// them stop working once Synapse delegates to MAS.
+    pub fn password_auth_in_use(&self) -> bool {
+        !self.password_providers.is_empty()
+            || self.ldap
+            || self.modules.iter().any(|m| m.password_auth)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SynapseOidc {
     /// As written in homeserver.yaml (`keycloak`; absent for `oidc_config`).

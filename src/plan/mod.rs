@@ -12,11 +12,6 @@ use serde::Serialize;
 pub use render::{render_json, render_markdown, render_text};
 pub use state::{detect, HostState, StateSource, MIGRATED_STAMP};
 
-/// The stamp file name `syn2mas migrate` leaves in `/var/lib/masgen` on success.
-pub fn state_stamp() -> &'static str {
-    MIGRATED_STAMP
-}
-
 use crate::model::Homeserver;
 
 /// Version of the `plan.json` format (docs/plan.md).
@@ -112,7 +107,7 @@ impl std::fmt::Display for Refusal {
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// The output directory commands refer to (`out` in `out#matrix`).
+    /// How commands name the output flake (`./out` in `./out#matrix`).
     pub out_dir: String,
     pub rollback: bool,
     pub acknowledged: BTreeSet<String>,

@@ -58,8 +58,7 @@ pub enum StateSource<'a> {
     System(&'a Utf8Path),
 }
 
-/// Marker the syn2mas migrate task leaves on success (see modules/tasks.nix).
-pub const MIGRATED_STAMP: &str = "syn2mas-migrate.done";
+pub use crate::lower::tasks::MIGRATED_STAMP;
 
 /// Detects the state; returns it with a sentence saying how it was found.
 pub fn detect(source: &StateSource<'_>) -> anyhow::Result<(HostState, String)> {

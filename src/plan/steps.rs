@@ -80,7 +80,7 @@ fn undo(possible: bool, how: impl Into<String>) -> Undo {
 pub(super) fn spec_warnings(hs: &Homeserver) -> Vec<String> {
     let mut w = Vec::new();
     let s = &hs.synapse;
-    if !s.password_providers.is_empty() || s.ldap || s.modules.iter().any(|m| m.password_auth) {
+    if s.password_auth_in_use() {
         w.push("Synapse password providers (shared-secret-auth, rest-auth, LDAP) stop working once Synapse delegates to MAS; bridges should use appservice double puppeting, LDAP users need an upstream OIDC provider (e.g. Dex)".into());
     }
     if s.app_services.iter().any(|a| a.encrypted) {
@@ -104,11 +104,6 @@ pub(super) fn spec_warnings(hs: &Homeserver) -> Vec<String> {
         ));
     }
     w
-}
-
-fn needs_password_providers(hs: &Homeserver) -> bool {
-    let s = &hs.synapse;
-    !s.password_providers.is_empty() || s.ldap || s.modules.iter().any(|m| m.password_auth)
 }
 
 pub(super) fn forward(
@@ -141,7 +136,7 @@ pub(super) fn forward(
     }
     if hs.mode == Mode::Migrate
         && from < HostState::Migrated
-        && needs_password_providers(hs)
+        && hs.synapse.password_auth_in_use()
         && !opts.acknowledged.contains(ACK_PASSWORD_PROVIDERS)
     {
         return Err(Refusal {
@@ -233,6 +228,7 @@ pub(super) fn forward(
             undo(true, format!("clean: syn2mas never writes to Synapse's database. Drop and recreate MAS's database (`sudo -u postgres dropdb {db}; sudo -u postgres createdb -O {user} {db}`), then `systemctl start matrix-synapse.service`", db = hs.mas.database.name, user = hs.mas.database.user)),
             HostState::Migrated);
         migrate.warnings.push("it reads the phase-1 Synapse config files (pepper, OIDC providers); do not switch to the final configuration first".into());
+        migrate.warnings.push("until the final switch, do not reboot and do not run another `nixos-rebuild switch`: either starts Synapse again on its own logins (and starting Synapse stops a running migration, whose unit conflicts with it)".into());
         steps.push(migrate);
     }
 
@@ -322,9 +318,12 @@ pub(super) fn rollback(
 ) -> Result<(HostState, Vec<Step>), Refusal> {
     let out = &opts.out_dir;
     let prepare_cfg = configuration_name(host, Phase::Prepare);
-    // The stamp goes too, or `plan --system /` would still see a migration.
+    // MAS's data (accounts, passwords changed there, sessions) is dumped
+    // before it is dropped; the stamp goes too, or `plan --system` would
+    // still see a migration.
     let drop_mas = format!(
-        "sudo -u postgres dropdb {db} && sudo -u postgres createdb -O {user} {db} && rm -f /var/lib/masgen/{stamp}",
+        "sudo -u postgres pg_dump -Fc -f {dir}/{db}-before-rollback-$(date -u +%Y%m%dT%H%M%SZ).dump {db} && sudo -u postgres dropdb {db} && sudo -u postgres createdb -O {user} {db} && rm -f /var/lib/masgen/{stamp}",
+        dir = hs.backup_dir,
         stamp = super::MIGRATED_STAMP,
         db = hs.mas.database.name,
         user = hs.mas.database.user
@@ -449,10 +448,7 @@ pub(super) fn rollback(
                     )],
                 ),
                 Downtime::None,
-                undo(
-                    false,
-                    "the MAS data is gone; restore it from a backup if needed",
-                ),
+                undo(false, "restore MAS's data from the dump this step wrote"),
                 HostState::MasPrepared,
             ));
         }

@@ -112,7 +112,11 @@ impl<'a> Node<'a> {
 /// Key names that hold a secret when given a literal value. Their `_file` /
 /// `_path` forms are what the spec must use instead.
 const SECRET_KEYS: &[&str] = &[
+    "access_key",
     "access_token",
+    "api_key",
+    "secret_access_key",
+    "turn_password",
     "bind_password",
     "recaptcha_private_key",
     "smtp_pass",
@@ -312,7 +316,11 @@ fn check_literal_secret(
     secret_paths: &mut Vec<KeyPath>,
 ) {
     let name = path.to_string();
-    if SECRET_KEYS.contains(&key)
+    // Exact names, plus any `*_secret` / `*_password`: those are never
+    // anything but the secret itself (the file forms end in `_file`/`_path`).
+    let secret_name =
+        SECRET_KEYS.contains(&key) || key.ends_with("_secret") || key.ends_with("_password");
+    if secret_name
         && !matches!(
             value,
             Value::InlineTable(_) | Value::Array(_) | Value::Boolean(_)
