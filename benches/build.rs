@@ -36,7 +36,10 @@ fn main() {
     // Peak memory of the whole run (Linux), the other number that matters.
     if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
         if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
-            println!("peak resident memory: {}", line.trim_start_matches("VmHWM:").trim());
+            println!(
+                "peak resident memory: {}",
+                line.trim_start_matches("VmHWM:").trim()
+            );
         }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Phase, SynapseOut};
+use super::{MasOut, Phase, SynapseOut};
 use crate::model::{Homeserver, Mode};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -81,9 +81,16 @@ fn mas_cli(
     }
 }
 
-pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTreeMap<String, Task> {
+pub(super) fn lower(
+    hs: &Homeserver,
+    phase: Phase,
+    synapse: &SynapseOut,
+    mas: &MasOut,
+) -> BTreeMap<String, Task> {
     let mut tasks = BTreeMap::new();
-    let creds = super::mas::lower(hs).credentials;
+    // The same credentials as the MAS service (modules/tasks.nix adds them
+    // too; listing them here keeps the reference units complete).
+    let creds = mas.credentials.clone();
     tasks.insert(
         MAS_CONFIG_CHECK.to_string(),
         mas_cli(
