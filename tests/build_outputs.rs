@@ -40,13 +40,10 @@ fn repo() -> Utf8PathBuf {
 
 /// `examples/*.toml`, sorted.
 fn example_specs() -> Vec<Utf8PathBuf> {
-    let dir = repo().join("examples");
-    let mut specs: Vec<Utf8PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("reading {dir}: {e}"))
-        .map(|e| Utf8PathBuf::from_path_buf(e.unwrap().path()).unwrap())
-        .filter(|p| p.extension() == Some("toml"))
+    let specs: Vec<Utf8PathBuf> = support::example_paths()
+        .into_iter()
+        .map(|p| Utf8PathBuf::from_path_buf(p).unwrap())
         .collect();
-    specs.sort();
     // The four shipped examples; a new one is picked up automatically.
     for name in [
         "fresh.toml",
@@ -70,18 +67,8 @@ struct Built {
     tree: OutputTree,
 }
 
-fn check_text(name: &str, text: &str) -> masgen::Checked {
-    match masgen::check_source(masgen::spec::Source::new(name, text)) {
-        Ok(c) => c,
-        Err(diags) => {
-            let shown: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
-            panic!("{name} does not validate:\n{}", shown.join(""));
-        }
-    }
-}
-
 fn build_text(name: &str, text: &str) -> Built {
-    let checked = check_text(name, text);
+    let checked = support::checked(name, text);
     let (lowered, tree) =
         masgen::build_tree(&checked).unwrap_or_else(|e| panic!("build_tree({name}): {e:#}"));
     Built {

@@ -21,38 +21,6 @@ use masgen::lower::Phase;
 use serde_json::{json, Value};
 use support::*;
 
-fn examples() -> Vec<(String, String)> {
-    let mut paths: Vec<_> = fs::read_dir(repo_root().join("examples"))
-        .expect("read examples/")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    paths.sort();
-    assert!(!paths.is_empty());
-    paths
-        .into_iter()
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                fs::read_to_string(&p).expect("read example"),
-            )
-        })
-        .collect()
-}
-
-fn check(name: &str, text: &str) -> masgen::Checked {
-    masgen::check_source(masgen::spec::Source::new(name, text)).unwrap_or_else(|diags| {
-        panic!(
-            "{name} does not validate:\n{}",
-            diags
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })
-}
-
 /// One request through nginx; the response and, when it reached an
 /// upstream, the upstream's echo of what it received.
 struct Seen {
@@ -163,10 +131,10 @@ fn nginx_routes_every_example_and_phase() {
     if require_tool("nginx", "nginx routing tests").is_none() {
         return;
     }
-    for (name, text) in examples() {
+    for (name, text) in example_specs() {
         let synapse = RecordingUpstream::start("synapse");
         let mas = RecordingUpstream::start("mas");
-        let mut checked = check(&name, &text);
+        let mut checked = checked(&name, &text);
         // The model's ports → the recording upstreams, on loopback.
         let hs = &mut checked.homeserver;
         hs.synapse.port = synapse.port();
@@ -371,13 +339,13 @@ fn compat_route_leaves_other_synapse_paths_alone() {
     if require_tool("nginx", "nginx routing tests").is_none() {
         return;
     }
-    let (name, text) = examples()
+    let (name, text) = example_specs()
         .into_iter()
         .find(|(n, _)| n == "migrate-local.toml")
         .expect("migrate-local example");
     let synapse = RecordingUpstream::start("synapse");
     let mas = RecordingUpstream::start("mas");
-    let mut checked = check(&name, &text);
+    let mut checked = checked(&name, &text);
     checked.homeserver.synapse.port = synapse.port();
     checked.homeserver.synapse.listen_address = "127.0.0.1".into();
     checked.homeserver.mas.port = mas.port();
@@ -487,8 +455,8 @@ fn production_render_passes_nginx_t() {
         return;
     }
     let old_nginx = nginx_version(&nginx) < (1, 25, 1);
-    for (name, text) in examples() {
-        let checked = check(&name, &text);
+    for (name, text) in example_specs() {
+        let checked = checked(&name, &text);
         let (lowered, tree) = masgen::build_tree(&checked).expect("build_tree");
         let tmp = tempfile::tempdir().unwrap();
         let certs = tmp.path().join("certs");

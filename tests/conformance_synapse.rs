@@ -41,43 +41,6 @@ use support::*;
 
 // ------------------------------------------------------------------ specs
 
-/// Every `examples/*.toml`, validated, sorted by file name.
-fn examples() -> Vec<(String, masgen::Checked)> {
-    let mut paths: Vec<PathBuf> = fs::read_dir(repo_root().join("examples"))
-        .expect("read examples/")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    paths.sort();
-    assert!(!paths.is_empty(), "no examples/*.toml");
-    paths
-        .into_iter()
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let text = fs::read_to_string(&p).expect("read example");
-            (name.clone(), check(&name, &text))
-        })
-        .collect()
-}
-
-fn check(name: &str, text: &str) -> masgen::Checked {
-    match masgen::check_source(masgen::spec::Source::new(name, text)) {
-        Ok(c) => c,
-        Err(diags) => panic!(
-            "{name} does not validate:\n{}",
-            diags
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        ),
-    }
-}
-
-fn example_text(name: &str) -> String {
-    fs::read_to_string(repo_root().join("examples").join(name)).expect("read example")
-}
-
 /// Only one Synapse (or Synapse loader) at a time in this test binary.
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
@@ -622,7 +585,7 @@ fn no_pg() -> PgTarget {
 fn loader_accepts_every_phase() {
     let Some(py) = synapse_python() else { return };
     let _serial = serial();
-    for (name, checked) in examples() {
+    for (name, checked) in checked_examples() {
         let lowered = masgen::lower::lower(&checked.homeserver);
         for phase in &lowered.phases {
             let what = format!("{name} {}", phase.phase.name());
@@ -683,7 +646,7 @@ fn synapse_starts_and_serves_every_example() {
         port: pg.port(),
     };
 
-    for (name, checked) in examples() {
+    for (name, checked) in checked_examples() {
         let lowered = masgen::lower::lower(&checked.homeserver);
         let args = &lowered.phases[0].synapse.settings["database"]["args"];
         let (db, role) = (
@@ -994,7 +957,7 @@ fn conflicts_table_matches_real_synapse() {
 
     let Some(py) = synapse_python() else { return };
     let _serial = serial();
-    let checked = check("migrate-local.toml", &example_text("migrate-local.toml"));
+    let checked = checked("migrate-local.toml", &example_text("migrate-local.toml"));
     let lowered = masgen::lower::lower(&checked.homeserver);
     let final_phase = lowered
         .phases
@@ -1078,7 +1041,7 @@ fn spec_with_setting(text: &str, table: &str, setting: &str, value: &Value) -> S
 
 #[test]
 fn secret_contents_never_reach_generated_files() {
-    for (name, _) in examples() {
+    for (name, _) in checked_examples() {
         // The spec with its secret paths moved to real files holding canary
         // contents, so masgen *could* read them: it must only refer to them.
         let secrets_dir = tempfile::Builder::new()
@@ -1087,7 +1050,7 @@ fn secret_contents_never_reach_generated_files() {
             .unwrap();
         let prefix = format!("{}/", secrets_dir.path().display());
         let text = example_text(&name).replace("/run/secrets/", &prefix);
-        let checked = check(&name, &text);
+        let checked = checked(&name, &text);
         // Create a canary file at every secret path the spec mentions.
         let mut canaries = Vec::new();
         for line in text.lines() {
@@ -1134,7 +1097,7 @@ fn secret_contents_never_reach_generated_files() {
     // files) — the registration secret of migrate-local, via the loader.
     let Some(py) = synapse_python() else { return };
     let _serial = serial();
-    let checked = check("migrate-local.toml", &example_text("migrate-local.toml"));
+    let checked = checked("migrate-local.toml", &example_text("migrate-local.toml"));
     let lowered = masgen::lower::lower(&checked.homeserver);
     let phase = &lowered.phases[0];
     let setup = write_phase(phase, &phase.synapse.settings, &no_pg(), None);
@@ -1182,7 +1145,7 @@ fn implicitly_enabled_cas_is_a_conflict() {
     // Real Synapse: refused with delegation on.
     if let Some(py) = synapse_python() {
         let _serial = serial();
-        let checked = check("migrate-local.toml", &example_text("migrate-local.toml"));
+        let checked = checked("migrate-local.toml", &example_text("migrate-local.toml"));
         let lowered = masgen::lower::lower(&checked.homeserver);
         let final_phase = lowered
             .phases

@@ -35,26 +35,6 @@ use support::*;
 const STORE_BIN: &str = "/run/current-system/sw/bin/";
 const STORE_SHARE: &str = "/run/current-system/sw/share/";
 
-fn examples() -> Vec<(String, masgen::Checked)> {
-    let mut paths: Vec<_> = fs::read_dir(repo_root().join("examples"))
-        .expect("read examples/")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    paths.sort();
-    assert!(!paths.is_empty());
-    paths
-        .into_iter()
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let text = fs::read_to_string(&p).expect("read example");
-            let checked = masgen::check_source(masgen::spec::Source::new(&name, text))
-                .unwrap_or_else(|d| panic!("{name} does not validate: {d:?}"));
-            (name, checked)
-        })
-        .collect()
-}
-
 /// A directory of units to verify, with stand-ins for store paths and
 /// stub dependency units.
 struct UnitDir {
@@ -198,7 +178,7 @@ fn every_rendered_unit_passes_systemd_analyze_verify() {
         return;
     };
     let mut count = 0;
-    for (name, checked) in examples() {
+    for (name, checked) in checked_examples() {
         let (lowered, tree) = masgen::build_tree(&checked).expect("build_tree");
         for phase in &lowered.phases {
             let what = format!("{name} {}", phase.phase.name());
@@ -241,7 +221,7 @@ fn every_rendered_unit_passes_systemd_analyze_verify() {
 /// the tree are what `render_unit` makes (the tree adds only a header).
 #[test]
 fn tree_units_are_render_unit_output() {
-    for (name, checked) in examples() {
+    for (name, checked) in checked_examples() {
         let (lowered, tree) = masgen::build_tree(&checked).expect("build_tree");
         for phase in &lowered.phases {
             for (task_name, task) in &phase.tasks {
@@ -269,7 +249,7 @@ fn verify_rejects_broken_units() {
     let Some(tool) = require_tool("systemd-analyze", "verifying rendered systemd units") else {
         return;
     };
-    let checked = examples()
+    let checked = checked_examples()
         .into_iter()
         .find(|(n, _)| n == "migrate-local.toml")
         .expect("migrate-local example")
@@ -342,7 +322,7 @@ fn verify_rejects_broken_units() {
 /// Conflicts= is there to prevent.
 #[test]
 fn conflicting_units_are_ordered() {
-    for (name, checked) in examples() {
+    for (name, checked) in checked_examples() {
         let lowered = masgen::lower::lower(&checked.homeserver);
         for phase in &lowered.phases {
             for (task_name, task) in &phase.tasks {

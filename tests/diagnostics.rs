@@ -11,10 +11,13 @@
 //! `cargo test --test diagnostics -- --ignored`) and move into the corpus once
 //! validation is fixed.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::process::Output;
 
 use assert_cmd::Command;
+use support::repo_root;
 
 /// (spec file stem, expected exit status, expected codes in printed order).
 /// Errors come first (by line), then warnings (by line).
@@ -236,10 +239,6 @@ const CASES: &[(&str, i32, &[&str])] = &[
 /// Specs validation gets wrong today (see the header comment of each):
 /// (stem, expected exit status, codes that must be among those printed).
 const PENDING: &[(&str, i32, &[&str])] = &[];
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn masgen() -> Command {
     let mut cmd = Command::cargo_bin("masgen").expect("the masgen binary");

@@ -14,16 +14,11 @@ use camino::{Utf8Path, Utf8PathBuf};
 use masgen::diff::{compare, render, system, Action, Against, Change, Changeset, Status};
 use masgen::emit::OutputTree;
 use masgen::lower::{HostPhase, Lowered, PASSWORD_CONFIG_PATH};
-use masgen::spec::Source;
-
-fn example(name: &str) -> String {
-    fs::read_to_string(support::repo_root().join("examples").join(name)).unwrap()
-}
+use support::example_text;
 
 /// Builds a spec the way `masgen build spec.toml -o out` does.
 fn build(text: &str) -> (Lowered, OutputTree) {
-    let checked = masgen::check_source(Source::new("spec.toml", text))
-        .unwrap_or_else(|d| panic!("spec does not validate: {d:?}"));
+    let checked = support::checked("spec.toml", text);
     masgen::build_tree_for(&checked, "out").unwrap()
 }
 
@@ -82,7 +77,7 @@ discovery_mode = "oidc"
 
 #[test]
 fn fresh_gains_an_upstream_provider() {
-    let v1 = example("fresh.toml");
+    let v1 = example_text("fresh.toml");
     let v2 = format!("{v1}{UPSTREAM}");
     let c = tree_diff(&build(&v1).1, &build(&v2).1);
     assert!(c.changed);
@@ -112,7 +107,7 @@ fn fresh_gains_an_upstream_provider() {
 
 #[test]
 fn prepare_to_final_is_a_phase_change_with_its_warnings() {
-    let text = example("migrate-keycloak.toml");
+    let text = example_text("migrate-keycloak.toml");
     let (_, new) = build(&text);
     // The old tree had only the prepare configuration (as if the spec had
     // been built before the final one existed).
@@ -166,7 +161,7 @@ fn prepare_to_final_is_a_phase_change_with_its_warnings() {
 
 #[test]
 fn a_synapse_setting_change_restarts_what_reads_it() {
-    let v1 = example("fresh.toml");
+    let v1 = example_text("fresh.toml");
     let v2 = replace_once(&v1, "port = 8008", "port = 8448");
     let c = tree_diff(&build(&v1).1, &build(&v2).1);
     let cfg = config(&c, "matrix");
@@ -192,7 +187,7 @@ fn a_synapse_setting_change_restarts_what_reads_it() {
 
 #[test]
 fn a_hostname_change_moves_mas_nginx_and_well_known() {
-    let v1 = example("fresh.toml");
+    let v1 = example_text("fresh.toml");
     let v2 = replace_once(
         &replace_once(
             &v1,
@@ -225,7 +220,7 @@ fn a_hostname_change_moves_mas_nginx_and_well_known() {
 
 #[test]
 fn formats_are_deterministic_and_json_is_versioned() {
-    let v1 = example("migrate-local.toml");
+    let v1 = example_text("migrate-local.toml");
     let v2 = replace_once(
         &v1,
         "backup_dir = \"/var/backup/masgen\"",
@@ -272,7 +267,7 @@ fn formats_are_deterministic_and_json_is_versioned() {
 fn no_change_prints_only_the_summary_line_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("spec.toml");
-    fs::write(&spec, example("fresh.toml")).unwrap();
+    fs::write(&spec, example_text("fresh.toml")).unwrap();
     masgen_bin()
         .current_dir(dir.path())
         .args(["build", "spec.toml", "-o", "out"])
@@ -304,7 +299,7 @@ fn no_change_prints_only_the_summary_line_and_exits_0() {
 
     // A change to the tree on disk is a change (exit 1); stdout is not a
     // terminal here, so there is no colour even without NO_COLOR.
-    fs::write(&spec, format!("{}{UPSTREAM}", example("fresh.toml"))).unwrap();
+    fs::write(&spec, format!("{}{UPSTREAM}", example_text("fresh.toml"))).unwrap();
     let out = masgen_bin()
         .current_dir(dir.path())
         .args(["diff", "spec.toml", "--against", "out"])
@@ -324,7 +319,7 @@ fn no_change_prints_only_the_summary_line_and_exits_0() {
 #[test]
 fn errors_exit_2_and_say_what_and_why() {
     let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("spec.toml"), example("fresh.toml")).unwrap();
+    fs::write(dir.path().join("spec.toml"), example_text("fresh.toml")).unwrap();
     fs::write(dir.path().join("bad.toml"), "version = 1\n[homeserver]\n").unwrap();
     let cases: &[(&[&str], &str)] = &[
         (
@@ -416,10 +411,10 @@ fn against_a_git_revision_through_the_binary() {
     fs::create_dir(repo.join("deploy")).unwrap();
     let spec = repo.join("deploy/matrix.toml");
     git(repo, &["init", "-q"]);
-    fs::write(&spec, example("fresh.toml")).unwrap();
+    fs::write(&spec, example_text("fresh.toml")).unwrap();
     git(repo, &["add", "deploy/matrix.toml"]);
     git(repo, &["commit", "-q", "-m", "v1"]);
-    fs::write(&spec, format!("{}{UPSTREAM}", example("fresh.toml"))).unwrap();
+    fs::write(&spec, format!("{}{UPSTREAM}", example_text("fresh.toml"))).unwrap();
     git(repo, &["commit", "-q", "-a", "-m", "v2: add Keycloak"]);
 
     // Run from a subdirectory with a relative spec path: git finds the
@@ -456,7 +451,7 @@ fn against_a_git_revision_through_the_binary() {
     );
     fs::write(&spec, "version = 1\n[homeserver]\nserver_name = 3\n").unwrap();
     git(repo, &["commit", "-q", "-a", "-m", "v3: broken"]);
-    fs::write(&spec, example("fresh.toml")).unwrap();
+    fs::write(&spec, example_text("fresh.toml")).unwrap();
     let out = masgen_bin()
         .current_dir(repo)
         .args(["diff", "deploy/matrix.toml", "--against-rev", "HEAD"])
@@ -596,7 +591,7 @@ fn system_diff(root: &Path, new: &OutputTree) -> Changeset {
 
 #[test]
 fn a_system_built_from_our_own_prepare_phase() {
-    let (lowered, tree) = build(&example("migrate-local.toml"));
+    let (lowered, tree) = build(&example_text("migrate-local.toml"));
     let prepare = lowered
         .phases
         .iter()
@@ -647,7 +642,7 @@ fn a_system_built_from_our_own_prepare_phase() {
 
 #[test]
 fn a_system_with_a_changed_mas_setting_and_a_task_edited_by_hand() {
-    let (lowered, tree) = build(&example("fresh.toml"));
+    let (lowered, tree) = build(&example_text("fresh.toml"));
     let dir = tempfile::tempdir().unwrap();
     system_root(dir.path(), &lowered.phases[0], &tree);
     // MAS's runtime file exists on a live system, substituted: read it, and
@@ -733,7 +728,7 @@ fn a_system_with_a_changed_mas_setting_and_a_task_edited_by_hand() {
 fn a_hand_made_system_root() {
     let root = support::repo_root().join("tests/fixtures/system-handmade");
     let root = Utf8PathBuf::from_path_buf(root).unwrap();
-    let (_, tree) = build(&example("fresh.toml"));
+    let (_, tree) = build(&example_text("fresh.toml"));
     let sys = system::read(&root, &[]).unwrap();
     let c = compare::compare_system("spec.toml", &sys, &tree).unwrap();
     let cfg = config(&c, "matrix");
@@ -831,7 +826,7 @@ fn docs_describe_every_json_field_and_warning() {
     let mut docs: Vec<serde_json::Value> = Vec::new();
     let mut push = |c: &Changeset| docs.push(serde_json::from_str(&render::json(c)).unwrap());
 
-    let keycloak = example("migrate-keycloak.toml");
+    let keycloak = example_text("migrate-keycloak.toml");
     let (_, full) = build(&keycloak);
     let prepare_only: OutputTree = full
         .iter()
@@ -840,7 +835,7 @@ fn docs_describe_every_json_field_and_warning() {
         .collect();
     push(&tree_diff(&prepare_only, &full));
     push(&tree_diff(&full, &prepare_only));
-    let fresh = example("fresh.toml");
+    let fresh = example_text("fresh.toml");
     let hostname = replace_once(
         &replace_once(
             &fresh,

@@ -26,8 +26,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use support::{
-    ensure_os_user, find_tool, in_ci, is_root, nix_instantiate, repo_root, require_tool, NixTool,
-    PgCluster,
+    ensure_os_user, find_tool, mode_of, nix_instantiate, repo_root, require_root, require_tool,
+    run_ok, NixTool, PgCluster,
 };
 
 // ------------------------------------------------------------------ basics
@@ -36,34 +36,9 @@ fn modules_dir() -> PathBuf {
     repo_root().join("modules")
 }
 
-/// The PostgreSQL tests run processes as other OS users (runuser) and may
-/// create system users: they need root. Panics in CI, SKIPs otherwise.
-fn require_root(why: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    if in_ci() {
-        panic!("root is required for {why} in CI (CI is set)");
-    }
-    eprintln!("SKIP: not root (needed for {why})");
-    false
-}
-
 fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-fn check(cmd: &mut Command) -> Output {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn stdout(out: &Output) -> String {
@@ -73,14 +48,6 @@ fn stdout(out: &Output) -> String {
 fn write_file(path: &Path, text: &str, mode: u32) {
     fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn mode_of(path: &Path) -> u32 {
-    fs::metadata(path)
-        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
-        .permissions()
-        .mode()
-        & 0o7777
 }
 
 /// All `*.nix` files under `modules/` plus the root `flake.nix`.
@@ -131,7 +98,7 @@ fn eval_case(nix: &NixTool, expr: &str) -> Value {
         .unwrap();
     let harness = dir.path().join("harness.nix");
     fs::write(&harness, HARNESS).unwrap();
-    let out = check(
+    let out = run_ok(
         nix.command()
             .args(["--eval", "--strict", "--json", "--argstr", "modulesDir"])
             .arg(modules_dir())
@@ -276,7 +243,7 @@ fn scripts_pass_bash_n() {
         ["backup.sh", "mas-run.sh", "register-user.sh"]
     );
     for file in &files {
-        check(Command::new("bash").arg("-n").arg(file));
+        run_ok(Command::new("bash").arg("-n").arg(file));
     }
 }
 
@@ -298,7 +265,7 @@ fn scripts_pass_shellcheck() {
             &format!("#!/bin/bash\nset -o errexit\nset -o nounset\nset -o pipefail\n\n{text}"),
             0o644,
         );
-        check(Command::new(&shellcheck).arg(&wrapped));
+        run_ok(Command::new(&shellcheck).arg(&wrapped));
     }
 }
 
@@ -729,7 +696,7 @@ fn synapse_secrets_module_writes_password_config_before_synapse() {
                 ),
                 0o644,
             );
-            check(Command::new(&shellcheck).arg(&path));
+            run_ok(Command::new(&shellcheck).arg(&path));
         }
     }
 
@@ -971,7 +938,7 @@ fn backup_script_dumps_a_real_database() {
     assert_eq!(mode_of(&backups), 0o700);
 
     // pg_restore reads it (custom format) and it restores the data.
-    let list = check(
+    let list = run_ok(
         Command::new(pg.bin_dir().join("pg_restore"))
             .arg("--list")
             .arg(&dump),
@@ -986,7 +953,7 @@ fn backup_script_dumps_a_real_database() {
     let readable = work.join("restore.dump");
     fs::copy(&dump, &readable).unwrap();
     fs::set_permissions(&readable, fs::Permissions::from_mode(0o644)).unwrap();
-    check(
+    run_ok(
         as_user(pg.superuser(), &pg.bin_dir().join("pg_restore"))
             .arg("-h")
             .arg(pg.socket_dir())

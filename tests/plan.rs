@@ -1,20 +1,17 @@
 //! `masgen plan`: every state × mode transition, every refusal, and state
 //! detection from system roots laid out from masgen's own output.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::fs;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use masgen::plan::{self, check_safety, Downtime, HostState, Options, StateSource};
-use masgen::spec::Source;
 
+/// The spec at `path` (relative to the repository), validated under that name.
 fn checked(path: &str) -> masgen::Checked {
-    let text = fs::read_to_string(path).unwrap();
-    masgen::check_source(Source::new(path, text)).unwrap_or_else(|d| panic!("{path}: {d:?}"))
-}
-
-fn checked_text(name: &str, text: &str) -> masgen::Checked {
-    masgen::check_source(Source::new(name, text)).unwrap_or_else(|d| panic!("{name}: {d:?}"))
+    support::checked(path, &fs::read_to_string(path).unwrap())
 }
 
 fn opts(rollback: bool, acks: &[&str]) -> Options {
@@ -193,7 +190,7 @@ fn refusals_name_the_risk_and_the_way_out() {
 
     let text = fs::read_to_string("examples/migrate-local.toml").unwrap()
         + "\n[[synapse.password_providers]]\nmodule = \"shared_secret_authenticator.SharedSecretAuthProvider\"\n";
-    let with_providers = checked_text("providers.toml", &text);
+    let with_providers = support::checked("providers.toml", &text);
     let r = refusal(&with_providers, HostState::SynapseOnly, opts(false, &[]));
     assert_eq!(r.code, "plan.password_providers");
     assert!(r.help.contains(plan::ACK_PASSWORD_PROVIDERS));

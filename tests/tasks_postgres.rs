@@ -89,10 +89,6 @@ fn unavailable<T>(what: &str, why: &str) -> Option<T> {
     None
 }
 
-fn require_root(why: &str) -> bool {
-    is_root() || unavailable::<()>("root", why).is_some()
-}
-
 fn ids(user: &str) -> (u32, u32) {
     let id = |flag: &str| -> u32 {
         let out = Command::new("id").arg(flag).arg(user).output().unwrap();
@@ -120,43 +116,15 @@ fn set_owner_mode(path: &Path, mode: u32, owner: Option<&str>) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
-fn mode_of(path: &Path) -> u32 {
-    fs::metadata(path)
-        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
-        .permissions()
-        .mode()
-        & 0o7777
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn check(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
 }
 
 // ------------------------------------------------------------- the spec
 
 /// The validated spec and its prepare phase.
 fn prepare_phase() -> (Homeserver, HostPhase) {
-    let path = repo_root().join("examples").join(SPEC);
-    let source = fs::read_to_string(&path).expect("read example spec");
-    let checked =
-        masgen::check_source(masgen::spec::Source::new(SPEC, source)).unwrap_or_else(|diags| {
-            let diags: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
-            panic!("{SPEC} does not validate:\n{}", diags.join("\n"))
-        });
+    let checked = checked(SPEC, &example_text(SPEC));
     let lowered = masgen::lower::lower(&checked.homeserver);
     let phase = lowered
         .phases
@@ -606,7 +574,7 @@ fn start_cluster(hs: &Homeserver) -> Option<PgCluster> {
 /// (synapseDatabase/synapseRole from the spec; masUser left at the module
 /// default, `matrix-authentication-service` = MAS_USER).
 fn syn2mas_access_lines(nix: &NixTool, hs: &Homeserver) -> (String, String) {
-    let out = check(
+    let out = run_ok(
         nix.command()
             .args(["--eval", "--strict", "--json"])
             .arg("--argstr")
@@ -1043,7 +1011,7 @@ fn backup_unit_dumps_the_synapse_database() {
 
     // A custom-format dump of Synapse's database, with its owner.
     let pg_restore = pg.bin_dir().join("pg_restore");
-    let list = text(&check(Command::new(&pg_restore).arg("--list").arg(&dump)).stdout);
+    let list = text(&run_ok(Command::new(&pg_restore).arg("--list").arg(&dump)).stdout);
     for entry in [
         "TABLE public users matrix-synapse",
         "TABLE DATA public users matrix-synapse",
@@ -1053,7 +1021,7 @@ fn backup_unit_dumps_the_synapse_database() {
     assert!(list.contains("dbname: matrix-synapse"), "{list}");
     // ... holding exactly the rows of `users`.
     let data = text(
-        &check(
+        &run_ok(
             Command::new(&pg_restore)
                 .args(["--data-only", "--table=users", "-f", "-"])
                 .arg(&dump),

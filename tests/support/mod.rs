@@ -1,6 +1,7 @@
-//! Shared helpers for masgen integration tests: locating external tools,
-//! throwaway PostgreSQL clusters and nginx instances, a recording HTTP
-//! upstream, and a Nix 2.8 wrapper. Include with `mod support;`.
+//! Shared helpers for masgen integration tests: the example specs and
+//! validating spec texts, locating external tools, throwaway PostgreSQL
+//! clusters and nginx instances, a recording HTTP upstream, and a Nix 2.8
+//! wrapper. Include with `mod support;`.
 //!
 //! Tools that are missing make a test SKIP locally (helpers return `None`)
 //! but FAIL in CI (`CI` set), so CI can never silently skip coverage.
@@ -65,6 +66,29 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// True when running as root. Otherwise panics in CI and prints a SKIP line
+/// locally (tests that run processes as other OS users need root).
+/// Usage: `if !require_root("a PostgreSQL cluster") { return; }`
+pub fn require_root(why: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if in_ci() {
+        panic!("root is required for {why} in CI (CI is set)");
+    }
+    eprintln!("SKIP: not root (needed for {why})");
+    false
+}
+
+/// The permission bits of `path` (`0o7777` part of the mode).
+pub fn mode_of(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -83,6 +107,65 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
         thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+// ----------------------------------------------------------------- specs
+
+/// Every `examples/*.toml`, sorted; panics when there is none.
+pub fn example_paths() -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = fs::read_dir(repo_root().join("examples"))
+        .expect("read examples/")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no examples/*.toml");
+    paths
+}
+
+/// Every `examples/*.toml` as (file name, text), sorted by file name.
+pub fn example_specs() -> Vec<(String, String)> {
+    example_paths()
+        .into_iter()
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                fs::read_to_string(&p).expect("read example"),
+            )
+        })
+        .collect()
+}
+
+/// Every `examples/*.toml` as (file name, validated spec), sorted by file
+/// name; panics when one does not validate.
+pub fn checked_examples() -> Vec<(String, masgen::Checked)> {
+    example_specs()
+        .into_iter()
+        .map(|(name, text)| {
+            let checked = checked(&name, &text);
+            (name, checked)
+        })
+        .collect()
+}
+
+/// The text of `examples/<name>`.
+pub fn example_text(name: &str) -> String {
+    fs::read_to_string(repo_root().join("examples").join(name)).expect("read example")
+}
+
+/// Validates spec `text` read from `name`; panics with the rendered
+/// diagnostics when it does not validate.
+pub fn checked(name: &str, text: &str) -> masgen::Checked {
+    masgen::check_source(masgen::spec::Source::new(name, text)).unwrap_or_else(|diags| {
+        panic!(
+            "{name} does not validate:\n{}",
+            diags
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
 }
 
 // ----------------------------------------------------------------- tools
@@ -167,6 +250,21 @@ fn describe(cmd: &Command) -> String {
         }
     }
     s
+}
+
+/// Runs `cmd` and panics, with its stdout and stderr, unless it succeeds.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// Runs `cmd` (optionally feeding `stdin`); Err quotes the command and its
