@@ -90,4 +90,26 @@ else
     "matrix-synapse[oidc,postgres]==$SYNAPSE_VERSION" >&2
   venv_ok || { log "synapse venv is broken after install"; exit 1; }
 fi
+# A Synapse older than 1.136 for the `experimental_features.msc3861` form
+# masgen emits for such versions (tests/conformance_synapse_old.rs): loader
+# only, so no postgres extra. authlib is what nixpkgs' `oidc` extra brings;
+# Synapse of that age needs a prometheus-client from before 0.22.
+OLD_VENV="${MASGEN_SYNAPSE_OLD_VENV:-$HOME/.cache/masgen/synapse-1.135-venv}"
+OLD_SYNAPSE_VERSION=1.135.2
+old_venv_ok() {
+  [ -x "$OLD_VENV/bin/python" ] &&
+    [ "$("$OLD_VENV/bin/python" -c 'import importlib.metadata as m, synapse, authlib; print(m.version("matrix-synapse"))' 2>/dev/null)" = "$OLD_SYNAPSE_VERSION" ]
+}
+if old_venv_ok; then
+  log "old synapse venv already has matrix-synapse $OLD_SYNAPSE_VERSION"
+else
+  log "creating old synapse venv at $OLD_VENV (matrix-synapse $OLD_SYNAPSE_VERSION)"
+  rm -rf "$OLD_VENV"
+  mkdir -p "$(dirname "$OLD_VENV")"
+  "$PYTHON" -m venv "$OLD_VENV" >&2
+  "$OLD_VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "matrix-synapse==$OLD_SYNAPSE_VERSION" "prometheus-client<0.22" authlib >&2
+  old_venv_ok || { log "old synapse venv is broken after install"; exit 1; }
+fi
+
 echo "$VENV/bin/python"

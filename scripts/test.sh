@@ -8,6 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The setup script prints the venv python on its last stdout line.
 MASGEN_SYNAPSE_PYTHON="$(bash scripts/setup-test-deps.sh | tail -n1)"
 export MASGEN_SYNAPSE_PYTHON
+export MASGEN_SYNAPSE_OLD_PYTHON="${MASGEN_SYNAPSE_OLD_VENV:-$HOME/.cache/masgen/synapse-1.135-venv}/bin/python"
 echo "[test.sh] MASGEN_SYNAPSE_PYTHON=$MASGEN_SYNAPSE_PYTHON" >&2
 
 # Keep cargo's own output, and close with one total over every test binary

@@ -221,6 +221,11 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> (SynapseOut, Vec<Dropped>)
     if !delegated && (!s.oidc_providers.is_empty() || s.legacy_oidc.is_some()) {
         extras.push("oidc".into());
     }
+    // Before 1.136 delegation goes through MSC3861, which needs authlib:
+    // nixpkgs brings it with the `oidc` extra.
+    if delegated && !s.version.has_stable_delegation() {
+        extras.push("oidc".into());
+    }
     if !delegated && s.ldap {
         extras.push("matrix-synapse-ldap3".into());
     }

@@ -483,6 +483,29 @@ pub fn synapse_python() -> Option<PathBuf> {
     }
 }
 
+/// A Python with a Synapse older than 1.136 (the MSC3861 era), from
+/// `MASGEN_SYNAPSE_OLD_PYTHON` or the venv `scripts/setup-test-deps.sh` makes.
+pub fn old_synapse_python() -> Option<PathBuf> {
+    let py = match std::env::var_os("MASGEN_SYNAPSE_OLD_PYTHON") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+            .join(".cache/masgen/synapse-1.135-venv/bin/python"),
+    };
+    match run(
+        Command::new(&py).args(["-c", "import synapse, authlib"]),
+        None,
+    ) {
+        Ok(_) => Some(py),
+        Err(e) => unavailable(
+            &format!(
+                "a Python with matrix-synapse 1.135 and authlib at {} ({e})",
+                py.display()
+            ),
+            "loading the MSC3861 form in an old Synapse",
+        ),
+    }
+}
+
 // --------------------------------------------------------------- postgres
 
 /// A throwaway PostgreSQL cluster in a temp dir, reachable only through a

@@ -1,0 +1,140 @@
+//! Synapse older than 1.136 delegates through `experimental_features.msc3861`,
+//! which masgen emits for such versions. A real Synapse 1.135.2 (PyPI, in its
+//! own venv) loads the final configuration masgen renders, and refuses it once
+//! a setting delegation forbids is added: the same table as for new Synapse.
+//!
+//! Only Synapse's config loader runs here (with SQLite instead of the spec's
+//! PostgreSQL, which the loader never connects to): MAS, which would answer
+//! the introspection endpoint, is not available.
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+use support::*;
+
+/// Points every `/run/secrets/...` path at a file under `dir` (mode 0600).
+fn move_secrets(value: &mut Value, dir: &Path) {
+    match value {
+        Value::String(s) if s.starts_with("/run/secrets/") => {
+            let path = dir.join(s.trim_start_matches("/run/secrets/"));
+            fs::write(&path, "secret-from-the-test").unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+            *s = path.to_string_lossy().into_owned();
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| move_secrets(v, dir)),
+        Value::Object(map) => map.values_mut().for_each(|v| move_secrets(v, dir)),
+        _ => {}
+    }
+}
+
+fn load(python: &Path, config: &Value, dir: &Path) -> (bool, String) {
+    let file = dir.join("homeserver.yaml");
+    fs::write(&file, serde_norway::to_string(config).unwrap()).unwrap();
+    let out = Command::new(python)
+        .args(["-m", "synapse.config", "-c"])
+        .arg(&file)
+        .current_dir(dir)
+        .output()
+        .expect("run python -m synapse.config");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (text.contains("Config parses OK!"), text)
+}
+
+#[test]
+fn msc3861_form_loads_in_synapse_1_135_and_conflicts_are_refused() {
+    let Some(python) = old_synapse_python() else {
+        return;
+    };
+    let text = example_text("fresh.toml").replace("version = \"1.157\"", "version = \"1.135\"");
+    assert!(text.contains("\"1.135\""));
+    let checked = checked("fresh-1.135.toml", &text);
+    let lowered = masgen::lower::lower(&checked.homeserver);
+    let phase = &lowered.phases[0];
+
+    // MSC3861 needs authlib, which nixpkgs brings with the `oidc` extra.
+    assert!(
+        phase.synapse.extras.iter().any(|e| e == "oidc"),
+        "{:?}",
+        phase.synapse.extras
+    );
+    let settings = &phase.synapse.settings;
+    assert!(settings.get("matrix_authentication_service").is_none());
+    assert_eq!(
+        settings["experimental_features"]["msc3861"]["enabled"],
+        json!(true)
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut config = settings.clone();
+    move_secrets(&mut config, dir);
+    // Paths nixpkgs' module would add, and SQLite for the loader alone.
+    let obj = config.as_object_mut().unwrap();
+    obj.insert(
+        "database".into(),
+        json!({"name": "sqlite3", "args": {"database": dir.join("homeserver.db")}}),
+    );
+    obj.insert("media_store_path".into(), json!(dir.join("media")));
+    obj.insert("signing_key_path".into(), json!(dir.join("signing.key")));
+    obj.insert("pid_file".into(), json!(dir.join("homeserver.pid")));
+    obj.insert("report_stats".into(), json!(false));
+    let file = dir.join("homeserver.yaml");
+    fs::write(&file, serde_norway::to_string(&config).unwrap()).unwrap();
+    let keys = Command::new(&python)
+        .args(["-m", "synapse.app.homeserver", "-c"])
+        .arg(&file)
+        .arg("--generate-keys")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        keys.status.success(),
+        "{}",
+        String::from_utf8_lossy(&keys.stderr)
+    );
+
+    let (ok, out) = load(&python, &config, dir);
+    assert!(ok, "Synapse 1.135 refused masgen's MSC3861 config:\n{out}");
+
+    for conflict in masgen::rules::DELEGATION_CONFLICTS {
+        // Entries whose example needs more than the loader has here.
+        if ["user_consent", "jwt_config.enabled", "oidc_providers"].contains(&conflict.setting) {
+            continue;
+        }
+        let mut bad = config.clone();
+        let mut at = &mut bad;
+        let parts: Vec<&str> = conflict.setting.split('.').collect();
+        for part in &parts[..parts.len() - 1] {
+            at = at
+                .as_object_mut()
+                .unwrap()
+                .entry(part.to_string())
+                .or_insert(json!({}));
+        }
+        let example: Value = serde_json::from_str(conflict.example).unwrap();
+        at.as_object_mut()
+            .unwrap()
+            .insert(parts[parts.len() - 1].to_string(), example);
+        let (ok, out) = load(&python, &bad, dir);
+        assert!(
+            !ok,
+            "Synapse 1.135 accepted `{}` with MSC3861 on:\n{out}",
+            conflict.setting
+        );
+        // Refused because of delegation, not for some unrelated reason.
+        assert!(
+            out.contains("delegation") || out.contains("MSC3861") || out.contains("msc3861"),
+            "`{}`: {out}",
+            conflict.setting
+        );
+    }
+}
