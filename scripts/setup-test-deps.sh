@@ -73,43 +73,35 @@ if ! nix_smoke; then
 fi
 log "nix-instantiate ok ($(nix-instantiate --version))"
 
-# ------------------------------------------------------------- synapse venv
-venv_ok() {
-  [ -x "$VENV/bin/python" ] &&
-    [ "$("$VENV/bin/python" -c 'import importlib.metadata as m, synapse, psycopg2, authlib; print(m.version("matrix-synapse"))' 2>/dev/null)" = "$SYNAPSE_VERSION" ]
-}
-if venv_ok; then
-  log "synapse venv already has matrix-synapse $SYNAPSE_VERSION"
-else
-  log "creating synapse venv at $VENV (matrix-synapse $SYNAPSE_VERSION)"
-  rm -rf "$VENV"
-  mkdir -p "$(dirname "$VENV")"
-  "$PYTHON" -m venv "$VENV" >&2
+# ------------------------------------------------------------- synapse venvs
+# ensure_venv DIR VERSION IMPORTS PIP-ARGS...: a venv at DIR whose python can
+# import IMPORTS and has matrix-synapse VERSION; (re)made with pip otherwise.
+ensure_venv() {
+  local dir=$1 version=$2 imports=$3
+  shift 3
+  if [ -x "$dir/bin/python" ] &&
+    [ "$("$dir/bin/python" -c "import importlib.metadata as m, $imports; print(m.version('matrix-synapse'))" 2>/dev/null)" = "$version" ]; then
+    log "venv $dir already has matrix-synapse $version"
+    return
+  fi
+  log "creating venv $dir (matrix-synapse $version)"
+  rm -rf "$dir"
+  mkdir -p "$(dirname "$dir")"
+  "$PYTHON" -m venv "$dir" >&2
   # pg_config must be on PATH for the psycopg2 source build.
-  PATH="$PATH:$PG_BIN" "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-    "matrix-synapse[oidc,postgres]==$SYNAPSE_VERSION" >&2
-  venv_ok || { log "synapse venv is broken after install"; exit 1; }
-fi
+  PATH="$PATH:$PG_BIN" "$dir/bin/pip" install --quiet --disable-pip-version-check "$@" >&2
+  "$dir/bin/python" -c "import $imports" || { log "venv $dir is broken after install"; exit 1; }
+}
+
+ensure_venv "$VENV" "$SYNAPSE_VERSION" "synapse, psycopg2, authlib" \
+  "matrix-synapse[oidc,postgres]==$SYNAPSE_VERSION"
+
 # A Synapse older than 1.136 for the `experimental_features.msc3861` form
 # masgen emits for such versions (tests/conformance_synapse_old.rs): loader
 # only, so no postgres extra. authlib is what nixpkgs' `oidc` extra brings;
 # Synapse of that age needs a prometheus-client from before 0.22.
 OLD_VENV="${MASGEN_SYNAPSE_OLD_VENV:-$HOME/.cache/masgen/synapse-1.135-venv}"
-OLD_SYNAPSE_VERSION=1.135.2
-old_venv_ok() {
-  [ -x "$OLD_VENV/bin/python" ] &&
-    [ "$("$OLD_VENV/bin/python" -c 'import importlib.metadata as m, synapse, authlib; print(m.version("matrix-synapse"))' 2>/dev/null)" = "$OLD_SYNAPSE_VERSION" ]
-}
-if old_venv_ok; then
-  log "old synapse venv already has matrix-synapse $OLD_SYNAPSE_VERSION"
-else
-  log "creating old synapse venv at $OLD_VENV (matrix-synapse $OLD_SYNAPSE_VERSION)"
-  rm -rf "$OLD_VENV"
-  mkdir -p "$(dirname "$OLD_VENV")"
-  "$PYTHON" -m venv "$OLD_VENV" >&2
-  "$OLD_VENV/bin/pip" install --quiet --disable-pip-version-check \
-    "matrix-synapse==$OLD_SYNAPSE_VERSION" "prometheus-client<0.22" authlib >&2
-  old_venv_ok || { log "old synapse venv is broken after install"; exit 1; }
-fi
+ensure_venv "$OLD_VENV" 1.135.2 "synapse, authlib" \
+  "matrix-synapse==1.135.2" "prometheus-client<0.22" authlib
 
 echo "$VENV/bin/python"

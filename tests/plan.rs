@@ -207,6 +207,14 @@ fn refusals_name_the_risk_and_the_way_out() {
         .any(|w| w.contains("password providers")));
 }
 
+/// Where the step `id` is in a plan.
+fn pos(steps: &[plan::Step], id: &str) -> usize {
+    steps
+        .iter()
+        .position(|s| s.id == id)
+        .unwrap_or_else(|| panic!("no step {id}"))
+}
+
 #[test]
 fn safety_invariants_reject_unsafe_step_lists() {
     let c = checked("examples/migrate-local.toml");
@@ -228,10 +236,7 @@ fn safety_invariants_reject_unsafe_step_lists() {
     );
 
     let mut dry_run_after = good.clone();
-    let dry = dry_run_after
-        .iter()
-        .position(|s| s.id == "syn2mas-dry-run")
-        .unwrap();
+    let dry = pos(&dry_run_after, "syn2mas-dry-run");
     let step = dry_run_after.remove(dry);
     dry_run_after.push(step);
     assert_eq!(
@@ -240,15 +245,8 @@ fn safety_invariants_reject_unsafe_step_lists() {
     );
 
     let mut twice = good.clone();
-    let migrate = twice
-        .iter()
-        .find(|s| s.id == "syn2mas-migrate")
-        .unwrap()
-        .clone();
-    let at = twice
-        .iter()
-        .position(|s| s.id == "syn2mas-migrate")
-        .unwrap();
+    let migrate = twice[pos(&twice, "syn2mas-migrate")].clone();
+    let at = pos(&twice, "syn2mas-migrate");
     twice.insert(at, migrate);
     assert_eq!(
         check_safety(&twice).unwrap_err().code,
@@ -256,15 +254,9 @@ fn safety_invariants_reject_unsafe_step_lists() {
     );
 
     let mut final_first = good.clone();
-    let sw = final_first
-        .iter()
-        .position(|s| s.id == "switch-final")
-        .unwrap();
+    let sw = pos(&final_first, "switch-final");
     let step = final_first.remove(sw);
-    let at = final_first
-        .iter()
-        .position(|s| s.id == "stop-services")
-        .unwrap();
+    let at = pos(&final_first, "stop-services");
     final_first.insert(at, step);
     assert_eq!(
         check_safety(&final_first).unwrap_err().code,
@@ -272,10 +264,7 @@ fn safety_invariants_reject_unsafe_step_lists() {
     );
 
     let mut split = good.clone();
-    let at = split
-        .iter()
-        .position(|s| s.id == "syn2mas-migrate")
-        .unwrap();
+    let at = pos(&split, "syn2mas-migrate");
     let mut up = split[0].clone();
     up.id = "something-in-between".into();
     up.synapse = Downtime::None;

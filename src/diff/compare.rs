@@ -255,6 +255,25 @@ fn options_view(c: &ConfigState) -> Value {
 }
 
 /// Whether one of `changes` is at, under or above one of `prefixes`.
+/// Why a service restarts: its settings that changed (counted), then each
+/// option group (by prefix) that changed, with its label.
+fn unit_reasons(
+    (settings_label, changed_settings): (&str, usize),
+    opts: &[SettingChange],
+    groups: &[(&str, &str)],
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if changed_settings > 0 {
+        reasons.push(count(settings_label, changed_settings));
+    }
+    for (prefix, label) in groups {
+        if touches(opts, &[prefix]) {
+            reasons.push(label.to_string());
+        }
+    }
+    reasons
+}
+
 fn touches(changes: &[SettingChange], prefixes: &[&str]) -> bool {
     let within = |a: &str, b: &str| {
         a == b || a.starts_with(&format!("{b}.")) || a.starts_with(&format!("{b}["))
@@ -285,28 +304,24 @@ fn compare_config(old: Option<&ConfigState>, n: &ConfigState) -> ConfigurationCh
     let mut units = BTreeMap::new();
 
     // Synapse and the unit that writes its password_config file.
-    let mut reasons = Vec::new();
-    if !change.synapse_settings.is_empty() {
-        reasons.push(count("Synapse settings", change.synapse_settings.len()));
-    }
-    for (prefix, label) in [
-        (
-            "services.matrix-synapse.extraConfigFiles",
-            "services.matrix-synapse.extraConfigFiles",
-        ),
-        (
-            "services.matrix-synapse.extras",
-            "services.matrix-synapse.extras (Python packages)",
-        ),
-        (
-            "masgen.synapse.passwordConfig",
-            "password_config (masgen.synapse.passwordConfig)",
-        ),
-    ] {
-        if touches(opts, &[prefix]) {
-            reasons.push(label.to_string());
-        }
-    }
+    let reasons = unit_reasons(
+        ("Synapse settings", change.synapse_settings.len()),
+        opts,
+        &[
+            (
+                "services.matrix-synapse.extraConfigFiles",
+                "services.matrix-synapse.extraConfigFiles",
+            ),
+            (
+                "services.matrix-synapse.extras",
+                "services.matrix-synapse.extras (Python packages)",
+            ),
+            (
+                "masgen.synapse.passwordConfig",
+                "password_config (masgen.synapse.passwordConfig)",
+            ),
+        ],
+    );
     service_unit(
         &mut units,
         SYNAPSE_UNIT,
@@ -329,28 +344,24 @@ fn compare_config(old: Option<&ConfigState>, n: &ConfigState) -> ConfigurationCh
     );
 
     // MAS.
-    let mut reasons = Vec::new();
-    if !change.mas_settings.is_empty() {
-        reasons.push(count("MAS settings", change.mas_settings.len()));
-    }
-    for (prefix, label) in [
-        (
-            "services.matrix-authentication-service.credentials",
-            "credentials (LoadCredential=)",
-        ),
-        (
-            "services.matrix-authentication-service.extraConfigFiles",
-            "services.matrix-authentication-service.extraConfigFiles",
-        ),
-        (
-            "services.matrix-authentication-service.createDatabase",
-            "createDatabase (ordering after postgresql.service)",
-        ),
-    ] {
-        if touches(opts, &[prefix]) {
-            reasons.push(label.to_string());
-        }
-    }
+    let reasons = unit_reasons(
+        ("MAS settings", change.mas_settings.len()),
+        opts,
+        &[
+            (
+                "services.matrix-authentication-service.credentials",
+                "credentials (LoadCredential=)",
+            ),
+            (
+                "services.matrix-authentication-service.extraConfigFiles",
+                "services.matrix-authentication-service.extraConfigFiles",
+            ),
+            (
+                "services.matrix-authentication-service.createDatabase",
+                "createDatabase (ordering after postgresql.service)",
+            ),
+        ],
+    );
     service_unit(
         &mut units,
         MAS_UNIT,
