@@ -1,0 +1,435 @@
+//! Spec → model, collecting every error and warning.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use super::*;
+use crate::diag::{Diagnostic, KeyPath};
+use crate::rules;
+use crate::spec::raw::{self, SpecFile};
+
+mod database;
+mod mas;
+mod proxy;
+mod synapse;
+mod upstream;
+
+use database::check_database;
+use mas::check_mas;
+use proxy::check_proxy;
+use synapse::check_synapse;
+
+const DEFAULT_NIXPKGS: &str = "github:NixOS/nixpkgs/nixos-25.11";
+const DEFAULT_HOST: &str = "matrix";
+
+struct Checker {
+    diags: Vec<Diagnostic>,
+}
+
+fn at(path: &str) -> KeyPath {
+    KeyPath::parse(path)
+}
+
+impl Checker {
+    fn error(
+        &mut self,
+        code: &'static str,
+        path: KeyPath,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        self.diags
+            .push(Diagnostic::error(code, path, message).help(help));
+    }
+
+    fn warn(
+        &mut self,
+        code: &'static str,
+        path: KeyPath,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        self.diags
+            .push(Diagnostic::warning(code, path, message).help(help));
+    }
+
+    fn hostname(&mut self, path: &str, value: &str) {
+        if !is_hostname(value) {
+            self.error(
+                "value.hostname",
+                at(path),
+                format!("`{value}` is not a valid DNS host name"),
+                "use letters, digits and hyphens in dot-separated labels, e.g. `matrix.example.com`",
+            );
+        }
+    }
+
+    fn url(&mut self, path: &str, value: &str) {
+        if !is_url(value) {
+            self.error(
+                "value.url",
+                at(path),
+                format!("`{value}` is not an http(s) URL"),
+                "write a full URL such as `https://sso.example.com/realms/matrix`",
+            );
+        }
+    }
+
+    fn port(&mut self, path: &str, value: Option<i64>, default: u16) -> u16 {
+        match value {
+            None => default,
+            Some(p) if (1..=65535).contains(&p) => p as u16,
+            Some(p) => {
+                self.error(
+                    "value.port",
+                    at(path),
+                    format!("port {p} is out of range"),
+                    "use a TCP port between 1 and 65535",
+                );
+                default
+            }
+        }
+    }
+
+    fn abs_path(&mut self, path: &str, value: &Option<String>) {
+        if let Some(v) = value {
+            self.abs_path_str(path, v);
+        }
+    }
+
+    fn abs_path_str(&mut self, path: &str, value: &str) {
+        if !value.starts_with('/') || value.contains('\n') {
+            self.error(
+                "value.path",
+                at(path),
+                format!("`{value}` is not an absolute path"),
+                "secret and data files are referred to by absolute paths on the host, e.g. `/run/secrets/mas-encryption`",
+            );
+        } else if value.starts_with("/nix/store") {
+            self.error(
+                "secret.in_store",
+                at(path),
+                format!("`{value}` is in the Nix store, which is world-readable"),
+                "keep secret files outside the store (agenix, sops-nix or a root-only directory)",
+            );
+        }
+    }
+}
+
+fn is_hostname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn is_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    match rest {
+        Some(rest) => {
+            let host_port = rest.split('/').next().unwrap_or("");
+            let host = host_port
+                .rsplit_once(':')
+                .map(|(h, p)| {
+                    if p.chars().all(|c| c.is_ascii_digit()) {
+                        h
+                    } else {
+                        host_port
+                    }
+                })
+                .unwrap_or(host_port);
+            is_hostname(host) && !s.chars().any(|c| c.is_whitespace())
+        }
+        None => false,
+    }
+}
+
+fn is_ulid(s: &str) -> bool {
+    s.len() == 26
+        && s.chars()
+            .all(|c| "0123456789ABCDEFGHJKMNPQRSTVWXYZ".contains(c))
+        && ulid::Ulid::from_string(s).is_ok()
+}
+
+fn parse_version(s: &str) -> Option<SynapseVersion> {
+    let s = s.trim().trim_start_matches('v');
+    let mut parts = s.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    let patch = match parts.next() {
+        Some(p) => Some(p.parse().ok()?),
+        None => None,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(SynapseVersion {
+        major,
+        minor,
+        patch,
+    })
+}
+
+fn table_to_json(table: &toml::Table) -> Map<String, Value> {
+    match serde_json::to_value(table) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+/// Flattens nested objects into dotted paths (lists are leaves).
+/// Every nested key of an object as its path of key names (lists are leaves).
+/// Names are kept apart: a key may itself contain a dot.
+fn flatten(prefix: &[String], value: &Value, out: &mut Vec<(Vec<String>, Value)>) {
+    if let Value::Object(map) = value {
+        for (k, v) in map {
+            let mut path = prefix.to_vec();
+            path.push(k.clone());
+            out.push((path.clone(), v.clone()));
+            flatten(&path, v, out);
+        }
+    }
+}
+
+fn is_path(segments: &[String], dotted: &str) -> bool {
+    segments.iter().map(String::as_str).eq(dotted.split('.'))
+}
+
+/// Validates a parsed spec. Returns the model when there is no error, and
+/// every diagnostic (warnings included) either way.
+pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
+    let mut c = Checker { diags: Vec::new() };
+
+    // --- homeserver ---
+    let hs = &spec.homeserver;
+    c.hostname("homeserver.server_name", &hs.server_name);
+    let mode = match hs.mode.as_str() {
+        "fresh" => Mode::Fresh,
+        "migrate" => Mode::Migrate,
+        other => {
+            c.error(
+                "homeserver.mode",
+                at("homeserver.mode"),
+                format!("unknown mode `{other}`"),
+                "use `fresh` for a new homeserver without users, or `migrate` for an existing Synapse with users",
+            );
+            Mode::Fresh
+        }
+    };
+    if let Some(imp) = &hs.implementation {
+        if imp != "synapse" {
+            c.error(
+                "homeserver.implementation",
+                at("homeserver.implementation"),
+                format!("MAS does not support the `{imp}` homeserver; only Synapse can delegate authentication to MAS"),
+                "set `implementation = \"synapse\"` (Dendrite and Conduit cannot use MAS)",
+            );
+        }
+    }
+    let host_name = hs.host.clone().unwrap_or_else(|| DEFAULT_HOST.to_string());
+    if !crate::nix::is_bare_ident(&host_name) || host_name.contains('\'') {
+        c.error(
+            "homeserver.host",
+            at("homeserver.host"),
+            format!("`{host_name}` cannot be a NixOS configuration name"),
+            "use letters, digits, `-` and `_`, starting with a letter",
+        );
+    }
+
+    // --- hosts: one homeserver may later span several; today all on one ---
+    let mut hosts = BTreeMap::new();
+    let host_specs: Vec<(String, raw::HostSpec)> = if spec.hosts.is_empty() {
+        vec![(host_name.clone(), raw::HostSpec::default())]
+    } else {
+        spec.hosts
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    for (name, h) in host_specs {
+        if name != host_name {
+            c.error(
+                "host.split_unsupported",
+                at("hosts").key(&name),
+                format!("host `{name}` is not the homeserver's host `{host_name}`"),
+                "this masgen places Synapse, MAS and PostgreSQL on one host; remove this host or set `homeserver.host` to it",
+            );
+            continue;
+        }
+        if h.base_flake.is_none() {
+            c.warn(
+                "host.no_base_flake",
+                at("homeserver.host"),
+                format!("host `{name}` has no `base_flake`: its NixOS configurations lack file systems, boot loader and users, so they will not build as they are"),
+                format!("add `[hosts.{name}]` with `base_flake = \"path:/etc/nixos\"` (a flake exporting the host's own module)"),
+            );
+        }
+        hosts.insert(
+            name.clone(),
+            Host {
+                name: name.clone(),
+                system: h.system.clone().unwrap_or_else(|| "x86_64-linux".into()),
+                base_flake: h.base_flake.clone(),
+                base_module: h.base_module.clone().unwrap_or_else(|| "default".into()),
+            },
+        );
+    }
+    for (path, value) in [
+        ("synapse.host", &spec.synapse.host),
+        ("mas.host", &spec.mas.host),
+    ] {
+        if let Some(h) = value {
+            if h != &host_name {
+                c.error(
+                    "host.split_unsupported",
+                    at(path),
+                    format!("`{h}` differs from the homeserver's host `{host_name}`"),
+                    "running Synapse and MAS on different hosts is not supported yet; remove this key",
+                );
+            }
+        }
+    }
+
+    let synapse = check_synapse(&mut c, spec, &host_name, mode);
+    let mas = check_mas(&mut c, spec, &host_name, mode, &synapse);
+    let proxy = check_proxy(&mut c, &spec.proxy);
+
+    // Both databases must differ: MAS needs its own blank database.
+    if mas.database.name == synapse.database.name {
+        c.error(
+            "mas.database.shared",
+            at("mas.database.name"),
+            format!(
+                "MAS and Synapse would share the database `{}`",
+                mas.database.name
+            ),
+            "MAS needs its own empty database, e.g. `matrix-authentication-service`",
+        );
+    }
+
+    let mut users = Vec::new();
+    let mut seen_users = BTreeSet::new();
+    for (i, u) in spec.users.iter().enumerate() {
+        let path = format!("users[{i}]");
+        if u.localpart.is_empty()
+            || !u
+                .localpart
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._=-/+".contains(ch))
+        {
+            c.error(
+                "user.localpart",
+                at(&format!("{path}.localpart")),
+                format!("`{}` is not a valid Matrix localpart", u.localpart),
+                "use lower-case letters, digits and `._=-/+`",
+            );
+        }
+        if !seen_users.insert(u.localpart.clone()) {
+            c.error(
+                "user.duplicate",
+                at(&format!("{path}.localpart")),
+                format!("user `{}` is declared twice", u.localpart),
+                "declare each user once",
+            );
+        }
+        c.abs_path(&format!("{path}.password_file"), &u.password_file);
+        let bot = match u.kind.as_deref() {
+            None | Some("person") => false,
+            Some("bot") => true,
+            Some(other) => {
+                c.error(
+                    "user.kind",
+                    at(&format!("{path}.kind")),
+                    format!("unknown user kind `{other}`"),
+                    "use `bot` or `person`",
+                );
+                false
+            }
+        };
+        let task = crate::lower::tasks::register_user_task(&u.localpart);
+        if let Some(other) = spec.users[..i].iter().find(|o| {
+            o.localpart != u.localpart
+                && crate::lower::tasks::register_user_task(&o.localpart) == task
+        }) {
+            c.error(
+                "user.task_name",
+                at(&format!("{path}.localpart")),
+                format!(
+                    "users `{}` and `{}` would share the unit `{task}.service`",
+                    other.localpart, u.localpart
+                ),
+                "rename one of them (unit names keep only letters, digits, `-` and `_`)",
+            );
+        }
+        users.push(User {
+            localpart: u.localpart.clone(),
+            admin: u.admin.unwrap_or(false),
+            bot,
+            password_file: u.password_file.clone(),
+        });
+    }
+
+    let backup_dir = spec
+        .migration
+        .backup_dir
+        .clone()
+        .unwrap_or_else(|| "/var/backup/masgen".into());
+    c.abs_path_str("migration.backup_dir", &backup_dir);
+
+    let model = Homeserver {
+        server_name: hs.server_name.clone(),
+        mode,
+        nixpkgs: spec
+            .flake
+            .nixpkgs
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NIXPKGS.into()),
+        hosts,
+        synapse,
+        mas,
+        proxy,
+        backup_dir,
+        users,
+    };
+    let ok = !c.diags.iter().any(Diagnostic::is_error);
+    (ok.then_some(model), c.diags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames_and_urls() {
+        assert!(is_hostname("matrix.example.com"));
+        assert!(!is_hostname("-bad.example.com"));
+        assert!(!is_hostname("a..b"));
+        assert!(is_url("https://sso.example.com:8443/realms/x"));
+        assert!(!is_url("sso.example.com"));
+        assert!(!is_url("https://exa mple.com"));
+    }
+
+    #[test]
+    fn ulids_must_be_canonical() {
+        assert!(is_ulid("01H8PKNWKKRPCBW4YGH1RWV279"));
+        assert!(!is_ulid("01h8pknwkkrpcbw4ygh1rwv279"));
+        assert!(!is_ulid("01H8PKNWKKRPCBW4YGH1RWV27"));
+        assert!(!is_ulid("01H8PKNWKKRPCBW4YGH1RWV27U"));
+    }
+
+    #[test]
+    fn versions() {
+        let v = parse_version("1.135.2").unwrap();
+        assert!(!v.has_stable_delegation());
+        assert!(parse_version("1.136").unwrap().has_stable_delegation());
+        assert!(parse_version("one").is_none());
+    }
+}
