@@ -158,30 +158,30 @@ fn plan(
     let Some(checked) = load(spec, "no plan")? else {
         return Ok(ExitCode::from(2));
     };
-    let source = match (&from, &against, &system) {
-        (Some(f), _, _) => StateSource::Flag(f),
-        (None, Some(a), _) => StateSource::Manifest(a),
-        (None, None, Some(s)) => StateSource::System(s),
-        (None, None, None) => anyhow::bail!(
-            "say where the host is: --from <fresh|synapse-only|mas-prepared|migrated|delegated>, --against <previous output tree> or --system /run/current-system"
+    let claim = match (&from, &against) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "give one of --from and --against: both say where the host is (add --system to check either against the host)"
         ),
+        (Some(f), None) => Some(StateSource::Flag(f)),
+        (None, Some(a)) => Some(StateSource::Manifest(a)),
+        (None, None) => None,
     };
-    let (state, how) = plan::detect(&source)?;
     for ack in &acknowledge {
-        if ![plan::ACK_PASSWORD_PROVIDERS, plan::ACK_ROLLBACK].contains(&ack.as_str()) {
+        if !plan::ACKNOWLEDGEMENTS.contains(&ack.as_str()) {
             anyhow::bail!(
-                "unknown acknowledgement `{ack}`; known: {}, {}",
-                plan::ACK_PASSWORD_PROVIDERS,
-                plan::ACK_ROLLBACK
+                "unknown acknowledgement `{ack}`; known: {}",
+                plan::ACKNOWLEDGEMENTS.join(", ")
             );
         }
     }
+    let located = plan::locate(claim.as_ref(), system.as_deref())?;
     let opts = plan::Options {
         out_dir: masgen::flake_ref(output),
         rollback,
         acknowledged: acknowledge.into_iter().collect(),
+        record: located.record,
     };
-    let plan = match plan::plan(&checked.homeserver, state, &how, &opts) {
+    let plan = match plan::plan(&checked.homeserver, located.state, &located.how, &opts) {
         Ok(p) => p,
         Err(refusal) => {
             eprintln!("{refusal}");

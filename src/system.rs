@@ -47,6 +47,10 @@ pub struct SystemState {
 /// files the new configurations name (Synapse extra config files), read the
 /// same way so both sides of a comparison see the same contents.
 pub fn read(root: &Utf8Path, also_read: &[String]) -> anyhow::Result<SystemState> {
+    anyhow::ensure!(
+        root.is_dir(),
+        "--system {root}: no such directory; give a NixOS system root such as /run/current-system"
+    );
     let unit_dir = root.join("etc/systemd/system");
     let entries = fs::read_dir(&unit_dir).map_err(|e| {
         anyhow::anyhow!(

@@ -336,7 +336,7 @@ fn errors_exit_2_and_say_what_and_why() {
         ),
         (
             &["diff", "spec.toml", "--system", "nowhere"],
-            "cannot read nowhere/etc/systemd/system",
+            "--system nowhere: no such directory",
         ),
         (
             &["diff", "spec.toml", "--against-rev", "HEAD"],

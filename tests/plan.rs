@@ -1,5 +1,7 @@
-//! `masgen plan`: every state × mode transition, every refusal, and state
-//! detection from system roots laid out from masgen's own output.
+//! `masgen plan`: every state × mode transition, every refusal, the safety
+//! invariants against hand-made unsafe step lists and system records, and
+//! state detection from system roots laid out from masgen's own output.
+//! The command line is in tests/plan_cli.rs.
 
 mod support;
 
@@ -7,7 +9,8 @@ use std::collections::BTreeSet;
 use std::fs;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use masgen::plan::{self, check_safety, Downtime, HostState, Options, StateSource};
+use masgen::model::Mode;
+use masgen::plan::{self, Downtime, HostState, Options, Record, StateSource};
 
 /// The spec at `path` (relative to the repository), validated under that name.
 fn checked(path: &str) -> masgen::Checked {
@@ -19,6 +22,7 @@ fn opts(rollback: bool, acks: &[&str]) -> Options {
         out_dir: "out".into(),
         rollback,
         acknowledged: acks.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+        record: Record::default(),
     }
 }
 
@@ -43,21 +47,33 @@ fn outline(result: &Result<plan::Plan, plan::Refusal>) -> String {
     }
 }
 
+/// Each state once as a bare claim (`--from`, nothing on record) and once
+/// as a system root shows it, with the stamps a host there has.
 #[test]
 fn every_state_and_mode_transition() {
     let mut all = String::new();
     for spec in ["examples/fresh.toml", "examples/migrate-local.toml"] {
         let c = checked(spec);
         for state in HostState::ALL {
-            for rollback in [false, true] {
-                let result = plan::plan(&c.homeserver, state, "test", &opts(rollback, &[]));
-                all.push_str(&format!(
-                    "== {spec} from {state}{}\n",
-                    if rollback { " (rollback)" } else { "" }
-                ));
-                all.push_str(&outline(&result));
-                if let Ok(p) = &result {
-                    check_safety(&p.steps).expect("every produced plan keeps the invariants");
+            for shown in [false, true] {
+                for rollback in [false, true] {
+                    let mut o = opts(rollback, &[]);
+                    if shown {
+                        let done =
+                            state >= HostState::Migrated && c.homeserver.mode == Mode::Migrate;
+                        o.record = record(state, done, done);
+                    }
+                    let result = plan::plan(&c.homeserver, state, "test", &o);
+                    all.push_str(&format!(
+                        "== {spec} from {state}{}{}\n",
+                        if shown {
+                            " (shown by the system)"
+                        } else {
+                            " (claimed)"
+                        },
+                        if rollback { " (rollback)" } else { "" }
+                    ));
+                    all.push_str(&outline(&result));
                 }
             }
         }
@@ -139,8 +155,10 @@ fn partial_runs_start_at_the_first_unfinished_step() {
     )
     .unwrap();
     assert_eq!(from_prepared.steps[0].id, "syn2mas-check");
-    let from_migrated =
-        plan::plan(&c.homeserver, HostState::Migrated, "t", &opts(false, &[])).unwrap();
+    // Past the migration, the system's stamp is what lets the plan go on.
+    let mut on_record = opts(false, &[]);
+    on_record.record = record(HostState::Migrated, true, true);
+    let from_migrated = plan::plan(&c.homeserver, HostState::Migrated, "t", &on_record).unwrap();
     assert_eq!(from_migrated.steps[0].id, "switch-final");
     assert!(
         from_migrated
@@ -182,11 +200,11 @@ fn refusals_name_the_risk_and_the_way_out() {
         &opts(true, &[plan::ACK_ROLLBACK]),
     )
     .unwrap();
-    assert_eq!(ok.to, HostState::MasPrepared);
+    assert_eq!(ok.to, HostState::SynapseOnly);
     assert!(ok
         .steps
         .iter()
-        .any(|s| s.commands.iter().any(|c| c.contains("out#matrix-prepare"))));
+        .any(|s| s.warnings.iter().any(|w| w.contains("out#matrix-prepare"))));
 
     let text = fs::read_to_string("examples/migrate-local.toml").unwrap()
         + "\n[[synapse.password_providers]]\nmodule = \"shared_secret_authenticator.SharedSecretAuthProvider\"\n";
@@ -215,6 +233,20 @@ fn pos(steps: &[plan::Step], id: &str) -> usize {
         .unwrap_or_else(|| panic!("no step {id}"))
 }
 
+/// The invariants of a migration plan, with nothing on record.
+fn check(steps: &[plan::Step]) -> Result<(), plan::Refusal> {
+    plan::check_safety(Mode::Migrate, steps, &Record::default())
+}
+
+/// What a system root at `state` shows, with the given stamps.
+fn record(state: HostState, dry_run_clean: bool, migrated: bool) -> Record {
+    Record {
+        system: Some((state, format!("test root at {state}"))),
+        migrated,
+        dry_run_clean,
+    }
+}
+
 #[test]
 fn safety_invariants_reject_unsafe_step_lists() {
     let c = checked("examples/migrate-local.toml");
@@ -226,12 +258,12 @@ fn safety_invariants_reject_unsafe_step_lists() {
     )
     .unwrap()
     .steps;
-    assert!(check_safety(&good).is_ok());
+    assert!(check(&good).is_ok());
 
     let mut no_dry_run = good.clone();
     no_dry_run.retain(|s| s.id != "syn2mas-dry-run");
     assert_eq!(
-        check_safety(&no_dry_run).unwrap_err().code,
+        check(&no_dry_run).unwrap_err().code,
         "plan.migrate_without_dry_run"
     );
 
@@ -240,7 +272,7 @@ fn safety_invariants_reject_unsafe_step_lists() {
     let step = dry_run_after.remove(dry);
     dry_run_after.push(step);
     assert_eq!(
-        check_safety(&dry_run_after).unwrap_err().code,
+        check(&dry_run_after).unwrap_err().code,
         "plan.migrate_without_dry_run"
     );
 
@@ -248,10 +280,7 @@ fn safety_invariants_reject_unsafe_step_lists() {
     let migrate = twice[pos(&twice, "syn2mas-migrate")].clone();
     let at = pos(&twice, "syn2mas-migrate");
     twice.insert(at, migrate);
-    assert_eq!(
-        check_safety(&twice).unwrap_err().code,
-        "plan.second_syn2mas"
-    );
+    assert_eq!(check(&twice).unwrap_err().code, "plan.second_syn2mas");
 
     let mut final_first = good.clone();
     let sw = pos(&final_first, "switch-final");
@@ -259,7 +288,7 @@ fn safety_invariants_reject_unsafe_step_lists() {
     let at = pos(&final_first, "stop-services");
     final_first.insert(at, step);
     assert_eq!(
-        check_safety(&final_first).unwrap_err().code,
+        check(&final_first).unwrap_err().code,
         "plan.final_before_syn2mas"
     );
 
@@ -269,10 +298,166 @@ fn safety_invariants_reject_unsafe_step_lists() {
     up.id = "something-in-between".into();
     up.synapse = Downtime::None;
     split.insert(at, up);
+    assert_eq!(check(&split).unwrap_err().code, "plan.downtime_split");
+}
+
+#[test]
+fn safety_invariants_weigh_what_the_system_shows() {
+    let c = checked("examples/migrate-local.toml");
+    let good = plan::plan(
+        &c.homeserver,
+        HostState::SynapseOnly,
+        "t",
+        &opts(false, &[]),
+    )
+    .unwrap()
+    .steps;
+    let safety = |steps: &[plan::Step], r: &Record| plan::check_safety(Mode::Migrate, steps, r);
+
+    // A clean dry run on record stands in for one in the plan; nothing else does.
+    let mut no_dry_run = good.clone();
+    no_dry_run.retain(|s| s.id != "syn2mas-dry-run");
+    let shown = HostState::MasPrepared;
+    assert!(safety(&no_dry_run, &record(shown, true, false)).is_ok());
+    let r = safety(&no_dry_run, &record(shown, false, false)).unwrap_err();
+    assert_eq!(r.code, "plan.migrate_without_dry_run");
+    assert!(r.reason.contains(plan::DRY_RUN_STAMP), "{}", r.reason);
+
+    // The system shows a migration done, or a Synapse that delegates: no second one.
+    for r in [
+        record(HostState::Migrated, true, true),
+        record(HostState::Delegated, false, false),
+    ] {
+        assert_eq!(
+            safety(&good, &r).unwrap_err().code,
+            "plan.second_syn2mas",
+            "{r:?}"
+        );
+    }
+
+    // A final switch with no syn2mas step needs the system to show one ran.
+    let tail: Vec<plan::Step> = good
+        .iter()
+        .skip(pos(&good, "switch-final"))
+        .cloned()
+        .collect();
+    let r = safety(&tail, &Record::default()).unwrap_err();
+    assert_eq!(r.code, "plan.final_before_syn2mas");
+    assert!(r.reason.contains("no system root"), "{}", r.reason);
+    let r = safety(&tail, &record(HostState::MasPrepared, true, false)).unwrap_err();
+    assert_eq!(r.code, "plan.final_before_syn2mas");
+    assert!(r.reason.contains(plan::MIGRATED_STAMP), "{}", r.reason);
+    assert!(safety(&tail, &record(HostState::Migrated, true, true)).is_ok());
+    assert!(safety(&tail, &record(HostState::Delegated, false, false)).is_ok());
+    // A fresh install has no syn2mas to wait for.
+    assert!(plan::check_safety(Mode::Fresh, &tail, &Record::default()).is_ok());
+}
+
+#[test]
+fn claims_are_weighed_against_the_system_record() {
+    let c = checked("examples/migrate-local.toml");
+    let with = |from: HostState, shown: Record, acks: &[&str]| {
+        let mut o = opts(false, acks);
+        o.record = shown;
+        plan::plan(&c.homeserver, from, "t", &o)
+    };
+    let code = |r: Result<plan::Plan, plan::Refusal>| r.unwrap_err().code;
+    let migrated = record(HostState::Migrated, true, true);
     assert_eq!(
-        check_safety(&split).unwrap_err().code,
-        "plan.downtime_split"
+        code(with(
+            HostState::Delegated,
+            migrated.clone(),
+            &[plan::ACK_REPEAT]
+        )),
+        "plan.claim_ahead_of_system"
     );
+    assert_eq!(
+        code(with(HostState::MasPrepared, migrated.clone(), &[])),
+        "plan.claim_behind_system"
+    );
+    assert_eq!(
+        code(with(
+            HostState::MasPrepared,
+            migrated.clone(),
+            &[plan::ACK_REPEAT]
+        )),
+        "plan.second_syn2mas"
+    );
+    // A host that runs Synapse is never fresh, acknowledged or not.
+    let r = with(
+        HostState::Fresh,
+        record(HostState::SynapseOnly, false, false),
+        &[plan::ACK_REPEAT],
+    )
+    .unwrap_err();
+    assert_eq!(r.code, "plan.claim_behind_system");
+    assert!(!r.help.contains(plan::ACK_REPEAT), "{}", r.help);
+
+    let repeated = with(
+        HostState::SynapseOnly,
+        record(HostState::MasPrepared, false, false),
+        &[plan::ACK_REPEAT],
+    )
+    .unwrap();
+    let marked: Vec<&str> = repeated
+        .steps
+        .iter()
+        .filter(|s| s.warnings.iter().any(|w| w.contains("repeats")))
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!(marked, ["switch-prepare"]);
+    assert!(repeated.warnings[0].contains(plan::ACK_REPEAT));
+}
+
+#[test]
+fn every_rollback_ends_with_synapse_serving_logins_itself() {
+    let c = checked("examples/migrate-local.toml");
+    for from in [
+        HostState::MasPrepared,
+        HostState::Migrated,
+        HostState::Delegated,
+    ] {
+        let p = plan::plan(&c.homeserver, from, "t", &opts(true, &[plan::ACK_ROLLBACK])).unwrap();
+        assert_eq!(
+            p.to,
+            HostState::SynapseOnly,
+            "from {from}: all the way back"
+        );
+        let switch = &p.steps[pos(&p.steps, "rollback-switch-synapse-only")];
+        assert_eq!(switch.reaches, HostState::SynapseOnly);
+        assert!(
+            switch
+                .commands
+                .iter()
+                .any(|c| c.contains("matrix-authentication-service.service")),
+            "picks the generation without MAS: {:?}",
+            switch.commands
+        );
+        assert!(switch
+            .commands
+            .contains(&"systemctl start matrix-synapse.service".to_string()));
+        let checks = switch.gate.check.join("\n");
+        assert!(
+            checks.contains("/_matrix/client/v1/auth_metadata"),
+            "{checks}"
+        );
+        assert!(checks.contains("/_matrix/client/v3/login"), "{checks}");
+        // Synapse is back before MAS's data is dumped: downtime ends at the switch.
+        let (_, last_down) = p.downtime.clone().unwrap_or_default();
+        if from != HostState::MasPrepared {
+            assert_eq!(last_down, "rollback-switch-synapse-only", "from {from}");
+        }
+        let empty = p.steps.last().unwrap();
+        assert_eq!(empty.id, "rollback-empty-mas");
+        let cmds = empty.commands.join("\n");
+        assert!(
+            cmds.contains("pg_dump") && cmds.contains("dropdb"),
+            "{cmds}"
+        );
+        for stamp in [plan::MIGRATED_STAMP, plan::DRY_RUN_STAMP] {
+            assert!(cmds.contains(stamp), "removes {stamp}: {cmds}");
+        }
+    }
 }
 
 /// Lays out a system root the way NixOS does, from masgen's own renders.
@@ -281,7 +466,7 @@ fn system_root(
     tree: &masgen::emit::OutputTree,
     phase: Option<&str>,
     mas: bool,
-    stamp: bool,
+    stamps: &[&str],
 ) {
     let units = dir.join("etc/systemd/system");
     fs::create_dir_all(&units).unwrap();
@@ -309,10 +494,10 @@ fn system_root(
         )
         .unwrap();
     }
-    if stamp {
-        let stamps = dir.join("var/lib/masgen");
-        fs::create_dir_all(&stamps).unwrap();
-        fs::write(stamps.join(plan::MIGRATED_STAMP), "").unwrap();
+    let stamp_dir = dir.join("var/lib/masgen");
+    fs::create_dir_all(&stamp_dir).unwrap();
+    for s in stamps {
+        fs::write(stamp_dir.join(s), "").unwrap();
     }
 }
 
@@ -320,20 +505,33 @@ fn system_root(
 fn state_is_detected_from_system_roots_built_from_our_output() {
     let c = checked("examples/migrate-local.toml");
     let (_, tree) = masgen::build_tree(&c).unwrap();
-    let cases = [
-        (None, false, false, HostState::Fresh),
-        (Some("prepare"), false, false, HostState::SynapseOnly),
-        (Some("prepare"), true, false, HostState::MasPrepared),
-        (Some("prepare"), true, true, HostState::Migrated),
-        (Some("final"), true, false, HostState::Delegated),
+    let dry = plan::DRY_RUN_STAMP;
+    let done = plan::MIGRATED_STAMP;
+    let cases: [(Option<&str>, bool, &[&str], HostState); 6] = [
+        (None, false, &[], HostState::Fresh),
+        (Some("prepare"), false, &[], HostState::SynapseOnly),
+        (Some("prepare"), true, &[], HostState::MasPrepared),
+        (Some("prepare"), true, &[dry], HostState::MasPrepared),
+        (Some("prepare"), true, &[dry, done], HostState::Migrated),
+        (Some("final"), true, &[], HostState::Delegated),
     ];
-    for (phase, mas, stamp, expected) in cases {
+    for (phase, mas, stamps, expected) in cases {
         let tmp = tempfile::tempdir().unwrap();
         let root = Utf8Path::from_path(tmp.path()).unwrap().to_owned();
-        system_root(&root, &tree, phase, mas, stamp);
-        let (state, how) = plan::detect(&StateSource::System(&root)).unwrap();
-        assert_eq!(state, expected, "{phase:?} mas={mas} stamp={stamp}: {how}");
+        system_root(&root, &tree, phase, mas, stamps);
+        let located = plan::locate(None, Some(&root)).unwrap();
+        let how = &located.how;
+        assert_eq!(
+            located.state, expected,
+            "{phase:?} mas={mas} {stamps:?}: {how}"
+        );
         assert!(how.starts_with("system root"), "{how}");
+        let r = &located.record;
+        assert_eq!(r.shown(), Some(expected));
+        assert_eq!(r.dry_run_clean, stamps.contains(&dry), "{how}");
+        assert_eq!(r.migrated, stamps.contains(&done), "{how}");
+        let (state, _) = plan::detect(&StateSource::System(&root)).unwrap();
+        assert_eq!(state, expected);
     }
 }
 
@@ -356,82 +554,6 @@ fn state_from_a_previous_output_tree() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("--from") && err.contains("--system"), "{err}");
-}
-
-#[test]
-fn cli_plan_formats_and_errors() {
-    let run = |args: &[&str]| {
-        let out = assert_cmd::Command::cargo_bin("masgen")
-            .unwrap()
-            .args(args)
-            .env("NO_COLOR", "1")
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
-    let (code, stdout, _) = run(&[
-        "plan",
-        "examples/migrate-local.toml",
-        "--from",
-        "synapse-only",
-        "--format",
-        "json",
-    ]);
-    assert_eq!(code, Some(0));
-    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(json["schema_version"], 1);
-    assert_eq!(json["steps"][0]["id"], "switch-prepare");
-    assert_eq!(json["steps"][0]["kind"], "rebuild");
-
-    let (code, stdout, _) = run(&[
-        "plan",
-        "examples/migrate-local.toml",
-        "--from",
-        "synapse-only",
-        "--format",
-        "markdown",
-    ]);
-    assert_eq!(code, Some(0));
-    assert!(stdout.contains("| 1 | Install MAS idle beside Synapse"));
-    let (code, stdout, _) = run(&[
-        "plan",
-        "examples/migrate-local.toml",
-        "--from",
-        "mas-prepared",
-    ]);
-    assert_eq!(code, Some(0));
-    assert!(!stdout.contains('\x1b'), "no colour when not a TTY");
-    assert!(stdout.starts_with("Activation plan for example.com"));
-
-    let (code, _, stderr) = run(&["plan", "examples/migrate-local.toml"]);
-    assert_eq!(code, Some(2));
-    assert!(stderr.contains("--from"), "{stderr}");
-    let (code, _, stderr) = run(&["plan", "examples/migrate-local.toml", "--from", "sideways"]);
-    assert_eq!(code, Some(2));
-    assert!(stderr.contains("unknown state `sideways`"), "{stderr}");
-    let (code, _, stderr) = run(&[
-        "plan",
-        "examples/migrate-local.toml",
-        "--from",
-        "delegated",
-        "--rollback",
-    ]);
-    assert_eq!(code, Some(2));
-    assert!(stderr.contains("plan.rollback_delegated"), "{stderr}");
-    let (code, _, stderr) = run(&[
-        "plan",
-        "examples/migrate-local.toml",
-        "--from",
-        "delegated",
-        "--acknowledge",
-        "yolo",
-    ]);
-    assert_eq!(code, Some(2));
-    assert!(stderr.contains("unknown acknowledgement"), "{stderr}");
 }
 
 #[test]

@@ -30,6 +30,9 @@ pub const MAS_USER: &str = "matrix-authentication-service";
 pub const PASSWORD_CONFIG_UNIT: &str = "masgen-synapse-password-config.service";
 /// Left in /var/lib/masgen when `syn2mas migrate` succeeds (`plan --system` reads it).
 pub const MIGRATED_STAMP: &str = "syn2mas-migrate.done";
+/// Left when `syn2mas migrate --dry-run` exits 0 (clean; 11 and 10 fail the
+/// unit, so they leave none): the dry run on record for `plan --system`.
+pub const DRY_RUN_STAMP: &str = "syn2mas-dry-run.done";
 
 pub const BACKUP: &str = "masgen-backup";
 pub const MAS_CONFIG_CHECK: &str = "masgen-mas-config-check";
@@ -149,14 +152,13 @@ pub(super) fn lower(
                 &["check"],
             ),
         );
-        tasks.insert(
-            SYN2MAS_DRY_RUN.into(),
-            syn2mas(
-                SYN2MAS_DRY_RUN,
-                "masgen: syn2mas migrate --dry-run (writes to MAS, then empties it)",
-                &["migrate", "--dry-run"],
-            ),
+        let mut dry_run = syn2mas(
+            SYN2MAS_DRY_RUN,
+            "masgen: syn2mas migrate --dry-run (writes to MAS, then empties it)",
+            &["migrate", "--dry-run"],
         );
+        dry_run.success_stamp = Some(DRY_RUN_STAMP.into());
+        tasks.insert(SYN2MAS_DRY_RUN.into(), dry_run);
         let mut migrate = syn2mas(
             SYN2MAS_MIGRATE,
             "masgen: syn2mas migrate (Synapse and MAS must be stopped)",

@@ -2,6 +2,8 @@
 //! to where the spec says, one gated step at a time. Reads, never writes.
 
 mod render;
+mod rollback;
+mod safety;
 mod state;
 mod steps;
 
@@ -10,7 +12,10 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 pub use render::{render_json, render_markdown, render_text};
-pub use state::{detect, HostState, StateSource, MIGRATED_STAMP};
+pub use safety::check_safety;
+pub use state::{
+    detect, locate, HostState, Located, Record, StateSource, DRY_RUN_STAMP, MIGRATED_STAMP,
+};
 
 use crate::model::Homeserver;
 
@@ -20,6 +25,11 @@ pub const PLAN_SCHEMA_VERSION: u32 = 1;
 /// Risks a plan refuses until the operator acknowledges them by name.
 pub const ACK_PASSWORD_PROVIDERS: &str = "password-providers-stop-working";
 pub const ACK_ROLLBACK: &str = "rollback-breaks-mas-sessions";
+/// A claim (`--from`) behind what the system root shows: the plan repeats
+/// steps the host has done.
+pub const ACK_REPEAT: &str = "plan-repeats-done-steps";
+/// Every acknowledgement `--acknowledge` takes.
+pub const ACKNOWLEDGEMENTS: [&str; 3] = [ACK_PASSWORD_PROVIDERS, ACK_ROLLBACK, ACK_REPEAT];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -111,6 +121,8 @@ pub struct Options {
     pub out_dir: String,
     pub rollback: bool,
     pub acknowledged: BTreeSet<String>,
+    /// What the system root shows (nothing when none was read).
+    pub record: Record,
 }
 
 /// Plans the steps from `from` to the spec's target (or back, with `rollback`).
@@ -126,12 +138,18 @@ pub fn plan(
         .next()
         .cloned()
         .unwrap_or_else(|| "matrix".into());
-    let (to, steps) = if opts.rollback {
-        steps::rollback(hs, &host, from, opts)?
+    safety::check_state(hs.mode, from, opts)?;
+    let (to, mut steps) = if opts.rollback {
+        rollback::rollback(hs, &host, from, opts)?
     } else {
         steps::forward(hs, &host, from, opts)?
     };
-    check_safety(&steps)?;
+    check_safety(hs.mode, &steps, &opts.record)?;
+    let mut warnings = steps::spec_warnings(hs);
+    if let Some(shown) = opts.record.shown().filter(|s| *s > from) {
+        mark_repeats(hs, &host, shown, opts, &mut steps);
+        warnings.insert(0, format!("the plan starts at `{from}` as claimed, although the system shows `{shown}` (acknowledged with --acknowledge {ACK_REPEAT}): steps marked as repeating were done already"));
+    }
     let down: Vec<&Step> = steps
         .iter()
         .filter(|s| s.synapse == Downtime::Down)
@@ -150,62 +168,24 @@ pub fn plan(
         rollback: opts.rollback,
         steps,
         downtime,
-        warnings: steps::spec_warnings(hs),
+        warnings,
     })
 }
 
-/// Invariants every plan must keep, whatever produced it: a real migration
-/// only after a clean dry run, never twice, never a final switch before it,
-/// and one contiguous stretch of downtime.
-pub fn check_safety(steps: &[Step]) -> Result<(), Refusal> {
-    let pos = |id: &str| steps.iter().position(|s| s.id == id);
-    if let Some(migrate) = pos(steps::MIGRATE) {
-        match pos(steps::DRY_RUN) {
-            Some(dry) if dry < migrate => {}
-            _ => {
-                return Err(Refusal {
-                    code: "plan.migrate_without_dry_run",
-                    reason: "the plan runs `syn2mas migrate` without a clean `syn2mas migrate --dry-run` before it".into(),
-                    help: "run the dry run first (it shows the errors a real run would hit and how long it takes)".into(),
-                })
-            }
-        }
-        if steps.iter().filter(|s| s.id == steps::MIGRATE).count() > 1 {
-            return Err(Refusal {
-                code: "plan.second_syn2mas",
-                reason:
-                    "the plan runs syn2mas twice; the second run meets a non-empty MAS database"
-                        .into(),
-                help: "drop and recreate the MAS database before a second migration".into(),
-            });
-        }
+/// Marks the steps a plan from the state the system shows would not have.
+fn mark_repeats(hs: &Homeserver, host: &str, shown: HostState, opts: &Options, steps: &mut [Step]) {
+    let from_shown = if opts.rollback {
+        rollback::rollback(hs, host, shown, opts)
+    } else {
+        steps::forward(hs, host, shown, opts)
+    };
+    let kept: BTreeSet<String> = from_shown
+        .map(|(_, s)| s.into_iter().map(|s| s.id).collect())
+        .unwrap_or_default();
+    for s in steps.iter_mut().filter(|s| !kept.contains(&s.id)) {
+        s.warnings.insert(
+            0,
+            format!("the system shows this done (`{shown}`): this step repeats it"),
+        );
     }
-    if let Some(final_switch) = pos(steps::SWITCH_FINAL) {
-        if steps.iter().any(|s| s.id == steps::MIGRATE) && pos(steps::MIGRATE) > Some(final_switch)
-        {
-            return Err(Refusal {
-                code: "plan.final_before_syn2mas",
-                reason:
-                    "the plan switches Synapse to delegation before syn2mas has copied the users"
-                        .into(),
-                help: "run `syn2mas migrate` from the prepare configuration first".into(),
-            });
-        }
-    }
-    let down: Vec<usize> = steps
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.synapse == Downtime::Down)
-        .map(|(i, _)| i)
-        .collect();
-    if let (Some(first), Some(last)) = (down.first(), down.last()) {
-        if last - first + 1 != down.len() {
-            return Err(Refusal {
-                code: "plan.downtime_split",
-                reason: "Synapse would go down more than once".into(),
-                help: "internal error: report it".into(),
-            });
-        }
-    }
-    Ok(())
 }

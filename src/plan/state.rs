@@ -58,7 +58,40 @@ pub enum StateSource<'a> {
     System(&'a Utf8Path),
 }
 
-pub use crate::lower::tasks::MIGRATED_STAMP;
+pub use crate::lower::tasks::{DRY_RUN_STAMP, MIGRATED_STAMP};
+
+/// What a system root shows beyond the state: the evidence a plan's safety
+/// checks weigh. Empty (`system: None`) when no system root was read, so
+/// the state is only a claim.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    /// The state the system root shows, and where it was read.
+    pub system: Option<(HostState, String)>,
+    /// The stamp of a successful `syn2mas migrate` is there.
+    pub migrated: bool,
+    /// The stamp of a clean `syn2mas migrate --dry-run` is there.
+    pub dry_run_clean: bool,
+}
+
+impl Record {
+    pub fn shown(&self) -> Option<HostState> {
+        self.system.as_ref().map(|(s, _)| *s)
+    }
+
+    /// Whether the system shows that syn2mas has run: its stamp, or a
+    /// Synapse that already delegates to MAS.
+    pub fn shows_syn2mas_ran(&self) -> bool {
+        self.migrated || self.shown() == Some(HostState::Delegated)
+    }
+}
+
+/// Where the host is, how that was found, and what the system shows.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub state: HostState,
+    pub how: String,
+    pub record: Record,
+}
 
 /// Detects the state; returns it with a sentence saying how it was found.
 pub fn detect(source: &StateSource<'_>) -> anyhow::Result<(HostState, String)> {
@@ -70,14 +103,49 @@ pub fn detect(source: &StateSource<'_>) -> anyhow::Result<(HostState, String)> {
             })?;
             Ok((state, format!("--from {s}")))
         }
-        StateSource::System(root) => from_system(root),
+        StateSource::System(root) => from_system(root).map(|(state, how, _)| (state, how)),
         StateSource::Manifest(out) => from_manifest(out),
     }
 }
 
+/// Combines a claim (`--from` or `--against`) with the evidence of a system
+/// root. Both are kept: the plan's checks refuse a claim the system
+/// contradicts (see `safety::check_state`).
+pub fn locate(
+    claim: Option<&StateSource<'_>>,
+    system: Option<&Utf8Path>,
+) -> anyhow::Result<Located> {
+    let record = match system {
+        Some(root) => {
+            let (state, how, mut record) = from_system(root)?;
+            record.system = Some((state, how));
+            record
+        }
+        None => Record::default(),
+    };
+    let Some(claim) = claim else {
+        let Some((state, how)) = record.system.clone() else {
+            anyhow::bail!(
+                "say where the host is: --system /run/current-system (read from the host), --from <{}> or --against <previous output tree>",
+                HostState::ALL.map(|h| h.name()).join("|")
+            );
+        };
+        return Ok(Located { state, how, record });
+    };
+    let (state, claimed) = detect(claim)?;
+    let how = match &record.system {
+        None => {
+            format!("{claimed} (a claim, not checked against the host: add --system to check it)")
+        }
+        Some((shown, how)) if *shown == state => format!("{claimed}, confirmed by {how}"),
+        Some((_, how)) => format!("{claimed}, against {how}"),
+    };
+    Ok(Located { state, how, record })
+}
+
 /// From the units a system root has, whether Synapse's merged config
 /// delegates to MAS, and the stamps masgen's tasks left.
-fn from_system(root: &Utf8Path) -> anyhow::Result<(HostState, String)> {
+fn from_system(root: &Utf8Path) -> anyhow::Result<(HostState, String, Record)> {
     let sys = system::read(root, &[])?;
     let has = |unit: &str| sys.units.contains_key(unit);
     let delegates = if has(SYNAPSE_UNIT) {
@@ -92,12 +160,17 @@ fn from_system(root: &Utf8Path) -> anyhow::Result<(HostState, String)> {
     } else {
         None
     };
-    let migrated = sys.stamps.iter().any(|s| s == MIGRATED_STAMP);
+    let stamped = |name: &str| sys.stamps.iter().any(|s| s == name);
+    let record = Record {
+        system: None,
+        migrated: stamped(MIGRATED_STAMP),
+        dry_run_clean: stamped(DRY_RUN_STAMP),
+    };
     let state = match (has(SYNAPSE_UNIT), has(MAS_UNIT)) {
         (false, _) => HostState::Fresh,
         (true, _) if delegates == Some(true) => HostState::Delegated,
         (true, false) => HostState::SynapseOnly,
-        (true, true) if migrated => HostState::Migrated,
+        (true, true) if record.migrated => HostState::Migrated,
         (true, true) => HostState::MasPrepared,
     };
     let units: Vec<&str> = [SYNAPSE_UNIT, MAS_UNIT]
@@ -115,10 +188,13 @@ fn from_system(root: &Utf8Path) -> anyhow::Result<(HostState, String)> {
         Some(false) => "; Synapse uses its own logins",
         None => "",
     });
-    if migrated {
+    if record.dry_run_clean {
+        how.push_str("; a clean syn2mas dry run is on record");
+    }
+    if record.migrated {
         how.push_str("; syn2mas migrate has completed");
     }
-    Ok((state, how))
+    Ok((state, how, record))
 }
 
 /// A previous output tree says which configurations were built, not which

@@ -19,15 +19,15 @@ pub const MIGRATE: &str = "syn2mas-migrate";
 pub const SWITCH_FINAL: &str = "switch-final";
 pub const DOCTOR: &str = "mas-doctor";
 
-fn start(unit: &str) -> String {
+pub(super) fn start(unit: &str) -> String {
     format!("systemctl start {unit}.service")
 }
 
-fn journal(unit: &str) -> String {
+pub(super) fn journal(unit: &str) -> String {
     format!("journalctl -u {unit}.service -o cat --since today")
 }
 
-fn result_of(unit: &str) -> String {
+pub(super) fn result_of(unit: &str) -> String {
     format!("systemctl show -p Result -p ExecMainStatus {unit}.service")
 }
 
@@ -37,7 +37,7 @@ const SYN2MAS_EXIT: &str = "exit code 0 = clean; 11 = warnings only: read every 
 /// One step; every field a reader needs is an argument, in the order the
 /// plan prints them.
 #[allow(clippy::too_many_arguments)]
-fn step(
+pub(super) fn step(
     host: &str,
     id: &str,
     title: &str,
@@ -62,14 +62,14 @@ fn step(
     }
 }
 
-fn gate(condition: &str, check: Vec<String>) -> Gate {
+pub(super) fn gate(condition: &str, check: Vec<String>) -> Gate {
     Gate {
         condition: condition.into(),
         check,
     }
 }
 
-fn undo(possible: bool, how: impl Into<String>) -> Undo {
+pub(super) fn undo(possible: bool, how: impl Into<String>) -> Undo {
     Undo {
         possible,
         how: how.into(),
@@ -308,151 +308,4 @@ pub(super) fn forward(
         }
     }
     Ok((HostState::Delegated, steps))
-}
-
-pub(super) fn rollback(
-    hs: &Homeserver,
-    host: &str,
-    from: HostState,
-    opts: &Options,
-) -> Result<(HostState, Vec<Step>), Refusal> {
-    let out = &opts.out_dir;
-    let prepare_cfg = configuration_name(host, Phase::Prepare);
-    // MAS's data (accounts, passwords changed there, sessions) is dumped
-    // before it is dropped; the stamp goes too, or `plan --system` would
-    // still see a migration.
-    let drop_mas = format!(
-        "sudo -u postgres pg_dump -Fc -f {dir}/{db}-before-rollback-$(date -u +%Y%m%dT%H%M%SZ).dump {db} && sudo -u postgres dropdb {db} && sudo -u postgres createdb -O {user} {db} && rm -f /var/lib/masgen/{stamp}",
-        dir = hs.backup_dir,
-        stamp = super::MIGRATED_STAMP,
-        db = hs.mas.database.name,
-        user = hs.mas.database.user
-    );
-    if hs.mode == Mode::Fresh {
-        return Err(Refusal {
-            code: "plan.rollback_fresh",
-            reason: "a fresh install has no Synapse-only configuration to go back to".into(),
-            help: "roll back the NixOS generation with `nixos-rebuild switch --rollback`".into(),
-        });
-    }
-    let mut steps = Vec::new();
-    match from {
-        HostState::Fresh | HostState::SynapseOnly => return Ok((from, steps)),
-        HostState::MasPrepared => {
-            steps.push(step(
-                host,
-                "rollback-prepare",
-                "Remove MAS: switch back to the previous generation",
-                StepKind::Rebuild,
-                vec!["nixos-rebuild switch --rollback".into()],
-                gate(
-                    "matrix-authentication-service.service is gone; Synapse active",
-                    vec!["systemctl is-active matrix-synapse.service".into()],
-                ),
-                Downtime::Restart,
-                undo(
-                    true,
-                    format!("nixos-rebuild switch --flake {out}#{prepare_cfg}"),
-                ),
-                HostState::SynapseOnly,
-            ));
-        }
-        HostState::Migrated => {
-            steps.push(step(
-                host,
-                "rollback-empty-mas",
-                "Empty MAS's database (syn2mas never wrote to Synapse's)",
-                StepKind::Manual,
-                vec![
-                    "systemctl stop matrix-authentication-service.service".into(),
-                    drop_mas,
-                ],
-                gate(
-                    "MAS's database exists and is empty",
-                    vec![format!(
-                        "sudo -u postgres psql -d {} -c '\\dt'",
-                        hs.mas.database.name
-                    )],
-                ),
-                Downtime::Down,
-                undo(false, "run syn2mas migrate again after a new dry run"),
-                HostState::MasPrepared,
-            ));
-            steps.push(step(
-                host,
-                "rollback-start-synapse",
-                "Start Synapse on the phase-1 configuration (downtime ends)",
-                StepKind::Manual,
-                vec![
-                    "systemctl start matrix-synapse.service matrix-authentication-service.service"
-                        .into(),
-                ],
-                gate(
-                    "Synapse answers logins itself",
-                    vec!["systemctl is-active matrix-synapse.service".into()],
-                ),
-                Downtime::Down,
-                undo(true, "follow the migration plan again"),
-                HostState::MasPrepared,
-            ));
-        }
-        HostState::Delegated => {
-            if !opts.acknowledged.contains(ACK_ROLLBACK) {
-                return Err(Refusal {
-                    code: "plan.rollback_delegated",
-                    reason: "going back from delegation breaks every session, device and password change made through MAS since the switch".into(),
-                    help: format!("if that loss is acceptable, pass --acknowledge {ACK_ROLLBACK}"),
-                });
-            }
-            let mut s = step(host, "rollback-stop", "Stop Synapse and MAS (downtime starts)", StepKind::Manual,
-                vec!["systemctl stop matrix-synapse.service matrix-authentication-service.service".into()],
-                gate("both units are inactive", vec!["systemctl is-active matrix-synapse.service matrix-authentication-service.service || true".into()]),
-                Downtime::Down, undo(true, "systemctl start matrix-synapse.service matrix-authentication-service.service"), HostState::Delegated);
-            s.warnings.push("sessions created through MAS stop working; users log in again with their Synapse passwords (changes made in MAS are lost)".into());
-            steps.push(s);
-            steps.push(step(
-                host,
-                "rollback-switch-prepare",
-                "Switch Synapse back to its own logins (phase-1 configuration)",
-                StepKind::Rebuild,
-                vec![format!("nixos-rebuild switch --flake {out}#{prepare_cfg}")],
-                gate(
-                    "Synapse serves /_matrix/client/v3/login itself",
-                    vec![format!(
-                        "curl -fsS https://{}/_matrix/client/v3/login",
-                        hs.synapse.public_hostname
-                    )],
-                ),
-                Downtime::Down,
-                undo(
-                    false,
-                    "migrate again: empty MAS's database first, then run the full migration plan",
-                ),
-                HostState::MasPrepared,
-            ));
-            steps.push(step(
-                host,
-                "rollback-empty-mas",
-                "Empty MAS's database so a later migration can run",
-                StepKind::Manual,
-                vec![
-                    "systemctl stop matrix-authentication-service.service".into(),
-                    drop_mas,
-                    "systemctl start matrix-authentication-service.service".into(),
-                ],
-                gate(
-                    "MAS's database is empty",
-                    vec![format!(
-                        "sudo -u postgres psql -d {} -c '\\dt'",
-                        hs.mas.database.name
-                    )],
-                ),
-                Downtime::None,
-                undo(false, "restore MAS's data from the dump this step wrote"),
-                HostState::MasPrepared,
-            ));
-        }
-    }
-    let to = steps.last().map(|s| s.reaches).unwrap_or(from);
-    Ok((to, steps))
 }
