@@ -204,6 +204,33 @@ fn from_and_against_together_are_an_error() {
 }
 
 #[test]
+fn a_previous_tree_is_a_claim_the_system_can_refute() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let out = out.to_str().unwrap();
+    let (code, _, stderr) = run(&["build", "examples/fresh.toml", "-o", out]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // The tree's only configuration delegates; a host without Synapse has not got there.
+    let bare = Root::new(None, false, &[]);
+    let (code, _, stderr) = run(&[
+        "plan",
+        "examples/fresh.toml",
+        "--against",
+        out,
+        "--system",
+        bare.path(),
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("plan.claim_ahead_of_system"), "{stderr}");
+    let (code, stdout, stderr) = run(&["plan", "examples/fresh.toml", "--against", out]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("a claim, not checked against the host"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn a_claim_the_system_confirms_is_accepted() {
     let root = mas_prepared();
     let json = plan_json(&["--from", "mas-prepared", "--system", root.path()]);
