@@ -566,3 +566,49 @@ fn build_writes_the_plan_beside_the_flake() {
     assert_eq!(json["from"], "synapse-only");
     assert_eq!(json["to"], "delegated");
 }
+
+/// The rollback's generation finder, run by `sh` against a profile
+/// directory laid out like /nix/var/nix/profiles: it picks the newest
+/// generation without MAS's unit, comparing generation numbers as numbers.
+#[test]
+fn rollback_finds_the_newest_generation_without_mas() {
+    let c = checked("examples/migrate-local.toml");
+    let p = plan::plan(&c.homeserver, HostState::MasPrepared, "t", &opts(true, &[])).unwrap();
+    let find = &p.steps[pos(&p.steps, "rollback-switch-synapse-only")].commands[0];
+    let run = |with_mas: &[u32], without: &[u32]| {
+        // Dashes in the parent path must not confuse it.
+        let tmp = tempfile::Builder::new()
+            .prefix("masgen-plan-")
+            .tempdir()
+            .unwrap();
+        let profiles = tmp.path().join("nix-profiles");
+        for (n, mas) in with_mas
+            .iter()
+            .map(|n| (n, true))
+            .chain(without.iter().map(|n| (n, false)))
+        {
+            let units = profiles.join(format!("system-{n}-link/etc/systemd/system"));
+            fs::create_dir_all(&units).unwrap();
+            fs::write(units.join("matrix-synapse.service"), "").unwrap();
+            if mas {
+                fs::write(units.join("matrix-authentication-service.service"), "").unwrap();
+            }
+        }
+        let script = find.replace("/nix/var/nix/profiles", profiles.to_str().unwrap())
+            + "\necho \"GEN=$gen\"";
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("GEN="))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(run(&[9, 10, 11], &[2, 8]), "8");
+    assert_eq!(run(&[3], &[1, 2, 4]), "4", "a later generation without MAS");
+    assert_eq!(run(&[1, 2], &[]), "", "none left");
+}

@@ -18,7 +18,7 @@ pub const EMPTY_MAS: &str = "rollback-empty-mas";
 
 /// The NixOS generation the host ran before MAS: the newest one whose units
 /// have no MAS service (the same layout `plan --system` reads).
-const FIND_GENERATION: &str = r#"gen=$(ls -d /nix/var/nix/profiles/system-*-link | sort -t- -k2,2nr | while read -r g; do [ -e "$g/etc/systemd/system/matrix-authentication-service.service" ] || { basename "$g" | cut -d- -f2; break; }; done); echo "last generation without MAS: ${gen:-none left}""#;
+const FIND_GENERATION: &str = r#"gen=; for n in $(ls /nix/var/nix/profiles | sed -n 's/^system-\([0-9]*\)-link$/\1/p' | sort -nr); do [ -e "/nix/var/nix/profiles/system-$n-link/etc/systemd/system/matrix-authentication-service.service" ] || { gen=$n; break; }; done; echo "last generation without MAS: ${gen:-none left}""#;
 const SWITCH_GENERATION: &str = r#"test -n "$gen" && nix-env -p /nix/var/nix/profiles/system --switch-generation "$gen" && /nix/var/nix/profiles/system/bin/switch-to-configuration switch"#;
 
 pub(super) fn rollback(
