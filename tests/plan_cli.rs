@@ -330,6 +330,17 @@ fn a_second_syn2mas_migrate_is_refused_whatever_is_acknowledged() {
 }
 
 #[test]
+fn a_host_rolled_back_by_hand_is_not_migrated_twice() {
+    // Synapse back on its own logins, but the migration's stamp is still there.
+    let root = Root::new(Some(false), false, &[DRY_RUN, MIGRATED]);
+    let err = refused(&["--system", root.path()], "plan.second_syn2mas");
+    assert!(err.contains("--rollback"), "{err}");
+    let json = plan_json(&["--system", root.path(), "--rollback"]);
+    assert_eq!(step_ids(&json), ["rollback-empty-mas"]);
+    assert_eq!(json["to"], "synapse-only");
+}
+
+#[test]
 fn a_final_switch_needs_evidence_that_syn2mas_ran() {
     // A claim alone is no evidence.
     for claim in ["migrated", "delegated"] {

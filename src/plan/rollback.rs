@@ -36,6 +36,12 @@ pub(super) fn rollback(
     }
     let mut steps = Vec::new();
     let down = match from {
+        // Back at Synapse's own logins by hand, with MAS's data and stamps
+        // left behind: they would refuse the next migration.
+        HostState::SynapseOnly if opts.record.migrated || opts.record.dry_run_clean => {
+            steps.push(empty_mas(hs, host));
+            return Ok((from, steps));
+        }
         HostState::Fresh | HostState::SynapseOnly => return Ok((from, steps)),
         HostState::MasPrepared => false,
         // syn2mas migrate conflicts with Synapse: it is stopped already.
