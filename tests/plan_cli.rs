@@ -374,8 +374,9 @@ fn fresh_spec_over_a_running_synapse_is_refused_whatever_is_claimed() {
 
 #[test]
 fn rollback_reads_the_system_too() {
-    // A claim below delegation does not dodge the rollback acknowledgement.
-    refused(
+    // A claim below delegation does not dodge the rollback acknowledgement:
+    // a rollback starts where the system is.
+    let err = refused(
         &[
             "--from",
             "mas-prepared",
@@ -385,6 +386,11 @@ fn rollback_reads_the_system_too() {
             "plan-repeats-done-steps",
             "--rollback",
         ],
+        "plan.claim_behind_system",
+    );
+    assert!(!err.contains("pass --acknowledge"), "{err}");
+    refused(
+        &["--system", delegated().path(), "--rollback"],
         "plan.rollback_delegated",
     );
     let json = plan_json(&[

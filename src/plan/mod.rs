@@ -174,11 +174,8 @@ pub fn plan(
 
 /// Marks the steps a plan from the state the system shows would not have.
 fn mark_repeats(hs: &Homeserver, host: &str, shown: HostState, opts: &Options, steps: &mut [Step]) {
-    let from_shown = if opts.rollback {
-        rollback::rollback(hs, host, shown, opts)
-    } else {
-        steps::forward(hs, host, shown, opts)
-    };
+    // Only forward plans repeat (safety::check_state refuses the rest).
+    let from_shown = steps::forward(hs, host, shown, opts);
     let kept: BTreeSet<String> = from_shown
         .map(|(_, s)| s.into_iter().map(|s| s.id).collect())
         .unwrap_or_default();

@@ -9,7 +9,8 @@ use crate::model::Mode;
 
 /// A claimed state (`--from`, `--against`) against what the system root
 /// shows: a claim may not skip what the system does not show done; a claim
-/// behind the system repeats steps, only when acknowledged.
+/// behind the system repeats steps, only when acknowledged, and never for
+/// a rollback or a claim of `fresh`.
 pub(super) fn check_state(mode: Mode, from: HostState, opts: &Options) -> Result<(), Refusal> {
     let Some((shown, how)) = &opts.record.system else {
         return Ok(());
@@ -31,24 +32,19 @@ pub(super) fn check_state(mode: Mode, from: HostState, opts: &Options) -> Result
             help: "drop --from / --against so the plan starts where the system is; if that root is not the host's running system, give the right one (`--system /run/current-system` on the host)".into(),
         });
     }
-    if from < shown && (from == HostState::Fresh || !opts.acknowledged.contains(ACK_REPEAT)) {
-        let help = if from == HostState::Fresh {
-            "drop --from / --against: a host that runs Synapse is never fresh".to_string()
-        } else {
+    // Repeating is a forward notion: a rollback starts where the system is.
+    let repeatable = from != HostState::Fresh && !opts.rollback;
+    if from < shown && !(repeatable && opts.acknowledged.contains(ACK_REPEAT)) {
+        let help = if repeatable {
             format!("drop --from / --against so the plan starts at `{shown}`; to repeat the steps on purpose, pass --acknowledge {ACK_REPEAT} (a second `syn2mas migrate` is refused even then)")
+        } else {
+            format!("drop --from / --against so the plan starts at `{shown}`, where the host is")
         };
         return Err(Refusal {
             code: "plan.claim_behind_system",
-            reason: format!("the claim says `{from}`, but the system shows `{shown}` ({how}); the plan would repeat steps the host has done"),
+            reason: format!("the claim says `{from}`, but the system shows `{shown}` ({how}); the plan would repeat or skip steps by that difference"),
             help,
         });
-    }
-    if opts.rollback
-        && shown == HostState::Delegated
-        && from < shown
-        && !opts.acknowledged.contains(ACK_ROLLBACK)
-    {
-        return Err(rollback_delegated());
     }
     Ok(())
 }
