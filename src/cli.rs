@@ -39,13 +39,15 @@ pub enum Command {
     /// Print the ordered activation steps from the host's current state.
     Plan {
         spec: Utf8PathBuf,
-        /// The current state: fresh, synapse-only, mas-prepared, migrated, delegated.
+        /// The current state as you claim it: fresh, synapse-only, mas-prepared, migrated,
+        /// delegated. With --system, the system must agree.
         #[arg(long)]
         from: Option<String>,
-        /// Read the current state from a previous output tree's manifest.
+        /// Claim the current state from a previous output tree's manifest.
         #[arg(long)]
         against: Option<Utf8PathBuf>,
-        /// Read the current state from a NixOS system root (e.g. /run/current-system).
+        /// Read the current state from a NixOS system root (e.g. /run/current-system):
+        /// its evidence beats --from and --against.
         #[arg(long)]
         system: Option<Utf8PathBuf>,
         /// Output directory the commands refer to.
@@ -53,10 +55,11 @@ pub enum Command {
         output: Utf8PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
-        /// Plan the way back to Synapse's own logins instead.
+        /// Plan the way back to Synapse's own logins (`synapse-only`) instead.
         #[arg(long)]
         rollback: bool,
-        /// Acknowledge a risk the plan would otherwise refuse (repeatable), e.g. `rollback-breaks-mas-sessions`.
+        /// Acknowledge a risk the plan would otherwise refuse (repeatable):
+        /// `password-providers-stop-working`, `rollback-breaks-mas-sessions`, `plan-repeats-done-steps`.
         #[arg(long = "acknowledge", value_name = "RISK")]
         acknowledge: Vec<String>,
     },
