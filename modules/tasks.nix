@@ -206,6 +206,14 @@ let
             `masgen plan --system /` can tell how far a migration got.
           '';
         };
+        clearStampAtStart = mkOption {
+          type = types.bool;
+          default = false;
+          description = ''
+            Remove the success stamp when a run starts, so it records the
+            outcome of the last run only (a clean dry run, not an earlier one).
+          '';
+        };
         successExitStatus = mkOption {
           type = types.listOf types.int;
           default = [ ];
@@ -291,6 +299,9 @@ let
             "+${pkgs.coreutils}/bin/mkdir -p /var/lib/masgen"
             "+${pkgs.coreutils}/bin/touch /var/lib/masgen/${task.successStamp}"
           ];
+        }
+        // lib.optionalAttrs (task.successStamp != null && task.clearStampAtStart) {
+          ExecStartPre = [ "+${pkgs.coreutils}/bin/rm -f /var/lib/masgen/${task.successStamp}" ];
         }
         // lib.optionalAttrs (task.successExitStatus != [ ]) {
           SuccessExitStatus = lib.concatMapStringsSep " " toString task.successExitStatus;

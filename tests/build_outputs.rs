@@ -964,6 +964,7 @@ const MASGEN_OPTIONS: &[(&str, &str)] = &[
         "masgen.tasks.<name>.successStamp",
         "null or string matching the pattern [A-Za-z0-9._-]+",
     ),
+    ("masgen.tasks.<name>.clearStampAtStart", "boolean"),
     (
         "masgen.tasks.<name>.successExitStatus",
         "list of signed integer",

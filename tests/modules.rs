@@ -328,12 +328,15 @@ let
       after = [ "postgresql.service" ];
       successExitStatus = [ 11 ];
       timeoutSec = 3600;
+      successStamp = "syn2mas-dry-run.done";
+      clearStampAtStart = true;
     };
     backup = {
       command = [ "@masgen-backup@" "matrix-synapse" "/var/backup/masgen" "@synapse-config-args@"
                   "@mas-config@" "100%" "$HOME" ];
       conflicts = [ "matrix-synapse.service" ];
       stateDirectory = "masgen-backup";
+      successStamp = "syn2mas-migrate.done";
     };
     sql = { command = [ "@psql@" "-c" "select 1" "@pg_dump@" ]; group = "postgres"; user = "postgres"; };
     register = {
@@ -433,6 +436,17 @@ fn tasks_module_builds_oneshot_units() {
     assert_eq!(s2m["serviceConfig"]["RuntimeDirectoryMode"], "0700");
     assert_eq!(s2m["serviceConfig"]["SuccessExitStatus"], "11");
     assert_eq!(s2m["serviceConfig"]["TimeoutStartSec"], "3600");
+    // A stamp that records the last run only is removed when a run starts.
+    assert_eq!(
+        s2m["serviceConfig"]["ExecStartPre"],
+        serde_json::json!([
+            "+/nix/store/stub-coreutils/bin/rm -f /var/lib/masgen/syn2mas-dry-run.done"
+        ])
+    );
+    assert_eq!(
+        s2m["serviceConfig"]["ExecStartPost"][1],
+        "+/nix/store/stub-coreutils/bin/touch /var/lib/masgen/syn2mas-dry-run.done"
+    );
     assert_eq!(
         s2m["after"],
         serde_json::json!([
@@ -478,6 +492,12 @@ fn tasks_module_builds_oneshot_units() {
         "root by default"
     );
     assert!(backup["serviceConfig"].get("DynamicUser").is_none());
+    // A sticky stamp: touched on success, never removed by the unit.
+    assert!(backup["serviceConfig"].get("ExecStartPre").is_none());
+    assert_eq!(
+        backup["serviceConfig"]["ExecStartPost"][1],
+        "+/nix/store/stub-coreutils/bin/touch /var/lib/masgen/syn2mas-migrate.done"
+    );
     assert!(backup["serviceConfig"].get("RuntimeDirectory").is_none());
 
     let sql = &units["sql"];

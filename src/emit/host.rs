@@ -59,6 +59,9 @@ fn task(t: &Task) -> NixExpr {
     }
     if let Some(s) = &t.success_stamp {
         attrs.push(("successStamp", NixExpr::str(s)));
+        if t.clear_stamp_at_start {
+            attrs.push(("clearStampAtStart", NixExpr::Bool(true)));
+        }
     }
     NixExpr::attrs(attrs)
 }

@@ -223,6 +223,11 @@ pub fn render_unit(task: &Task, synapse_extra_files: &[String]) -> String {
             "RuntimeDirectory={d}\nRuntimeDirectoryMode=0700\n"
         ));
     }
+    if let (Some(stamp), true) = (&task.success_stamp, task.clear_stamp_at_start) {
+        u.push_str(&format!(
+            "ExecStartPre=+{STORE_BIN}/rm -f /var/lib/masgen/{stamp}\n"
+        ));
+    }
     u.push_str(&format!("ExecStart={}\n", argv.join(" ")));
     if let Some(stamp) = &task.success_stamp {
         u.push_str(&format!(

@@ -22,6 +22,9 @@ pub struct Task {
     pub runtime_directory: Option<String>,
     /// Created under /var/lib/masgen on success (state detection for `plan`).
     pub success_stamp: Option<String>,
+    /// Removes the stamp when a run starts, so it records the last run's
+    /// outcome, not an earlier one's.
+    pub clear_stamp_at_start: bool,
 }
 
 pub const SYNAPSE_UNIT: &str = "matrix-synapse.service";
@@ -81,6 +84,7 @@ fn mas_cli(
         command,
         runtime_directory: Some(name.into()),
         success_stamp: None,
+        clear_stamp_at_start: false,
     }
 }
 
@@ -129,6 +133,7 @@ pub(super) fn lower(
                 command: backup_cmd,
                 runtime_directory: None,
                 success_stamp: None,
+                clear_stamp_at_start: false,
             },
         );
         // syn2mas reads the phase-1 Synapse config (it still lists the
@@ -158,6 +163,8 @@ pub(super) fn lower(
             &["migrate", "--dry-run"],
         );
         dry_run.success_stamp = Some(DRY_RUN_STAMP.into());
+        // A later dry run with errors must not leave an earlier clean one on record.
+        dry_run.clear_stamp_at_start = true;
         tasks.insert(SYN2MAS_DRY_RUN.into(), dry_run);
         let mut migrate = syn2mas(
             SYN2MAS_MIGRATE,
