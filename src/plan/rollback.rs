@@ -107,6 +107,9 @@ fn switch_back(hs: &Homeserver, host: &str, from: HostState, down: bool, opts: &
         },
         HostState::SynapseOnly,
     );
+    if from == HostState::Delegated {
+        s.warnings.push("accounts created through MAS since the switch have no Synapse password: set one with Synapse's admin API (`PUT /_synapse/admin/v2/users/<user id>` with `password`) or let them log in through Synapse's own SSO".into());
+    }
     s.warnings.push(format!("if no generation without MAS is left (collected), switch to the configuration the host ran before MAS instead; `nixos-rebuild switch --flake {prepare}` also gives Synapse its own logins back, with MAS idle beside it (`mas-prepared`)"));
     s
 }
