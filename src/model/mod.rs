@@ -3,6 +3,7 @@
 //! once. Nothing here knows about Nix, YAML or the disk.
 
 mod check;
+pub mod nixpkgs;
 
 use std::collections::BTreeMap;
 

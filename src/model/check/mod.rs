@@ -11,6 +11,7 @@ use crate::spec::raw::{self, SpecFile};
 
 mod database;
 mod mas;
+mod pins;
 mod proxy;
 mod synapse;
 mod upstream;
@@ -20,7 +21,6 @@ use mas::check_mas;
 use proxy::check_proxy;
 use synapse::check_synapse;
 
-const DEFAULT_NIXPKGS: &str = "github:NixOS/nixpkgs/nixos-25.11";
 const DEFAULT_HOST: &str = "matrix";
 
 struct Checker {
@@ -298,7 +298,8 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
         }
     }
 
-    let synapse = check_synapse(&mut c, spec, &host_name, mode);
+    let pin = pins::check_pin(&mut c, spec);
+    let synapse = check_synapse(&mut c, spec, &host_name, mode, &pin.synapse_version);
     let mas = check_mas(&mut c, spec, &host_name, mode, &synapse);
     let proxy = check_proxy(&mut c, &spec.proxy);
 
@@ -387,11 +388,7 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
     let model = Homeserver {
         server_name: hs.server_name.clone(),
         mode,
-        nixpkgs: spec
-            .flake
-            .nixpkgs
-            .clone()
-            .unwrap_or_else(|| DEFAULT_NIXPKGS.into()),
+        nixpkgs: pin.url,
         hosts,
         synapse,
         mas,
