@@ -251,6 +251,9 @@ const CASES: &[(&str, i32, &[&str])] = &[
         2,
         &["proxy.acme_email_from_host"],
     ),
+    // the host's own configuration
+    ("94-host-base-config-relative", 2, &["host.base_config"]),
+    ("95-host-base-twice", 2, &["host.base_twice"]),
 ];
 
 /// Specs validation gets wrong today (see the header comment of each):

@@ -1403,6 +1403,27 @@ fn mas_compat_module_runs_mas_like_the_nixpkgs_module() {
             "settings"
         ])
     );
+    // … which are the top-level options of nixpkgs' module.
+    let options = support::shared_dir().join("schemas/nixos-options.json");
+    match fs::read_to_string(&options) {
+        Ok(text) => {
+            let all: Value = serde_json::from_str(&text).unwrap();
+            let prefix = "services.matrix-authentication-service.";
+            let mut names: Vec<&str> = all["options"]
+                .as_array()
+                .expect("a list of options")
+                .iter()
+                .filter_map(|o| o["name"].as_str()?.strip_prefix(prefix))
+                .filter(|rest| !rest.contains('.'))
+                .collect();
+            names.sort();
+            assert_eq!(v["options"], serde_json::json!(names));
+        }
+        Err(e) => eprintln!(
+            "SKIP: {}: {e}: compat options not compared with nixpkgs'",
+            options.display()
+        ),
+    }
     let unit = &v["unit"];
     assert_eq!(
         unit["after"],

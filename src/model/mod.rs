@@ -67,6 +67,8 @@ pub struct Host {
     pub system: String,
     pub base_flake: Option<String>,
     pub base_module: String,
+    /// A plain NixOS configuration file, imported from a non-flake input of its directory.
+    pub base_config: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

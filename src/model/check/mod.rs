@@ -10,6 +10,7 @@ use crate::rules;
 use crate::spec::raw::{self, SpecFile};
 
 mod database;
+mod host;
 mod mas;
 mod pins;
 mod proxy;
@@ -264,14 +265,7 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
             );
             continue;
         }
-        if h.base_flake.is_none() {
-            c.warn(
-                "host.no_base_flake",
-                at("homeserver.host"),
-                format!("host `{name}` has no `base_flake`: its NixOS configurations lack file systems, boot loader and users, so they will not build as they are"),
-                format!("add `[hosts.{name}]` with `base_flake = \"path:/etc/nixos\"` (a flake exporting the host's own module)"),
-            );
-        }
+        let base_config = host::check_host_base(&mut c, &name, &h);
         hosts.insert(
             name.clone(),
             Host {
@@ -279,6 +273,7 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
                 system: h.system.clone().unwrap_or_else(|| "x86_64-linux".into()),
                 base_flake: h.base_flake.clone(),
                 base_module: h.base_module.clone().unwrap_or_else(|| "default".into()),
+                base_config,
             },
         );
     }
