@@ -254,6 +254,7 @@ const CASES: &[(&str, i32, &[&str])] = &[
     // the host's own configuration
     ("94-host-base-config-relative", 2, &["host.base_config"]),
     ("95-host-base-twice", 2, &["host.base_twice"]),
+    ("96-warn-pin-end-of-life", 0, &["nixpkgs.end_of_life"]),
 ];
 
 /// Specs validation gets wrong today (see the header comment of each):

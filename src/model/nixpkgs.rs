@@ -25,6 +25,8 @@ pub struct Branch {
     pub synapse: (u32, u32),
     /// Its ACME module refuses certificates without an account e-mail address.
     pub acme_email_required: bool,
+    /// No longer maintained: no security updates.
+    pub end_of_life: bool,
 }
 
 /// One row per branch; docs/notes.md cites every value.
@@ -35,6 +37,7 @@ pub const BRANCHES: &[Branch] = &[
         mas_package: "1.4.1",
         synapse: (1, 146),
         acme_email_required: true,
+        end_of_life: true,
     },
     Branch {
         name: "nixos-26.05",
@@ -43,6 +46,7 @@ pub const BRANCHES: &[Branch] = &[
         synapse: (1, 152),
         // Not verified that nixpkgs#489983 (e-mail optional) is on 26.05.
         acme_email_required: true,
+        end_of_life: false,
     },
     Branch {
         name: "nixos-unstable",
@@ -50,6 +54,7 @@ pub const BRANCHES: &[Branch] = &[
         mas_package: "1.20.0",
         synapse: (1, 156),
         acme_email_required: false,
+        end_of_life: false,
     },
 ];
 

@@ -20,6 +20,17 @@ pub(super) fn check_pin(c: &mut Checker, spec: &SpecFile) -> Pin {
         .clone()
         .unwrap_or_else(nixpkgs::default_url);
     let branch = nixpkgs::branch_of(&url);
+    if let Some(b) = branch.filter(|b| b.end_of_life) {
+        c.warn(
+            "nixpkgs.end_of_life",
+            at("flake.nixpkgs"),
+            format!(
+                "`{}` is end of life: the host gets no security updates for Synapse, MAS or nginx",
+                b.name
+            ),
+            format!("pin a maintained branch ({})", maintained_branches()),
+        );
+    }
     let synapse_version = synapse_version(c, spec, &url, branch);
     check_acme_email(c, &spec.proxy, &url, branch);
     Pin {
@@ -94,7 +105,7 @@ fn check_acme_email(
             "nixpkgs.acme_email",
             at(if proxy.tls.is_some() { "proxy.tls" } else { "proxy" }),
             format!(
-                "the ACME module of `{url}` ({}) refuses certificates without an account address: \"You must define `security.acme.certs.<name>.email` or `security.acme.defaults.email` to register with the CA\"",
+                "`{url}` is {}, whose ACME module masgen takes to need an account address (before nixpkgs#489983 it asserts \"You must define `security.acme.certs.<name>.email` or `security.acme.defaults.email` to register with the CA\")",
                 b.name
             ),
             "set `proxy.acme_email = \"admin@example.org\"`, or `proxy.acme_email_from_host = true` if the host's own configuration sets `security.acme.defaults.email`",
@@ -105,6 +116,15 @@ fn check_acme_email(
 fn known_branches() -> String {
     nixpkgs::BRANCHES
         .iter()
+        .map(|b| b.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn maintained_branches() -> String {
+    nixpkgs::BRANCHES
+        .iter()
+        .filter(|b| !b.end_of_life)
         .map(|b| b.name)
         .collect::<Vec<_>>()
         .join(", ")
