@@ -115,14 +115,20 @@ rec {
     let
       file = modulesPath + "/${masUpstreamModule}";
       present = modulesPath != null && builtins.pathExists file;
-      declared =
-        (import file {
-          inherit lib modulesPath;
-          config = { };
-          options = { };
-          pkgs = { };
-          utils = { };
-        }).options.services.matrix-authentication-service or { };
+      module = import file;
+      # Only the names of its declarations are read: no value is forced.
+      body =
+        if builtins.isFunction module then
+          module {
+            inherit lib modulesPath;
+            config = { };
+            options = { };
+            pkgs = { };
+            utils = { };
+          }
+        else
+          module;
+      declared = body.options.services.matrix-authentication-service or { };
     in
     {
       inherit present;
