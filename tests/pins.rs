@@ -132,3 +132,45 @@ fn base_config_is_imported_from_a_non_flake_input_of_its_directory() {
     );
     assert!(!flake.contains("flake = false"), "{flake}");
 }
+
+/// The emitted flake.nix, called through its own `outputs` with stand-in
+/// inputs (`nixosSystem` returns its arguments): a `base_config` host
+/// imports the file inside its input, a `base_flake` host the module.
+#[test]
+fn flake_outputs_import_the_host_configuration() {
+    let Some(nix) = support::nix_instantiate() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    for (example, want) in [
+        (
+            "migrate-local.toml",
+            "\"/stand-in/host-matrix/configuration.nix\"",
+        ),
+        ("fresh.toml", "{\"host\":\"module\"}"),
+    ] {
+        let tree = build(example, &example_text(example));
+        let out = tmp.path().join(example);
+        for (path, text) in &tree {
+            let file = out.join(path.as_str());
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, text).unwrap();
+        }
+        let expr = format!(
+            r#"let
+  flake = import {out}/flake.nix;
+  inputs = {{
+    nixpkgs.lib.nixosSystem = args: args;
+    host-matrix = {{ outPath = "/stand-in/host-matrix"; nixosModules.default = {{ host = "module"; }}; }};
+  }};
+  self = flake.outputs (inputs // {{ inherit self; }});
+in
+  builtins.elemAt self.nixosConfigurations.matrix.modules 2"#,
+            out = out.display()
+        );
+        let got = nix
+            .eval_json_expr(&expr)
+            .unwrap_or_else(|e| panic!("{example}: {e}"));
+        assert_eq!(got.to_string(), want, "{example}");
+    }
+}
