@@ -164,12 +164,16 @@ pub fn describe(url: &str) -> String {
                 }
             };
             format!(
-                "nixpkgs `{url}` is {}, which {module}; it deploys Synapse {}.{} or newer and MAS {} or newer; its ACME module {} an e-mail address",
+                "nixpkgs `{url}` is {}, which {module}; it deploys Synapse {}.{} or newer and MAS {} or newer; {}",
                 b.name,
                 b.synapse.0,
                 b.synapse.1,
                 b.mas_package,
-                if b.acme_email_required { "requires" } else { "does not require" },
+                if b.acme_email_required {
+                    "ACME certificates need an e-mail address with it"
+                } else {
+                    "its ACME module needs no e-mail address"
+                },
             )
         }
         None => format!(
@@ -263,7 +267,7 @@ mod tests {
     fn describe_says_which_module_is_used() {
         let d = describe("github:NixOS/nixpkgs/nixos-25.11");
         assert!(
-            d.contains("mas-compat.nix") && d.contains("requires an e-mail"),
+            d.contains("mas-compat.nix") && d.contains("need an e-mail"),
             "{d}"
         );
         let d = describe(&default_url());

@@ -62,6 +62,6 @@ fn config_file(c: &mut Checker, at_key: &KeyPath, file: &str) -> bool {
 }
 
 /// `/etc/nixos/configuration.nix` → (`/etc/nixos`, `configuration.nix`).
-pub fn split_config(file: &str) -> Option<(&str, &str)> {
+fn split_config(file: &str) -> Option<(&str, &str)> {
     file.rsplit_once('/')
 }
