@@ -103,6 +103,38 @@ rec {
       "replication"
     ]);
 
+  # nixpkgs' own MAS module, relative to the NixOS modules directory.
+  masUpstreamModule = "services/matrix/matrix-authentication-service.nix";
+
+  # What nixpkgs' own MAS module offers, found from `modulesPath` when the
+  # configuration is evaluated: whether it exists, and whether it declares
+  # `credentials` (nixpkgs added that option in July 2026, a month after the
+  # module). `lib` is only handed on to the module to read its declarations.
+  masUpstream =
+    { lib, modulesPath }:
+    let
+      file = modulesPath + "/${masUpstreamModule}";
+      present = modulesPath != null && builtins.pathExists file;
+      module = import file;
+      # Only the names of its declarations are read: no value is forced.
+      body =
+        if builtins.isFunction module then
+          module {
+            inherit lib modulesPath;
+            config = { };
+            options = { };
+            pkgs = { };
+            utils = { };
+          }
+        else
+          module;
+      declared = body.options.services.matrix-authentication-service or { };
+    in
+    {
+      inherit present;
+      hasCredentials = present && declared ? credentials;
+    };
+
   # pg_ident.conf and pg_hba.conf lines letting OS user `masUser` (and the
   # Synapse OS user itself) connect to `synapseDatabase` as `synapseRole`
   # over the Unix socket with peer authentication.

@@ -86,6 +86,10 @@ fn load(spec: &Utf8Path, what_happened: &str) -> Result<Option<masgen::Checked>>
     }
 }
 
+fn pin_note(checked: &masgen::Checked) -> String {
+    masgen::model::nixpkgs::describe(&checked.homeserver.nixpkgs)
+}
+
 fn init(existing: bool) -> Result<ExitCode> {
     let text = masgen::starter_spec(existing);
     std::io::stdout().lock().write_all(text.as_bytes())?;
@@ -95,6 +99,8 @@ fn init(existing: bool) -> Result<ExitCode> {
 fn check(spec: &Utf8Path) -> Result<ExitCode> {
     match load(spec, "nothing was written")? {
         Some(checked) => {
+            // Which MAS module and Synapse the pinned nixpkgs brings (stdout: not a diagnostic).
+            println!("{}", pin_note(&checked));
             eprintln!("{spec}: ok ({})", summary(&checked.warnings));
             Ok(ExitCode::SUCCESS)
         }
@@ -107,6 +113,7 @@ fn build(spec: &Utf8Path, output: &Utf8Path, check_only: bool) -> Result<ExitCod
         return Ok(ExitCode::from(2));
     };
     let (lowered, tree) = build_tree_for(&checked, &masgen::flake_ref(output))?;
+    eprintln!("note: {}", pin_note(&checked));
     for phase in &lowered.phases {
         for d in &phase.dropped {
             eprintln!(

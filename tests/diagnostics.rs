@@ -234,6 +234,27 @@ const CASES: &[(&str, i32, &[&str])] = &[
     ("80-dotted-account-key", 2, &["spec.unknown_key"]),
     ("81-same-port-wildcard-address", 2, &["value.port"]),
     ("82-table-given-as-string", 2, &["spec.type"]),
+    // the pinned nixpkgs (model/nixpkgs.rs)
+    ("90-pin-acme-without-email", 2, &["nixpkgs.acme_email"]),
+    (
+        "91-pin-synapse-older-than-pin",
+        2,
+        &["nixpkgs.synapse_version"],
+    ),
+    (
+        "92-pin-unknown-without-version",
+        2,
+        &["synapse.version.required"],
+    ),
+    (
+        "93-pin-acme-email-twice",
+        2,
+        &["proxy.acme_email_from_host"],
+    ),
+    // the host's own configuration
+    ("94-host-base-config-relative", 2, &["host.base_config"]),
+    ("95-host-base-twice", 2, &["host.base_twice"]),
+    ("96-warn-pin-end-of-life", 0, &["nixpkgs.end_of_life"]),
 ];
 
 /// Specs validation gets wrong today (see the header comment of each):

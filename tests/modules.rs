@@ -142,7 +142,9 @@ let
       listOf = t: type "listOf" { elem = t; };
       attrsOf = t: type "attrsOf" { elem = t; };
       submodule = module: type "submodule" { inherit module; };
+      package = type "package" { };
     };
+    literalExpression = text: { _type = "literalExpression"; inherit text; };
     getExe' = pkg: bin: "${pkg}/bin/${bin}";
     getExe = pkg: pkg // { outPath = "${pkg}/bin/${pkg.meta.mainProgram}"; };
     imap0 = f: list: b.genList (i: f i (b.elemAt list i)) (b.length list);
@@ -1368,4 +1370,224 @@ fn register_user_is_idempotent() {
     assert_eq!(out.status.code(), Some(2));
     let out = register(&["a", "--bogus"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+// ------------------------------------------------- MAS module of the pin
+
+/// `mas-compat.nix` with what a generated configuration sets: its unit,
+/// credentials, start script and database, like nixpkgs' module.
+const MAS_COMPAT_CASE: &str = r#"
+{ modulesDir, harness }:
+let
+  h = import harness { inherit modulesDir; };
+  mas = h.stubPkg "matrix-authentication-service" // { meta.mainProgram = "mas-cli"; };
+  eval = extraConfigFiles: h.resolve (h.evalModule "mas-compat.nix" {
+    services.matrix-synapse = { enable = true; serviceUnit = "matrix-synapse.service"; };
+    services.matrix-authentication-service = {
+      enable = true;
+      package = mas;
+      createDatabase = true;
+      settings = { http.public_base = "https://m.example.org/"; email = null; };
+      credentials = { encryption = "/run/secrets/enc"; matrix-secret = "/run/secrets/shared"; };
+      serviceDependencies = [ "matrix-synapse.service" ];
+      inherit extraConfigFiles;
+    };
+  }).config;
+  withExtra = eval [ "/run/secrets/mas-extra.yaml" ];
+  prepare = withExtra.systemd.services.matrix-authentication-service.serviceConfig.ExecStartPre;
+in
+{
+  unit = withExtra.systemd.services.matrix-authentication-service;
+  postgresql = withExtra.services.postgresql;
+  prepareText = prepare.text;
+  prepareInputs = prepare.runtimeInputs;
+  noExtraExecStart = (eval [ ]).systemd.services.matrix-authentication-service.serviceConfig.ExecStart;
+  options = builtins.attrNames (h.evalModule "mas-compat.nix" { services.matrix-authentication-service = { }; services.matrix-synapse = { }; }).options.services.matrix-authentication-service;
+}
+"#;
+
+#[test]
+fn mas_compat_module_runs_mas_like_the_nixpkgs_module() {
+    let Some(nix) = nix_instantiate() else { return };
+    let v = eval_case(&nix, MAS_COMPAT_CASE);
+    // Exactly the options masgen's configurations set (and nixpkgs' names).
+    assert_eq!(
+        v["options"],
+        serde_json::json!([
+            "createDatabase",
+            "credentials",
+            "enable",
+            "extraConfigFiles",
+            "package",
+            "serviceDependencies",
+            "settings"
+        ])
+    );
+    // … which are the top-level options of nixpkgs' module.
+    let options = support::shared_dir().join("schemas/nixos-options.json");
+    match fs::read_to_string(&options) {
+        Ok(text) => {
+            let all: Value = serde_json::from_str(&text).unwrap();
+            let prefix = "services.matrix-authentication-service.";
+            let mut names: Vec<&str> = all["options"]
+                .as_array()
+                .expect("a list of options")
+                .iter()
+                .filter_map(|o| o["name"].as_str()?.strip_prefix(prefix))
+                .filter(|rest| !rest.contains('.'))
+                .collect();
+            names.sort();
+            assert_eq!(v["options"], serde_json::json!(names));
+        }
+        Err(e) => eprintln!(
+            "SKIP: {}: {e}: compat options not compared with nixpkgs'",
+            options.display()
+        ),
+    }
+    let unit = &v["unit"];
+    assert_eq!(
+        unit["after"],
+        serde_json::json!(["postgresql.service", "matrix-synapse.service"])
+    );
+    assert_eq!(unit["wants"], unit["after"]);
+    assert_eq!(unit["wantedBy"], serde_json::json!(["multi-user.target"]));
+    let sc = &unit["serviceConfig"];
+    assert_eq!(sc["DynamicUser"], true);
+    assert_eq!(sc["StateDirectory"], "matrix-authentication-service");
+    assert_eq!(sc["RuntimeDirectory"], "matrix-authentication-service");
+    // Extra config files first as config-<i>, then the named credentials.
+    assert_eq!(
+        sc["LoadCredential"],
+        serde_json::json!([
+            "config-0:/run/secrets/mas-extra.yaml",
+            "encryption:/run/secrets/enc",
+            "matrix-secret:/run/secrets/shared"
+        ])
+    );
+    let mas = "/nix/store/stub-matrix-authentication-service/bin/mas-cli";
+    assert_eq!(
+        sc["ExecStart"],
+        format!(
+            "{mas} server --config /run/matrix-authentication-service/config.yaml --config \"${{CREDENTIALS_DIRECTORY}}/config-0\""
+        )
+    );
+    assert_eq!(
+        v["noExtraExecStart"],
+        format!("{mas} server --config /run/matrix-authentication-service/config.yaml")
+    );
+    let text = v["prepareText"].as_str().unwrap();
+    assert!(
+        text.contains("envsubst '$CREDENTIALS_DIRECTORY' < /nix/store/stub-matrix-authentication-service-config.yaml > /run/matrix-authentication-service/config.yaml"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{mas} config check --config /run/matrix-authentication-service/config.yaml --config \"${{CREDENTIALS_DIRECTORY}}/config-0\""
+        )),
+        "{text}"
+    );
+    assert_eq!(v["prepareInputs"], serde_json::json!(["gettext"]));
+    assert_eq!(
+        v["postgresql"]["ensureUsers"],
+        serde_json::json!([{"name": "matrix-authentication-service", "ensureDBOwnership": true}])
+    );
+    assert_eq!(
+        v["postgresql"]["ensureDatabases"],
+        serde_json::json!(["matrix-authentication-service"])
+    );
+
+    // writeShellApplication runs shellcheck on the start script.
+    if let Some(shellcheck) = find_tool("shellcheck") {
+        let tmp = TempDir::new().unwrap();
+        let path = tmp.path().join("prepare.sh");
+        write_file(
+            &path,
+            &format!("#!/bin/bash\nset -o errexit\nset -o nounset\nset -o pipefail\n{text}"),
+            0o644,
+        );
+        run_ok(Command::new(&shellcheck).arg(&path));
+    }
+}
+
+/// Which MAS module `default.nix` brings in for a NixOS modules directory
+/// with no MAS module, one without `credentials` (nixpkgs of June 2026) and
+/// one with it. The modules written here are stand-ins declaring only names.
+#[test]
+fn default_module_imports_the_compat_module_only_where_nixpkgs_lacks_credentials() {
+    let Some(nix) = nix_instantiate() else { return };
+    let tmp = TempDir::new().unwrap();
+    let module = |dir: &str, options: &str| {
+        let path = tmp.path().join(dir).join("services/matrix");
+        fs::create_dir_all(&path).unwrap();
+        fs::write(
+            path.join("matrix-authentication-service.nix"),
+            format!("{{ lib, ... }}: {{ options.services.matrix-authentication-service = {{ {options} }}; config = {{ }}; }}\n"),
+        )
+        .unwrap();
+    };
+    fs::create_dir_all(tmp.path().join("none")).unwrap();
+    module(
+        "june",
+        "enable = lib.mkEnableOption \"MAS\"; settings = { };",
+    );
+    module(
+        "july",
+        "enable = lib.mkEnableOption \"MAS\"; credentials = { };",
+    );
+    let expr = format!(
+        r#"{{ modulesDir, harness }}:
+let
+  h = import harness {{ inherit modulesDir; }};
+  pick = dir: let m = import (/. + modulesDir + "/default.nix") {{ inherit (h) lib; modulesPath = "{root}/${{dir}}"; }}; in {{
+    imports = map baseNameOf m.imports;
+    inherit (m) disabledModules;
+  }};
+in {{ none = pick "none"; june = pick "june"; july = pick "july"; }}"#,
+        root = tmp.path().display()
+    );
+    let v = eval_case(&nix, &expr);
+    let ours = ["tasks.nix", "synapse-secrets.nix", "syn2mas-access.nix"];
+    let with_compat = [&ours[..], &["mas-compat.nix"]].concat();
+    assert_eq!(v["none"]["imports"], serde_json::json!(with_compat));
+    assert_eq!(v["none"]["disabledModules"], serde_json::json!([]));
+    assert_eq!(v["june"]["imports"], serde_json::json!(with_compat));
+    assert_eq!(
+        v["june"]["disabledModules"],
+        serde_json::json!(["services/matrix/matrix-authentication-service.nix"])
+    );
+    assert_eq!(v["july"]["imports"], serde_json::json!(ours));
+    assert_eq!(v["july"]["disabledModules"], serde_json::json!([]));
+}
+
+/// The same choice on a real nixpkgs tree (`MASGEN_NIXPKGS`, else
+/// ~/.cache/masgen/nixpkgs): its MAS module, when it has one, is read with
+/// its own `lib`, and `credentials` is found exactly when the file declares it.
+#[test]
+fn default_module_reads_a_real_nixpkgs_mas_module() {
+    let Some(nix) = nix_instantiate() else { return };
+    let tree = std::env::var_os("MASGEN_NIXPKGS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/masgen/nixpkgs"))
+        });
+    let Some(tree) = tree.filter(|t| t.join("lib/default.nix").exists()) else {
+        eprintln!("SKIP: no nixpkgs tree (MASGEN_NIXPKGS or ~/.cache/masgen/nixpkgs): the MAS module choice was not checked against nixpkgs' own module");
+        return;
+    };
+    let file = tree.join("nixos/modules/services/matrix/matrix-authentication-service.nix");
+    let expect = match fs::read_to_string(&file) {
+        Ok(text) => text.contains("credentials = "),
+        Err(_) => false,
+    };
+    let expr = format!(
+        r#"{{ modulesDir, harness }}:
+(import (/. + modulesDir + "/lib.nix")).masUpstream {{
+  lib = import {tree}/lib;
+  modulesPath = "{tree}/nixos/modules";
+}}"#,
+        tree = tree.display()
+    );
+    let v = eval_case(&nix, &expr);
+    assert_eq!(v["present"], file.exists(), "{}", file.display());
+    assert_eq!(v["hasCredentials"], expect, "{}", file.display());
 }

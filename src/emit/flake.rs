@@ -1,6 +1,6 @@
 //! The output tree's `flake.nix`.
 
-use crate::lower::Lowered;
+use crate::lower::{HostBase, Lowered};
 use crate::nix::{print, NixExpr};
 
 use super::{header, Inputs};
@@ -11,12 +11,16 @@ pub(super) fn flake(lowered: &Lowered, inputs: &Inputs<'_>) -> String {
         NixExpr::attrs([("url", NixExpr::str(&lowered.nixpkgs))]),
     )];
     for host in &lowered.hosts {
-        if let Some((base, _)) = &host.base {
-            flake_inputs.push((
-                format!("host-{}", host.name),
-                NixExpr::attrs([("url", NixExpr::str(base))]),
-            ));
-        }
+        let input = match &host.base {
+            Some(HostBase::Flake { url, .. }) => NixExpr::attrs([("url", NixExpr::str(url))]),
+            // Not a flake: the directory is copied into the store as it is.
+            Some(HostBase::Config { dir, .. }) => NixExpr::attrs([
+                ("url", NixExpr::str(format!("path:{dir}"))),
+                ("flake", NixExpr::Bool(false)),
+            ]),
+            None => continue,
+        };
+        flake_inputs.push((format!("host-{}", host.name), input));
     }
 
     let mut modules = vec![("masgen".to_string(), NixExpr::Import("./masgen/modules"))];
@@ -37,13 +41,23 @@ pub(super) fn flake(lowered: &Lowered, inputs: &Inputs<'_>) -> String {
                 phase.configuration.clone(),
             ]),
         ];
-        if let Some((_, module)) = &host.base {
-            list.push(NixExpr::Select(vec![
+        let input = format!("host-{}", host.name);
+        match &host.base {
+            Some(HostBase::Flake { module, .. }) => list.push(NixExpr::Select(vec![
                 "inputs".into(),
-                format!("host-{}", host.name),
+                input,
                 "nixosModules".into(),
                 module.clone(),
-            ]));
+            ])),
+            Some(HostBase::Config { file, .. }) => list.push(NixExpr::Concat(
+                Box::new(NixExpr::Select(vec![
+                    "inputs".into(),
+                    input,
+                    "outPath".into(),
+                ])),
+                Box::new(NixExpr::str(format!("/{file}"))),
+            )),
+            None => {}
         }
         configurations.push((
             phase.configuration.clone(),
@@ -77,7 +91,7 @@ pub(super) fn flake(lowered: &Lowered, inputs: &Inputs<'_>) -> String {
     ]);
     let mut text = header("#", inputs);
     text.push_str("# Each host's own configuration (hardware, users, networking) comes from its\n");
-    text.push_str("# `base_flake` input; see docs/guide.md.\n");
+    text.push_str("# `host-<name>` input (`base_flake` or `base_config`); see docs/guide.md.\n");
     text.push_str(&print(&body));
     text.push('\n');
     text

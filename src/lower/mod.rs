@@ -72,8 +72,17 @@ pub struct Acme {
 pub struct HostOut {
     pub name: String,
     pub system: String,
-    /// Flake reference of the host's own configuration, and its module name.
-    pub base: Option<(String, String)>,
+    /// Where the host's own configuration comes from.
+    pub base: Option<HostBase>,
+}
+
+/// The flake input `host-<name>` and what the configurations import from it.
+#[derive(Debug, Clone, Serialize)]
+pub enum HostBase {
+    /// A flake exporting `nixosModules.<module>`.
+    Flake { url: String, module: String },
+    /// A plain configuration file: its directory is a non-flake `path:` input.
+    Config { dir: String, file: String },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -148,11 +157,25 @@ pub fn lower(hs: &Homeserver) -> Lowered {
             .map(|h| HostOut {
                 name: h.name.clone(),
                 system: h.system.clone(),
-                base: h.base_flake.clone().map(|f| (f, h.base_module.clone())),
+                base: host_base(h),
             })
             .collect(),
         phases: out,
     }
+}
+
+fn host_base(h: &crate::model::Host) -> Option<HostBase> {
+    if let Some(url) = &h.base_flake {
+        return Some(HostBase::Flake {
+            url: url.clone(),
+            module: h.base_module.clone(),
+        });
+    }
+    let (dir, file) = h.base_config.as_deref()?.rsplit_once('/')?;
+    Some(HostBase::Config {
+        dir: dir.to_string(),
+        file: file.to_string(),
+    })
 }
 
 pub fn configuration_name(host: &str, phase: Phase) -> String {

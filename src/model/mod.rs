@@ -3,6 +3,7 @@
 //! once. Nothing here knows about Nix, YAML or the disk.
 
 mod check;
+pub mod nixpkgs;
 
 use std::collections::BTreeMap;
 
@@ -66,6 +67,8 @@ pub struct Host {
     pub system: String,
     pub base_flake: Option<String>,
     pub base_module: String,
+    /// A plain NixOS configuration file, imported from a non-flake input of its directory.
+    pub base_config: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -45,6 +45,9 @@ pub struct HostSpec {
     pub base_flake: Option<String>,
     /// Which `nixosModules.<name>` of `base_flake` to import (default `default`).
     pub base_module: Option<String>,
+    /// A plain NixOS configuration file (e.g. `/etc/nixos/configuration.nix`);
+    /// its directory becomes a non-flake input.
+    pub base_config: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -70,7 +73,8 @@ pub struct DatabaseSpec {
 #[derive(Debug, Clone, Deserialize)]
 pub struct SynapseSpec {
     pub host: Option<String>,
-    pub version: String,
+    /// The Synapse release line; derived from a known `flake.nixpkgs` when omitted.
+    pub version: Option<String>,
     pub public_hostname: Option<String>,
     #[serde(default)]
     pub listener: ListenerSpec,
@@ -259,6 +263,8 @@ pub struct ProxySpec {
     /// `acme`, `files` or `none`.
     pub tls: Option<String>,
     pub acme_email: Option<String>,
+    /// The host's own configuration sets `security.acme.defaults.email`.
+    pub acme_email_from_host: Option<bool>,
     pub certificate_file: Option<String>,
     pub certificate_key_file: Option<String>,
     /// Serve `/.well-known/matrix/{client,server}` on the server_name host.

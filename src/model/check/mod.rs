@@ -10,7 +10,9 @@ use crate::rules;
 use crate::spec::raw::{self, SpecFile};
 
 mod database;
+mod host;
 mod mas;
+mod pins;
 mod proxy;
 mod synapse;
 mod upstream;
@@ -20,7 +22,6 @@ use mas::check_mas;
 use proxy::check_proxy;
 use synapse::check_synapse;
 
-const DEFAULT_NIXPKGS: &str = "github:NixOS/nixpkgs/nixos-25.11";
 const DEFAULT_HOST: &str = "matrix";
 
 struct Checker {
@@ -264,14 +265,7 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
             );
             continue;
         }
-        if h.base_flake.is_none() {
-            c.warn(
-                "host.no_base_flake",
-                at("homeserver.host"),
-                format!("host `{name}` has no `base_flake`: its NixOS configurations lack file systems, boot loader and users, so they will not build as they are"),
-                format!("add `[hosts.{name}]` with `base_flake = \"path:/etc/nixos\"` (a flake exporting the host's own module)"),
-            );
-        }
+        let base_config = host::check_host_base(&mut c, &name, &h);
         hosts.insert(
             name.clone(),
             Host {
@@ -279,6 +273,7 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
                 system: h.system.clone().unwrap_or_else(|| "x86_64-linux".into()),
                 base_flake: h.base_flake.clone(),
                 base_module: h.base_module.clone().unwrap_or_else(|| "default".into()),
+                base_config,
             },
         );
     }
@@ -298,7 +293,8 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
         }
     }
 
-    let synapse = check_synapse(&mut c, spec, &host_name, mode);
+    let pin = pins::check_pin(&mut c, spec);
+    let synapse = check_synapse(&mut c, spec, &host_name, mode, &pin.synapse_version);
     let mas = check_mas(&mut c, spec, &host_name, mode, &synapse);
     let proxy = check_proxy(&mut c, &spec.proxy);
 
@@ -387,11 +383,7 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
     let model = Homeserver {
         server_name: hs.server_name.clone(),
         mode,
-        nixpkgs: spec
-            .flake
-            .nixpkgs
-            .clone()
-            .unwrap_or_else(|| DEFAULT_NIXPKGS.into()),
+        nixpkgs: pin.url,
         hosts,
         synapse,
         mas,

@@ -2,16 +2,23 @@
 
 use super::*;
 
-pub(super) fn check_synapse(c: &mut Checker, spec: &SpecFile, host: &str, mode: Mode) -> Synapse {
+/// `version_text` is `synapse.version`, or the one derived from the pin (pins.rs).
+pub(super) fn check_synapse(
+    c: &mut Checker,
+    spec: &SpecFile,
+    host: &str,
+    mode: Mode,
+    version_text: &str,
+) -> Synapse {
     let s = &spec.synapse;
     let server_name = &spec.homeserver.server_name;
-    let version = match parse_version(&s.version) {
+    let version = match parse_version(version_text) {
         Some(v) => v,
         None => {
             c.error(
                 "synapse.version",
                 at("synapse.version"),
-                format!("`{}` is not a Synapse version", s.version),
+                format!("`{version_text}` is not a Synapse version"),
                 "write the release line you run, e.g. `1.157` or `1.157.1`",
             );
             SynapseVersion {
