@@ -329,6 +329,9 @@ fn retire(sibling: &Utf8Path, out: &Utf8Path, restore: bool) -> Result<Vec<Utf8P
     let mut files = Vec::new();
     let mut dirs = Vec::new();
     walk(sibling, Utf8Path::new(""), &mut files, &mut dirs)?;
+    // The manifest goes last: if this is interrupted, the next recovery
+    // still knows which of the remaining files are masgen's.
+    files.sort_by_key(|rel| rel == MANIFEST);
     let mut kept = Vec::new();
     for rel in files {
         let (here, there) = (sibling.join(&rel), out.join(&rel));

@@ -1,0 +1,291 @@
+//! A build interrupted at any moment leaves `out/` as the complete old tree
+//! or the complete new one, keeps the operator's files, and the next build
+//! removes whatever the interruption left (src/write/).
+//!
+//! - `interrupted_at_every_step_leaves_old_or_new`: the library writer is
+//!   stopped at each of its steps in turn, as a `kill -9` would stop it
+//!   (no clean-up runs), deterministically;
+//! - `kill_9_at_random_moments_leaves_old_or_new`: the real binary is killed
+//!   with SIGKILL at random moments, 60 times.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::ops::ControlFlow;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use masgen::emit::{OutputTree, MANIFEST};
+use masgen::write::{write_tree, write_tree_with, Interrupted};
+
+/// Files of the operator that live in `out/` beside the generated tree;
+/// `hosts/matrix/NOTES.md` sits in a generated directory.
+const FOREIGN: &[(&str, &str)] = &[
+    ("flake.lock", "{ \"version\": 7 }\n"),
+    ("README.local", "notes of the operator\n"),
+    ("hosts/matrix/NOTES.md", "host notes\n"),
+];
+
+/// Every file under `dir` (hidden ones too) with its contents.
+fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if fs::symlink_metadata(&path).unwrap().is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().to_path_buf();
+                out.insert(rel, fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// What `out/` must hold when it holds `tree`: the tree plus the foreign files.
+fn expected(tree: &BTreeMap<PathBuf, Vec<u8>>) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut all = tree.clone();
+    for (rel, text) in FOREIGN {
+        all.insert(PathBuf::from(rel), text.as_bytes().to_vec());
+    }
+    all
+}
+
+fn add_foreign(out: &Path) {
+    for (rel, text) in FOREIGN {
+        fs::write(out.join(rel), text).unwrap();
+    }
+}
+
+/// Names in `dir` other than `out` (leftovers of an interrupted build).
+fn siblings(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "out")
+        .collect();
+    names.sort();
+    names
+}
+
+fn library_tree(example: &str) -> OutputTree {
+    let checked = support::checked(example, &support::example_text(example));
+    masgen::build_tree(&checked).unwrap().1
+}
+
+fn as_files(tree: &OutputTree) -> BTreeMap<PathBuf, Vec<u8>> {
+    tree.iter()
+        .map(|(k, v)| (k.clone().into_std_path_buf(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+/// A temp dir with `out/` holding `tree` and the foreign files.
+fn out_with(tree: &OutputTree) -> (tempfile::TempDir, Utf8PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("masgen-crash-")
+        .tempdir()
+        .unwrap();
+    let out = Utf8Path::from_path(dir.path()).unwrap().join("out");
+    write_tree(&out, tree, false).unwrap();
+    add_foreign(out.as_std_path());
+    (dir, out)
+}
+
+/// The events of one uninterrupted write of `new` over `old`, as strings.
+fn events(old: &OutputTree, new: &OutputTree) -> Vec<String> {
+    let (_dir, out) = out_with(old);
+    let mut seen = Vec::new();
+    write_tree_with(&out, new, false, &mut |e| {
+        seen.push(format!("{e:?}"));
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    seen
+}
+
+#[test]
+fn interrupted_at_every_step_leaves_old_or_new() {
+    // migrate → fresh removes the prepare phase; fresh → migrate adds it.
+    for (from, to) in [
+        ("migrate-local.toml", "fresh.toml"),
+        ("fresh.toml", "migrate-keycloak.toml"),
+    ] {
+        let (old, new) = (library_tree(from), library_tree(to));
+        let (want_old, want_new) = (expected(&as_files(&old)), expected(&as_files(&new)));
+        assert_ne!(want_old, want_new);
+        let seen = events(&old, &new);
+        // The order recovery relies on: everything kept is linked, the
+        // manifest is staged before any file it lists, one sync, then the
+        // exchange, then the old tree goes.
+        let staged: Vec<&String> = seen.iter().filter(|e| e.starts_with("Staged")).collect();
+        assert_eq!(seen[0], "Carried", "{from} → {to}: {seen:?}");
+        assert_eq!(
+            *staged[0],
+            format!("Staged({MANIFEST:?})"),
+            "{from} → {to}: the manifest must be staged first: {seen:?}"
+        );
+        assert_eq!(
+            seen[seen.len() - 3..],
+            ["Synced", "Committed", "Retired"],
+            "{from} → {to}: {seen:?}"
+        );
+        let committed_at = seen.iter().position(|e| e == "Committed").unwrap();
+
+        for stop in 0..seen.len() {
+            let (dir, out) = out_with(&old);
+            let lock_inode = fs::metadata(out.join("flake.lock")).unwrap().ino();
+            let mut n = 0;
+            let res = write_tree_with(&out, &new, false, &mut |_| {
+                n += 1;
+                if n > stop {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            });
+            let err = res.expect_err("the observer stops the write");
+            assert!(err.downcast_ref::<Interrupted>().is_some(), "{err:#}");
+            let what = format!("{from} → {to}, stopped after {}", seen[stop]);
+            let now = contents(out.as_std_path());
+            if stop < committed_at {
+                assert!(now == want_old, "{what}: out/ is not the old tree");
+            } else {
+                assert!(now == want_new, "{what}: out/ is not the new tree");
+            }
+
+            // The next write finishes the job and leaves nothing behind.
+            let report = write_tree(&out, &new, false).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+            assert!(report.kept_aside.is_empty(), "{what}: {report:?}");
+            assert!(contents(out.as_std_path()) == want_new, "{what}: rebuild");
+            assert_eq!(siblings(dir.path()), Vec::<String>::new(), "{what}");
+            // The operator's file is the same file, not a copy.
+            let inode = fs::metadata(out.join("flake.lock")).unwrap().ino();
+            assert_eq!(inode, lock_inode, "{what}: flake.lock was replaced");
+        }
+    }
+}
+
+/// A small xorshift generator: the seed is printed, and `MASGEN_KILL_SEED`
+/// replays a run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn cli_build(dir: &Path, spec: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_masgen"));
+    c.current_dir(dir)
+        .env_remove("MASGEN_LOG")
+        .arg("build")
+        .arg(spec)
+        .args(["-o", "out"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c
+}
+
+/// The tree the binary writes for `spec` into a fresh directory.
+fn cli_tree(spec: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let status = cli_build(dir.path(), spec).status().unwrap();
+    assert!(status.success(), "{}", spec.display());
+    contents(&dir.path().join("out"))
+}
+
+#[test]
+fn kill_9_at_random_moments_leaves_old_or_new() {
+    let specs = [
+        support::repo_root().join("examples/migrate-local.toml"),
+        support::repo_root().join("examples/fresh.toml"),
+    ];
+    let want = [
+        expected(&cli_tree(&specs[0])),
+        expected(&cli_tree(&specs[1])),
+    ];
+    assert_ne!(want[0], want[1]);
+    let seed = std::env::var("MASGEN_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    println!("MASGEN_KILL_SEED={seed}");
+    let mut rng = Rng(seed);
+
+    let work = tempfile::Builder::new()
+        .prefix("masgen-kill-")
+        .tempdir()
+        .unwrap();
+    let build = |i: usize| {
+        let status = cli_build(work.path(), &specs[i]).status().unwrap();
+        assert!(status.success(), "seed {seed}: full build of {i}");
+    };
+    build(0);
+    add_foreign(&work.path().join("out"));
+    let mut current = 0;
+    // How long one build takes here, to spread the kills over its life.
+    let start = Instant::now();
+    build(1);
+    build(0);
+    let span = start.elapsed() / 2;
+
+    let (mut saw_old, mut saw_new, mut leftovers) = (0, 0, 0);
+    for attempt in 0..60 {
+        let target = 1 - current;
+        let delay = span.mul_f64((rng.next() % 1500) as f64 / 1000.0);
+        let mut child = cli_build(work.path(), &specs[target]).spawn().unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+        let what = format!("seed {seed}, attempt {attempt}, killed after {delay:?}");
+        let now = contents(&work.path().join("out"));
+        if now == want[current] {
+            saw_old += 1;
+        } else if now == want[target] {
+            saw_new += 1;
+            current = target;
+        } else {
+            panic!("{what}: out/ is neither the old nor the new tree");
+        }
+        let left = siblings(work.path());
+        assert!(
+            left.iter().all(|n| n.starts_with(".out.masgen-")),
+            "{what}: {left:?}"
+        );
+        leftovers += usize::from(!left.is_empty());
+        // Every other time, a complete build (to either spec) recovers.
+        if attempt % 2 == 1 {
+            let to = (rng.next() % 2) as usize;
+            build(to);
+            current = to;
+            assert!(contents(&work.path().join("out")) == want[to], "{what}");
+            assert_eq!(siblings(work.path()), Vec::<String>::new(), "{what}");
+        }
+    }
+    build(1 - current);
+    assert!(contents(&work.path().join("out")) == want[1 - current]);
+    assert_eq!(siblings(work.path()), Vec::<String>::new());
+    println!("old {saw_old}, new {saw_new}, with leftovers {leftovers} (build takes {span:?})");
+    // Kills both before and after the exchange, or the test proved little.
+    assert!(
+        saw_old > 0 && saw_new > 0,
+        "seed {seed}: old {saw_old}, new {saw_new}"
+    );
+}
