@@ -21,7 +21,7 @@ use std::time::Instant;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use masgen::emit::{OutputTree, MANIFEST};
-use masgen::write::{write_tree, write_tree_with, Interrupted};
+use masgen::write::{write_tree, write_tree_with, Event, Interrupted};
 
 /// Files of the operator that live in `out/` beside the generated tree;
 /// `hosts/matrix/NOTES.md` sits in a generated directory.
@@ -288,4 +288,50 @@ fn kill_9_at_random_moments_leaves_old_or_new() {
         saw_old > 0 && saw_new > 0,
         "seed {seed}: old {saw_old}, new {saw_new}"
     );
+}
+
+#[test]
+fn files_written_into_out_during_a_build_are_never_deleted() {
+    let (old, new) = (
+        library_tree("migrate-local.toml"),
+        library_tree("fresh.toml"),
+    );
+    let (dir, out) = out_with(&old);
+    // After everything was linked into the staging directory, the operator
+    // adds a file and replaces flake.lock (as `nix flake update` does).
+    let report = write_tree_with(&out, &new, false, &mut |e| {
+        if e == Event::Synced {
+            fs::write(out.join("added.txt"), "added while building\n").unwrap();
+            let tmp = out.join("flake.lock.tmp");
+            fs::write(&tmp, "{ \"version\": 8 }\n").unwrap();
+            fs::rename(&tmp, out.join("flake.lock")).unwrap();
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    // The added file is moved into the new out/; the new flake.lock cannot
+    // be (the carried one holds its path), so it stays aside, reported.
+    assert_eq!(
+        fs::read_to_string(out.join("added.txt")).unwrap(),
+        "added while building\n"
+    );
+    let aside = dir.path().join(".out.masgen-next/flake.lock");
+    assert_eq!(
+        report.kept_aside,
+        [Utf8PathBuf::from_path_buf(aside.clone()).unwrap()]
+    );
+    assert_eq!(fs::read_to_string(&aside).unwrap(), "{ \"version\": 8 }\n");
+    let mut want = expected(&as_files(&new));
+    want.insert("added.txt".into(), b"added while building\n".to_vec());
+    assert!(contents(out.as_std_path()) == want);
+
+    // The next build refuses to go on until the operator has dealt with it.
+    let err = write_tree(&out, &old, false).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains(aside.to_str().unwrap()), "{msg}");
+    assert!(msg.contains("nothing was changed"), "{msg}");
+    assert!(contents(out.as_std_path()) == want);
+    fs::remove_dir_all(dir.path().join(".out.masgen-next")).unwrap();
+    write_tree(&out, &old, false).unwrap();
+    assert_eq!(siblings(dir.path()), Vec::<String>::new());
 }

@@ -77,20 +77,31 @@ impl Place {
     }
 
     /// One build at a time per parent directory; released when dropped (and
-    /// by the kernel when the process dies).
+    /// by the kernel when the process dies). A holder gets a few seconds: a
+    /// process forked between two builds holds the lock until it execs.
     pub(super) fn lock(&self) -> Result<fs::File> {
         let dir =
             fs::File::open(&self.parent).with_context(|| format!("opening {}", self.parent))?;
-        match rustix::fs::flock(&dir, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(e) if e == rustix::io::Errno::WOULDBLOCK => bail!(
-                "another masgen build is writing into {} right now; wait for it and build again",
-                self.parent
-            ),
-            // A file system without locks: carry on unlocked.
-            Err(e) => tracing::debug!("no lock on {}: {e}", self.parent),
+        let start = std::time::Instant::now();
+        loop {
+            match rustix::fs::flock(&dir, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(dir),
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                    if start.elapsed() > std::time::Duration::from_secs(10) {
+                        bail!(
+                            "another masgen build is writing into {} right now; wait for it and build again",
+                            self.parent
+                        );
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                // A file system without locks: carry on unlocked.
+                Err(e) => {
+                    tracing::debug!("no lock on {}: {e}", self.parent);
+                    return Ok(dir);
+                }
+            }
         }
-        Ok(dir)
     }
 
     /// Finishes or undoes what an interrupted build left, before anything
@@ -114,7 +125,7 @@ impl Place {
             if !kept.is_empty() {
                 let list: Vec<String> = kept.iter().map(|p| format!("  {p}")).collect();
                 bail!(
-                    "an interrupted masgen build left {sibling}, and it holds files masgen did not write:\n{}\ncompare them with {}, keep what you need elsewhere, delete {sibling} and build again; nothing was changed",
+                    "an earlier masgen build (interrupted, or with files added to out/ while it ran) left {sibling}, and it holds files masgen did not write:\n{}\ncompare them with {}, keep what you need elsewhere, delete {sibling} and build again; nothing was changed",
                     list.join("\n"),
                     self.out
                 );
