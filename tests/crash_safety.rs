@@ -138,7 +138,7 @@ fn interrupted_at_every_step_leaves_old_or_new() {
         );
         let committed_at = seen.iter().position(|e| e == "Committed").unwrap();
 
-        for stop in 0..seen.len() {
+        for (stop, event) in seen.iter().enumerate() {
             let (dir, out) = out_with(&old);
             let lock_inode = fs::metadata(out.join("flake.lock")).unwrap().ino();
             let mut n = 0;
@@ -152,7 +152,7 @@ fn interrupted_at_every_step_leaves_old_or_new() {
             });
             let err = res.expect_err("the observer stops the write");
             assert!(err.downcast_ref::<Interrupted>().is_some(), "{err:#}");
-            let what = format!("{from} → {to}, stopped after {}", seen[stop]);
+            let what = format!("{from} → {to}, stopped after {event}");
             let now = contents(out.as_std_path());
             if stop < committed_at {
                 assert!(now == want_old, "{what}: out/ is not the old tree");
