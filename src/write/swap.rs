@@ -22,7 +22,7 @@ use std::os::unix::fs::MetadataExt;
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use rustix::fs::{FlockOperation, RenameFlags, CWD};
+use rustix::fs::FlockOperation;
 
 use super::{previous_manifest, step, Event};
 use crate::emit::{OutputTree, MANIFEST};
@@ -141,13 +141,7 @@ impl Place {
             fs::rename(&self.next, &self.out)
                 .with_context(|| format!("renaming {} to {}", self.next, self.out))?;
         } else {
-            match rustix::fs::renameat_with(
-                CWD,
-                self.next.as_str(),
-                CWD,
-                self.out.as_str(),
-                RenameFlags::EXCHANGE,
-            ) {
+            match exchange(&self.next, &self.out) {
                 Ok(()) => {}
                 Err(e)
                     if [
@@ -208,7 +202,17 @@ impl Stage<'_> {
         observe: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
     ) -> Result<()> {
         let (next, out) = (&self.place.next, &self.place.out);
-        fs::create_dir(next).with_context(|| format!("creating {next}"))?;
+        if let Err(e) = fs::create_dir(next) {
+            let why = if e.kind() == ErrorKind::PermissionDenied {
+                format!(
+                    "; masgen builds the new tree beside {out} and swaps the two, so it needs write access to {}",
+                    self.place.parent
+                )
+            } else {
+                String::new()
+            };
+            return Err(e).with_context(|| format!("creating {next}{why}"));
+        }
         if let Ok(meta) = fs::symlink_metadata(out) {
             copy_dir_attributes(&meta, next);
             carry(out, next, Utf8Path::new(""), self.skip, meta.dev())?;
@@ -312,6 +316,28 @@ fn copy_dir_attributes(meta: &fs::Metadata, dir: &Utf8Path) {
         }
     }
     let _ = fs::set_permissions(dir, meta.permissions());
+}
+
+/// Swaps two directories in one step, where the system has a call for it.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios"
+))]
+fn exchange(a: &Utf8Path, b: &Utf8Path) -> rustix::io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    renameat_with(CWD, a.as_str(), CWD, b.as_str(), RenameFlags::EXCHANGE)
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios"
+)))]
+fn exchange(_: &Utf8Path, _: &Utf8Path) -> rustix::io::Result<()> {
+    Err(rustix::io::Errno::NOSYS)
 }
 
 /// One sync for the whole staged tree instead of one per file.
@@ -418,5 +444,74 @@ fn exists(path: &Utf8Path) -> Result<bool> {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e).with_context(|| format!("reading {path}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place() -> (tempfile::TempDir, Place) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        fs::create_dir(root.join("out")).unwrap();
+        let place = Place::locate(&root.join("out")).unwrap();
+        (dir, place)
+    }
+
+    fn manifest(files: &[&str]) -> String {
+        let files: serde_json::Map<_, _> = files
+            .iter()
+            .map(|f| (f.to_string(), serde_json::Value::from("x")))
+            .collect();
+        serde_json::json!({ "files": files }).to_string()
+    }
+
+    #[test]
+    fn recovery_completes_an_interrupted_two_rename_commit() {
+        let (_dir, place) = place();
+        // The old tree went aside, the staged (complete) one did not go in.
+        fs::write(place.out.join("a.nix"), "old").unwrap();
+        fs::write(place.out.join("mine.txt"), "operator").unwrap();
+        fs::write(place.out.join(MANIFEST), manifest(&["a.nix"])).unwrap();
+        fs::create_dir(&place.next).unwrap();
+        fs::write(place.next.join("a.nix"), "new").unwrap();
+        fs::hard_link(place.out.join("mine.txt"), place.next.join("mine.txt")).unwrap();
+        fs::write(place.next.join(MANIFEST), manifest(&["a.nix"])).unwrap();
+        fs::rename(&place.out, &place.old).unwrap();
+
+        place.recover().unwrap();
+        assert_eq!(fs::read_to_string(place.out.join("a.nix")).unwrap(), "new");
+        assert_eq!(
+            fs::read_to_string(place.out.join("mine.txt")).unwrap(),
+            "operator"
+        );
+        assert!(!exists(&place.next).unwrap() && !exists(&place.old).unwrap());
+    }
+
+    #[test]
+    fn a_copy_identical_to_the_file_in_out_is_disposable_and_a_different_one_is_kept() {
+        let (_dir, place) = place();
+        fs::write(place.out.join("flake.lock"), "lock").unwrap();
+        fs::write(place.out.join("other"), "v2").unwrap();
+        fs::create_dir(&place.next).unwrap();
+        let meta = fs::metadata(place.out.join("flake.lock")).unwrap();
+        copy_file(
+            &place.out.join("flake.lock"),
+            &place.next.join("flake.lock"),
+            &meta,
+        )
+        .unwrap();
+        fs::write(place.next.join("other"), "v1").unwrap();
+        fs::write(place.next.join(format!("half{PARTIAL}")), "ha").unwrap();
+
+        let kept = retire(&place.next, &place.out, false).unwrap();
+        assert_eq!(kept, [place.next.join("other")]);
+        assert!(!exists(&place.next.join("flake.lock")).unwrap());
+        assert!(!exists(&place.next.join(format!("half{PARTIAL}"))).unwrap());
+        assert_eq!(
+            fs::read_to_string(place.out.join("flake.lock")).unwrap(),
+            "lock"
+        );
     }
 }
