@@ -335,3 +335,45 @@ fn files_written_into_out_during_a_build_are_never_deleted() {
     write_tree(&out, &old, false).unwrap();
     assert_eq!(siblings(dir.path()), Vec::<String>::new());
 }
+
+#[test]
+fn an_interrupted_first_build_leaves_no_out_dir_or_the_whole_tree() {
+    let new = library_tree("fresh.toml");
+    let want = as_files(&new);
+    let fresh_dir = || tempfile::tempdir().unwrap();
+    let count = {
+        let dir = fresh_dir();
+        let out = Utf8Path::from_path(dir.path()).unwrap().join("out");
+        let mut n = 0;
+        write_tree_with(&out, &new, false, &mut |_| {
+            n += 1;
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        n
+    };
+    for stop in 0..count {
+        let dir = fresh_dir();
+        let out = Utf8Path::from_path(dir.path()).unwrap().join("out");
+        let mut n = 0;
+        let mut committed = false;
+        let res = write_tree_with(&out, &new, false, &mut |e| {
+            n += 1;
+            committed |= e == Event::Committed;
+            if n > stop {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert!(res.is_err(), "stop {stop}");
+        if committed {
+            assert!(contents(out.as_std_path()) == want, "stop {stop}");
+        } else {
+            assert!(!out.exists(), "stop {stop}: a partial out/ exists");
+        }
+        write_tree(&out, &new, false).unwrap_or_else(|e| panic!("stop {stop}: {e:#}"));
+        assert!(contents(out.as_std_path()) == want, "stop {stop}");
+        assert_eq!(siblings(dir.path()), Vec::<String>::new(), "stop {stop}");
+    }
+}
