@@ -329,7 +329,7 @@ fn files_written_into_out_during_a_build_are_never_deleted() {
     let err = write_tree(&out, &old, false).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains(aside.to_str().unwrap()), "{msg}");
-    assert!(msg.contains("nothing was changed"), "{msg}");
+    assert!(msg.contains("was not changed"), "{msg}");
     assert!(contents(out.as_std_path()) == want);
     fs::remove_dir_all(dir.path().join(".out.masgen-next")).unwrap();
     write_tree(&out, &old, false).unwrap();

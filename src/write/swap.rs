@@ -125,8 +125,9 @@ impl Place {
             if !kept.is_empty() {
                 let list: Vec<String> = kept.iter().map(|p| format!("  {p}")).collect();
                 bail!(
-                    "an earlier masgen build (interrupted, or with files added to out/ while it ran) left {sibling}, and it holds files masgen did not write:\n{}\ncompare them with {}, keep what you need elsewhere, delete {sibling} and build again; nothing was changed",
+                    "an earlier masgen build (interrupted, or with files added to out/ while it ran) left {sibling}, and it holds files masgen did not write:\n{}\ncompare them with {}, keep what you need elsewhere, delete {sibling} and build again; {} was not changed",
                     list.join("\n"),
+                    self.out,
                     self.out
                 );
             }
