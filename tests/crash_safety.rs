@@ -377,3 +377,24 @@ fn an_interrupted_first_build_leaves_no_out_dir_or_the_whole_tree() {
         assert_eq!(siblings(dir.path()), Vec::<String>::new(), "stop {stop}");
     }
 }
+
+#[test]
+fn a_symlinked_out_dir_stays_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Utf8Path::from_path(dir.path()).unwrap();
+    fs::create_dir(root.join("real")).unwrap();
+    std::os::unix::fs::symlink("real", root.join("out")).unwrap();
+    let out = root.join("out");
+    for spec in ["migrate-local.toml", "fresh.toml"] {
+        let tree = library_tree(spec);
+        write_tree(&out, &tree, false).unwrap();
+        assert!(fs::symlink_metadata(&out).unwrap().is_symlink(), "{spec}");
+        assert!(
+            contents(root.join("real").as_std_path()) == as_files(&tree),
+            "{spec}"
+        );
+    }
+    let mut names: Vec<String> = siblings(dir.path());
+    names.retain(|n| n != "real");
+    assert_eq!(names, Vec::<String>::new());
+}
