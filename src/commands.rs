@@ -147,6 +147,11 @@ fn build(spec: &Utf8Path, output: &Utf8Path, check_only: bool) -> Result<ExitCod
         report.removed.len(),
         report.unchanged
     );
+    for p in &report.kept_aside {
+        eprintln!(
+            "warning: {p} appeared in {output} while masgen wrote it, and its path is taken: it was left where it is; move it back by hand"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,0 +1,223 @@
+//! Stage 5: the only code that writes to the disk.
+//!
+//! A build replaces the files masgen generated before (listed in the previous
+//! manifest) and nothing else: a file masgen did not write, or one edited
+//! since, stops the build before anything changes.
+//!
+//! Crash safety: the new tree is assembled in a sibling directory
+//! (`.<out>.masgen-next`) — new files written, every other file of `out/`
+//! hard-linked — synced once, and exchanged with `out/` in one
+//! `renameat2(RENAME_EXCHANGE)`. At every instant `out/` is the complete old
+//! tree or the complete new one; what an interruption leaves is the sibling,
+//! which the next write removes (see [`swap`] and docs/guide.md).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::ops::ControlFlow;
+
+use anyhow::{bail, Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::emit::{sha256_hex, OutputTree, MANIFEST};
+
+mod swap;
+
+/// What a write did, or would do with `dry_run`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WriteReport {
+    pub created: Vec<Utf8PathBuf>,
+    pub updated: Vec<Utf8PathBuf>,
+    pub removed: Vec<Utf8PathBuf>,
+    pub unchanged: usize,
+    /// Files that appeared in `out/` while the build ran and could not be
+    /// put back (their path is taken): they stay where they are listed.
+    pub kept_aside: Vec<Utf8PathBuf>,
+}
+
+impl WriteReport {
+    pub fn is_clean(&self) -> bool {
+        self.created.is_empty() && self.updated.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// The steps of a write, in order, as seen by [`write_tree_with`]'s observer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// Every file of `out/` that stays has been linked into the staging
+    /// directory.
+    Carried,
+    /// One new or changed file has been written into the staging directory.
+    Staged(&'a Utf8Path),
+    /// The staging directory is on disk (one `syncfs`).
+    Synced,
+    /// `out/` now holds the new tree (the exchange, then a sync of the parent).
+    Committed,
+    /// The old tree is gone.
+    Retired,
+}
+
+/// An observer stopped the write, as a `kill -9` would: nothing was cleaned up.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("write interrupted by its observer")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Files of the previous build, from its manifest: path → sha256.
+pub fn previous_manifest(out: &Utf8Path) -> Result<BTreeMap<Utf8PathBuf, String>> {
+    let path = out.join(MANIFEST);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {path}")),
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{path} is not a masgen manifest"))?;
+    let files = value
+        .get("files")
+        .and_then(|f| f.as_object())
+        .with_context(|| format!("{path} has no `files`"))?;
+    let mut out = BTreeMap::new();
+    for (k, v) in files {
+        out.insert(
+            Utf8PathBuf::from(k),
+            v.as_str().unwrap_or_default().to_string(),
+        );
+    }
+    Ok(out)
+}
+
+/// Compares `tree` with what is on disk under `out`, refusing to touch files
+/// masgen does not own, and replaces `out/` with the new tree. With `dry_run`
+/// nothing is written (and nothing left by an interrupted build is cleaned).
+pub fn write_tree(out: &Utf8Path, tree: &OutputTree, dry_run: bool) -> Result<WriteReport> {
+    write_tree_with(out, tree, dry_run, &mut |_| ControlFlow::Continue(()))
+}
+
+/// [`write_tree`], telling `observe` each step; `ControlFlow::Break` stops the
+/// write on the spot with [`Interrupted`], leaving the disk as a crash would.
+pub fn write_tree_with(
+    out: &Utf8Path,
+    tree: &OutputTree,
+    dry_run: bool,
+    observe: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+) -> Result<WriteReport> {
+    for rel in tree.keys() {
+        check_relative(rel)?;
+    }
+    if dry_run {
+        return classify(out, tree);
+    }
+    let place = swap::Place::locate(out)?;
+    let _lock = place.lock()?;
+    place.recover()?;
+    let mut report = classify(out, tree)?;
+    if report.is_clean() {
+        return Ok(report);
+    }
+    // The manifest is staged first: recovery knows a staged file is masgen's
+    // because the staged manifest lists it.
+    let mut changed: Vec<&Utf8Path> = report
+        .created
+        .iter()
+        .chain(&report.updated)
+        .map(Utf8PathBuf::as_path)
+        .collect();
+    changed.sort_by_key(|rel| *rel != MANIFEST);
+    let skip: BTreeSet<&Utf8Path> = changed
+        .iter()
+        .copied()
+        .chain(report.removed.iter().map(Utf8PathBuf::as_path))
+        .collect();
+    let stage = swap::Stage {
+        place: &place,
+        tree,
+        changed: &changed,
+        skip: &skip,
+    };
+    if let Err(e) = stage.build(observe) {
+        if e.downcast_ref::<Interrupted>().is_none() {
+            stage.discard();
+        }
+        return Err(e);
+    }
+    step(observe, Event::Synced)?;
+    place.commit()?;
+    step(observe, Event::Committed)?;
+    report.kept_aside = place.retire_old()?;
+    step(observe, Event::Retired)?;
+    Ok(report)
+}
+
+fn step(observe: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>, event: Event<'_>) -> Result<()> {
+    match observe(event) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(Interrupted.into()),
+    }
+}
+
+/// What writing `tree` into `out` would do; an error if it would touch a file
+/// masgen does not own.
+fn classify(out: &Utf8Path, tree: &OutputTree) -> Result<WriteReport> {
+    let previous = previous_manifest(out)?;
+    let mut report = WriteReport::default();
+    let mut foreign = Vec::new();
+    for (rel, text) in tree {
+        let target = out.join(rel);
+        match fs::read(&target) {
+            Ok(existing) if existing == text.as_bytes() => report.unchanged += 1,
+            Ok(existing) => {
+                let owned = rel == MANIFEST
+                    || previous
+                        .get(rel)
+                        .is_some_and(|hash| *hash == sha256_hex(&existing));
+                if owned {
+                    report.updated.push(rel.clone());
+                } else {
+                    foreign.push(rel.clone());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => report.created.push(rel.clone()),
+            Err(e) => return Err(e).with_context(|| format!("reading {target}")),
+        }
+    }
+    for (rel, hash) in &previous {
+        if tree.contains_key(rel) {
+            continue;
+        }
+        check_relative(rel)?;
+        let target = out.join(rel);
+        match fs::read(&target) {
+            Ok(existing) if sha256_hex(&existing) == *hash => report.removed.push(rel.clone()),
+            Ok(_) => foreign.push(rel.clone()),
+            Err(_) => {}
+        }
+    }
+    if !foreign.is_empty() {
+        let list: Vec<String> = foreign
+            .iter()
+            .map(|p| format!("  {}", out.join(p)))
+            .collect();
+        bail!(
+            "refusing to write: these files were not generated by masgen, or were edited after it wrote them:\n{}\nmove them away (or restore them) and build again; nothing was changed",
+            list.join("\n")
+        );
+    }
+    Ok(report)
+}
+
+fn check_relative(rel: &Utf8Path) -> Result<()> {
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, camino::Utf8Component::ParentDir))
+    {
+        bail!("internal error: output path {rel} escapes the output directory");
+    }
+    Ok(())
+}
