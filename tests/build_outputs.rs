@@ -1961,3 +1961,46 @@ fn migrate_keycloak_tree_snapshot() {
     }
     insta::assert_snapshot!("migrate_keycloak_tree", out);
 }
+
+// ------------------------------------- upstream providers as MAS documents them
+
+/// A GitHub provider exactly as MAS v1.22.0's docs/setup/sso.md configures it
+/// (no discovery, no issuer, no JWKS, `fetch_userinfo`, `account_name`) is
+/// accepted without a warning, built, and its mas-config.yaml carries every
+/// documented key and validates against MAS's schema. masgen once required
+/// `jwks_uri` and refused `account_name`.
+#[test]
+fn github_upstream_as_mas_documents_it() {
+    let path = repo().join("tests/fixtures/good_specs/github-upstream.toml");
+    let text = fs::read_to_string(&path).unwrap();
+    let checked = support::checked(path.as_str(), &text);
+    let upstream_warnings: Vec<_> = checked
+        .warnings
+        .iter()
+        .filter(|d| d.code.starts_with("mas.provider") || d.code.starts_with("mas.claims"))
+        .collect();
+    assert!(upstream_warnings.is_empty(), "{upstream_warnings:?}");
+    let built = build_text(path.as_str(), &text);
+    let validator = mas_validator();
+    for (_, _, _, render) in phase_dirs(&built.lowered) {
+        let path = render.join("mas-config.yaml");
+        let config = yaml_value(file(&built, &path), path.as_str());
+        let errors = schema_errors(&validator, &config);
+        assert!(errors.is_empty(), "{path}:\n{}", errors.join("\n"));
+        let p = &config["upstream_oauth2"]["providers"][0];
+        assert_eq!(p["discovery_mode"], "disabled", "{p}");
+        assert_eq!(p["fetch_userinfo"], true, "{p}");
+        assert_eq!(p["userinfo_endpoint"], "https://api.github.com/user", "{p}");
+        assert_eq!(p["scope"], "read:user", "{p}");
+        assert!(
+            p.get("issuer").is_none() && p.get("jwks_uri").is_none(),
+            "{p}"
+        );
+        assert!(p.get("token_endpoint_auth_signing_alg").is_none(), "{p}");
+        assert_eq!(
+            p["claims_imports"]["account_name"]["template"], "@{{ userinfo_claims.login }}",
+            "{p}"
+        );
+        assert_eq!(p["claims_imports"]["localpart"]["action"], "ignore", "{p}");
+    }
+}

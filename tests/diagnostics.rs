@@ -170,7 +170,7 @@ const CASES: &[(&str, i32, &[&str])] = &[
     (
         "55-discovery-disabled-without-endpoints",
         2,
-        &["mas.provider.endpoints", "mas.provider.endpoints"],
+        &["mas.provider.endpoints", "mas.provider.jwks_uri"],
     ),
     ("56-smtp-without-from", 2, &["mas.email.from"]),
     ("57-unknown-account-key", 2, &["spec.unknown_key"]),
@@ -234,6 +234,36 @@ const CASES: &[(&str, i32, &[&str])] = &[
     ("80-dotted-account-key", 2, &["spec.unknown_key"]),
     ("81-same-port-wildcard-address", 2, &["value.port"]),
     ("82-table-given-as-string", 2, &["spec.type"]),
+    // MAS 1.22's own upstream provider rules (src/model/check/upstream.rs)
+    (
+        "90-signing-alg-with-client-secret-basic",
+        2,
+        &["mas.provider.signing_alg"],
+    ),
+    (
+        "91-private-key-jwt-with-secret-without-alg",
+        2,
+        &["mas.provider.client_secret", "mas.provider.signing_alg"],
+    ),
+    (
+        "92-claims-skip-confirmation-and-on-conflict",
+        2,
+        &[
+            "mas.claims.skip_confirmation",
+            "mas.claims.on_conflict",
+            "mas.claims.skip_confirmation",
+        ],
+    ),
+    (
+        "93-warn-issuer-mismatch",
+        0,
+        &["mas.provider.issuer_mismatch"],
+    ),
+    (
+        "94-fetch-userinfo-without-endpoint",
+        2,
+        &["mas.provider.endpoints"],
+    ),
 ];
 
 /// Specs validation gets wrong today (see the header comment of each):

@@ -244,12 +244,18 @@ pub struct ClaimsImportsSpec {
     pub localpart: Option<ClaimSpec>,
     pub displayname: Option<ClaimSpec>,
     pub email: Option<ClaimSpec>,
+    /// A display name for the upstream account (`template` only).
+    pub account_name: Option<ClaimSpec>,
+    pub skip_confirmation: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ClaimSpec {
     pub action: Option<String>,
     pub template: Option<String>,
+    /// `localpart` only: `fail`, `add`, `replace` or `set`.
+    pub on_conflict: Option<String>,
+    /// Refused: MAS dropped it before 1.0 and ignores it.
     pub set_email_verification: Option<String>,
 }
 
