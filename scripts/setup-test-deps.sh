@@ -93,8 +93,10 @@ ensure_venv() {
   "$dir/bin/python" -c "import $imports" || { log "venv $dir is broken after install"; exit 1; }
 }
 
-ensure_venv "$VENV" "$SYNAPSE_VERSION" "synapse, psycopg2, authlib" \
-  "matrix-synapse[oidc,postgres]==$SYNAPSE_VERSION"
+# matrix-synapse-ldap3: the loader imports it for `ldap_config` / the LDAP
+# module (tests/conformance_synapse.rs, password providers).
+ensure_venv "$VENV" "$SYNAPSE_VERSION" "synapse, psycopg2, authlib, ldap_auth_provider" \
+  "matrix-synapse[oidc,postgres]==$SYNAPSE_VERSION" "matrix-synapse-ldap3==0.4.0"
 
 # A Synapse older than 1.136 for the `experimental_features.msc3861` form
 # masgen emits for such versions (tests/conformance_synapse_old.rs): loader

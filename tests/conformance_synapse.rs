@@ -956,6 +956,7 @@ fn conflicts_table_matches_real_synapse() {
     }
 
     let Some(py) = synapse_python() else { return };
+    require_ldap_plugin(&py);
     let _serial = serial();
     let checked = checked("migrate-local.toml", &example_text("migrate-local.toml"));
     let lowered = masgen::lower::lower(&checked.homeserver);
@@ -1008,6 +1009,188 @@ fn conflicts_table_matches_real_synapse() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `ldap_config` (a table entry) makes Synapse import matrix-synapse-ldap3
+/// before its delegation check: the venv of scripts/setup-test-deps.sh has it.
+fn require_ldap_plugin(py: &Path) {
+    let ok = Command::new(py)
+        .args(["-c", "import ldap_auth_provider"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{} cannot import ldap_auth_provider: run scripts/setup-test-deps.sh (it installs matrix-synapse-ldap3 into the Synapse venv)",
+        py.display()
+    );
+}
+
+fn phase_of(lowered: &masgen::lower::Lowered, phase: Phase) -> &HostPhase {
+    lowered
+        .phases
+        .iter()
+        .find(|p| p.phase == phase)
+        .expect("phase")
+}
+
+/// The escape-hatch form of the table: each entry written in
+/// `[synapse.extra_settings]` of a migrating spec is accepted, stays in phase
+/// 1 (what the homeserver does today), never reaches the final phase, and the
+/// final phase still loads in the real Synapse with delegation on.
+#[test]
+fn escape_hatch_conflicts_never_reach_the_final_phase() {
+    let base = example_text("migrate-local.toml");
+    let mut finals = Vec::new();
+    for c in DELEGATION_CONFLICTS {
+        let value = example_value(c);
+        let text = spec_with_setting(&base, "extra_settings", c.setting, &value);
+        let lowered = masgen::lower::lower(&checked("migrate-local.toml", &text).homeserver);
+        let prepare = phase_of(&lowered, Phase::Prepare);
+        // With a pepper, `password_config` lives in the runtime file.
+        let runtime = prepare
+            .synapse
+            .password_config
+            .as_ref()
+            .map(|pc| json!({"password_config": pc.settings}));
+        let kept = [Some(&prepare.synapse.settings), runtime.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|s| masgen::rules::lookup(s, c.setting) == Some(&value));
+        assert!(kept, "`{}` is not kept in phase 1", c.setting);
+        let final_phase = phase_of(&lowered, Phase::Final);
+        let left = masgen::rules::conflicts_in(&final_phase.synapse.settings);
+        assert!(
+            left.is_empty(),
+            "`{}` from extra_settings reaches the final phase: {:?}",
+            c.setting,
+            left.iter().map(|c| c.setting).collect::<Vec<_>>()
+        );
+        assert!(
+            final_phase.dropped.iter().any(|d| d.setting == c.setting),
+            "no note says `{}` is dropped: {:?}",
+            c.setting,
+            final_phase.dropped
+        );
+        finals.push((c.setting, final_phase.clone()));
+    }
+
+    let Some(py) = synapse_python() else { return };
+    let _serial = serial();
+    let mut signing_key = None;
+    for (setting, phase) in finals {
+        let setup = write_phase(&phase, &phase.synapse.settings, &no_pg(), None);
+        match &signing_key {
+            None => {
+                setup.generate_keys(&py).unwrap();
+                signing_key = Some(
+                    fs::read_to_string(setup.data_dir.join("homeserver.signing.key")).unwrap(),
+                );
+            }
+            Some(key) => write_mode(&setup.data_dir.join("homeserver.signing.key"), key, 0o600),
+        }
+        let out = setup.load(&py, Some("mas.enabled")).unwrap_or_else(|e| {
+            panic!("`{setting}` in extra_settings: Synapse refuses the final phase:\n{e}")
+        });
+        assert!(out.contains("mas.enabled: True"), "{out}");
+        eprintln!("ok: `{setting}` in extra_settings: final phase loads with delegation on");
+    }
+}
+
+/// An LDAP provider written in any of its forms — `ldap_config` or the LDAP
+/// module in `extra_settings`, or `[synapse.ldap]` — works in phase 1 (Synapse's
+/// loader loads matrix-synapse-ldap3 from it) and is gone from the final phase
+/// (the loader, with delegation on, sees no password provider and no module).
+#[test]
+fn ldap_works_in_phase_1_and_is_gone_from_the_final_phase() {
+    let ldap = json!({
+        "enabled": true,
+        "uri": "ldap://ldap.example.net:389",
+        "base": "ou=users,dc=example,dc=net",
+        "attributes": {"uid": "uid", "mail": "mail", "name": "cn"},
+        "bind_dn": "cn=synapse,dc=example,dc=net",
+        "bind_password_file": "/run/secrets/synapse-ldap-bind",
+    });
+    let base = example_text("migrate-local.toml");
+    let module = json!([{"module": "ldap_auth_provider.LdapAuthProviderModule", "config": ldap}]);
+    let mut table: toml::Table = toml::from_str(&base).unwrap();
+    table["synapse"]
+        .as_table_mut()
+        .unwrap()
+        .insert("ldap".into(), toml::Value::try_from(&ldap).unwrap());
+    let forms = [
+        (
+            "extra_settings.ldap_config",
+            spec_with_setting(&base, "extra_settings", "ldap_config", &ldap),
+            "authproviders.password_providers",
+        ),
+        (
+            "extra_settings.modules",
+            spec_with_setting(&base, "extra_settings", "modules", &module),
+            "modules.loaded_modules",
+        ),
+        (
+            "[synapse.ldap]",
+            toml::to_string(&table).unwrap(),
+            "modules.loaded_modules",
+        ),
+    ];
+    let mut phases = Vec::new();
+    for (form, text, read) in forms {
+        let checked = checked("migrate-local.toml", &text);
+        assert!(
+            checked
+                .warnings
+                .iter()
+                .any(|w| w.code == "migrate.password_providers"),
+            "{form}: no warning that the provider stops working"
+        );
+        assert!(checked.homeserver.synapse.password_auth_in_use(), "{form}");
+        let lowered = masgen::lower::lower(&checked.homeserver);
+        let prepare = phase_of(&lowered, Phase::Prepare).clone();
+        let final_phase = phase_of(&lowered, Phase::Final).clone();
+        assert!(
+            prepare
+                .synapse
+                .extras
+                .iter()
+                .any(|e| e == "matrix-synapse-ldap3"),
+            "{form}: phase 1 lacks the LDAP plugin: {:?}",
+            prepare.synapse.extras
+        );
+        let yaml = serde_json::to_string(&final_phase.synapse.settings).unwrap();
+        assert!(
+            !yaml.contains("ldap"),
+            "{form}: LDAP reaches the final phase:\n{yaml}"
+        );
+        assert!(!final_phase.dropped.is_empty(), "{form}: no note");
+        phases.push((form, read, prepare, final_phase));
+    }
+
+    let Some(py) = synapse_python() else { return };
+    require_ldap_plugin(&py);
+    let _serial = serial();
+    for (form, read, prepare, final_phase) in phases {
+        let setup = write_phase(&prepare, &prepare.synapse.settings, &no_pg(), None);
+        setup.generate_keys(&py).unwrap();
+        let out = setup
+            .load(&py, Some(read))
+            .unwrap_or_else(|e| panic!("{form}: Synapse refuses phase 1:\n{e}"));
+        assert!(
+            out.contains("ldap_auth_provider.LdapAuthProvider"),
+            "{form}: phase 1 {read}:\n{out}"
+        );
+        let key = fs::read_to_string(setup.data_dir.join("homeserver.signing.key")).unwrap();
+        let setup = write_phase(&final_phase, &final_phase.synapse.settings, &no_pg(), None);
+        write_mode(&setup.data_dir.join("homeserver.signing.key"), &key, 0o600);
+        let out = setup
+            .load(&py, Some(read))
+            .unwrap_or_else(|e| panic!("{form}: Synapse refuses the final phase:\n{e}"));
+        assert!(
+            out.contains(&format!("{read}: []")),
+            "{form}: final phase {read}:\n{out}"
+        );
+        eprintln!("ok: LDAP as {form}: loaded in phase 1, gone from the final phase");
+    }
 }
 
 /// The spec text with `setting` (dotted) = `value` added under

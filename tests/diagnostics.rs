@@ -264,6 +264,37 @@ const CASES: &[(&str, i32, &[&str])] = &[
         2,
         &["mas.provider.endpoints"],
     ),
+    // password providers wherever they are written (src/model/check/password_auth.rs)
+    (
+        "95-ldap-config-in-final-extra-settings",
+        2,
+        &["synapse.delegation_conflict"],
+    ),
+    (
+        "96-warn-ldap-config-in-extra-settings",
+        0,
+        &["migrate.password_providers"],
+    ),
+    (
+        "97-password-module-in-final-extra-settings",
+        2,
+        &["synapse.delegation_conflict"],
+    ),
+    (
+        "98-ldap-table-incomplete",
+        2,
+        &[
+            "synapse.ldap",
+            "synapse.ldap",
+            "synapse.ldap",
+            "migrate.password_providers",
+        ],
+    ),
+    (
+        "99-warn-ldap-flag-unconfigured",
+        0,
+        &["migrate.password_providers", "synapse.ldap.unconfigured"],
+    ),
 ];
 
 /// Specs validation gets wrong today (see the header comment of each):

@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 use super::{
     merge, remove_path, Dropped, PasswordConfigOut, Phase, SynapseOut, PASSWORD_CONFIG_PATH,
 };
-use crate::model::{DbEngine, Homeserver, PasswordLogin, SynapseOidc};
+use crate::model::{DbEngine, Homeserver, PasswordLogin, Synapse, SynapseOidc};
 use crate::rules;
 
 pub(super) fn lower(hs: &Homeserver, phase: Phase) -> (SynapseOut, Vec<Dropped>) {
@@ -52,24 +52,14 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> (SynapseOut, Vec<Dropped>)
                 .collect::<Vec<_>>()),
         );
     }
-    // Password-auth modules (e.g. the LDAP module) stop working under
-    // delegation, and their extra is gone then: keep them out of the final phase.
-    let mut dropped = Vec::new();
-    let modules: Vec<Value> = s
+    let mut modules: Vec<Value> = s
         .modules
         .iter()
-        .filter(|x| {
-            let keep = !(delegated && x.password_auth);
-            if !keep {
-                dropped.push(Dropped {
-                    setting: format!("modules: {}", x.module),
-                    reason: "password authentication moves to MAS".into(),
-                });
-            }
-            keep
-        })
         .map(|x| json!({"module": x.module, "config": x.config}))
         .collect();
+    if let (Some(config), false) = (&s.ldap_module, delegated) {
+        modules.push(json!({"module": rules::LDAP_MODULE, "config": config}));
+    }
     if !modules.is_empty() {
         m.insert("modules".into(), Value::Array(modules));
     }
@@ -168,7 +158,15 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> (SynapseOut, Vec<Dropped>)
             }
         }
     }
+    let mut dropped = Vec::new();
     if delegated {
+        if s.ldap_module.is_some() {
+            dropped.push(Dropped {
+                setting: format!("modules: {} (synapse.ldap)", rules::LDAP_MODULE),
+                reason: "password authentication moves to MAS".into(),
+            });
+        }
+        drop_password_modules(&mut m, s, &mut dropped);
         merge(&mut m, &s.final_extra_settings);
         for conflict in rules::DELEGATION_CONFLICTS {
             let value = rules::lookup(&Value::Object(m.clone()), conflict.setting).cloned();
@@ -244,6 +242,32 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> (SynapseOut, Vec<Dropped>)
         },
         dropped,
     )
+}
+
+/// Password-auth modules (typed with `password_auth`, or of a known package,
+/// e.g. from `extra_settings`): a delegating Synapse refuses to start with them.
+fn drop_password_modules(m: &mut Map<String, Value>, s: &Synapse, dropped: &mut Vec<Dropped>) {
+    let Some(Value::Array(modules)) = m.get_mut("modules") else {
+        return;
+    };
+    modules.retain(|x| {
+        let module = x.get("module").and_then(Value::as_str).unwrap_or("");
+        let typed = s
+            .modules
+            .iter()
+            .any(|t| t.password_auth && t.module == module);
+        let keep = !typed && !rules::is_password_auth_module(module);
+        if !keep {
+            dropped.push(Dropped {
+                setting: format!("modules: {module}"),
+                reason: "password authentication moves to MAS".into(),
+            });
+        }
+        keep
+    });
+    if modules.is_empty() {
+        m.remove("modules");
+    }
 }
 
 fn database(hs: &Homeserver) -> Value {

@@ -121,7 +121,10 @@ pub struct Synapse {
     pub legacy_oidc: Option<SynapseOidc>,
     pub legacy_sso: Vec<String>,
     pub password_providers: Vec<PasswordProvider>,
+    /// The LDAP plugin (matrix-synapse-ldap3) is needed in phase 1.
     pub ldap: bool,
+    /// `[synapse.ldap]`: the LDAP module's config, loaded in phase 1 only.
+    pub ldap_module: Option<Value>,
     pub modules: Vec<SynapseModule>,
     pub app_services: Vec<AppService>,
     pub extra_settings: Map<String, Value>,
@@ -137,6 +140,8 @@ impl Synapse {
         !self.password_providers.is_empty()
             || self.ldap
             || self.modules.iter().any(|m| m.password_auth)
+            || !crate::rules::password_auth_in(&Value::Object(self.extra_settings.clone()))
+                .is_empty()
     }
 }
 

@@ -100,7 +100,8 @@ pub struct SynapseSpec {
     pub legacy_sso: Vec<String>,
     #[serde(default)]
     pub password_providers: Vec<PasswordProviderSpec>,
-    pub ldap: Option<bool>,
+    /// `true` (install the LDAP plugin only) or matrix-synapse-ldap3's settings.
+    pub ldap: Option<toml::Value>,
     #[serde(default)]
     pub modules: Vec<SynapseModuleSpec>,
     #[serde(default)]

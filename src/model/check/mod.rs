@@ -11,6 +11,7 @@ use crate::spec::raw::{self, SpecFile};
 
 mod database;
 mod mas;
+mod password_auth;
 mod proxy;
 mod synapse;
 mod upstream;

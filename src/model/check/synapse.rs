@@ -1,10 +1,123 @@
 //! `[synapse]`: typed keys, legacy OIDC providers, escape hatches, delegation conflicts.
 
+use super::password_auth::check_password_auth;
 use super::*;
 
 pub(super) fn check_synapse(c: &mut Checker, spec: &SpecFile, host: &str, mode: Mode) -> Synapse {
     let s = &spec.synapse;
     let server_name = &spec.homeserver.server_name;
+    let version = check_version(c, spec);
+    let public_hostname = s
+        .public_hostname
+        .clone()
+        .unwrap_or_else(|| format!("matrix.{server_name}"));
+    c.hostname("synapse.public_hostname", &public_hostname);
+    let listen_address = s
+        .listener
+        .address
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let port = c.port("synapse.listener.port", s.listener.port, 8008);
+    if s.listener.health_port.is_some() {
+        c.error(
+            "spec.unknown_key",
+            at("synapse.listener.health_port"),
+            "`health_port` applies to MAS only",
+            "remove it",
+        );
+    }
+    let database = check_database(
+        c,
+        "synapse.database",
+        &s.database,
+        "matrix-synapse",
+        "matrix-synapse",
+        mode == Mode::Fresh,
+    );
+
+    check_secret_files(c, s, &version, mode);
+
+    let password_login = match &s.password_login {
+        // A fresh install delegates from the start; an existing Synapse has
+        // Synapse's own default, password login on.
+        None if mode == Mode::Fresh => PasswordLogin::Disabled,
+        None | Some(toml::Value::Boolean(true)) => PasswordLogin::Enabled,
+        Some(toml::Value::Boolean(false)) => PasswordLogin::Disabled,
+        Some(toml::Value::String(v)) if v == "only_for_reauth" => PasswordLogin::OnlyForReauth,
+        Some(other) => {
+            c.error(
+                "synapse.password_login",
+                at("synapse.password_login"),
+                format!("`{other}` is not a password login setting"),
+                "use `true`, `false` or `\"only_for_reauth\"`",
+            );
+            PasswordLogin::Enabled
+        }
+    };
+
+    let (oidc_providers, legacy_oidc) = check_synapse_sso(c, s);
+
+    let extra_settings = table_to_json(&s.extra_settings);
+    let final_extra_settings = table_to_json(&s.final_extra_settings);
+    check_synapse_escape_hatch(c, &extra_settings, &final_extra_settings, &version, mode);
+    let auth = check_password_auth(c, s, mode, &extra_settings, &final_extra_settings);
+
+    let synapse = Synapse {
+        host: host.to_string(),
+        version,
+        public_hostname,
+        listen_address,
+        port,
+        database,
+        pepper_file: s.pepper_file.clone(),
+        macaroon_secret_key_file: s.macaroon_secret_key_file.clone(),
+        registration_shared_secret_file: s.registration_shared_secret_file.clone(),
+        form_secret_file: s.form_secret_file.clone(),
+        signing_key_path: s.signing_key_path.clone(),
+        password_login,
+        enable_registration: s.enable_registration.unwrap_or(false),
+        allow_guest_access: s.allow_guest_access.unwrap_or(false),
+        enable_3pid_changes: s.enable_3pid_changes.unwrap_or(false),
+        login_via_existing_session: s.login_via_existing_session.unwrap_or(false),
+        registration_captcha: s.registration_captcha.unwrap_or(false),
+        user_consent: s.user_consent.unwrap_or(false),
+        session_lifetime: s.session_lifetime.clone(),
+        refresh_token_lifetime: s.refresh_token_lifetime.clone(),
+        nonrefreshable_access_token_lifetime: s.nonrefreshable_access_token_lifetime.clone(),
+        oidc_providers,
+        legacy_oidc,
+        legacy_sso: s.legacy_sso.clone(),
+        password_providers: auth.password_providers,
+        ldap: auth.ldap,
+        ldap_module: auth.ldap_module,
+        modules: auth.modules,
+        app_services: s
+            .app_services
+            .iter()
+            .map(|a| AppService {
+                name: a.name.clone(),
+                registration_file: a.registration_file.clone(),
+                encrypted: a.encrypted.unwrap_or(false),
+                kind: a.kind.clone(),
+            })
+            .collect(),
+        extra_settings,
+        final_extra_settings,
+        extra_config_files: s.extra_config_files.clone(),
+    };
+    for (i, a) in synapse.app_services.iter().enumerate() {
+        c.abs_path_str(
+            &format!("synapse.app_services[{i}].registration_file"),
+            &a.registration_file,
+        );
+    }
+    check_synapse_semantics(c, &synapse, mode);
+    synapse
+}
+
+/// `synapse.version`: parsed, and the releases masgen must work around.
+fn check_version(c: &mut Checker, spec: &SpecFile) -> SynapseVersion {
+    let s = &spec.synapse;
     let version = match parse_version(&s.version) {
         Some(v) => v,
         None => {
@@ -40,34 +153,11 @@ pub(super) fn check_synapse(c: &mut Checker, spec: &SpecFile, host: &str, mode: 
             );
         }
     }
-    let public_hostname = s
-        .public_hostname
-        .clone()
-        .unwrap_or_else(|| format!("matrix.{server_name}"));
-    c.hostname("synapse.public_hostname", &public_hostname);
-    let listen_address = s
-        .listener
-        .address
-        .clone()
-        .unwrap_or_else(|| "127.0.0.1".into());
-    let port = c.port("synapse.listener.port", s.listener.port, 8008);
-    if s.listener.health_port.is_some() {
-        c.error(
-            "spec.unknown_key",
-            at("synapse.listener.health_port"),
-            "`health_port` applies to MAS only",
-            "remove it",
-        );
-    }
-    let database = check_database(
-        c,
-        "synapse.database",
-        &s.database,
-        "matrix-synapse",
-        "matrix-synapse",
-        mode == Mode::Fresh,
-    );
+    version
+}
 
+/// Secret files, and the `*_path` settings the Synapse version must know.
+fn check_secret_files(c: &mut Checker, s: &raw::SynapseSpec, version: &SynapseVersion, mode: Mode) {
     for (key, v) in [
         ("pepper_file", &s.pepper_file),
         ("macaroon_secret_key_file", &s.macaroon_secret_key_file),
@@ -120,25 +210,13 @@ pub(super) fn check_synapse(c: &mut Checker, spec: &SpecFile, host: &str, mode: 
     for (i, f) in s.extra_config_files.iter().enumerate() {
         c.abs_path_str(&format!("synapse.extra_config_files[{i}]"), f);
     }
+}
 
-    let password_login = match &s.password_login {
-        // A fresh install delegates from the start; an existing Synapse has
-        // Synapse's own default, password login on.
-        None if mode == Mode::Fresh => PasswordLogin::Disabled,
-        None | Some(toml::Value::Boolean(true)) => PasswordLogin::Enabled,
-        Some(toml::Value::Boolean(false)) => PasswordLogin::Disabled,
-        Some(toml::Value::String(v)) if v == "only_for_reauth" => PasswordLogin::OnlyForReauth,
-        Some(other) => {
-            c.error(
-                "synapse.password_login",
-                at("synapse.password_login"),
-                format!("`{other}` is not a password login setting"),
-                "use `true`, `false` or `\"only_for_reauth\"`",
-            );
-            PasswordLogin::Enabled
-        }
-    };
-
+/// `oidc_providers`, the legacy `oidc_config`, and `legacy_sso`.
+fn check_synapse_sso(
+    c: &mut Checker,
+    s: &raw::SynapseSpec,
+) -> (Vec<SynapseOidc>, Option<SynapseOidc>) {
     let oidc_providers: Vec<SynapseOidc> = s
         .oidc_providers
         .iter()
@@ -176,75 +254,7 @@ pub(super) fn check_synapse(c: &mut Checker, spec: &SpecFile, host: &str, mode: 
         }
     }
 
-    let extra_settings = table_to_json(&s.extra_settings);
-    let final_extra_settings = table_to_json(&s.final_extra_settings);
-    check_synapse_escape_hatch(c, &extra_settings, &final_extra_settings, &version, mode);
-
-    let synapse = Synapse {
-        host: host.to_string(),
-        version,
-        public_hostname,
-        listen_address,
-        port,
-        database,
-        pepper_file: s.pepper_file.clone(),
-        macaroon_secret_key_file: s.macaroon_secret_key_file.clone(),
-        registration_shared_secret_file: s.registration_shared_secret_file.clone(),
-        form_secret_file: s.form_secret_file.clone(),
-        signing_key_path: s.signing_key_path.clone(),
-        password_login,
-        enable_registration: s.enable_registration.unwrap_or(false),
-        allow_guest_access: s.allow_guest_access.unwrap_or(false),
-        enable_3pid_changes: s.enable_3pid_changes.unwrap_or(false),
-        login_via_existing_session: s.login_via_existing_session.unwrap_or(false),
-        registration_captcha: s.registration_captcha.unwrap_or(false),
-        user_consent: s.user_consent.unwrap_or(false),
-        session_lifetime: s.session_lifetime.clone(),
-        refresh_token_lifetime: s.refresh_token_lifetime.clone(),
-        nonrefreshable_access_token_lifetime: s.nonrefreshable_access_token_lifetime.clone(),
-        oidc_providers,
-        legacy_oidc,
-        legacy_sso: s.legacy_sso.clone(),
-        password_providers: s
-            .password_providers
-            .iter()
-            .map(|p| PasswordProvider {
-                module: p.module.clone(),
-                config: Value::Object(table_to_json(&p.config)),
-            })
-            .collect(),
-        ldap: s.ldap.unwrap_or(false),
-        modules: s
-            .modules
-            .iter()
-            .map(|m| SynapseModule {
-                module: m.module.clone(),
-                config: Value::Object(table_to_json(&m.config)),
-                password_auth: m.password_auth.unwrap_or(false),
-            })
-            .collect(),
-        app_services: s
-            .app_services
-            .iter()
-            .map(|a| AppService {
-                name: a.name.clone(),
-                registration_file: a.registration_file.clone(),
-                encrypted: a.encrypted.unwrap_or(false),
-                kind: a.kind.clone(),
-            })
-            .collect(),
-        extra_settings,
-        final_extra_settings,
-        extra_config_files: s.extra_config_files.clone(),
-    };
-    for (i, a) in synapse.app_services.iter().enumerate() {
-        c.abs_path_str(
-            &format!("synapse.app_services[{i}].registration_file"),
-            &a.registration_file,
-        );
-    }
-    check_synapse_semantics(c, &synapse, mode);
-    synapse
+    (oidc_providers, legacy_oidc)
 }
 
 pub(super) fn check_synapse_oidc(
@@ -453,22 +463,7 @@ pub(super) fn check_synapse_semantics(c: &mut Checker, s: &Synapse, mode: Mode) 
         return;
     }
 
-    // What stops working once Synapse delegates (the seed's "Expectations").
-    if s.password_auth_in_use() {
-        let path = if !s.password_providers.is_empty() {
-            "synapse.password_providers"
-        } else if s.ldap {
-            "synapse.ldap"
-        } else {
-            "synapse.modules"
-        };
-        c.warn(
-            "migrate.password_providers",
-            at(path),
-            "password providers (shared-secret-auth, rest-auth, LDAP) stop working once Synapse delegates to MAS; they are dropped from the final configuration",
-            "bridges: switch to appservice double puppeting; LDAP users: put an OIDC bridge such as Dex in front of LDAP and add it as a MAS upstream provider. `masgen plan` asks for --acknowledge password-providers-stop-working",
-        );
-    }
+    // Password providers: password_auth.rs.
     for (i, a) in s.app_services.iter().enumerate() {
         if a.encrypted {
             c.warn(
