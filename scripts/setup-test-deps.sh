@@ -103,7 +103,7 @@ ensure_venv "$VENV" "$SYNAPSE_VERSION" "synapse, psycopg2, authlib, ldap_auth_pr
 # only, so no postgres extra. authlib is what nixpkgs' `oidc` extra brings;
 # Synapse of that age needs a prometheus-client from before 0.22.
 OLD_VENV="${MASGEN_SYNAPSE_OLD_VENV:-$HOME/.cache/masgen/synapse-1.135-venv}"
-ensure_venv "$OLD_VENV" 1.135.2 "synapse, authlib" \
-  "matrix-synapse==1.135.2" "prometheus-client<0.22" authlib
+ensure_venv "$OLD_VENV" 1.135.2 "synapse, authlib, ldap_auth_provider" \
+  "matrix-synapse==1.135.2" "prometheus-client<0.22" authlib "matrix-synapse-ldap3==0.4.0"
 
 echo "$VENV/bin/python"
