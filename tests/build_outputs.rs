@@ -2004,3 +2004,62 @@ fn github_upstream_as_mas_documents_it() {
         assert_eq!(p["claims_imports"]["localpart"]["action"], "ignore", "{p}");
     }
 }
+
+// ------------------------------------------------------------ proxy.tls
+
+/// `proxy.tls = "none"` serves plain HTTP, so every public URL follows
+/// (`http://`) and a warning says what that costs; `"external"` (TLS ends in
+/// front of this host) keeps nginx plain and the URLs `https://`, silently.
+/// masgen once kept `https://` URLs behind a plain-HTTP nginx without a word.
+#[test]
+fn proxy_tls_none_and_external_say_where_tls_ends() {
+    let base = fs::read_to_string(repo().join("examples/migrate-local.toml")).unwrap();
+    for (tls, scheme, warned) in [("none", "http", true), ("external", "https", false)] {
+        let mut doc: toml::Table = toml::from_str(&base).unwrap();
+        let proxy = doc
+            .entry("proxy")
+            .or_insert_with(|| toml::Value::Table(Default::default()))
+            .as_table_mut()
+            .unwrap();
+        proxy.retain(|k, _| k == "well_known");
+        proxy.insert("tls".into(), toml::Value::String(tls.into()));
+        let text = toml::to_string(&doc).unwrap();
+        let built = build_text("migrate-local.toml", &text);
+        assert_eq!(
+            built
+                .checked
+                .warnings
+                .iter()
+                .any(|w| w.code == "proxy.tls.none"),
+            warned,
+            "tls = {tls}: {:?}",
+            built.checked.warnings
+        );
+        let hs = &built.checked.homeserver;
+        for (_, phase, _, render) in phase_dirs(&built.lowered) {
+            let what = format!("tls = {tls}, {}", phase.name());
+            let synapse = yaml_value(file(&built, render.join("homeserver.yaml")), &what);
+            assert_eq!(
+                synapse["public_baseurl"],
+                format!("{scheme}://{}/", hs.synapse.public_hostname),
+                "{what}"
+            );
+            let mas = yaml_value(file(&built, render.join("mas-config.yaml")), &what);
+            let public_base = mas["http"]["public_base"].as_str().unwrap();
+            assert!(
+                public_base.starts_with(&format!("{scheme}://")),
+                "{what}: {public_base}"
+            );
+            let nginx = file(&built, render.join("nginx.conf"));
+            // Plain HTTP only (`m.server` still names 443: federation needs TLS).
+            assert!(
+                !nginx.contains(" ssl;") && !nginx.contains("return 301 https"),
+                "{what}:\n{nginx}"
+            );
+            assert!(
+                nginx.contains(&format!("\"base_url\":\"{scheme}://")),
+                "{what}: well-known base_url:\n{nginx}"
+            );
+        }
+    }
+}

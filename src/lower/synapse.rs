@@ -13,10 +13,7 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> (SynapseOut, Vec<Dropped>)
     let delegated = phase == Phase::Final;
     let mut m = Map::new();
     m.insert("server_name".into(), json!(hs.server_name));
-    m.insert(
-        "public_baseurl".into(),
-        json!(format!("https://{}/", s.public_hostname)),
-    );
+    m.insert("public_baseurl".into(), json!(s.public_baseurl()));
     m.insert(
         "listeners".into(),
         json!([{

@@ -98,6 +98,8 @@ pub struct Synapse {
     pub host: String,
     pub version: SynapseVersion,
     pub public_hostname: String,
+    /// `https`, or `http` when `proxy.tls = "none"`.
+    pub public_scheme: &'static str,
     pub listen_address: String,
     pub port: u16,
     pub database: Database,
@@ -133,6 +135,11 @@ pub struct Synapse {
 }
 
 impl Synapse {
+    /// `https://matrix.example.com/`: Synapse's `public_baseurl`.
+    pub fn public_baseurl(&self) -> String {
+        format!("{}://{}/", self.public_scheme, self.public_hostname)
+    }
+
     /// Whether anyone logs in through a Synapse password provider (legacy
     /// `password_providers`, LDAP, or a module with auth checkers): all of
     /// them stop working once Synapse delegates to MAS.
@@ -189,6 +196,8 @@ pub struct AppService {
 pub struct Mas {
     pub host: String,
     pub hostname: String,
+    /// `https`, or `http` when `proxy.tls = "none"`.
+    pub public_scheme: &'static str,
     /// `/auth` or `/`; never a trailing slash except for `/`.
     pub path_prefix: String,
     pub listen_address: String,
@@ -212,10 +221,11 @@ pub struct Mas {
 impl Mas {
     /// `https://matrix.example.com/auth/`: MAS's `http.public_base`.
     pub fn public_base(&self) -> String {
+        let scheme = self.public_scheme;
         if self.path_prefix == "/" {
-            format!("https://{}/", self.hostname)
+            format!("{scheme}://{}/", self.hostname)
         } else {
-            format!("https://{}{}/", self.hostname, self.path_prefix)
+            format!("{scheme}://{}{}/", self.hostname, self.path_prefix)
         }
     }
 
@@ -298,7 +308,10 @@ pub enum Tls {
         certificate: String,
         key: String,
     },
-    /// Plain HTTP: only for tests or a TLS terminator in front.
+    /// nginx serves plain HTTP; TLS terminates in front of this host (a load
+    /// balancer, another proxy), so the public URLs stay `https://`.
+    External,
+    /// Plain HTTP end to end: the public URLs are `http://` (tests, private networks).
     None,
 }
 

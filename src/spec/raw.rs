@@ -263,7 +263,7 @@ pub struct ClaimSpec {
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ProxySpec {
     pub kind: Option<String>,
-    /// `acme`, `files` or `none`.
+    /// `acme`, `files`, `external` (TLS ends in front of this host) or `none`.
     pub tls: Option<String>,
     pub acme_email: Option<String>,
     pub certificate_file: Option<String>,

@@ -1,5 +1,6 @@
 //! `[mas]`: secrets, signing keys, listeners, email.
 
+use super::proxy::public_scheme;
 use super::upstream::check_upstream;
 use super::*;
 
@@ -261,6 +262,7 @@ pub(super) fn check_mas(
     Mas {
         host: host.to_string(),
         hostname,
+        public_scheme: public_scheme(&spec.proxy),
         path_prefix,
         listen_address,
         port,

@@ -1,6 +1,7 @@
 //! `[synapse]`: typed keys, legacy OIDC providers, escape hatches, delegation conflicts.
 
 use super::password_auth::check_password_auth;
+use super::proxy::public_scheme;
 use super::*;
 
 pub(super) fn check_synapse(c: &mut Checker, spec: &SpecFile, host: &str, mode: Mode) -> Synapse {
@@ -66,6 +67,7 @@ pub(super) fn check_synapse(c: &mut Checker, spec: &SpecFile, host: &str, mode: 
         host: host.to_string(),
         version,
         public_hostname,
+        public_scheme: public_scheme(&spec.proxy),
         listen_address,
         port,
         database,
