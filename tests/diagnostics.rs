@@ -234,6 +234,15 @@ const CASES: &[(&str, i32, &[&str])] = &[
     ("80-dotted-account-key", 2, &["spec.unknown_key"]),
     ("81-same-port-wildcard-address", 2, &["value.port"]),
     ("82-table-given-as-string", 2, &["spec.type"]),
+    (
+        "88-fresh-password-auth-modules",
+        2,
+        &[
+            "synapse.delegation_conflict",
+            "synapse.delegation_conflict",
+            "synapse.delegation_conflict",
+        ],
+    ),
     ("89-warn-tls-none", 0, &["proxy.tls.none"]),
     // MAS 1.22's own upstream provider rules (src/model/check/upstream.rs)
     (

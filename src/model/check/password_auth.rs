@@ -46,6 +46,9 @@ pub(super) fn check_password_auth(
         .collect();
     let in_extra = password_auth_in(&Value::Object(extra.clone()));
     check_escape_hatches(c, mode, &in_extra, final_extra);
+    if mode == Mode::Fresh {
+        check_fresh_typed(c, ldap_flag || ldap_module.is_some(), &modules);
+    }
     if mode == Mode::Migrate {
         let typed = if !password_providers.is_empty() {
             Some("synapse.password_providers")
@@ -72,7 +75,7 @@ pub(super) fn check_password_auth(
         .chain(modules.iter().map(|m| &m.module))
         .any(|m| is_ldap_module(m));
     let extra_ldap = in_extra.iter().any(|p| is_ldap_module(&p.module));
-    if ldap_flag && ldap_module.is_none() && !typed_ldap && !extra_ldap {
+    if mode == Mode::Migrate && ldap_flag && ldap_module.is_none() && !typed_ldap && !extra_ldap {
         c.warn(
             "synapse.ldap.unconfigured",
             at("synapse.ldap"),
@@ -85,6 +88,31 @@ pub(super) fn check_password_auth(
         ldap_module,
         password_providers,
         modules,
+    }
+}
+
+/// A fresh install's only configuration delegates: typed LDAP and password
+/// modules cannot work there (`password_providers` are refused with the other
+/// typed conflicts, synapse.rs).
+fn check_fresh_typed(c: &mut Checker, ldap: bool, modules: &[SynapseModule]) {
+    let help = "remove it; users log in through MAS (an LDAP directory via an upstream OIDC bridge such as Dex)";
+    if ldap {
+        c.error(
+            "synapse.delegation_conflict",
+            at("synapse.ldap"),
+            "a fresh install delegates to MAS from the start, and a delegating Synapse refuses password providers such as LDAP",
+            help,
+        );
+    }
+    for (i, m) in modules.iter().enumerate() {
+        if m.password_auth {
+            c.error(
+                "synapse.delegation_conflict",
+                at(&format!("synapse.modules[{i}]")),
+                format!("a fresh install delegates to MAS from the start, and a delegating Synapse refuses to start with the password-auth module `{}`", m.module),
+                help,
+            );
+        }
     }
 }
 

@@ -13,20 +13,7 @@ pub(super) fn check_synapse(c: &mut Checker, spec: &SpecFile, host: &str, mode: 
         .clone()
         .unwrap_or_else(|| format!("matrix.{server_name}"));
     c.hostname("synapse.public_hostname", &public_hostname);
-    let listen_address = s
-        .listener
-        .address
-        .clone()
-        .unwrap_or_else(|| "127.0.0.1".into());
-    let port = c.port("synapse.listener.port", s.listener.port, 8008);
-    if s.listener.health_port.is_some() {
-        c.error(
-            "spec.unknown_key",
-            at("synapse.listener.health_port"),
-            "`health_port` applies to MAS only",
-            "remove it",
-        );
-    }
+    let (listen_address, port) = check_synapse_listener(c, s);
     let database = check_database(
         c,
         "synapse.database",
@@ -38,23 +25,7 @@ pub(super) fn check_synapse(c: &mut Checker, spec: &SpecFile, host: &str, mode: 
 
     check_secret_files(c, s, &version, mode);
 
-    let password_login = match &s.password_login {
-        // A fresh install delegates from the start; an existing Synapse has
-        // Synapse's own default, password login on.
-        None if mode == Mode::Fresh => PasswordLogin::Disabled,
-        None | Some(toml::Value::Boolean(true)) => PasswordLogin::Enabled,
-        Some(toml::Value::Boolean(false)) => PasswordLogin::Disabled,
-        Some(toml::Value::String(v)) if v == "only_for_reauth" => PasswordLogin::OnlyForReauth,
-        Some(other) => {
-            c.error(
-                "synapse.password_login",
-                at("synapse.password_login"),
-                format!("`{other}` is not a password login setting"),
-                "use `true`, `false` or `\"only_for_reauth\"`",
-            );
-            PasswordLogin::Enabled
-        }
-    };
+    let password_login = check_password_login(c, s, mode);
 
     let (oidc_providers, legacy_oidc) = check_synapse_sso(c, s);
 
@@ -93,28 +64,74 @@ pub(super) fn check_synapse(c: &mut Checker, spec: &SpecFile, host: &str, mode: 
         ldap: auth.ldap,
         ldap_module: auth.ldap_module,
         modules: auth.modules,
-        app_services: s
-            .app_services
-            .iter()
-            .map(|a| AppService {
-                name: a.name.clone(),
-                registration_file: a.registration_file.clone(),
-                encrypted: a.encrypted.unwrap_or(false),
-                kind: a.kind.clone(),
-            })
-            .collect(),
+        app_services: check_app_services(c, s),
         extra_settings,
         final_extra_settings,
         extra_config_files: s.extra_config_files.clone(),
     };
-    for (i, a) in synapse.app_services.iter().enumerate() {
+    check_synapse_semantics(c, &synapse, mode);
+    synapse
+}
+
+/// `[synapse.listener]`: where Synapse listens behind nginx.
+fn check_synapse_listener(c: &mut Checker, s: &raw::SynapseSpec) -> (String, u16) {
+    let listen_address = s
+        .listener
+        .address
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let port = c.port("synapse.listener.port", s.listener.port, 8008);
+    if s.listener.health_port.is_some() {
+        c.error(
+            "spec.unknown_key",
+            at("synapse.listener.health_port"),
+            "`health_port` applies to MAS only",
+            "remove it",
+        );
+    }
+    (listen_address, port)
+}
+
+/// `synapse.password_login`: Synapse's `password_config.enabled`.
+fn check_password_login(c: &mut Checker, s: &raw::SynapseSpec, mode: Mode) -> PasswordLogin {
+    match &s.password_login {
+        // A fresh install delegates from the start; an existing Synapse has
+        // Synapse's own default, password login on.
+        None if mode == Mode::Fresh => PasswordLogin::Disabled,
+        None | Some(toml::Value::Boolean(true)) => PasswordLogin::Enabled,
+        Some(toml::Value::Boolean(false)) => PasswordLogin::Disabled,
+        Some(toml::Value::String(v)) if v == "only_for_reauth" => PasswordLogin::OnlyForReauth,
+        Some(other) => {
+            c.error(
+                "synapse.password_login",
+                at("synapse.password_login"),
+                format!("`{other}` is not a password login setting"),
+                "use `true`, `false` or `\"only_for_reauth\"`",
+            );
+            PasswordLogin::Enabled
+        }
+    }
+}
+
+/// `[[synapse.app_services]]`: registration files on the host.
+fn check_app_services(c: &mut Checker, s: &raw::SynapseSpec) -> Vec<AppService> {
+    let apps: Vec<AppService> = s
+        .app_services
+        .iter()
+        .map(|a| AppService {
+            name: a.name.clone(),
+            registration_file: a.registration_file.clone(),
+            encrypted: a.encrypted.unwrap_or(false),
+            kind: a.kind.clone(),
+        })
+        .collect();
+    for (i, a) in apps.iter().enumerate() {
         c.abs_path_str(
             &format!("synapse.app_services[{i}].registration_file"),
             &a.registration_file,
         );
     }
-    check_synapse_semantics(c, &synapse, mode);
-    synapse
+    apps
 }
 
 /// `synapse.version`: parsed, and the releases masgen must work around.
@@ -441,31 +458,17 @@ pub(super) fn check_synapse_semantics(c: &mut Checker, s: &Synapse, mode: Mode) 
             !s.password_providers.is_empty(),
             "password_providers",
         ),
-        ("synapse.ldap", s.ldap, "password_providers"),
     ];
     if mode == Mode::Fresh {
-        for (path, set, setting) in explicit_final {
-            if set {
-                let reason = rules::DELEGATION_CONFLICTS
-                    .iter()
-                    .find(|r| r.setting == setting)
-                    .map(|r| r.reason)
-                    .unwrap_or("");
-                c.error(
-                    "synapse.delegation_conflict",
-                    at(path),
-                    format!("a fresh install delegates to MAS from the start, and a delegating Synapse refuses `{setting}`: {reason}"),
-                    "remove it (configure the MAS side instead), or use `mode = \"migrate\"` for an existing homeserver",
-                );
-            }
-        }
-        if !s.legacy_sso.is_empty() {
-            c.error("synapse.delegation_conflict", at("synapse.legacy_sso"), "SAML2, CAS and JWT logins cannot be used with MAS", "remove them; connect the identity provider to MAS as an upstream OIDC provider (Dex can bridge SAML/LDAP)");
-        }
-        return;
+        check_fresh_conflicts(c, s, &explicit_final);
+    } else {
+        check_migrate_expectations(c, s);
     }
+}
 
-    // Password providers: password_auth.rs.
+/// What stops working, or what syn2mas refuses, when an existing Synapse
+/// moves to MAS (password providers: password_auth.rs).
+fn check_migrate_expectations(c: &mut Checker, s: &Synapse) {
     for (i, a) in s.app_services.iter().enumerate() {
         if a.encrypted {
             c.warn(
@@ -523,5 +526,28 @@ pub(super) fn check_synapse_semantics(c: &mut Checker, s: &Synapse, mode: Mode) 
     }
     for (i, sso) in s.legacy_sso.iter().enumerate() {
         c.warn("migrate.legacy_sso", at(&format!("synapse.legacy_sso[{i}]")), format!("users who log in with {sso} cannot be carried over by syn2mas"), "bridge the identity provider to MAS through OIDC (e.g. Dex) and plan to relink those users");
+    }
+}
+
+/// A fresh install delegates from the start: anything set here is meant for
+/// the delegated configuration, where Synapse refuses it.
+fn check_fresh_conflicts(c: &mut Checker, s: &Synapse, explicit_final: &[(&str, bool, &str)]) {
+    for &(path, set, setting) in explicit_final {
+        if set {
+            let reason = rules::DELEGATION_CONFLICTS
+                .iter()
+                .find(|r| r.setting == setting)
+                .map(|r| r.reason)
+                .unwrap_or("");
+            c.error(
+                "synapse.delegation_conflict",
+                at(path),
+                format!("a fresh install delegates to MAS from the start, and a delegating Synapse refuses `{setting}`: {reason}"),
+                "remove it (configure the MAS side instead), or use `mode = \"migrate\"` for an existing homeserver",
+            );
+        }
+    }
+    if !s.legacy_sso.is_empty() {
+        c.error("synapse.delegation_conflict", at("synapse.legacy_sso"), "SAML2, CAS and JWT logins cannot be used with MAS", "remove them; connect the identity provider to MAS as an upstream OIDC provider (Dex can bridge SAML/LDAP)");
     }
 }
