@@ -2063,3 +2063,44 @@ fn proxy_tls_none_and_external_say_where_tls_ends() {
         }
     }
 }
+
+/// Provider keys of MAS's documentation beyond the basics
+/// (`additional_authorization_parameters` for Keycloak, `response_mode` and
+/// `id_token_signed_response_alg` for Apple, `forward_login_hint`) reach
+/// mas-config.yaml as MAS reads them; a value outside MAS's set is refused.
+#[test]
+fn more_provider_keys_reach_mas() {
+    let base = fs::read_to_string(repo().join("examples/migrate-keycloak.toml")).unwrap();
+    let extra = "response_mode = \"form_post\"\nforward_login_hint = true\nid_token_signed_response_alg = \"ES256\"\non_backchannel_logout = \"logout_all\"\nadditional_authorization_parameters = { kc_idp_hint = \"saml\", prompt = \"{% if logged_out %}login{% endif %}\" }\n";
+    let text = base.replacen(
+        "pkce_method = \"auto\"\n",
+        &format!("pkce_method = \"auto\"\n{extra}"),
+        1,
+    );
+    assert_ne!(text, base);
+    let built = build_text("migrate-keycloak.toml", &text);
+    let validator = mas_validator();
+    let render = "render/matrix/final/mas-config.yaml";
+    let config = yaml_value(file(&built, render), render);
+    assert!(
+        schema_errors(&validator, &config).is_empty(),
+        "{:?}",
+        schema_errors(&validator, &config)
+    );
+    let p = &config["upstream_oauth2"]["providers"][0];
+    assert_eq!(p["response_mode"], "form_post", "{p}");
+    assert_eq!(p["forward_login_hint"], true, "{p}");
+    assert_eq!(p["id_token_signed_response_alg"], "ES256", "{p}");
+    assert_eq!(p["on_backchannel_logout"], "logout_all", "{p}");
+    assert_eq!(
+        p["additional_authorization_parameters"]["kc_idp_hint"], "saml",
+        "{p}"
+    );
+
+    let bad = text.replace("\"form_post\"", "\"fragment\"");
+    let codes: Vec<&str> = match masgen::check_source(masgen::spec::Source::new("bad.toml", bad)) {
+        Ok(_) => vec![],
+        Err(diags) => diags.iter().map(|d| d.code).collect(),
+    };
+    assert_eq!(codes, ["mas.provider.value"]);
+}

@@ -297,6 +297,8 @@ pub struct UpstreamProvider {
     pub fetch_userinfo: Option<bool>,
     /// `claims_imports` as MAS reads it.
     pub claims_imports: Option<Value>,
+    /// Further provider keys, already in MAS's form (`response_mode`, …).
+    pub more: Map<String, Value>,
 }
 
 #[derive(Debug, Clone)]

@@ -237,6 +237,13 @@ pub struct UpstreamProviderSpec {
     pub jwks_uri: Option<String>,
     pub fetch_userinfo: Option<bool>,
     pub claims_imports: Option<ClaimsImportsSpec>,
+    /// Passed to MAS as they are (checked in model/check/upstream.rs).
+    pub id_token_signed_response_alg: Option<String>,
+    pub userinfo_signed_response_alg: Option<String>,
+    pub response_mode: Option<String>,
+    pub forward_login_hint: Option<bool>,
+    pub on_backchannel_logout: Option<String>,
+    pub additional_authorization_parameters: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

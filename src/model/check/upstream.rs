@@ -82,6 +82,7 @@ pub(super) fn check_upstream(
             jwks_uri: p.jwks_uri.clone(),
             fetch_userinfo: p.fetch_userinfo,
             claims_imports,
+            more: check_more(c, &path, p),
         });
     }
     check_mapped_once(c, &mapped);
@@ -292,7 +293,70 @@ fn check_discovery(c: &mut Checker, path: &str, p: &raw::UpstreamProviderSpec) {
             "with discovery disabled and the `openid` scope, MAS needs `jwks_uri` to verify the ID token the provider returns; logins fail without it",
             "set `jwks_uri`, or drop `openid` from `scope` for a plain OAuth 2.0 provider",
         );
+    } else if p.fetch_userinfo == Some(true)
+        && p.userinfo_signed_response_alg.is_some()
+        && p.jwks_uri.is_none()
+    {
+        c.error(
+            "mas.provider.endpoints",
+            at(path),
+            "with discovery disabled, a signed userinfo response (`userinfo_signed_response_alg`) needs `jwks_uri` to be verified",
+            "set `jwks_uri`",
+        );
     }
+}
+
+/// Provider keys masgen passes to MAS as they are, with MAS's value sets
+/// (`ResponseMode`, `OnBackchannelLogout`).
+fn check_more(c: &mut Checker, path: &str, p: &raw::UpstreamProviderSpec) -> Map<String, Value> {
+    let mut more = Map::new();
+    for (key, v, allowed) in [
+        (
+            "response_mode",
+            &p.response_mode,
+            &["query", "form_post"][..],
+        ),
+        (
+            "on_backchannel_logout",
+            &p.on_backchannel_logout,
+            &["do_nothing", "logout_browser_only", "logout_all"][..],
+        ),
+        (
+            "id_token_signed_response_alg",
+            &p.id_token_signed_response_alg,
+            &[][..],
+        ),
+        (
+            "userinfo_signed_response_alg",
+            &p.userinfo_signed_response_alg,
+            &[][..],
+        ),
+    ] {
+        let Some(v) = v else { continue };
+        if !allowed.is_empty() && !allowed.contains(&v.as_str()) {
+            c.error(
+                "mas.provider.value",
+                at(&format!("{path}.{key}")),
+                format!("unknown `{key}` `{v}`"),
+                format!("use one of {}", allowed.join(", ")),
+            );
+        }
+        more.insert(key.into(), Value::String(v.clone()));
+    }
+    if let Some(f) = p.forward_login_hint {
+        more.insert("forward_login_hint".into(), Value::Bool(f));
+    }
+    if let Some(params) = &p.additional_authorization_parameters {
+        let params = params
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        more.insert(
+            "additional_authorization_parameters".into(),
+            Value::Object(params),
+        );
+    }
+    more
 }
 
 /// `token_endpoint_auth_method` and the fields each method needs or forbids.
