@@ -453,6 +453,13 @@ impl SynapseSetup {
     }
 
     fn start(&self, py: &Path) -> SynapseProcess {
+        let mut p = self.spawn(py);
+        p.wait_healthy(Duration::from_secs(180));
+        p
+    }
+
+    /// Starts Synapse without waiting for it (see `start`).
+    fn spawn(&self, py: &Path) -> SynapseProcess {
         let stdio = fs::File::create(self.dir.path().join("stdio.log")).expect("stdio.log");
         // nixpkgs' ExecStart: every config file as --config-path, then --keys-directory.
         let child = self
@@ -465,13 +472,11 @@ impl SynapseSetup {
             .stderr(stdio)
             .spawn()
             .expect("spawn synapse");
-        let mut p = SynapseProcess {
+        SynapseProcess {
             child,
             port: self.port,
             dir: self.dir.path().to_path_buf(),
-        };
-        p.wait_healthy(Duration::from_secs(180));
-        p
+        }
     }
 }
 
@@ -1351,4 +1356,102 @@ fn implicitly_enabled_cas_is_a_conflict() {
         codes.contains(&"synapse.delegation_conflict"),
         "masgen accepts `cas_config = {{ server_url = … }}` in final_extra_settings (codes {codes:?})"
     );
+}
+
+/// A password-auth module passes Synapse's config loader (it only imports
+/// the class) but a delegating Synapse refuses to start with it: the module
+/// registers password auth callbacks, and Synapse raises "Cannot use password
+/// auth provider callbacks when OAuth delegation is enabled"
+/// (synapse/module_api/__init__.py). So the LDAP module written in
+/// `extra_settings` must not reach the final phase; masgen's final phase of
+/// that spec starts.
+#[test]
+fn password_module_stops_a_delegating_synapse() {
+    let module = json!([{
+        "module": "ldap_auth_provider.LdapAuthProviderModule",
+        "config": {
+            "enabled": true,
+            "uri": "ldap://127.0.0.1:1",
+            "base": "ou=users,dc=example,dc=net",
+            "attributes": {"uid": "uid", "mail": "mail", "name": "cn"},
+        },
+    }]);
+    let text = spec_with_setting(
+        &example_text("migrate-local.toml"),
+        "extra_settings",
+        "modules",
+        &module,
+    );
+    let lowered = masgen::lower::lower(&checked("migrate-local.toml", &text).homeserver);
+    let final_phase = phase_of(&lowered, Phase::Final).clone();
+    assert!(
+        final_phase.synapse.settings.get("modules").is_none(),
+        "the LDAP module reaches the final phase: {}",
+        final_phase.synapse.settings
+    );
+
+    let Some(py) = synapse_python() else { return };
+    require_ldap_plugin(&py);
+    let Some(pg) = PgCluster::start_with_auth("peer") else {
+        return;
+    };
+    let _serial = serial();
+    let me = String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
+        .trim()
+        .to_string();
+    let target = PgTarget {
+        socket_dir: pg.socket_dir().to_path_buf(),
+        port: pg.port(),
+    };
+    let args = &final_phase.synapse.settings["database"]["args"];
+    let (db, role) = (
+        args["database"].as_str().unwrap().to_string(),
+        args["user"].as_str().unwrap().to_string(),
+    );
+    pg.superuser_sql(&format!(
+        "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE);\n\
+         DROP ROLE IF EXISTS \"{role}\";\n\
+         CREATE ROLE \"{role}\" LOGIN;\n\
+         CREATE DATABASE \"{db}\" OWNER \"{role}\" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;"
+    ))
+    .unwrap();
+    pg.set_ident(&format!("synapse {me} {role}\n")).unwrap();
+    pg.set_hba(&format!("local \"{db}\" \"{role}\" peer map=synapse\n"))
+        .unwrap();
+
+    // The final phase with the module put back: Synapse exits.
+    let mut with_module = final_phase.synapse.settings.clone();
+    insert_path(&mut with_module, "modules", module);
+    let setup = write_phase(&final_phase, &with_module, &target, None);
+    setup.generate_keys(&py).unwrap();
+    let mut syn = setup.spawn(&py);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = syn.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Synapse still runs with a password module and delegation:\n{}",
+            syn.logs()
+        );
+        thread::sleep(Duration::from_millis(250));
+    };
+    let logs = syn.logs();
+    assert!(!status.success(), "{logs}");
+    assert!(
+        logs.contains(
+            "Cannot use password auth provider callbacks when OAuth delegation is enabled"
+        ),
+        "Synapse stopped for another reason ({status}):\n{logs}"
+    );
+    eprintln!("ok: a delegating Synapse refuses the LDAP module ({status})");
+    drop(syn);
+
+    // masgen's final phase of the same spec starts.
+    let setup = write_phase(&final_phase, &final_phase.synapse.settings, &target, None);
+    setup.generate_keys(&py).unwrap();
+    let syn = setup.start(&py);
+    drop(syn);
+    eprintln!("ok: masgen's final phase without the module starts");
 }
