@@ -93,15 +93,17 @@ ensure_venv() {
   "$dir/bin/python" -c "import $imports" || { log "venv $dir is broken after install"; exit 1; }
 }
 
-ensure_venv "$VENV" "$SYNAPSE_VERSION" "synapse, psycopg2, authlib" \
-  "matrix-synapse[oidc,postgres]==$SYNAPSE_VERSION"
+# matrix-synapse-ldap3: the loader imports it for `ldap_config` / the LDAP
+# module (tests/conformance_synapse.rs, password providers).
+ensure_venv "$VENV" "$SYNAPSE_VERSION" "synapse, psycopg2, authlib, ldap_auth_provider" \
+  "matrix-synapse[oidc,postgres]==$SYNAPSE_VERSION" "matrix-synapse-ldap3==0.4.0"
 
 # A Synapse older than 1.136 for the `experimental_features.msc3861` form
 # masgen emits for such versions (tests/conformance_synapse_old.rs): loader
 # only, so no postgres extra. authlib is what nixpkgs' `oidc` extra brings;
 # Synapse of that age needs a prometheus-client from before 0.22.
 OLD_VENV="${MASGEN_SYNAPSE_OLD_VENV:-$HOME/.cache/masgen/synapse-1.135-venv}"
-ensure_venv "$OLD_VENV" 1.135.2 "synapse, authlib" \
-  "matrix-synapse==1.135.2" "prometheus-client<0.22" authlib
+ensure_venv "$OLD_VENV" 1.135.2 "synapse, authlib, ldap_auth_provider" \
+  "matrix-synapse==1.135.2" "prometheus-client<0.22" authlib "matrix-synapse-ldap3==0.4.0"
 
 echo "$VENV/bin/python"

@@ -90,6 +90,8 @@ pub struct Diagnostic {
     pub message: String,
     /// What to do about it.
     pub help: Option<String>,
+    /// A second place the diagnostic is about, with what is there.
+    pub related: Option<(KeyPath, String)>,
 }
 
 impl Diagnostic {
@@ -100,6 +102,7 @@ impl Diagnostic {
             location: Location::Path(at),
             message: message.into(),
             help: None,
+            related: None,
         }
     }
 
@@ -112,6 +115,12 @@ impl Diagnostic {
 
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+
+    /// Points at a second key as well, e.g. the other side of a mismatch.
+    pub fn related(mut self, at: KeyPath, label: impl Into<String>) -> Self {
+        self.related = Some((at, label.into()));
         self
     }
 
@@ -131,6 +140,8 @@ pub struct Rendered {
     pub message: String,
     pub help: Option<String>,
     pub source_line: String,
+    /// `file:line:column: label` of the related key, if any.
+    pub related: Option<String>,
 }
 
 impl fmt::Display for Rendered {
@@ -153,6 +164,9 @@ impl fmt::Display for Rendered {
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             writeln!(f, "    | {pad}^")?;
+        }
+        if let Some(related) = &self.related {
+            writeln!(f, "    = note: {related}")?;
         }
         if let Some(help) = &self.help {
             writeln!(f, "    = help: {help}")?;

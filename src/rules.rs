@@ -17,6 +17,8 @@ pub enum Trigger {
     NonEmpty,
     /// A config block that is on unless it says `enabled: false`.
     BlockEnabled,
+    /// A config block that is off unless `enabled` is truthy (`ldap_config`).
+    BlockEnabledExplicitly,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +76,14 @@ pub const DELEGATION_CONFLICTS: &[DelegationConflict] = &[
         reason: "password providers (shared-secret-auth, rest-auth, LDAP) stop working; MAS authenticates users",
     },
     DelegationConflict {
+        // synapse/config/password_auth_providers.py turns a truthy
+        // `ldap_config.enabled` into an `ldap_auth_provider.LdapAuthProvider`.
+        setting: "ldap_config",
+        trigger: Trigger::BlockEnabledExplicitly,
+        example: r#"{"enabled": true, "uri": "ldap://ldap.example.com:389", "base": "ou=users,dc=example,dc=com", "attributes": {"uid": "cn", "mail": "mail", "name": "givenName"}}"#,
+        reason: "the legacy `ldap_config` block is an LDAP password provider; MAS authenticates users",
+    },
+    DelegationConflict {
         setting: "enable_registration_captcha",
         trigger: Trigger::True,
         example: "true",
@@ -124,8 +134,92 @@ impl DelegationConflict {
             Trigger::BlockEnabled => {
                 value.is_object() && value.get("enabled") != Some(&Value::Bool(false))
             }
+            Trigger::BlockEnabledExplicitly => value.get("enabled").is_some_and(truthy),
         }
     }
+}
+
+/// Python's truthiness of a YAML value (Synapse tests `if x.get("enabled")`).
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Python packages of Synapse modules that register password auth callbacks
+/// (`register_password_auth_provider_callbacks`): a delegating Synapse refuses
+/// to start with them ("Cannot use password auth provider callbacks when OAuth
+/// delegation is enabled", synapse/module_api/__init__.py). matrix-synapse-ldap3
+/// (`LdapAuthProviderModule`), synapse-token-authenticator, and, by their
+/// READMEs, matrix-synapse-shared-secret-auth and the REST password provider.
+pub const PASSWORD_AUTH_PACKAGES: &[&str] = &[
+    "ldap_auth_provider",
+    "shared_secret_authenticator",
+    "rest_auth_provider",
+    "synapse_token_authenticator",
+];
+
+/// The class masgen loads for `[synapse.ldap]` (matrix-synapse-ldap3's
+/// module-API form).
+pub const LDAP_MODULE: &str = "ldap_auth_provider.LdapAuthProviderModule";
+
+/// Whether a Synapse module (`package.Class`) is a known password provider.
+pub fn is_password_auth_module(module: &str) -> bool {
+    is_ldap_module(module)
+        || PASSWORD_AUTH_PACKAGES.contains(&module.split('.').next().unwrap_or(""))
+}
+
+/// matrix-synapse-ldap3, under either of its names (Synapse maps the old
+/// `synapse.util.ldap_auth_provider.LdapAuthProvider` to it).
+pub fn is_ldap_module(module: &str) -> bool {
+    module.starts_with("ldap_auth_provider.")
+        || module == "synapse.util.ldap_auth_provider.LdapAuthProvider"
+}
+
+/// A place in Synapse settings that turns on password authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordAuthSetting {
+    /// Top-level key: `ldap_config`, `password_providers` or `modules`.
+    pub key: &'static str,
+    /// The list entry, for `password_providers` and `modules`.
+    pub index: Option<usize>,
+    /// The Python class Synapse loads.
+    pub module: String,
+}
+
+/// Every password provider a Synapse settings object configures: the legacy
+/// `ldap_config`, every `password_providers` entry, and `modules` entries of
+/// known password-auth packages.
+pub fn password_auth_in(settings: &Value) -> Vec<PasswordAuthSetting> {
+    let mut found = Vec::new();
+    if let Some(ldap) = settings.get("ldap_config") {
+        if ldap.get("enabled").is_some_and(truthy) {
+            found.push(PasswordAuthSetting {
+                key: "ldap_config",
+                index: None,
+                module: "ldap_auth_provider.LdapAuthProvider".into(),
+            });
+        }
+    }
+    for key in ["password_providers", "modules"] {
+        let entries = settings.get(key).and_then(Value::as_array);
+        for (i, entry) in entries.into_iter().flatten().enumerate() {
+            let module = entry.get("module").and_then(Value::as_str).unwrap_or("");
+            if key == "password_providers" || is_password_auth_module(module) {
+                found.push(PasswordAuthSetting {
+                    key,
+                    index: Some(i),
+                    module: module.to_string(),
+                });
+            }
+        }
+    }
+    found
 }
 
 /// Looks a dotted path up in a settings object.
@@ -151,6 +245,33 @@ mod tests {
             let value: Value = serde_json::from_str(c.example).expect(c.setting);
             assert!(c.triggered_by(&value), "{}", c.setting);
         }
+    }
+
+    #[test]
+    fn finds_password_providers_in_every_form() {
+        let settings = serde_json::json!({
+            "ldap_config": {"enabled": "yes", "uri": "ldap://x"},
+            "password_providers": [{"module": "rest_auth_provider.RestAuthProvider"}],
+            "modules": [
+                {"module": "my_spam_checker.Checker"},
+                {"module": "shared_secret_authenticator.SharedSecretAuthProvider"},
+            ],
+        });
+        let found: Vec<_> = password_auth_in(&settings)
+            .into_iter()
+            .map(|p| (p.key, p.index))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("ldap_config", None),
+                ("password_providers", Some(0)),
+                ("modules", Some(1))
+            ]
+        );
+        let off = serde_json::json!({"ldap_config": {"enabled": false}});
+        assert!(password_auth_in(&off).is_empty());
+        assert!(conflicts_in(&off).is_empty());
     }
 
     #[test]

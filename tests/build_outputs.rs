@@ -1967,3 +1967,146 @@ fn migrate_keycloak_tree_snapshot() {
     }
     insta::assert_snapshot!("migrate_keycloak_tree", out);
 }
+
+// ------------------------------------- upstream providers as MAS documents them
+
+/// A GitHub provider exactly as MAS v1.22.0's docs/setup/sso.md configures it
+/// (no discovery, no issuer, no JWKS, `fetch_userinfo`, `account_name`) is
+/// accepted without a warning, built, and its mas-config.yaml carries every
+/// documented key and validates against MAS's schema. masgen once required
+/// `jwks_uri` and refused `account_name`.
+#[test]
+fn github_upstream_as_mas_documents_it() {
+    let path = repo().join("tests/fixtures/good_specs/github-upstream.toml");
+    let text = fs::read_to_string(&path).unwrap();
+    let checked = support::checked(path.as_str(), &text);
+    let upstream_warnings: Vec<_> = checked
+        .warnings
+        .iter()
+        .filter(|d| d.code.starts_with("mas.provider") || d.code.starts_with("mas.claims"))
+        .collect();
+    assert!(upstream_warnings.is_empty(), "{upstream_warnings:?}");
+    let built = build_text(path.as_str(), &text);
+    let validator = mas_validator();
+    for (_, _, _, render) in phase_dirs(&built.lowered) {
+        let path = render.join("mas-config.yaml");
+        let config = yaml_value(file(&built, &path), path.as_str());
+        let errors = schema_errors(&validator, &config);
+        assert!(errors.is_empty(), "{path}:\n{}", errors.join("\n"));
+        let p = &config["upstream_oauth2"]["providers"][0];
+        assert_eq!(p["discovery_mode"], "disabled", "{p}");
+        assert_eq!(p["fetch_userinfo"], true, "{p}");
+        assert_eq!(p["userinfo_endpoint"], "https://api.github.com/user", "{p}");
+        assert_eq!(p["scope"], "read:user", "{p}");
+        assert!(
+            p.get("issuer").is_none() && p.get("jwks_uri").is_none(),
+            "{p}"
+        );
+        assert!(p.get("token_endpoint_auth_signing_alg").is_none(), "{p}");
+        assert_eq!(
+            p["claims_imports"]["account_name"]["template"], "@{{ userinfo_claims.login }}",
+            "{p}"
+        );
+        assert_eq!(p["claims_imports"]["localpart"]["action"], "ignore", "{p}");
+    }
+}
+
+// ------------------------------------------------------------ proxy.tls
+
+/// `proxy.tls = "none"` serves plain HTTP, so every public URL follows
+/// (`http://`) and a warning says what that costs; `"external"` (TLS ends in
+/// front of this host) keeps nginx plain and the URLs `https://`, silently.
+/// masgen once kept `https://` URLs behind a plain-HTTP nginx without a word.
+#[test]
+fn proxy_tls_none_and_external_say_where_tls_ends() {
+    let base = fs::read_to_string(repo().join("examples/migrate-local.toml")).unwrap();
+    for (tls, scheme, warned) in [("none", "http", true), ("external", "https", false)] {
+        let mut doc: toml::Table = toml::from_str(&base).unwrap();
+        let proxy = doc
+            .entry("proxy")
+            .or_insert_with(|| toml::Value::Table(Default::default()))
+            .as_table_mut()
+            .unwrap();
+        proxy.retain(|k, _| k == "well_known");
+        proxy.insert("tls".into(), toml::Value::String(tls.into()));
+        let text = toml::to_string(&doc).unwrap();
+        let built = build_text("migrate-local.toml", &text);
+        assert_eq!(
+            built
+                .checked
+                .warnings
+                .iter()
+                .any(|w| w.code == "proxy.tls.none"),
+            warned,
+            "tls = {tls}: {:?}",
+            built.checked.warnings
+        );
+        let hs = &built.checked.homeserver;
+        for (_, phase, _, render) in phase_dirs(&built.lowered) {
+            let what = format!("tls = {tls}, {}", phase.name());
+            let synapse = yaml_value(file(&built, render.join("homeserver.yaml")), &what);
+            assert_eq!(
+                synapse["public_baseurl"],
+                format!("{scheme}://{}/", hs.synapse.public_hostname),
+                "{what}"
+            );
+            let mas = yaml_value(file(&built, render.join("mas-config.yaml")), &what);
+            let public_base = mas["http"]["public_base"].as_str().unwrap();
+            assert!(
+                public_base.starts_with(&format!("{scheme}://")),
+                "{what}: {public_base}"
+            );
+            let nginx = file(&built, render.join("nginx.conf"));
+            // Plain HTTP only (`m.server` still names 443: federation needs TLS).
+            assert!(
+                !nginx.contains(" ssl;") && !nginx.contains("return 301 https"),
+                "{what}:\n{nginx}"
+            );
+            assert!(
+                nginx.contains(&format!("\"base_url\":\"{scheme}://")),
+                "{what}: well-known base_url:\n{nginx}"
+            );
+        }
+    }
+}
+
+/// Provider keys of MAS's documentation beyond the basics
+/// (`additional_authorization_parameters` for Keycloak, `response_mode` and
+/// `id_token_signed_response_alg` for Apple, `forward_login_hint`) reach
+/// mas-config.yaml as MAS reads them; a value outside MAS's set is refused.
+#[test]
+fn more_provider_keys_reach_mas() {
+    let base = fs::read_to_string(repo().join("examples/migrate-keycloak.toml")).unwrap();
+    let extra = "response_mode = \"form_post\"\nforward_login_hint = true\nid_token_signed_response_alg = \"ES256\"\non_backchannel_logout = \"logout_all\"\nadditional_authorization_parameters = { kc_idp_hint = \"saml\", prompt = \"{% if logged_out %}login{% endif %}\" }\n";
+    let text = base.replacen(
+        "pkce_method = \"auto\"\n",
+        &format!("pkce_method = \"auto\"\n{extra}"),
+        1,
+    );
+    assert_ne!(text, base);
+    let built = build_text("migrate-keycloak.toml", &text);
+    let validator = mas_validator();
+    let render = "render/matrix/final/mas-config.yaml";
+    let config = yaml_value(file(&built, render), render);
+    assert!(
+        schema_errors(&validator, &config).is_empty(),
+        "{:?}",
+        schema_errors(&validator, &config)
+    );
+    let p = &config["upstream_oauth2"]["providers"][0];
+    assert_eq!(p["response_mode"], "form_post", "{p}");
+    assert_eq!(p["forward_login_hint"], true, "{p}");
+    assert_eq!(p["id_token_signed_response_alg"], "ES256", "{p}");
+    assert_eq!(p["on_backchannel_logout"], "logout_all", "{p}");
+    assert_eq!(
+        p["additional_authorization_parameters"]["kc_idp_hint"], "saml",
+        "{p}"
+    );
+
+    let bad = text.replace("\"form_post\"", "\"fragment\"");
+    let codes: Vec<&str> = match masgen::check_source(masgen::spec::Source::new("bad.toml", bad)) {
+        Ok(_) => vec![],
+        Err(diags) => diags.iter().map(|d| d.code).collect(),
+    };
+    assert_eq!(codes, ["mas.provider.value"]);
+}

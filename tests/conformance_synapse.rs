@@ -453,6 +453,13 @@ impl SynapseSetup {
     }
 
     fn start(&self, py: &Path) -> SynapseProcess {
+        let mut p = self.spawn(py);
+        p.wait_healthy(Duration::from_secs(180));
+        p
+    }
+
+    /// Starts Synapse without waiting for it (see `start`).
+    fn spawn(&self, py: &Path) -> SynapseProcess {
         let stdio = fs::File::create(self.dir.path().join("stdio.log")).expect("stdio.log");
         // nixpkgs' ExecStart: every config file as --config-path, then --keys-directory.
         let child = self
@@ -465,13 +472,11 @@ impl SynapseSetup {
             .stderr(stdio)
             .spawn()
             .expect("spawn synapse");
-        let mut p = SynapseProcess {
+        SynapseProcess {
             child,
             port: self.port,
             dir: self.dir.path().to_path_buf(),
-        };
-        p.wait_healthy(Duration::from_secs(180));
-        p
+        }
     }
 }
 
@@ -956,6 +961,7 @@ fn conflicts_table_matches_real_synapse() {
     }
 
     let Some(py) = synapse_python() else { return };
+    require_ldap_plugin(&py);
     let _serial = serial();
     let checked = checked("migrate-local.toml", &example_text("migrate-local.toml"));
     let lowered = masgen::lower::lower(&checked.homeserver);
@@ -1008,6 +1014,188 @@ fn conflicts_table_matches_real_synapse() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `ldap_config` (a table entry) makes Synapse import matrix-synapse-ldap3
+/// before its delegation check: the venv of scripts/setup-test-deps.sh has it.
+fn require_ldap_plugin(py: &Path) {
+    let ok = Command::new(py)
+        .args(["-c", "import ldap_auth_provider"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{} cannot import ldap_auth_provider: run scripts/setup-test-deps.sh (it installs matrix-synapse-ldap3 into the Synapse venv)",
+        py.display()
+    );
+}
+
+fn phase_of(lowered: &masgen::lower::Lowered, phase: Phase) -> &HostPhase {
+    lowered
+        .phases
+        .iter()
+        .find(|p| p.phase == phase)
+        .expect("phase")
+}
+
+/// The escape-hatch form of the table: each entry written in
+/// `[synapse.extra_settings]` of a migrating spec is accepted, stays in phase
+/// 1 (what the homeserver does today), never reaches the final phase, and the
+/// final phase still loads in the real Synapse with delegation on.
+#[test]
+fn escape_hatch_conflicts_never_reach_the_final_phase() {
+    let base = example_text("migrate-local.toml");
+    let mut finals = Vec::new();
+    for c in DELEGATION_CONFLICTS {
+        let value = example_value(c);
+        let text = spec_with_setting(&base, "extra_settings", c.setting, &value);
+        let lowered = masgen::lower::lower(&checked("migrate-local.toml", &text).homeserver);
+        let prepare = phase_of(&lowered, Phase::Prepare);
+        // With a pepper, `password_config` lives in the runtime file.
+        let runtime = prepare
+            .synapse
+            .password_config
+            .as_ref()
+            .map(|pc| json!({"password_config": pc.settings}));
+        let kept = [Some(&prepare.synapse.settings), runtime.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|s| masgen::rules::lookup(s, c.setting) == Some(&value));
+        assert!(kept, "`{}` is not kept in phase 1", c.setting);
+        let final_phase = phase_of(&lowered, Phase::Final);
+        let left = masgen::rules::conflicts_in(&final_phase.synapse.settings);
+        assert!(
+            left.is_empty(),
+            "`{}` from extra_settings reaches the final phase: {:?}",
+            c.setting,
+            left.iter().map(|c| c.setting).collect::<Vec<_>>()
+        );
+        assert!(
+            final_phase.dropped.iter().any(|d| d.setting == c.setting),
+            "no note says `{}` is dropped: {:?}",
+            c.setting,
+            final_phase.dropped
+        );
+        finals.push((c.setting, final_phase.clone()));
+    }
+
+    let Some(py) = synapse_python() else { return };
+    let _serial = serial();
+    let mut signing_key = None;
+    for (setting, phase) in finals {
+        let setup = write_phase(&phase, &phase.synapse.settings, &no_pg(), None);
+        match &signing_key {
+            None => {
+                setup.generate_keys(&py).unwrap();
+                signing_key = Some(
+                    fs::read_to_string(setup.data_dir.join("homeserver.signing.key")).unwrap(),
+                );
+            }
+            Some(key) => write_mode(&setup.data_dir.join("homeserver.signing.key"), key, 0o600),
+        }
+        let out = setup.load(&py, Some("mas.enabled")).unwrap_or_else(|e| {
+            panic!("`{setting}` in extra_settings: Synapse refuses the final phase:\n{e}")
+        });
+        assert!(out.contains("mas.enabled: True"), "{out}");
+        eprintln!("ok: `{setting}` in extra_settings: final phase loads with delegation on");
+    }
+}
+
+/// An LDAP provider written in any of its forms — `ldap_config` or the LDAP
+/// module in `extra_settings`, or `[synapse.ldap]` — works in phase 1 (Synapse's
+/// loader loads matrix-synapse-ldap3 from it) and is gone from the final phase
+/// (the loader, with delegation on, sees no password provider and no module).
+#[test]
+fn ldap_works_in_phase_1_and_is_gone_from_the_final_phase() {
+    let ldap = json!({
+        "enabled": true,
+        "uri": "ldap://ldap.example.net:389",
+        "base": "ou=users,dc=example,dc=net",
+        "attributes": {"uid": "uid", "mail": "mail", "name": "cn"},
+        "bind_dn": "cn=synapse,dc=example,dc=net",
+        "bind_password_file": "/run/secrets/synapse-ldap-bind",
+    });
+    let base = example_text("migrate-local.toml");
+    let module = json!([{"module": "ldap_auth_provider.LdapAuthProviderModule", "config": ldap}]);
+    let mut table: toml::Table = toml::from_str(&base).unwrap();
+    table["synapse"]
+        .as_table_mut()
+        .unwrap()
+        .insert("ldap".into(), toml::Value::try_from(&ldap).unwrap());
+    let forms = [
+        (
+            "extra_settings.ldap_config",
+            spec_with_setting(&base, "extra_settings", "ldap_config", &ldap),
+            "authproviders.password_providers",
+        ),
+        (
+            "extra_settings.modules",
+            spec_with_setting(&base, "extra_settings", "modules", &module),
+            "modules.loaded_modules",
+        ),
+        (
+            "[synapse.ldap]",
+            toml::to_string(&table).unwrap(),
+            "modules.loaded_modules",
+        ),
+    ];
+    let mut phases = Vec::new();
+    for (form, text, read) in forms {
+        let checked = checked("migrate-local.toml", &text);
+        assert!(
+            checked
+                .warnings
+                .iter()
+                .any(|w| w.code == "migrate.password_providers"),
+            "{form}: no warning that the provider stops working"
+        );
+        assert!(checked.homeserver.synapse.password_auth_in_use(), "{form}");
+        let lowered = masgen::lower::lower(&checked.homeserver);
+        let prepare = phase_of(&lowered, Phase::Prepare).clone();
+        let final_phase = phase_of(&lowered, Phase::Final).clone();
+        assert!(
+            prepare
+                .synapse
+                .extras
+                .iter()
+                .any(|e| e == "matrix-synapse-ldap3"),
+            "{form}: phase 1 lacks the LDAP plugin: {:?}",
+            prepare.synapse.extras
+        );
+        let yaml = serde_json::to_string(&final_phase.synapse.settings).unwrap();
+        assert!(
+            !yaml.contains("ldap"),
+            "{form}: LDAP reaches the final phase:\n{yaml}"
+        );
+        assert!(!final_phase.dropped.is_empty(), "{form}: no note");
+        phases.push((form, read, prepare, final_phase));
+    }
+
+    let Some(py) = synapse_python() else { return };
+    require_ldap_plugin(&py);
+    let _serial = serial();
+    for (form, read, prepare, final_phase) in phases {
+        let setup = write_phase(&prepare, &prepare.synapse.settings, &no_pg(), None);
+        setup.generate_keys(&py).unwrap();
+        let out = setup
+            .load(&py, Some(read))
+            .unwrap_or_else(|e| panic!("{form}: Synapse refuses phase 1:\n{e}"));
+        assert!(
+            out.contains("ldap_auth_provider.LdapAuthProvider"),
+            "{form}: phase 1 {read}:\n{out}"
+        );
+        let key = fs::read_to_string(setup.data_dir.join("homeserver.signing.key")).unwrap();
+        let setup = write_phase(&final_phase, &final_phase.synapse.settings, &no_pg(), None);
+        write_mode(&setup.data_dir.join("homeserver.signing.key"), &key, 0o600);
+        let out = setup
+            .load(&py, Some(read))
+            .unwrap_or_else(|e| panic!("{form}: Synapse refuses the final phase:\n{e}"));
+        assert!(
+            out.contains(&format!("{read}: []")),
+            "{form}: final phase {read}:\n{out}"
+        );
+        eprintln!("ok: LDAP as {form}: loaded in phase 1, gone from the final phase");
+    }
 }
 
 /// The spec text with `setting` (dotted) = `value` added under
@@ -1168,4 +1356,102 @@ fn implicitly_enabled_cas_is_a_conflict() {
         codes.contains(&"synapse.delegation_conflict"),
         "masgen accepts `cas_config = {{ server_url = … }}` in final_extra_settings (codes {codes:?})"
     );
+}
+
+/// A password-auth module passes Synapse's config loader (it only imports
+/// the class) but a delegating Synapse refuses to start with it: the module
+/// registers password auth callbacks, and Synapse raises "Cannot use password
+/// auth provider callbacks when OAuth delegation is enabled"
+/// (synapse/module_api/__init__.py). So the LDAP module written in
+/// `extra_settings` must not reach the final phase; masgen's final phase of
+/// that spec starts.
+#[test]
+fn password_module_stops_a_delegating_synapse() {
+    let module = json!([{
+        "module": "ldap_auth_provider.LdapAuthProviderModule",
+        "config": {
+            "enabled": true,
+            "uri": "ldap://127.0.0.1:1",
+            "base": "ou=users,dc=example,dc=net",
+            "attributes": {"uid": "uid", "mail": "mail", "name": "cn"},
+        },
+    }]);
+    let text = spec_with_setting(
+        &example_text("migrate-local.toml"),
+        "extra_settings",
+        "modules",
+        &module,
+    );
+    let lowered = masgen::lower::lower(&checked("migrate-local.toml", &text).homeserver);
+    let final_phase = phase_of(&lowered, Phase::Final).clone();
+    assert!(
+        final_phase.synapse.settings.get("modules").is_none(),
+        "the LDAP module reaches the final phase: {}",
+        final_phase.synapse.settings
+    );
+
+    let Some(py) = synapse_python() else { return };
+    require_ldap_plugin(&py);
+    let Some(pg) = PgCluster::start_with_auth("peer") else {
+        return;
+    };
+    let _serial = serial();
+    let me = String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
+        .trim()
+        .to_string();
+    let target = PgTarget {
+        socket_dir: pg.socket_dir().to_path_buf(),
+        port: pg.port(),
+    };
+    let args = &final_phase.synapse.settings["database"]["args"];
+    let (db, role) = (
+        args["database"].as_str().unwrap().to_string(),
+        args["user"].as_str().unwrap().to_string(),
+    );
+    pg.superuser_sql(&format!(
+        "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE);\n\
+         DROP ROLE IF EXISTS \"{role}\";\n\
+         CREATE ROLE \"{role}\" LOGIN;\n\
+         CREATE DATABASE \"{db}\" OWNER \"{role}\" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;"
+    ))
+    .unwrap();
+    pg.set_ident(&format!("synapse {me} {role}\n")).unwrap();
+    pg.set_hba(&format!("local \"{db}\" \"{role}\" peer map=synapse\n"))
+        .unwrap();
+
+    // The final phase with the module put back: Synapse exits.
+    let mut with_module = final_phase.synapse.settings.clone();
+    insert_path(&mut with_module, "modules", module);
+    let setup = write_phase(&final_phase, &with_module, &target, None);
+    setup.generate_keys(&py).unwrap();
+    let mut syn = setup.spawn(&py);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = syn.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Synapse still runs with a password module and delegation:\n{}",
+            syn.logs()
+        );
+        thread::sleep(Duration::from_millis(250));
+    };
+    let logs = syn.logs();
+    assert!(!status.success(), "{logs}");
+    assert!(
+        logs.contains(
+            "Cannot use password auth provider callbacks when OAuth delegation is enabled"
+        ),
+        "Synapse stopped for another reason ({status}):\n{logs}"
+    );
+    eprintln!("ok: a delegating Synapse refuses the LDAP module ({status})");
+    drop(syn);
+
+    // masgen's final phase of the same spec starts.
+    let setup = write_phase(&final_phase, &final_phase.synapse.settings, &target, None);
+    setup.generate_keys(&py).unwrap();
+    let syn = setup.start(&py);
+    drop(syn);
+    eprintln!("ok: masgen's final phase without the module starts");
 }

@@ -170,7 +170,7 @@ const CASES: &[(&str, i32, &[&str])] = &[
     (
         "55-discovery-disabled-without-endpoints",
         2,
-        &["mas.provider.endpoints", "mas.provider.endpoints"],
+        &["mas.provider.endpoints", "mas.provider.jwks_uri"],
     ),
     ("56-smtp-without-from", 2, &["mas.email.from"]),
     ("57-unknown-account-key", 2, &["spec.unknown_key"]),
@@ -234,27 +234,98 @@ const CASES: &[(&str, i32, &[&str])] = &[
     ("80-dotted-account-key", 2, &["spec.unknown_key"]),
     ("81-same-port-wildcard-address", 2, &["value.port"]),
     ("82-table-given-as-string", 2, &["spec.type"]),
-    // the pinned nixpkgs (model/nixpkgs.rs)
-    ("90-pin-acme-without-email", 2, &["nixpkgs.acme_email"]),
     (
-        "91-pin-synapse-older-than-pin",
+        "88-fresh-password-auth-modules",
+        2,
+        &[
+            "synapse.delegation_conflict",
+            "synapse.delegation_conflict",
+            "synapse.delegation_conflict",
+        ],
+    ),
+    ("89-warn-tls-none", 0, &["proxy.tls.none"]),
+    // MAS 1.22's own upstream provider rules (src/model/check/upstream.rs)
+    (
+        "90-signing-alg-with-client-secret-basic",
+        2,
+        &["mas.provider.signing_alg"],
+    ),
+    (
+        "91-private-key-jwt-with-secret-without-alg",
+        2,
+        &["mas.provider.client_secret", "mas.provider.signing_alg"],
+    ),
+    (
+        "92-claims-skip-confirmation-and-on-conflict",
+        2,
+        &[
+            "mas.claims.skip_confirmation",
+            "mas.claims.on_conflict",
+            "mas.claims.skip_confirmation",
+        ],
+    ),
+    (
+        "93-warn-issuer-mismatch",
+        0,
+        &["mas.provider.issuer_mismatch"],
+    ),
+    (
+        "94-fetch-userinfo-without-endpoint",
+        2,
+        &["mas.provider.endpoints"],
+    ),
+    // password providers wherever they are written (src/model/check/password_auth.rs)
+    (
+        "95-ldap-config-in-final-extra-settings",
+        2,
+        &["synapse.delegation_conflict"],
+    ),
+    (
+        "96-warn-ldap-config-in-extra-settings",
+        0,
+        &["migrate.password_providers"],
+    ),
+    (
+        "97-password-module-in-final-extra-settings",
+        2,
+        &["synapse.delegation_conflict"],
+    ),
+    (
+        "98-ldap-table-incomplete",
+        2,
+        &[
+            "synapse.ldap",
+            "synapse.ldap",
+            "synapse.ldap",
+            "migrate.password_providers",
+        ],
+    ),
+    (
+        "99-warn-ldap-flag-unconfigured",
+        0,
+        &["migrate.password_providers", "synapse.ldap.unconfigured"],
+    ),
+    // the pinned nixpkgs (model/nixpkgs.rs)
+    ("100-pin-acme-without-email", 2, &["nixpkgs.acme_email"]),
+    (
+        "101-pin-synapse-older-than-pin",
         2,
         &["nixpkgs.synapse_version"],
     ),
     (
-        "92-pin-unknown-without-version",
+        "102-pin-unknown-without-version",
         2,
         &["synapse.version.required"],
     ),
     (
-        "93-pin-acme-email-twice",
+        "103-pin-acme-email-twice",
         2,
         &["proxy.acme_email_from_host"],
     ),
     // the host's own configuration
-    ("94-host-base-config-relative", 2, &["host.base_config"]),
-    ("95-host-base-twice", 2, &["host.base_twice"]),
-    ("96-warn-pin-end-of-life", 0, &["nixpkgs.end_of_life"]),
+    ("104-host-base-config-relative", 2, &["host.base_config"]),
+    ("105-host-base-twice", 2, &["host.base_twice"]),
+    ("106-warn-pin-end-of-life", 0, &["nixpkgs.end_of_life"]),
 ];
 
 /// Specs validation gets wrong today (see the header comment of each):

@@ -229,6 +229,7 @@ pub(super) fn lower(hs: &Homeserver) -> MasOut {
                 if let Some(ci) = &p.claims_imports {
                     o.insert("claims_imports".into(), ci.clone());
                 }
+                o.extend(p.more.clone());
                 Value::Object(o)
             })
             .collect();

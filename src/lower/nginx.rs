@@ -79,7 +79,7 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> Vec<VirtualHost> {
             certificate: certificate.clone(),
             key: key.clone(),
         },
-        Tls::None => TlsMode::None,
+        Tls::External | Tls::None => TlsMode::None,
     };
 
     let mut matrix = Vec::new();
@@ -211,8 +211,7 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> Vec<VirtualHost> {
 /// `/.well-known/matrix/{client,server}`. Clients learn about MAS through
 /// `org.matrix.msc2965.authentication` only once Synapse delegates.
 fn well_known(hs: &Homeserver, final_phase: bool) -> Vec<Location> {
-    let mut client =
-        json!({"m.homeserver": {"base_url": format!("https://{}", hs.synapse.public_hostname)}});
+    let mut client = json!({"m.homeserver": {"base_url": format!("{}://{}", hs.synapse.public_scheme, hs.synapse.public_hostname)}});
     if final_phase {
         client["org.matrix.msc2965.authentication"] = json!({
             "issuer": hs.mas.public_base(),

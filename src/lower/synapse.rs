@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 use super::{
     merge, remove_path, Dropped, PasswordConfigOut, Phase, SynapseOut, PASSWORD_CONFIG_PATH,
 };
-use crate::model::{DbEngine, Homeserver, PasswordLogin, SynapseOidc};
+use crate::model::{DbEngine, Homeserver, PasswordLogin, Synapse, SynapseOidc};
 use crate::rules;
 
 pub(super) fn lower(hs: &Homeserver, phase: Phase) -> (SynapseOut, Vec<Dropped>) {
@@ -13,10 +13,7 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> (SynapseOut, Vec<Dropped>)
     let delegated = phase == Phase::Final;
     let mut m = Map::new();
     m.insert("server_name".into(), json!(hs.server_name));
-    m.insert(
-        "public_baseurl".into(),
-        json!(format!("https://{}/", s.public_hostname)),
-    );
+    m.insert("public_baseurl".into(), json!(s.public_baseurl()));
     m.insert(
         "listeners".into(),
         json!([{
@@ -52,30 +49,105 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> (SynapseOut, Vec<Dropped>)
                 .collect::<Vec<_>>()),
         );
     }
-    // Password-auth modules (e.g. the LDAP module) stop working under
-    // delegation, and their extra is gone then: keep them out of the final phase.
-    let mut dropped = Vec::new();
-    let modules: Vec<Value> = s
+    let mut modules: Vec<Value> = s
         .modules
         .iter()
-        .filter(|x| {
-            let keep = !(delegated && x.password_auth);
-            if !keep {
-                dropped.push(Dropped {
-                    setting: format!("modules: {}", x.module),
-                    reason: "password authentication moves to MAS".into(),
-                });
-            }
-            keep
-        })
         .map(|x| json!({"module": x.module, "config": x.config}))
         .collect();
+    if let (Some(config), false) = (&s.ldap_module, delegated) {
+        modules.push(json!({"module": rules::LDAP_MODULE, "config": config}));
+    }
     if !modules.is_empty() {
         m.insert("modules".into(), Value::Array(modules));
     }
 
-    // What the existing Synapse does today; the final phase drops what
-    // delegation forbids (rules::DELEGATION_CONFLICTS).
+    todays_settings(s, &mut m);
+
+    let password_enabled = match s.password_login {
+        PasswordLogin::Enabled => json!(true),
+        PasswordLogin::Disabled => json!(false),
+        PasswordLogin::OnlyForReauth => json!("only_for_reauth"),
+    };
+    let mut password_config = None;
+    if !delegated {
+        match &s.pepper_file {
+            // Synapse merges extra config files key by key at the top level,
+            // so the whole password_config block goes into the runtime file.
+            Some(pepper) => {
+                password_config = Some(PasswordConfigOut {
+                    settings: json!({"enabled": password_enabled}),
+                    pepper_file: pepper.clone(),
+                })
+            }
+            None => {
+                m.insert(
+                    "password_config".into(),
+                    json!({"enabled": password_enabled}),
+                );
+            }
+        }
+    }
+
+    merge(&mut m, &s.extra_settings);
+    // With a pepper file the block lives in the runtime file, which Synapse
+    // merges over homeserver.yaml key by key: an extra `password_config`
+    // would be replaced, so it joins the runtime block instead.
+    if let Some(pc) = &mut password_config {
+        if let Some(Value::Object(extra)) = m.remove("password_config") {
+            if let Value::Object(settings) = &mut pc.settings {
+                for (k, v) in extra {
+                    settings.entry(k).or_insert(v);
+                }
+            }
+        }
+    }
+    let mut dropped = Vec::new();
+    if delegated {
+        drop_for_delegation(hs, &mut m, &mut dropped);
+        delegation(hs, &mut m);
+    }
+
+    let extras = extras(s, delegated);
+
+    let mut extra_config_files = s.extra_config_files.clone();
+    if password_config.is_some() {
+        extra_config_files.push(PASSWORD_CONFIG_PATH.to_string());
+    }
+    (
+        SynapseOut {
+            settings: Value::Object(m),
+            extra_config_files,
+            password_config,
+            extras,
+        },
+        dropped,
+    )
+}
+
+/// nixpkgs' `services.matrix-synapse.extras` for a phase.
+fn extras(s: &Synapse, delegated: bool) -> Vec<String> {
+    let mut extras = Vec::new();
+    if s.database.engine == DbEngine::Postgresql {
+        extras.push("postgres".to_string());
+    }
+    if !delegated && (!s.oidc_providers.is_empty() || s.legacy_oidc.is_some()) {
+        extras.push("oidc".into());
+    }
+    // Before 1.136 delegation goes through MSC3861, which needs authlib:
+    // nixpkgs brings it with the `oidc` extra.
+    if delegated && !s.version.has_stable_delegation() {
+        extras.push("oidc".into());
+    }
+    if !delegated && s.ldap {
+        extras.push("matrix-synapse-ldap3".into());
+    }
+    extras.sort();
+    extras
+}
+
+/// What the existing Synapse does today; the final phase drops what
+/// delegation forbids (rules::DELEGATION_CONFLICTS).
+fn todays_settings(s: &Synapse, m: &mut Map<String, Value>) {
     m.insert("enable_registration".into(), json!(s.enable_registration));
     m.insert("allow_guest_access".into(), json!(s.allow_guest_access));
     if s.enable_3pid_changes {
@@ -129,121 +201,86 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> (SynapseOut, Vec<Dropped>)
                 .collect::<Vec<_>>()),
         );
     }
+}
 
-    let password_enabled = match s.password_login {
-        PasswordLogin::Enabled => json!(true),
-        PasswordLogin::Disabled => json!(false),
-        PasswordLogin::OnlyForReauth => json!("only_for_reauth"),
+/// The final phase: what a delegating Synapse refuses goes, each with a note.
+fn drop_for_delegation(hs: &Homeserver, m: &mut Map<String, Value>, dropped: &mut Vec<Dropped>) {
+    let s = &hs.synapse;
+    if s.ldap_module.is_some() {
+        dropped.push(Dropped {
+            setting: format!("modules: {} (synapse.ldap)", rules::LDAP_MODULE),
+            reason: "password authentication moves to MAS".into(),
+        });
+    }
+    drop_password_modules(m, s, dropped);
+    merge(m, &s.final_extra_settings);
+    for conflict in rules::DELEGATION_CONFLICTS {
+        let value = rules::lookup(&Value::Object(m.clone()), conflict.setting).cloned();
+        if let Some(value) = value {
+            remove_path(m, conflict.setting);
+            if conflict.triggered_by(&value) {
+                dropped.push(Dropped {
+                    setting: conflict.setting.to_string(),
+                    reason: conflict.reason.to_string(),
+                });
+            }
+        }
+    }
+    for (key, reason) in [
+        (
+            "oidc_config",
+            "the legacy OIDC provider moves to a MAS upstream provider",
+        ),
+        ("saml2_config", "SAML2 cannot be used with MAS"),
+        ("cas_config", "CAS cannot be used with MAS"),
+        ("jwt_config", "JWT login cannot be used with MAS"),
+        (
+            "allow_guest_access",
+            "guest access is not supported with MAS",
+        ),
+    ] {
+        if let Some(v) = m.remove(key) {
+            if v != json!(false) {
+                dropped.push(Dropped {
+                    setting: key.to_string(),
+                    reason: reason.to_string(),
+                });
+            }
+        }
+    }
+    if m.remove("registration_shared_secret_path").is_some() {
+        dropped.push(Dropped {
+            setting: "registration_shared_secret_path".into(),
+            reason: "Synapse's shared-secret registration endpoint is gone once MAS handles accounts; register users with the masgen-register-* tasks".into(),
+        });
+    }
+    m.insert("enable_registration".into(), json!(false));
+}
+
+/// Password-auth modules (typed with `password_auth`, or of a known package,
+/// e.g. from `extra_settings`): a delegating Synapse refuses to start with them.
+fn drop_password_modules(m: &mut Map<String, Value>, s: &Synapse, dropped: &mut Vec<Dropped>) {
+    let Some(Value::Array(modules)) = m.get_mut("modules") else {
+        return;
     };
-    let mut password_config = None;
-    if !delegated {
-        match &s.pepper_file {
-            // Synapse merges extra config files key by key at the top level,
-            // so the whole password_config block goes into the runtime file.
-            Some(pepper) => {
-                password_config = Some(PasswordConfigOut {
-                    settings: json!({"enabled": password_enabled}),
-                    pepper_file: pepper.clone(),
-                })
-            }
-            None => {
-                m.insert(
-                    "password_config".into(),
-                    json!({"enabled": password_enabled}),
-                );
-            }
-        }
-    }
-
-    merge(&mut m, &s.extra_settings);
-    // With a pepper file the block lives in the runtime file, which Synapse
-    // merges over homeserver.yaml key by key: an extra `password_config`
-    // would be replaced, so it joins the runtime block instead.
-    if let Some(pc) = &mut password_config {
-        if let Some(Value::Object(extra)) = m.remove("password_config") {
-            if let Value::Object(settings) = &mut pc.settings {
-                for (k, v) in extra {
-                    settings.entry(k).or_insert(v);
-                }
-            }
-        }
-    }
-    if delegated {
-        merge(&mut m, &s.final_extra_settings);
-        for conflict in rules::DELEGATION_CONFLICTS {
-            let value = rules::lookup(&Value::Object(m.clone()), conflict.setting).cloned();
-            if let Some(value) = value {
-                remove_path(&mut m, conflict.setting);
-                if conflict.triggered_by(&value) {
-                    dropped.push(Dropped {
-                        setting: conflict.setting.to_string(),
-                        reason: conflict.reason.to_string(),
-                    });
-                }
-            }
-        }
-        for (key, reason) in [
-            (
-                "oidc_config",
-                "the legacy OIDC provider moves to a MAS upstream provider",
-            ),
-            ("saml2_config", "SAML2 cannot be used with MAS"),
-            ("cas_config", "CAS cannot be used with MAS"),
-            ("jwt_config", "JWT login cannot be used with MAS"),
-            (
-                "allow_guest_access",
-                "guest access is not supported with MAS",
-            ),
-        ] {
-            if let Some(v) = m.remove(key) {
-                if v != json!(false) {
-                    dropped.push(Dropped {
-                        setting: key.to_string(),
-                        reason: reason.to_string(),
-                    });
-                }
-            }
-        }
-        if m.remove("registration_shared_secret_path").is_some() {
+    modules.retain(|x| {
+        let module = x.get("module").and_then(Value::as_str).unwrap_or("");
+        let typed = s
+            .modules
+            .iter()
+            .any(|t| t.password_auth && t.module == module);
+        let keep = !typed && !rules::is_password_auth_module(module);
+        if !keep {
             dropped.push(Dropped {
-                setting: "registration_shared_secret_path".into(),
-                reason: "Synapse's shared-secret registration endpoint is gone once MAS handles accounts; register users with the masgen-register-* tasks".into(),
+                setting: format!("modules: {module}"),
+                reason: "password authentication moves to MAS".into(),
             });
         }
-        m.insert("enable_registration".into(), json!(false));
-        delegation(hs, &mut m);
+        keep
+    });
+    if modules.is_empty() {
+        m.remove("modules");
     }
-
-    let mut extras = Vec::new();
-    if s.database.engine == DbEngine::Postgresql {
-        extras.push("postgres".to_string());
-    }
-    if !delegated && (!s.oidc_providers.is_empty() || s.legacy_oidc.is_some()) {
-        extras.push("oidc".into());
-    }
-    // Before 1.136 delegation goes through MSC3861, which needs authlib:
-    // nixpkgs brings it with the `oidc` extra.
-    if delegated && !s.version.has_stable_delegation() {
-        extras.push("oidc".into());
-    }
-    if !delegated && s.ldap {
-        extras.push("matrix-synapse-ldap3".into());
-    }
-    extras.sort();
-
-    let mut extra_config_files = s.extra_config_files.clone();
-    if password_config.is_some() {
-        extra_config_files.push(PASSWORD_CONFIG_PATH.to_string());
-    }
-    (
-        SynapseOut {
-            settings: Value::Object(m),
-            extra_config_files,
-            password_config,
-            extras,
-        },
-        dropped,
-    )
 }
 
 fn database(hs: &Homeserver) -> Value {

@@ -101,6 +101,8 @@ pub struct Synapse {
     pub host: String,
     pub version: SynapseVersion,
     pub public_hostname: String,
+    /// `https`, or `http` when `proxy.tls = "none"`.
+    pub public_scheme: &'static str,
     pub listen_address: String,
     pub port: u16,
     pub database: Database,
@@ -124,7 +126,10 @@ pub struct Synapse {
     pub legacy_oidc: Option<SynapseOidc>,
     pub legacy_sso: Vec<String>,
     pub password_providers: Vec<PasswordProvider>,
+    /// The LDAP plugin (matrix-synapse-ldap3) is needed in phase 1.
     pub ldap: bool,
+    /// `[synapse.ldap]`: the LDAP module's config, loaded in phase 1 only.
+    pub ldap_module: Option<Value>,
     pub modules: Vec<SynapseModule>,
     pub app_services: Vec<AppService>,
     pub extra_settings: Map<String, Value>,
@@ -133,6 +138,11 @@ pub struct Synapse {
 }
 
 impl Synapse {
+    /// `https://matrix.example.com/`: Synapse's `public_baseurl`.
+    pub fn public_baseurl(&self) -> String {
+        format!("{}://{}/", self.public_scheme, self.public_hostname)
+    }
+
     /// Whether anyone logs in through a Synapse password provider (legacy
     /// `password_providers`, LDAP, or a module with auth checkers): all of
     /// them stop working once Synapse delegates to MAS.
@@ -140,6 +150,8 @@ impl Synapse {
         !self.password_providers.is_empty()
             || self.ldap
             || self.modules.iter().any(|m| m.password_auth)
+            || !crate::rules::password_auth_in(&Value::Object(self.extra_settings.clone()))
+                .is_empty()
     }
 }
 
@@ -187,6 +199,8 @@ pub struct AppService {
 pub struct Mas {
     pub host: String,
     pub hostname: String,
+    /// `https`, or `http` when `proxy.tls = "none"`.
+    pub public_scheme: &'static str,
     /// `/auth` or `/`; never a trailing slash except for `/`.
     pub path_prefix: String,
     pub listen_address: String,
@@ -210,10 +224,11 @@ pub struct Mas {
 impl Mas {
     /// `https://matrix.example.com/auth/`: MAS's `http.public_base`.
     pub fn public_base(&self) -> String {
+        let scheme = self.public_scheme;
         if self.path_prefix == "/" {
-            format!("https://{}/", self.hostname)
+            format!("{scheme}://{}/", self.hostname)
         } else {
-            format!("https://{}{}/", self.hostname, self.path_prefix)
+            format!("{scheme}://{}{}/", self.hostname, self.path_prefix)
         }
     }
 
@@ -285,6 +300,8 @@ pub struct UpstreamProvider {
     pub fetch_userinfo: Option<bool>,
     /// `claims_imports` as MAS reads it.
     pub claims_imports: Option<Value>,
+    /// Further provider keys, already in MAS's form (`response_mode`, …).
+    pub more: Map<String, Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -296,7 +313,10 @@ pub enum Tls {
         certificate: String,
         key: String,
     },
-    /// Plain HTTP: only for tests or a TLS terminator in front.
+    /// nginx serves plain HTTP; TLS terminates in front of this host (a load
+    /// balancer, another proxy), so the public URLs stay `https://`.
+    External,
+    /// Plain HTTP end to end: the public URLs are `http://` (tests, private networks).
     None,
 }
 

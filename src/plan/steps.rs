@@ -240,7 +240,7 @@ pub(super) fn forward(
             vec![format!("nixos-rebuild switch --flake {out}#{final_cfg}")],
             gate("Synapse and MAS are active; /_matrix/client/v3/login is answered by MAS through the proxy", vec![
                 "systemctl is-active matrix-synapse.service matrix-authentication-service.service".into(),
-                format!("curl -fsS https://{}/_matrix/client/v3/login", hs.synapse.public_hostname),
+                format!("curl -fsS {}_matrix/client/v3/login", hs.synapse.public_baseurl()),
             ]),
             if migrating { Downtime::Down } else { Downtime::Restart },
             if migrating {

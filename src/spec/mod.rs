@@ -62,6 +62,10 @@ impl Source {
             message: diag.message.clone(),
             help: diag.help.clone(),
             source_line: source_line(&self.text, line),
+            related: diag.related.as_ref().map(|(path, label)| {
+                let (line, column) = line_col(&self.text, self.span_of(path).start);
+                format!("{}:{line}:{column}: {label}", self.name)
+            }),
         }
     }
 
@@ -159,6 +163,7 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
                     .collect::<Vec<_>>()
                     .join(": "),
                 help: Some("fix the TOML syntax at this position".into()),
+                related: None,
             }]);
         }
     };
@@ -222,6 +227,7 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
                 location,
                 message,
                 help: Some(help.into()),
+                related: None,
             });
             Err(diags)
         }

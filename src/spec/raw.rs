@@ -104,7 +104,8 @@ pub struct SynapseSpec {
     pub legacy_sso: Vec<String>,
     #[serde(default)]
     pub password_providers: Vec<PasswordProviderSpec>,
-    pub ldap: Option<bool>,
+    /// `true` (install the LDAP plugin only) or matrix-synapse-ldap3's settings.
+    pub ldap: Option<toml::Value>,
     #[serde(default)]
     pub modules: Vec<SynapseModuleSpec>,
     #[serde(default)]
@@ -240,6 +241,13 @@ pub struct UpstreamProviderSpec {
     pub jwks_uri: Option<String>,
     pub fetch_userinfo: Option<bool>,
     pub claims_imports: Option<ClaimsImportsSpec>,
+    /// Passed to MAS as they are (checked in model/check/upstream.rs).
+    pub id_token_signed_response_alg: Option<String>,
+    pub userinfo_signed_response_alg: Option<String>,
+    pub response_mode: Option<String>,
+    pub forward_login_hint: Option<bool>,
+    pub on_backchannel_logout: Option<String>,
+    pub additional_authorization_parameters: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -248,19 +256,25 @@ pub struct ClaimsImportsSpec {
     pub localpart: Option<ClaimSpec>,
     pub displayname: Option<ClaimSpec>,
     pub email: Option<ClaimSpec>,
+    /// A display name for the upstream account (`template` only).
+    pub account_name: Option<ClaimSpec>,
+    pub skip_confirmation: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ClaimSpec {
     pub action: Option<String>,
     pub template: Option<String>,
+    /// `localpart` only: `fail`, `add`, `replace` or `set`.
+    pub on_conflict: Option<String>,
+    /// Refused: MAS dropped it before 1.0 and ignores it.
     pub set_email_verification: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ProxySpec {
     pub kind: Option<String>,
-    /// `acme`, `files` or `none`.
+    /// `acme`, `files`, `external` (TLS ends in front of this host) or `none`.
     pub tls: Option<String>,
     pub acme_email: Option<String>,
     /// The host's own configuration sets `security.acme.defaults.email`.

@@ -1,5 +1,6 @@
 //! `[mas]`: secrets, signing keys, listeners, email.
 
+use super::proxy::public_scheme;
 use super::upstream::check_upstream;
 use super::*;
 
@@ -12,6 +13,91 @@ pub(super) fn check_mas(
 ) -> Mas {
     let m = &spec.mas;
     let server_name = &spec.homeserver.server_name;
+    let (hostname, path_prefix) = check_mas_location(c, m, server_name, synapse);
+    let (listen_address, port, health_port) = check_mas_listener(c, m, synapse);
+    let database = check_database(
+        c,
+        "mas.database",
+        &m.database,
+        "matrix-authentication-service",
+        "matrix-authentication-service",
+        true,
+    );
+    if database.engine != DbEngine::Postgresql {
+        c.error(
+            "mas.database.engine",
+            at("mas.database.engine"),
+            "MAS supports only PostgreSQL",
+            "remove `engine` or set it to `postgresql`",
+        );
+    }
+
+    let (encryption_file, shared_secret_file) = check_mas_secrets(c, m);
+
+    let (passwords_enabled, minimum_complexity) = check_mas_passwords(c, m, mode, synapse);
+
+    let email = match &m.email {
+        None => None,
+        Some(e) => check_email(c, e),
+    };
+    if email.is_none() {
+        c.warn(
+            "mas.email.none",
+            at("mas"),
+            "no email is configured: MAS cannot verify addresses or recover passwords",
+            "add `[mas.email]` with `transport = \"smtp\"`, or accept that password recovery stays off",
+        );
+    }
+
+    check_mas_account(c, m, email.is_some());
+
+    let trusted_proxies = m
+        .trusted_proxies
+        .clone()
+        .unwrap_or_else(|| vec!["127.0.0.1/8".into(), "::1/128".into()]);
+
+    let providers = check_upstream(c, m, mode, synapse);
+    let extra_settings = check_mas_extra(c, m);
+
+    Mas {
+        host: host.to_string(),
+        hostname,
+        public_scheme: public_scheme(&spec.proxy),
+        path_prefix,
+        listen_address,
+        port,
+        health_port,
+        database,
+        encryption_file,
+        shared_secret_file,
+        signing_keys: m
+            .signing_keys
+            .iter()
+            .map(|k| SigningKey {
+                kid: k.kid.clone(),
+                key_file: k.key_file.clone(),
+                password_file: k.password_file.clone(),
+            })
+            .collect(),
+        keys_dir: m.keys_dir.clone(),
+        passwords_enabled,
+        minimum_complexity,
+        email,
+        account: m.account.clone(),
+        trusted_proxies,
+        admin_users: m.admin_users.clone(),
+        upstream_providers: providers,
+        extra_settings,
+    }
+}
+
+/// `mas.hostname` and `mas.path_prefix`: where clients reach MAS.
+fn check_mas_location(
+    c: &mut Checker,
+    m: &raw::MasSpec,
+    server_name: &str,
+    synapse: &Synapse,
+) -> (String, String) {
     let hostname = m
         .hostname
         .clone()
@@ -61,6 +147,11 @@ pub(super) fn check_mas(
             "give MAS its own hostname (e.g. `auth.example.com`) or a path prefix such as `/auth`",
         );
     }
+    (hostname, path_prefix)
+}
+
+/// `[mas.listener]`: MAS's own ports, apart from Synapse's.
+fn check_mas_listener(c: &mut Checker, m: &raw::MasSpec, synapse: &Synapse) -> (String, u16, u16) {
     let listen_address = m
         .listener
         .address
@@ -88,23 +179,11 @@ pub(super) fn check_mas(
             "pick a different port for one of them",
         );
     }
-    let database = check_database(
-        c,
-        "mas.database",
-        &m.database,
-        "matrix-authentication-service",
-        "matrix-authentication-service",
-        true,
-    );
-    if database.engine != DbEngine::Postgresql {
-        c.error(
-            "mas.database.engine",
-            at("mas.database.engine"),
-            "MAS supports only PostgreSQL",
-            "remove `engine` or set it to `postgresql`",
-        );
-    }
+    (listen_address, port, health_port)
+}
 
+/// MAS's secret files and signing keys.
+fn check_mas_secrets(c: &mut Checker, m: &raw::MasSpec) -> (String, String) {
     let mut required = |path: &str, v: &Option<String>, what: &str| -> String {
         match v {
             Some(v) => {
@@ -165,6 +244,16 @@ pub(super) fn check_mas(
         );
     }
 
+    (encryption_file, shared_secret_file)
+}
+
+/// `[mas.passwords]`.
+fn check_mas_passwords(
+    c: &mut Checker,
+    m: &raw::MasSpec,
+    mode: Mode,
+    synapse: &Synapse,
+) -> (bool, u8) {
     let minimum_complexity = match m.passwords.minimum_complexity {
         None => 3,
         Some(v) if (0..=4).contains(&v) => v as u8,
@@ -189,19 +278,11 @@ pub(super) fn check_mas(
         c.warn("mas.passwords.disabled", at("mas.passwords.enabled"), "Synapse users log in with passwords today, but MAS password login is off: they will need an upstream provider", "set `mas.passwords.enabled = true` to keep password logins working");
     }
 
-    let email = match &m.email {
-        None => None,
-        Some(e) => check_email(c, e),
-    };
-    if email.is_none() {
-        c.warn(
-            "mas.email.none",
-            at("mas"),
-            "no email is configured: MAS cannot verify addresses or recover passwords",
-            "add `[mas.email]` with `transport = \"smtp\"`, or accept that password recovery stays off",
-        );
-    }
+    (passwords_enabled, minimum_complexity)
+}
 
+/// `[mas.account]`: MAS's own account options.
+fn check_mas_account(c: &mut Checker, m: &raw::MasSpec, has_email: bool) {
     const ACCOUNT_KEYS: &[&str] = &[
         "email_change_allowed",
         "displayname_change_allowed",
@@ -223,7 +304,7 @@ pub(super) fn check_mas(
             );
         }
     }
-    if m.account.get("password_recovery_enabled") == Some(&true) && email.is_none() {
+    if m.account.get("password_recovery_enabled") == Some(&true) && !has_email {
         c.error(
             "mas.account.recovery_without_email",
             at("mas.account.password_recovery_enabled"),
@@ -231,13 +312,10 @@ pub(super) fn check_mas(
             "configure `[mas.email]` or turn recovery off",
         );
     }
+}
 
-    let trusted_proxies = m
-        .trusted_proxies
-        .clone()
-        .unwrap_or_else(|| vec!["127.0.0.1/8".into(), "::1/128".into()]);
-
-    let providers = check_upstream(c, m, mode, synapse);
+/// `mas.extra_settings`: anything but the sections masgen writes.
+fn check_mas_extra(c: &mut Checker, m: &raw::MasSpec) -> Map<String, Value> {
     let extra_settings = table_to_json(&m.extra_settings);
     for managed in [
         "http",
@@ -258,35 +336,7 @@ pub(super) fn check_mas(
         }
     }
 
-    Mas {
-        host: host.to_string(),
-        hostname,
-        path_prefix,
-        listen_address,
-        port,
-        health_port,
-        database,
-        encryption_file,
-        shared_secret_file,
-        signing_keys: m
-            .signing_keys
-            .iter()
-            .map(|k| SigningKey {
-                kid: k.kid.clone(),
-                key_file: k.key_file.clone(),
-                password_file: k.password_file.clone(),
-            })
-            .collect(),
-        keys_dir: m.keys_dir.clone(),
-        passwords_enabled,
-        minimum_complexity,
-        email,
-        account: m.account.clone(),
-        trusted_proxies,
-        admin_users: m.admin_users.clone(),
-        upstream_providers: providers,
-        extra_settings,
-    }
+    extra_settings
 }
 
 pub(super) fn check_email(c: &mut Checker, e: &raw::EmailSpec) -> Option<Email> {

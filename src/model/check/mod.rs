@@ -12,6 +12,7 @@ use crate::spec::raw::{self, SpecFile};
 mod database;
 mod host;
 mod mas;
+mod password_auth;
 mod pins;
 mod proxy;
 mod synapse;
@@ -209,6 +210,52 @@ fn is_path(segments: &[String], dotted: &str) -> bool {
 pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
     let mut c = Checker { diags: Vec::new() };
 
+    let (mode, host_name, hosts) = check_homeserver(&mut c, spec);
+
+    let pin = pins::check_pin(&mut c, spec);
+    let synapse = check_synapse(&mut c, spec, &host_name, mode, &pin.synapse_version);
+    let mas = check_mas(&mut c, spec, &host_name, mode, &synapse);
+    let proxy = check_proxy(&mut c, &spec.proxy);
+
+    // Both databases must differ: MAS needs its own blank database.
+    if mas.database.name == synapse.database.name {
+        c.error(
+            "mas.database.shared",
+            at("mas.database.name"),
+            format!(
+                "MAS and Synapse would share the database `{}`",
+                mas.database.name
+            ),
+            "MAS needs its own empty database, e.g. `matrix-authentication-service`",
+        );
+    }
+
+    let users = check_users(&mut c, spec);
+
+    let backup_dir = spec
+        .migration
+        .backup_dir
+        .clone()
+        .unwrap_or_else(|| "/var/backup/masgen".into());
+    c.abs_path_str("migration.backup_dir", &backup_dir);
+
+    let model = Homeserver {
+        server_name: spec.homeserver.server_name.clone(),
+        mode,
+        nixpkgs: pin.url,
+        hosts,
+        synapse,
+        mas,
+        proxy,
+        backup_dir,
+        users,
+    };
+    let ok = !c.diags.iter().any(Diagnostic::is_error);
+    (ok.then_some(model), c.diags)
+}
+
+/// `[homeserver]`, `[hosts]` and the `host` keys: mode and placement.
+fn check_homeserver(c: &mut Checker, spec: &SpecFile) -> (Mode, String, BTreeMap<String, Host>) {
     // --- homeserver ---
     let hs = &spec.homeserver;
     c.hostname("homeserver.server_name", &hs.server_name);
@@ -245,7 +292,7 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
         );
     }
 
-    // --- hosts: one homeserver may later span several; today all on one ---
+    // One homeserver may later span several hosts; today all on one.
     let mut hosts = BTreeMap::new();
     let host_specs: Vec<(String, raw::HostSpec)> = if spec.hosts.is_empty() {
         vec![(host_name.clone(), raw::HostSpec::default())]
@@ -265,7 +312,7 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
             );
             continue;
         }
-        let base_config = host::check_host_base(&mut c, &name, &h);
+        let base_config = host::check_host_base(c, &name, &h);
         hosts.insert(
             name.clone(),
             Host {
@@ -293,24 +340,11 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
         }
     }
 
-    let pin = pins::check_pin(&mut c, spec);
-    let synapse = check_synapse(&mut c, spec, &host_name, mode, &pin.synapse_version);
-    let mas = check_mas(&mut c, spec, &host_name, mode, &synapse);
-    let proxy = check_proxy(&mut c, &spec.proxy);
+    (mode, host_name, hosts)
+}
 
-    // Both databases must differ: MAS needs its own blank database.
-    if mas.database.name == synapse.database.name {
-        c.error(
-            "mas.database.shared",
-            at("mas.database.name"),
-            format!(
-                "MAS and Synapse would share the database `{}`",
-                mas.database.name
-            ),
-            "MAS needs its own empty database, e.g. `matrix-authentication-service`",
-        );
-    }
-
+/// `[[users]]`: accounts masgen registers.
+fn check_users(c: &mut Checker, spec: &SpecFile) -> Vec<User> {
     let mut users = Vec::new();
     let mut seen_users = BTreeSet::new();
     for (i, u) in spec.users.iter().enumerate() {
@@ -373,26 +407,7 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
         });
     }
 
-    let backup_dir = spec
-        .migration
-        .backup_dir
-        .clone()
-        .unwrap_or_else(|| "/var/backup/masgen".into());
-    c.abs_path_str("migration.backup_dir", &backup_dir);
-
-    let model = Homeserver {
-        server_name: hs.server_name.clone(),
-        mode,
-        nixpkgs: pin.url,
-        hosts,
-        synapse,
-        mas,
-        proxy,
-        backup_dir,
-        users,
-    };
-    let ok = !c.diags.iter().any(Diagnostic::is_error);
-    (ok.then_some(model), c.diags)
+    users
 }
 
 #[cfg(test)]

@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// The scheme of the public URLs: only `tls = "none"` leaves HTTPS.
+pub(super) fn public_scheme(p: &raw::ProxySpec) -> &'static str {
+    if p.tls.as_deref() == Some("none") {
+        "http"
+    } else {
+        "https"
+    }
+}
+
 pub(super) fn check_proxy(c: &mut Checker, p: &raw::ProxySpec) -> Proxy {
     if let Some(kind) = &p.kind {
         if kind != "nginx" {
@@ -36,13 +45,22 @@ pub(super) fn check_proxy(c: &mut Checker, p: &raw::ProxySpec) -> Proxy {
                 key,
             }
         }
-        Some("none") => Tls::None,
+        Some("external") => Tls::External,
+        Some("none") => {
+            c.warn(
+                "proxy.tls.none",
+                at("proxy.tls"),
+                "`tls = \"none\"` serves Synapse and MAS over plain HTTP: the public URLs become `http://…`, passwords and tokens cross the network in clear, and other homeservers cannot federate with this one",
+                "keep it for tests or a private network; if TLS terminates in front of this host (a load balancer, another proxy), write `tls = \"external\"`: nginx stays plain HTTP and the public URLs stay `https://`",
+            );
+            Tls::None
+        }
         Some(other) => {
             c.error(
                 "proxy.tls",
                 at("proxy.tls"),
                 format!("unknown TLS choice `{other}`"),
-                "use `acme`, `files` or `none`",
+                "use `acme`, `files`, `external` (TLS ends in front of this host) or `none`",
             );
             Tls::None
         }

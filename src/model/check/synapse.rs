@@ -1,5 +1,7 @@
 //! `[synapse]`: typed keys, legacy OIDC providers, escape hatches, delegation conflicts.
 
+use super::password_auth::check_password_auth;
+use super::proxy::public_scheme;
 use super::*;
 
 /// `version_text` is `synapse.version`, or the one derived from the pin (pins.rs).
@@ -12,6 +14,135 @@ pub(super) fn check_synapse(
 ) -> Synapse {
     let s = &spec.synapse;
     let server_name = &spec.homeserver.server_name;
+    let version = check_version(c, spec, version_text);
+    let public_hostname = s
+        .public_hostname
+        .clone()
+        .unwrap_or_else(|| format!("matrix.{server_name}"));
+    c.hostname("synapse.public_hostname", &public_hostname);
+    let (listen_address, port) = check_synapse_listener(c, s);
+    let database = check_database(
+        c,
+        "synapse.database",
+        &s.database,
+        "matrix-synapse",
+        "matrix-synapse",
+        mode == Mode::Fresh,
+    );
+
+    check_secret_files(c, s, &version, mode);
+
+    let password_login = check_password_login(c, s, mode);
+
+    let (oidc_providers, legacy_oidc) = check_synapse_sso(c, s);
+
+    let extra_settings = table_to_json(&s.extra_settings);
+    let final_extra_settings = table_to_json(&s.final_extra_settings);
+    check_synapse_escape_hatch(c, &extra_settings, &final_extra_settings, &version, mode);
+    let auth = check_password_auth(c, s, mode, &extra_settings, &final_extra_settings);
+
+    let synapse = Synapse {
+        host: host.to_string(),
+        version,
+        public_hostname,
+        public_scheme: public_scheme(&spec.proxy),
+        listen_address,
+        port,
+        database,
+        pepper_file: s.pepper_file.clone(),
+        macaroon_secret_key_file: s.macaroon_secret_key_file.clone(),
+        registration_shared_secret_file: s.registration_shared_secret_file.clone(),
+        form_secret_file: s.form_secret_file.clone(),
+        signing_key_path: s.signing_key_path.clone(),
+        password_login,
+        enable_registration: s.enable_registration.unwrap_or(false),
+        allow_guest_access: s.allow_guest_access.unwrap_or(false),
+        enable_3pid_changes: s.enable_3pid_changes.unwrap_or(false),
+        login_via_existing_session: s.login_via_existing_session.unwrap_or(false),
+        registration_captcha: s.registration_captcha.unwrap_or(false),
+        user_consent: s.user_consent.unwrap_or(false),
+        session_lifetime: s.session_lifetime.clone(),
+        refresh_token_lifetime: s.refresh_token_lifetime.clone(),
+        nonrefreshable_access_token_lifetime: s.nonrefreshable_access_token_lifetime.clone(),
+        oidc_providers,
+        legacy_oidc,
+        legacy_sso: s.legacy_sso.clone(),
+        password_providers: auth.password_providers,
+        ldap: auth.ldap,
+        ldap_module: auth.ldap_module,
+        modules: auth.modules,
+        app_services: check_app_services(c, s),
+        extra_settings,
+        final_extra_settings,
+        extra_config_files: s.extra_config_files.clone(),
+    };
+    check_synapse_semantics(c, &synapse, mode);
+    synapse
+}
+
+/// `[synapse.listener]`: where Synapse listens behind nginx.
+fn check_synapse_listener(c: &mut Checker, s: &raw::SynapseSpec) -> (String, u16) {
+    let listen_address = s
+        .listener
+        .address
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let port = c.port("synapse.listener.port", s.listener.port, 8008);
+    if s.listener.health_port.is_some() {
+        c.error(
+            "spec.unknown_key",
+            at("synapse.listener.health_port"),
+            "`health_port` applies to MAS only",
+            "remove it",
+        );
+    }
+    (listen_address, port)
+}
+
+/// `synapse.password_login`: Synapse's `password_config.enabled`.
+fn check_password_login(c: &mut Checker, s: &raw::SynapseSpec, mode: Mode) -> PasswordLogin {
+    match &s.password_login {
+        // A fresh install delegates from the start; an existing Synapse has
+        // Synapse's own default, password login on.
+        None if mode == Mode::Fresh => PasswordLogin::Disabled,
+        None | Some(toml::Value::Boolean(true)) => PasswordLogin::Enabled,
+        Some(toml::Value::Boolean(false)) => PasswordLogin::Disabled,
+        Some(toml::Value::String(v)) if v == "only_for_reauth" => PasswordLogin::OnlyForReauth,
+        Some(other) => {
+            c.error(
+                "synapse.password_login",
+                at("synapse.password_login"),
+                format!("`{other}` is not a password login setting"),
+                "use `true`, `false` or `\"only_for_reauth\"`",
+            );
+            PasswordLogin::Enabled
+        }
+    }
+}
+
+/// `[[synapse.app_services]]`: registration files on the host.
+fn check_app_services(c: &mut Checker, s: &raw::SynapseSpec) -> Vec<AppService> {
+    let apps: Vec<AppService> = s
+        .app_services
+        .iter()
+        .map(|a| AppService {
+            name: a.name.clone(),
+            registration_file: a.registration_file.clone(),
+            encrypted: a.encrypted.unwrap_or(false),
+            kind: a.kind.clone(),
+        })
+        .collect();
+    for (i, a) in apps.iter().enumerate() {
+        c.abs_path_str(
+            &format!("synapse.app_services[{i}].registration_file"),
+            &a.registration_file,
+        );
+    }
+    apps
+}
+
+/// `synapse.version`: parsed, and the releases masgen must work around.
+fn check_version(c: &mut Checker, spec: &SpecFile, version_text: &str) -> SynapseVersion {
     let version = match parse_version(version_text) {
         Some(v) => v,
         None => {
@@ -47,34 +178,11 @@ pub(super) fn check_synapse(
             );
         }
     }
-    let public_hostname = s
-        .public_hostname
-        .clone()
-        .unwrap_or_else(|| format!("matrix.{server_name}"));
-    c.hostname("synapse.public_hostname", &public_hostname);
-    let listen_address = s
-        .listener
-        .address
-        .clone()
-        .unwrap_or_else(|| "127.0.0.1".into());
-    let port = c.port("synapse.listener.port", s.listener.port, 8008);
-    if s.listener.health_port.is_some() {
-        c.error(
-            "spec.unknown_key",
-            at("synapse.listener.health_port"),
-            "`health_port` applies to MAS only",
-            "remove it",
-        );
-    }
-    let database = check_database(
-        c,
-        "synapse.database",
-        &s.database,
-        "matrix-synapse",
-        "matrix-synapse",
-        mode == Mode::Fresh,
-    );
+    version
+}
 
+/// Secret files, and the `*_path` settings the Synapse version must know.
+fn check_secret_files(c: &mut Checker, s: &raw::SynapseSpec, version: &SynapseVersion, mode: Mode) {
     for (key, v) in [
         ("pepper_file", &s.pepper_file),
         ("macaroon_secret_key_file", &s.macaroon_secret_key_file),
@@ -127,25 +235,13 @@ pub(super) fn check_synapse(
     for (i, f) in s.extra_config_files.iter().enumerate() {
         c.abs_path_str(&format!("synapse.extra_config_files[{i}]"), f);
     }
+}
 
-    let password_login = match &s.password_login {
-        // A fresh install delegates from the start; an existing Synapse has
-        // Synapse's own default, password login on.
-        None if mode == Mode::Fresh => PasswordLogin::Disabled,
-        None | Some(toml::Value::Boolean(true)) => PasswordLogin::Enabled,
-        Some(toml::Value::Boolean(false)) => PasswordLogin::Disabled,
-        Some(toml::Value::String(v)) if v == "only_for_reauth" => PasswordLogin::OnlyForReauth,
-        Some(other) => {
-            c.error(
-                "synapse.password_login",
-                at("synapse.password_login"),
-                format!("`{other}` is not a password login setting"),
-                "use `true`, `false` or `\"only_for_reauth\"`",
-            );
-            PasswordLogin::Enabled
-        }
-    };
-
+/// `oidc_providers`, the legacy `oidc_config`, and `legacy_sso`.
+fn check_synapse_sso(
+    c: &mut Checker,
+    s: &raw::SynapseSpec,
+) -> (Vec<SynapseOidc>, Option<SynapseOidc>) {
     let oidc_providers: Vec<SynapseOidc> = s
         .oidc_providers
         .iter()
@@ -183,75 +279,7 @@ pub(super) fn check_synapse(
         }
     }
 
-    let extra_settings = table_to_json(&s.extra_settings);
-    let final_extra_settings = table_to_json(&s.final_extra_settings);
-    check_synapse_escape_hatch(c, &extra_settings, &final_extra_settings, &version, mode);
-
-    let synapse = Synapse {
-        host: host.to_string(),
-        version,
-        public_hostname,
-        listen_address,
-        port,
-        database,
-        pepper_file: s.pepper_file.clone(),
-        macaroon_secret_key_file: s.macaroon_secret_key_file.clone(),
-        registration_shared_secret_file: s.registration_shared_secret_file.clone(),
-        form_secret_file: s.form_secret_file.clone(),
-        signing_key_path: s.signing_key_path.clone(),
-        password_login,
-        enable_registration: s.enable_registration.unwrap_or(false),
-        allow_guest_access: s.allow_guest_access.unwrap_or(false),
-        enable_3pid_changes: s.enable_3pid_changes.unwrap_or(false),
-        login_via_existing_session: s.login_via_existing_session.unwrap_or(false),
-        registration_captcha: s.registration_captcha.unwrap_or(false),
-        user_consent: s.user_consent.unwrap_or(false),
-        session_lifetime: s.session_lifetime.clone(),
-        refresh_token_lifetime: s.refresh_token_lifetime.clone(),
-        nonrefreshable_access_token_lifetime: s.nonrefreshable_access_token_lifetime.clone(),
-        oidc_providers,
-        legacy_oidc,
-        legacy_sso: s.legacy_sso.clone(),
-        password_providers: s
-            .password_providers
-            .iter()
-            .map(|p| PasswordProvider {
-                module: p.module.clone(),
-                config: Value::Object(table_to_json(&p.config)),
-            })
-            .collect(),
-        ldap: s.ldap.unwrap_or(false),
-        modules: s
-            .modules
-            .iter()
-            .map(|m| SynapseModule {
-                module: m.module.clone(),
-                config: Value::Object(table_to_json(&m.config)),
-                password_auth: m.password_auth.unwrap_or(false),
-            })
-            .collect(),
-        app_services: s
-            .app_services
-            .iter()
-            .map(|a| AppService {
-                name: a.name.clone(),
-                registration_file: a.registration_file.clone(),
-                encrypted: a.encrypted.unwrap_or(false),
-                kind: a.kind.clone(),
-            })
-            .collect(),
-        extra_settings,
-        final_extra_settings,
-        extra_config_files: s.extra_config_files.clone(),
-    };
-    for (i, a) in synapse.app_services.iter().enumerate() {
-        c.abs_path_str(
-            &format!("synapse.app_services[{i}].registration_file"),
-            &a.registration_file,
-        );
-    }
-    check_synapse_semantics(c, &synapse, mode);
-    synapse
+    (oidc_providers, legacy_oidc)
 }
 
 pub(super) fn check_synapse_oidc(
@@ -436,46 +464,17 @@ pub(super) fn check_synapse_semantics(c: &mut Checker, s: &Synapse, mode: Mode) 
             !s.password_providers.is_empty(),
             "password_providers",
         ),
-        ("synapse.ldap", s.ldap, "password_providers"),
     ];
     if mode == Mode::Fresh {
-        for (path, set, setting) in explicit_final {
-            if set {
-                let reason = rules::DELEGATION_CONFLICTS
-                    .iter()
-                    .find(|r| r.setting == setting)
-                    .map(|r| r.reason)
-                    .unwrap_or("");
-                c.error(
-                    "synapse.delegation_conflict",
-                    at(path),
-                    format!("a fresh install delegates to MAS from the start, and a delegating Synapse refuses `{setting}`: {reason}"),
-                    "remove it (configure the MAS side instead), or use `mode = \"migrate\"` for an existing homeserver",
-                );
-            }
-        }
-        if !s.legacy_sso.is_empty() {
-            c.error("synapse.delegation_conflict", at("synapse.legacy_sso"), "SAML2, CAS and JWT logins cannot be used with MAS", "remove them; connect the identity provider to MAS as an upstream OIDC provider (Dex can bridge SAML/LDAP)");
-        }
-        return;
+        check_fresh_conflicts(c, s, &explicit_final);
+    } else {
+        check_migrate_expectations(c, s);
     }
+}
 
-    // What stops working once Synapse delegates (the seed's "Expectations").
-    if s.password_auth_in_use() {
-        let path = if !s.password_providers.is_empty() {
-            "synapse.password_providers"
-        } else if s.ldap {
-            "synapse.ldap"
-        } else {
-            "synapse.modules"
-        };
-        c.warn(
-            "migrate.password_providers",
-            at(path),
-            "password providers (shared-secret-auth, rest-auth, LDAP) stop working once Synapse delegates to MAS; they are dropped from the final configuration",
-            "bridges: switch to appservice double puppeting; LDAP users: put an OIDC bridge such as Dex in front of LDAP and add it as a MAS upstream provider. `masgen plan` asks for --acknowledge password-providers-stop-working",
-        );
-    }
+/// What stops working, or what syn2mas refuses, when an existing Synapse
+/// moves to MAS (password providers: password_auth.rs).
+fn check_migrate_expectations(c: &mut Checker, s: &Synapse) {
     for (i, a) in s.app_services.iter().enumerate() {
         if a.encrypted {
             c.warn(
@@ -533,5 +532,28 @@ pub(super) fn check_synapse_semantics(c: &mut Checker, s: &Synapse, mode: Mode) 
     }
     for (i, sso) in s.legacy_sso.iter().enumerate() {
         c.warn("migrate.legacy_sso", at(&format!("synapse.legacy_sso[{i}]")), format!("users who log in with {sso} cannot be carried over by syn2mas"), "bridge the identity provider to MAS through OIDC (e.g. Dex) and plan to relink those users");
+    }
+}
+
+/// A fresh install delegates from the start: anything set here is meant for
+/// the delegated configuration, where Synapse refuses it.
+fn check_fresh_conflicts(c: &mut Checker, s: &Synapse, explicit_final: &[(&str, bool, &str)]) {
+    for &(path, set, setting) in explicit_final {
+        if set {
+            let reason = rules::DELEGATION_CONFLICTS
+                .iter()
+                .find(|r| r.setting == setting)
+                .map(|r| r.reason)
+                .unwrap_or("");
+            c.error(
+                "synapse.delegation_conflict",
+                at(path),
+                format!("a fresh install delegates to MAS from the start, and a delegating Synapse refuses `{setting}`: {reason}"),
+                "remove it (configure the MAS side instead), or use `mode = \"migrate\"` for an existing homeserver",
+            );
+        }
+    }
+    if !s.legacy_sso.is_empty() {
+        c.error("synapse.delegation_conflict", at("synapse.legacy_sso"), "SAML2, CAS and JWT logins cannot be used with MAS", "remove them; connect the identity provider to MAS as an upstream OIDC provider (Dex can bridge SAML/LDAP)");
     }
 }
