@@ -63,6 +63,18 @@ pub enum Command {
         #[arg(long = "acknowledge", value_name = "RISK")]
         acknowledge: Vec<String>,
     },
+    /// Write a first `migrate` spec from what the host runs today, with a
+    /// report of every input key on stderr.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+        /// Write the spec here instead of stdout.
+        #[arg(short, long, global = true)]
+        output: Option<Utf8PathBuf>,
+        /// The report's format (text or json).
+        #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
+        format: Format,
+    },
     /// Show what a build would change, against a previous tree, a git revision or a system.
     Diff {
         spec: Utf8PathBuf,
@@ -81,6 +93,24 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// A NixOS host running services.matrix-synapse: its system root.
+    Nixos {
+        #[arg(long, default_value = "/run/current-system")]
+        system: Utf8PathBuf,
+    },
+    /// Synapse config files, merged as Synapse merges them (later files win per top-level key).
+    Synapse {
+        homeserver: Utf8PathBuf,
+        /// More config files (repeatable), as `--config-path` would give them.
+        #[arg(long = "config")]
+        config: Vec<Utf8PathBuf>,
+    },
+    /// A matrix-docker-ansible-deploy inventory: inventory/host_vars/<host>/vars.yml.
+    Mdad { vars: Utf8PathBuf },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

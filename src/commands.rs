@@ -43,6 +43,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             rollback,
             acknowledge,
         ),
+        Command::Import {
+            source,
+            output,
+            format,
+        } => import(source, output.as_deref(), format),
         Command::Diff {
             spec,
             against,
@@ -243,4 +248,37 @@ fn diff(
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(ExitCode::from(u8::from(changeset.changed)))
+}
+
+fn import(
+    source: crate::cli::ImportSource,
+    output: Option<&Utf8Path>,
+    format: crate::cli::Format,
+) -> Result<ExitCode> {
+    use crate::cli::ImportSource;
+    use masgen::import;
+    let name = output.map(|o| o.as_str()).unwrap_or("spec.toml");
+    let imported = match source {
+        ImportSource::Nixos { system } => import::nixos::import(&system, name),
+        ImportSource::Synapse { homeserver, config } => {
+            let files: Vec<_> = std::iter::once(homeserver).chain(config).collect();
+            import::synapse::import(&files, name)
+        }
+        ImportSource::Mdad { vars } => import::mdad::import(&vars, name),
+    }?;
+    let report = match format {
+        crate::cli::Format::Json => import::render_json(&imported.report),
+        _ => import::render_text(&imported.report),
+    };
+    match output {
+        Some(path) => {
+            std::fs::write(path, &imported.spec)
+                .map_err(|e| anyhow::anyhow!("cannot write {path}: {e}"))?;
+        }
+        None => std::io::stdout()
+            .lock()
+            .write_all(imported.spec.as_bytes())?,
+    }
+    std::io::stderr().lock().write_all(report.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
 }

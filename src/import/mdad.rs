@@ -1,0 +1,533 @@
+//! `masgen import mdad inventory/host_vars/<host>/vars.yml`: a
+//! matrix-docker-ansible-deploy inventory into a spec.
+//!
+//! Variable names: MDAD @ c0681e4 (`roles/custom/matrix-synapse/defaults/main.yml`,
+//! `roles/custom/matrix-authentication-service/defaults/main.yml`,
+//! `group_vars/matrix_servers`) and its MAS guide
+//! (`docs/configuring-playbook-matrix-authentication-service.md`). Values
+//! holding Jinja2 expressions are reported, never evaluated; a value that is
+//! one `{% raw %}…{% endraw %}` block is the literal inside.
+
+use camino::Utf8Path;
+use serde_json::{Map, Value};
+
+use super::oidc::{import_provider, Origin};
+use super::synapse::REPLACE_ADVICE;
+use super::writer::{finish, put, to_toml};
+use super::{Ctx, Imported, SECRETS_DIR};
+
+/// Whether a string holds a Jinja2 expression or statement (outside `raw`).
+pub fn is_jinja(s: &str) -> bool {
+    let outside: String = strip_raw(s);
+    outside.contains("{{") || outside.contains("{%") || outside.contains("{#")
+}
+
+/// The text outside `{% raw %}…{% endraw %}` blocks.
+fn strip_raw(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("{% raw %}") {
+        out.push_str(&rest[..i]);
+        match rest[i..].find("{% endraw %}") {
+            Some(j) => rest = &rest[i + j + "{% endraw %}".len()..],
+            None => return format!("{out}{{%"),
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The literal text of a value: `raw` blocks unwrapped.
+pub fn unraw(s: &str) -> String {
+    s.replace("{% raw %}", "").replace("{% endraw %}", "")
+}
+
+/// MDAD's Synapse version at c0681e4 (`matrix_synapse_version`).
+const MDAD_SYNAPSE_DEFAULT: &str = "1.159.0";
+
+pub fn import(vars: &Utf8Path, spec_name: &str) -> anyhow::Result<Imported> {
+    let data = super::read_yaml(vars)?;
+    let file = vars.as_str().to_string();
+    let mut ctx = Ctx::new("mdad", vec![file.clone()]);
+    let f = file.as_str();
+    let literal = |k: &str| -> Option<String> {
+        match data.get(k)? {
+            Value::String(s) if is_jinja(s) => None,
+            Value::String(s) => Some(unraw(s)),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let implementation =
+        literal("matrix_homeserver_implementation").unwrap_or_else(|| "synapse".into());
+    if implementation != "synapse" {
+        anyhow::bail!("{f}: matrix_homeserver_implementation is `{implementation}`: only Synapse can delegate its logins to MAS (MDAD's MAS guide, Prerequisites); masgen imports Synapse inventories only");
+    }
+    let Some(domain) = literal("matrix_domain") else {
+        anyhow::bail!("{f}: matrix_domain is missing or a Jinja2 expression; masgen needs the literal server name");
+    };
+    let mut done: Vec<&str> = Vec::new();
+    put(
+        ctx.spec.table("homeserver"),
+        "server_name",
+        domain.as_str(),
+        &format!("{f}: matrix_domain"),
+    );
+    ctx.mapped(f, "matrix_domain", &["homeserver.server_name"], "");
+    done.extend(["matrix_domain", "matrix_homeserver_implementation"]);
+    if data.contains_key("matrix_homeserver_implementation") {
+        ctx.mapped(
+            f,
+            "matrix_homeserver_implementation",
+            &["homeserver.implementation"],
+            "synapse",
+        );
+    }
+
+    // Every variable, in file order: mapped here, or reported below.
+    for (key, v) in &data {
+        if let Value::String(s) = v {
+            if is_jinja(s) && !is_secret_var(key) {
+                ctx.human(f, key, "a Jinja2 expression: not evaluated; work out its value and put it into the spec yourself");
+                done.push(key);
+                continue;
+            }
+        }
+        if map_var(&mut ctx, f, &domain, key, v, &data)? {
+            done.push(key);
+        }
+    }
+    let version = literal("matrix_synapse_version");
+    let syn = ctx.spec.table("synapse");
+    match version {
+        Some(v) => put(
+            syn,
+            "version",
+            v.trim_start_matches('v'),
+            &format!("{f}: matrix_synapse_version"),
+        ),
+        None => {
+            put(
+                syn,
+                "version",
+                MDAD_SYNAPSE_DEFAULT,
+                "ASSUMED: MDAD's default at c0681e4",
+            );
+            ctx.human(f, "matrix_synapse_version", &format!("not set: the playbook's default applies (v{MDAD_SYNAPSE_DEFAULT} at MDAD c0681e4); set synapse.version to what runs"));
+        }
+    }
+    if !data.contains_key("matrix_server_fqn_matrix") {
+        put(
+            ctx.spec.table("synapse"),
+            "public_hostname",
+            format!("matrix.{domain}"),
+            "MDAD's default matrix_server_fqn_matrix",
+        );
+    }
+    let db = ctx.spec.table("synapse.database");
+    if db.get("name").is_none() {
+        put(
+            db,
+            "name",
+            "synapse",
+            "MDAD's default matrix_synapse_database_database",
+        );
+    }
+    put(
+        db,
+        "user",
+        "matrix-synapse",
+        "peer authentication: the service's OS user",
+    );
+    if ctx.spec.table("mas").contains_key("email") {
+        let e = ctx.spec.table("mas.email");
+        if e.get("transport").is_none() {
+            let t = if e.contains_key("hostname") {
+                "smtp"
+            } else {
+                "none"
+            };
+            put(
+                e,
+                "transport",
+                t,
+                "exim-relay does not move to the NixOS host: MAS talks to the relay host itself",
+            );
+        }
+    }
+    ctx.human(f, "matrix_synapse_database_*", "MDAD runs Synapse's database in its own postgres container (TCP, password); masgen uses the NixOS host's PostgreSQL over its socket: dump the database and restore it on the host, owned by `matrix-synapse`, before phase 1");
+    finish(ctx, spec_name)
+}
+
+fn is_secret_var(key: &str) -> bool {
+    [
+        "_secret",
+        "_password",
+        "_pepper",
+        "_secret_key",
+        "_encryption",
+        "_pass",
+    ]
+    .iter()
+    .any(|s| key.ends_with(s))
+}
+
+/// Maps one variable; `false` when it is not handled (never: every variable
+/// gets a report line here).
+fn map_var(
+    ctx: &mut Ctx,
+    f: &str,
+    domain: &str,
+    key: &str,
+    v: &Value,
+    data: &Map<String, Value>,
+) -> anyhow::Result<bool> {
+    let from = format!("{f}: {key}");
+    let s = v.as_str().map(unraw);
+    let secret = |ctx: &mut Ctx, table: &str, spec_key: &str, name: &str| {
+        let path = format!("{SECRETS_DIR}/{name}");
+        put(
+            ctx.spec.table(table),
+            spec_key,
+            path.as_str(),
+            &format!("{from} (a secret: not copied)"),
+        );
+        let content = match v.as_str() {
+            Some(s) if is_jinja(s) => {
+                format!("what the Jinja2 expression `{s}` of `{key}` in {f} gives (not evaluated)")
+            }
+            _ => format!("the value of `{key}` in {f}"),
+        };
+        ctx.secret_file(&path, &content);
+        ctx.mapped(
+            f,
+            key,
+            &[&format!("{table}.{spec_key}")],
+            &format!("a secret: not copied; create {path}"),
+        );
+    };
+    match key {
+        "matrix_domain" | "matrix_homeserver_implementation" | "matrix_synapse_version" => {}
+        "matrix_server_fqn_matrix" => {
+            put(
+                ctx.spec.table("synapse"),
+                "public_hostname",
+                s.unwrap_or_default(),
+                &from,
+            );
+            ctx.mapped(f, key, &["synapse.public_hostname"], "");
+        }
+        "matrix_synapse_oidc_enabled" => ctx.mapped(
+            f,
+            key,
+            &[],
+            "the providers below are imported when it is true",
+        ),
+        "matrix_synapse_oidc_providers" => {
+            if data.get("matrix_synapse_oidc_enabled") != Some(&Value::Bool(true)) {
+                ctx.dropped(
+                    f,
+                    key,
+                    "matrix_synapse_oidc_enabled is not true: Synapse does not use them",
+                );
+                return Ok(true);
+            }
+            let mapped_by_mas: Vec<String> = data
+                .get("matrix_authentication_service_config_upstream_oauth2_providers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| {
+                    p.get("synapse_idp_id")
+                        .and_then(Value::as_str)
+                        .map(String::from)
+                })
+                .chain(provider_mapping(data).into_iter().map(|(idp, _)| idp))
+                .collect();
+            for (i, p) in v.as_array().into_iter().flatten().enumerate() {
+                let Some(p) = p.as_object() else { continue };
+                let idp = match p.get("idp_id").and_then(Value::as_str) {
+                    Some(id) if id != "oidc" => format!("oidc-{id}"),
+                    _ => "oidc".into(),
+                };
+                let o = Origin {
+                    file: f,
+                    path: format!("{key}[{i}]"),
+                    legacy: false,
+                    jinja: true,
+                    with_mas: !mapped_by_mas.contains(&idp),
+                };
+                import_provider(ctx, domain, p, &o);
+            }
+        }
+        "matrix_synapse_password_config_pepper" => {
+            secret(ctx, "synapse", "pepper_file", "synapse-pepper")
+        }
+        "matrix_synapse_macaroon_secret_key" => secret(
+            ctx,
+            "synapse",
+            "macaroon_secret_key_file",
+            "synapse-macaroon-secret-key",
+        ),
+        "matrix_synapse_registration_shared_secret" => secret(
+            ctx,
+            "synapse",
+            "registration_shared_secret_file",
+            "synapse-registration-shared-secret",
+        ),
+        "matrix_synapse_form_secret" => {
+            secret(ctx, "synapse", "form_secret_file", "synapse-form-secret")
+        }
+        "matrix_authentication_service_config_secrets_encryption" => {
+            secret(ctx, "mas", "encryption_file", "mas-encryption")
+        }
+        "matrix_synapse_password_config_enabled"
+        | "matrix_synapse_enable_registration"
+        | "matrix_synapse_allow_guest_access"
+        | "matrix_synapse_enable_registration_captcha" => {
+            let spec_key = match key {
+                "matrix_synapse_password_config_enabled" => "password_login",
+                "matrix_synapse_enable_registration_captcha" => "registration_captcha",
+                _ => key.trim_start_matches("matrix_synapse_"),
+            };
+            if let Some(t) = to_toml(v) {
+                put(ctx.spec.table("synapse"), spec_key, t, &from);
+            }
+            ctx.mapped(f, key, &[&format!("synapse.{spec_key}")], "");
+        }
+        "matrix_synapse_database_database" => {
+            put(
+                ctx.spec.table("synapse.database"),
+                "name",
+                s.unwrap_or_default(),
+                &from,
+            );
+            ctx.mapped(f, key, &["synapse.database.name"], "");
+        }
+        k if k.starts_with("matrix_synapse_database_") => {
+            ctx.dropped(f, key, "the container's connection settings: the NixOS host connects over the socket with peer authentication (a password is not copied)");
+        }
+        k if k.starts_with("matrix_synapse_ext_password_provider_") => {
+            if k.ends_with("_enabled") && v == &Value::Bool(true) {
+                ctx.human(f, key, REPLACE_ADVICE);
+                if k.contains("ldap") {
+                    ctx.spec
+                        .table("synapse")
+                        .insert("ldap", toml_edit::value(true));
+                }
+            } else {
+                ctx.dropped(f, key, "a password provider setting: password providers do not move to MAS (not copied)");
+            }
+        }
+        "matrix_authentication_service_enabled" => {
+            let why = if v == &Value::Bool(true) {
+                "the spec always describes MAS"
+            } else {
+                "MAS is off in the inventory: the spec adds it"
+            };
+            ctx.mapped(f, key, &["mas"], why);
+        }
+        "matrix_authentication_service_hostname" | "matrix_authentication_service_path_prefix" => {
+            let spec_key = key.trim_start_matches("matrix_authentication_service_");
+            put(
+                ctx.spec.table("mas"),
+                spec_key,
+                s.unwrap_or_default(),
+                &from,
+            );
+            ctx.mapped(f, key, &[&format!("mas.{spec_key}")], "");
+        }
+        "matrix_authentication_service_migration_in_progress" => {
+            let why = if v == &Value::Bool(true) {
+                "phase 1 (`-prepare`) of the migrate spec"
+            } else {
+                "not true: the spec is a migration anyway (phase 1, then delegation)"
+            };
+            ctx.mapped(f, key, &["homeserver.mode"], why);
+        }
+        "matrix_authentication_service_config_upstream_oauth2_providers" => {
+            mas_providers(ctx, f, key, v, data)
+        }
+        "matrix_authentication_service_syn2mas_process_extra_arguments" => {
+            let n = provider_mapping(data).len();
+            ctx.mapped(f, key, &["mas.upstream_providers[].synapse_idp_id"], &format!("{n} --upstreamProviderMapping argument(s) became synapse_idp_id; other arguments are not carried"));
+        }
+        "matrix_authentication_service_syn2mas_dry_run"
+        | "matrix_authentication_service_syn2mas_migrate_dry_run" => {
+            ctx.dropped(
+                f,
+                key,
+                "masgen's plan runs a syn2mas dry run before the migration",
+            );
+        }
+        k if k.starts_with("matrix_authentication_service_config_email_")
+            || k.starts_with("exim_relay_") =>
+        {
+            email(ctx, f, key, v)
+        }
+        _ => ctx.human(
+            f,
+            key,
+            "a playbook variable masgen does not map: check whether the NixOS host needs it",
+        ),
+    }
+    Ok(true)
+}
+
+/// `--upstreamProviderMapping oidc-x:ULID` arguments of the old syn2mas
+/// (MDAD's older guide): Synapse id → MAS provider id.
+fn provider_mapping(data: &Map<String, Value>) -> Vec<(String, String)> {
+    let args = data
+        .get("matrix_authentication_service_syn2mas_process_extra_arguments")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let words: Vec<String> = args
+        .iter()
+        .filter_map(Value::as_str)
+        .flat_map(|a| a.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .collect();
+    let mut out = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let value = match w.strip_prefix("--upstreamProviderMapping") {
+            Some("") => words.get(i + 1).cloned(),
+            Some(rest) => rest.strip_prefix('=').map(String::from),
+            None => None,
+        };
+        if let Some((idp, id)) = value.as_deref().and_then(|v| v.split_once(':')) {
+            out.push((idp.to_string(), id.to_string()));
+        }
+    }
+    out
+}
+
+/// MAS upstream providers as the inventory declares them.
+fn mas_providers(ctx: &mut Ctx, f: &str, key: &str, v: &Value, data: &Map<String, Value>) {
+    let mapping = provider_mapping(data);
+    for (i, p) in v.as_array().into_iter().flatten().enumerate() {
+        let Some(p) = p.as_object() else { continue };
+        let path = format!("{key}[{i}]");
+        let mut t = toml_edit::Table::new();
+        for (k, val) in p {
+            let from = format!("{f}: {path}.{k}");
+            let jinja = val.as_str().is_some_and(is_jinja);
+            match k.as_str() {
+                "client_secret" => {
+                    let path_s = format!("{SECRETS_DIR}/mas-upstream-{i}-client-secret");
+                    put(&mut t, "client_secret_file", path_s.as_str(), &format!("{from} (a secret: not copied)"));
+                    let content = if jinja { format!("what the Jinja2 expression `{}` of `{path}.client_secret` in {f} gives (not evaluated)", val.as_str().unwrap_or("")) } else { format!("the value of `{path}.client_secret` in {f}") };
+                    ctx.secret_file(&path_s, &content);
+                    ctx.mapped(f, &format!("{path}.client_secret"), &["mas.upstream_providers[].client_secret_file"], &format!("a secret: not copied; create {path_s}"));
+                }
+                _ if jinja => ctx.human(f, &format!("{path}.{k}"), "a Jinja2 expression: not evaluated"),
+                "synapse_idp_id" if val.is_null() => ctx.dropped(f, &format!("{path}.{k}"), "null"),
+                "id" | "synapse_idp_id" | "issuer" | "human_name" | "brand_name" | "client_id" | "token_endpoint_auth_method" | "token_endpoint_auth_signing_alg" | "scope" | "discovery_mode" | "pkce_method" | "authorization_endpoint" | "token_endpoint" | "userinfo_endpoint" | "jwks_uri" | "fetch_userinfo" | "claims_imports" => {
+                    if let Some(x) = to_toml(&unraw_all(val)) {
+                        put(&mut t, k, x, &from);
+                    }
+                    ctx.mapped(f, &format!("{path}.{k}"), &[&format!("mas.upstream_providers[].{k}")], "");
+                }
+                _ => ctx.human(f, &format!("{path}.{k}"), "the spec cannot carry this MAS provider setting yet: add it through mas.extra_settings by hand"),
+            }
+        }
+        let id = p.get("id").and_then(Value::as_str).unwrap_or("");
+        if p.get("synapse_idp_id").is_none_or(Value::is_null) {
+            if let Some((idp, _)) = mapping.iter().find(|(_, m)| m == id) {
+                put(
+                    &mut t,
+                    "synapse_idp_id",
+                    idp.as_str(),
+                    &format!("{f}: --upstreamProviderMapping {idp}:{id}"),
+                );
+            }
+        }
+        *ctx.spec.push("mas.upstream_providers") = t;
+    }
+}
+
+fn unraw_all(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(unraw(s)),
+        Value::Array(a) => Value::Array(a.iter().map(unraw_all).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), unraw_all(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// MAS's email settings (or exim-relay's, which both Synapse and MAS use in MDAD).
+fn email(ctx: &mut Ctx, f: &str, key: &str, v: &Value) {
+    let from = format!("{f}: {key}");
+    let suffix = key
+        .trim_start_matches("matrix_authentication_service_config_email_")
+        .trim_start_matches("exim_relay_");
+    let spec_key = match suffix {
+        "transport" => "transport",
+        "hostname" | "relay_host_name" => "hostname",
+        "port" | "relay_host_port" => "port",
+        "username" | "relay_auth_username" => "username",
+        "mode" => "mode",
+        "from" | "sender_address" => "from",
+        "reply_to" => "reply_to",
+        "password" | "relay_auth_password" => {
+            let path = format!("{SECRETS_DIR}/mas-smtp-password");
+            put(
+                ctx.spec.table("mas.email"),
+                "password_file",
+                path.as_str(),
+                &format!("{from} (a secret: not copied)"),
+            );
+            ctx.secret_file(&path, &format!("the value of `{key}` in {f}"));
+            ctx.mapped(
+                f,
+                key,
+                &["mas.email.password_file"],
+                &format!("a secret: not copied; create {path}"),
+            );
+            return;
+        }
+        "relay_use" => {
+            if v == &Value::Bool(true) {
+                put(ctx.spec.table("mas.email"), "transport", "smtp", &from);
+            }
+            ctx.mapped(
+                f,
+                key,
+                &["mas.email.transport"],
+                "MAS talks to the relay host directly (no exim-relay on the NixOS host)",
+            );
+            return;
+        }
+        _ => {
+            ctx.human(f, key, "an email setting the spec cannot carry");
+            return;
+        }
+    };
+    let val = match (spec_key, v) {
+        ("transport", Value::String(s)) if s == "blackhole" => Value::String("none".into()),
+        _ => v.clone(),
+    };
+    if let Some(t) = to_toml(&val) {
+        put(ctx.spec.table("mas.email"), spec_key, t, &from);
+    }
+    ctx.mapped(f, key, &[&format!("mas.email.{spec_key}")], "");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_blocks_are_literals_and_expressions_are_not() {
+        assert!(!is_jinja("{% raw %}{{ user.name }}{% endraw %}"));
+        assert_eq!(
+            unraw("{% raw %}{{ user.name }}{% endraw %}"),
+            "{{ user.name }}"
+        );
+        assert!(is_jinja("{{ vault_secret }}"));
+        assert!(is_jinja("matrix.{{ matrix_domain }}"));
+        assert!(!is_jinja("plain"));
+    }
+}

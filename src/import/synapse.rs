@@ -1,0 +1,723 @@
+//! `masgen import synapse homeserver.yaml [--config more.yaml …]`: Synapse's
+//! own config files, merged as Synapse merges them, into a spec.
+//!
+//! Merge: Synapse 1.163 `synapse/config/_base.py` `read_config_files` —
+//! top-level keys of later files replace earlier ones wholesale; a file that
+//! is empty or not a mapping is ignored; `find_config_files` expands a
+//! directory to its `*.yaml` files in sorted order.
+
+use std::collections::BTreeMap;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde_json::{Map, Value};
+
+use super::oidc::{import_provider, Origin};
+use super::writer::{finish, put, to_toml};
+use super::{contains_secret, show, Ctx, Imported, SECRETS_DIR};
+
+/// A merged Synapse config and, per top-level key, the file that set it.
+pub struct Merged {
+    pub config: Map<String, Value>,
+    pub origin: BTreeMap<String, String>,
+    pub files: Vec<String>,
+}
+
+/// Merges parsed files in order (`name`, data).
+pub fn merge(files: Vec<(String, Map<String, Value>)>) -> Merged {
+    let mut m = Merged {
+        config: Map::new(),
+        origin: BTreeMap::new(),
+        files: Vec::new(),
+    };
+    for (name, data) in files {
+        for (k, v) in data {
+            m.origin.insert(k.clone(), name.clone());
+            m.config.insert(k, v);
+        }
+        m.files.push(name);
+    }
+    m
+}
+
+/// The files a `--config-path` names: itself, or a directory's `*.yaml`
+/// files in sorted order.
+pub fn expand(path: &Utf8Path) -> anyhow::Result<Vec<Utf8PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut out: Vec<Utf8PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {path}: {e}"))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Utf8PathBuf::from_path_buf(e.path()).ok())
+        .filter(|p| p.is_file() && p.as_str().ends_with(".yaml"))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+pub fn import(files: &[Utf8PathBuf], spec_name: &str) -> anyhow::Result<Imported> {
+    let mut parsed = Vec::new();
+    for f in files {
+        for file in expand(f)? {
+            parsed.push((file.to_string(), super::read_yaml(&file)?));
+        }
+    }
+    let merged = merge(parsed);
+    let mut ctx = Ctx::new("synapse", merged.files.clone());
+    import_merged(&mut ctx, &merged, None)?;
+    finish(ctx, spec_name)
+}
+
+/// The Synapse version and where it was learnt.
+pub struct Version {
+    pub version: String,
+    pub from: String,
+}
+
+/// Maps every top-level key of a merged Synapse config.
+pub fn import_merged(ctx: &mut Ctx, m: &Merged, version: Option<Version>) -> anyhow::Result<()> {
+    let cfg = &m.config;
+    let file = |k: &str| m.origin.get(k).cloned().unwrap_or_default();
+    let Some(server_name) = cfg.get("server_name").and_then(Value::as_str) else {
+        anyhow::bail!(
+            "{}: no `server_name`; Synapse refuses to start without it, and masgen needs it",
+            m.files.join(", ")
+        );
+    };
+    put(
+        ctx.spec.table("homeserver"),
+        "server_name",
+        server_name,
+        &format!("{}: server_name", file("server_name")),
+    );
+    ctx.mapped(
+        &file("server_name"),
+        "server_name",
+        &["homeserver.server_name"],
+        "",
+    );
+    match version {
+        Some(v) => put(
+            ctx.spec.table("synapse"),
+            "version",
+            v.version.as_str(),
+            &v.from,
+        ),
+        None => {
+            put(
+                ctx.spec.table("synapse"),
+                "version",
+                "1.163",
+                "ASSUMED: set the release you run",
+            );
+            ctx.human("-", "synapse.version", "a config file does not say which Synapse runs it: the spec assumes 1.163; set `synapse.version` to what `python -m synapse.app.homeserver --version` prints");
+        }
+    }
+    for (key, value) in cfg {
+        if key == "server_name" {
+            continue;
+        }
+        top_level(ctx, server_name, key, value, &file(key))?;
+    }
+    Ok(())
+}
+
+/// Keys the NixOS module (or masgen) sets itself.
+const SET_BY_NIXOS: &[(&str, &str)] = &[
+    ("pid_file", "the NixOS module sets it"),
+    (
+        "log_config",
+        "the NixOS module sets it (services.matrix-synapse.settings.log_config)",
+    ),
+    ("signing_key_path", ""),
+];
+
+fn top_level(
+    ctx: &mut Ctx,
+    server_name: &str,
+    key: &str,
+    v: &Value,
+    file: &str,
+) -> anyhow::Result<()> {
+    let from = format!("{file}: {key}");
+    fn syn(ctx: &mut Ctx) -> &mut toml_edit::Table {
+        ctx.spec.table("synapse")
+    }
+    match key {
+        "public_baseurl" => public_baseurl(ctx, v, file),
+        "database" => database(ctx, v, file)?,
+        "listeners" => listeners(ctx, v, file),
+        "password_config" => password_config(ctx, v, file),
+        "oidc_providers" => {
+            for (i, p) in v.as_array().into_iter().flatten().enumerate() {
+                let Some(p) = p.as_object() else { continue };
+                let o = Origin {
+                    file,
+                    path: format!("oidc_providers[{i}]"),
+                    legacy: false,
+                    jinja: false,
+                    with_mas: true,
+                };
+                import_provider(ctx, server_name, p, &o);
+            }
+        }
+        "oidc_config" => {
+            let Some(p) = v.as_object() else {
+                return Ok(());
+            };
+            if p.get("enabled").and_then(Value::as_bool) != Some(true) {
+                ctx.dropped(file, key, "not `enabled: true`: Synapse ignores the block");
+            } else {
+                let o = Origin {
+                    file,
+                    path: "oidc_config".into(),
+                    legacy: true,
+                    jinja: false,
+                    with_mas: true,
+                };
+                import_provider(ctx, server_name, p, &o);
+            }
+        }
+        "macaroon_secret_key" | "registration_shared_secret" | "form_secret" => {
+            let path = format!("{SECRETS_DIR}/synapse-{}", key.replace('_', "-"));
+            put(
+                syn(ctx),
+                &format!("{key}_file"),
+                path.as_str(),
+                &format!("{from} (a secret: not copied)"),
+            );
+            ctx.secret_file(&path, &format!("the value of `{key}` in {file}"));
+            ctx.mapped(
+                file,
+                key,
+                &[&format!("synapse.{key}_file")],
+                &format!("a secret: not copied; create {path}"),
+            );
+        }
+        "macaroon_secret_key_path" | "registration_shared_secret_path" | "form_secret_path" => {
+            let spec_key = key.replace("_path", "_file");
+            if let Some(p) = v.as_str() {
+                put(syn(ctx), &spec_key, p, &from);
+            }
+            ctx.mapped(file, key, &[&format!("synapse.{spec_key}")], "");
+        }
+        "signing_key_path" => {
+            if let Some(p) = v.as_str() {
+                put(syn(ctx), "signing_key_path", p, &from);
+            }
+            ctx.mapped(file, key, &["synapse.signing_key_path"], "");
+        }
+        "enable_registration"
+        | "allow_guest_access"
+        | "enable_3pid_changes"
+        | "enable_registration_captcha" => {
+            let spec_key = if key == "enable_registration_captcha" {
+                "registration_captcha"
+            } else {
+                key
+            };
+            if let Some(b) = v.as_bool() {
+                put(syn(ctx), spec_key, b, &from);
+            }
+            ctx.mapped(file, key, &[&format!("synapse.{spec_key}")], "");
+        }
+        "login_via_existing_session" => {
+            let on = v.get("enabled").and_then(Value::as_bool).unwrap_or(false);
+            put(
+                syn(ctx),
+                "login_via_existing_session",
+                on,
+                &format!("{from}.enabled"),
+            );
+            ctx.mapped(
+                file,
+                key,
+                &["synapse.login_via_existing_session"],
+                "only `enabled` is carried",
+            );
+        }
+        "session_lifetime" | "refresh_token_lifetime" | "nonrefreshable_access_token_lifetime" => {
+            let s = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            put(syn(ctx), key, s.as_str(), &from);
+            ctx.mapped(file, key, &[&format!("synapse.{key}")], "");
+        }
+        "app_service_config_files" => {
+            for (i, f) in v
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .enumerate()
+            {
+                let t = ctx.spec.push("synapse.app_services");
+                let name = Utf8Path::new(f)
+                    .file_stem()
+                    .unwrap_or("appservice")
+                    .to_string();
+                put(t, "name", name.as_str(), "the file's name");
+                put(t, "registration_file", f, &format!("{from}[{i}]"));
+            }
+            ctx.mapped(
+                file,
+                key,
+                &["synapse.app_services"],
+                "check `encrypted` and `kind` for each bridge or bot",
+            );
+        }
+        "password_providers" => password_providers(ctx, v, file),
+        "modules" => modules(ctx, v, file),
+        "saml2_config" | "cas_config" | "jwt_config" => legacy_sso(ctx, key, v, file),
+        "email" => {
+            email(ctx, v, file);
+            carry(ctx, key, v, file);
+        }
+        "matrix_authentication_service" | "experimental_features" if delegating(key, v) => {
+            ctx.human(file, key, "this Synapse delegates to MAS already: there is nothing left to migrate; import the configuration from before delegation");
+        }
+        _ => {
+            if let Some((_, why)) = SET_BY_NIXOS.iter().find(|(k, _)| *k == key) {
+                ctx.dropped(file, key, why);
+            } else if key == "media_store_path"
+                && v.as_str() == Some("/var/lib/matrix-synapse/media_store")
+            {
+                ctx.dropped(file, key, "the NixOS module's default");
+            } else {
+                carry(ctx, key, v, file);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn delegating(key: &str, v: &Value) -> bool {
+    let on = |p: &str| v.pointer(p) == Some(&Value::Bool(true));
+    match key {
+        "matrix_authentication_service" => on("/enabled"),
+        _ => on("/msc3861/enabled"),
+    }
+}
+
+/// A setting masgen does not model: carried verbatim into
+/// `synapse.extra_settings` (both phases), or, when it holds a secret, into
+/// an extra config file the operator writes.
+fn carry(ctx: &mut Ctx, key: &str, v: &Value, file: &str) {
+    if contains_secret(v) {
+        let path = format!("{SECRETS_DIR}/synapse-extra.yaml");
+        add_extra_config_file(ctx, &path);
+        ctx.secret_file(&path, &format!("a YAML file with these top-level keys copied verbatim from the running config (they hold secrets): {key} (from {file})"));
+        ctx.human(file, key, &format!("holds a secret that Synapse has no file setting for: copy the whole `{key}` block into {path} (loaded as an extra config file in both phases)"));
+        return;
+    }
+    let Some(t) = to_toml(v) else {
+        ctx.dropped(file, key, "null: Synapse's default applies");
+        return;
+    };
+    put(
+        ctx.spec.table("synapse.extra_settings"),
+        key,
+        t,
+        &format!("{file}: {key}"),
+    );
+    ctx.mapped(
+        file,
+        key,
+        &[&format!("synapse.extra_settings.{key}")],
+        "carried verbatim",
+    );
+}
+
+fn add_extra_config_file(ctx: &mut Ctx, path: &str) {
+    let t = ctx.spec.table("synapse");
+    let arr = t
+        .entry("extra_config_files")
+        .or_insert_with(|| toml_edit::value(toml_edit::Array::new()))
+        .as_array_mut()
+        .expect("an array");
+    if !arr.iter().any(|x| x.as_str() == Some(path)) {
+        arr.push(path);
+    }
+}
+
+fn public_baseurl(ctx: &mut Ctx, v: &Value, file: &str) {
+    let Some(url) = v.as_str() else { return };
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let Some(rest) = rest else {
+        ctx.human(
+            file,
+            "public_baseurl",
+            "not an http(s) URL: set synapse.public_hostname by hand",
+        );
+        return;
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host_only = host.split(':').next().unwrap_or(host);
+    put(
+        ctx.spec.table("synapse"),
+        "public_hostname",
+        host_only,
+        &format!("{file}: public_baseurl"),
+    );
+    // MAS at <public hostname>/auth, like MDAD's default.
+    put(
+        ctx.spec.table("mas"),
+        "hostname",
+        host_only,
+        "the public hostname (choose another if you like)",
+    );
+    ctx.mapped(
+        file,
+        "public_baseurl",
+        &["synapse.public_hostname", "mas.hostname"],
+        "masgen serves https on port 443",
+    );
+    if !path.is_empty() || host.contains(':') || url.starts_with("http://") {
+        ctx.human(
+            file,
+            "public_baseurl",
+            &format!(
+                "`{url}` has a port, a path or plain http: masgen writes https://{host_only}/"
+            ),
+        );
+    }
+}
+
+fn database(ctx: &mut Ctx, v: &Value, file: &str) -> anyhow::Result<()> {
+    let name = v.get("name").and_then(Value::as_str).unwrap_or("sqlite3");
+    let empty = Map::new();
+    let args = v.get("args").and_then(Value::as_object).unwrap_or(&empty);
+    if name == "sqlite3" {
+        anyhow::bail!("{file}: database: Synapse uses SQLite; a migration to MAS needs PostgreSQL (syn2mas reads PostgreSQL only). Port the database first (synapse_port_db), then import again");
+    }
+    if name != "psycopg2" {
+        anyhow::bail!("{file}: database.name: `{name}` is not a database engine Synapse knows (psycopg2 or sqlite3)");
+    }
+    let host = args
+        .get("host")
+        .and_then(Value::as_str)
+        .unwrap_or("/run/postgresql");
+    let loopback = ["localhost", "127.0.0.1", "::1"].contains(&host);
+    if !host.starts_with('/') && !loopback {
+        anyhow::bail!("{file}: database.args.host: Synapse's database is on `{host}`; masgen supports only the homeserver host's own PostgreSQL over its unix socket (peer authentication). Move the database to this host first, then import again");
+    }
+    let t = ctx.spec.table("synapse.database");
+    let from = |k: &str| format!("{file}: database.args.{k}");
+    let db = args
+        .get("database")
+        .or_else(|| args.get("dbname"))
+        .and_then(Value::as_str)
+        .unwrap_or("matrix-synapse");
+    put(t, "name", db, &from("database"));
+    put(
+        t,
+        "user",
+        "matrix-synapse",
+        "peer authentication: the service's OS user",
+    );
+    if host.starts_with('/') && host != "/run/postgresql" {
+        put(t, "host", host, &from("host"));
+    }
+    if let Some(port) = args.get("port").and_then(Value::as_i64) {
+        if port != 5432 {
+            put(t, "port", port, &from("port"));
+        }
+    }
+    ctx.mapped(file, "database.name", &[], "psycopg2: PostgreSQL");
+    ctx.mapped(
+        file,
+        "database.args.database",
+        &["synapse.database.name"],
+        "",
+    );
+    for (k, val) in args {
+        let key = format!("database.args.{k}");
+        match k.as_str() {
+            "database" | "dbname" => {}
+            "user" if val.as_str() == Some("matrix-synapse") => ctx.mapped(file, &key, &["synapse.database.user"], ""),
+            "user" => ctx.human(file, &key, &format!("Synapse logs in as {} today; masgen uses peer authentication as `matrix-synapse`: grant that role the database (ALTER DATABASE … OWNER TO \"matrix-synapse\") before building", show(val))),
+            "host" if loopback => ctx.human(file, &key, &format!("Synapse connects over TCP to {host} today; the spec uses the same server's unix socket with peer authentication: check the socket before building")),
+            "host" => ctx.mapped(file, &key, &["synapse.database.host"], ""),
+            "port" => ctx.mapped(file, &key, &["synapse.database.port"], ""),
+            "password" => ctx.dropped(file, &key, "a secret, not copied, and not needed: peer authentication over the socket"),
+            "cp_min" | "cp_max" => ctx.dropped(file, &key, "masgen sets cp_min 5, cp_max 10"),
+            _ => ctx.human(file, &key, "masgen writes database.args itself and cannot carry it yet"),
+        }
+    }
+    for (k, _) in v.as_object().into_iter().flatten() {
+        if k != "name" && k != "args" {
+            ctx.human(
+                file,
+                &format!("database.{k}"),
+                "masgen writes the database block itself and cannot carry it yet",
+            );
+        }
+    }
+    Ok(())
+}
+
+fn listeners(ctx: &mut Ctx, v: &Value, file: &str) {
+    let list = v.as_array().cloned().unwrap_or_default();
+    let client = list.iter().position(|l| {
+        l.get("type").and_then(Value::as_str) == Some("http")
+            && l.pointer("/resources")
+                .and_then(Value::as_array)
+                .is_some_and(|r| {
+                    r.iter().any(|r| {
+                        r.get("names")
+                            .and_then(Value::as_array)
+                            .is_some_and(|n| n.iter().any(|n| n == "client"))
+                    })
+                })
+    });
+    for (i, l) in list.iter().enumerate() {
+        let key = format!("listeners[{i}]");
+        if Some(i) == client {
+            let t = ctx.spec.table("synapse.listener");
+            if let Some(port) = l.get("port").and_then(Value::as_i64) {
+                put(t, "port", port, &format!("{file}: {key}.port"));
+            }
+            if let Some(a) = l.pointer("/bind_addresses/0").and_then(Value::as_str) {
+                put(t, "address", a, &format!("{file}: {key}.bind_addresses[0]"));
+            }
+            ctx.mapped(
+                file,
+                &key,
+                &["synapse.listener.port", "synapse.listener.address"],
+                "masgen writes one loopback http listener (client, federation) behind nginx",
+            );
+        } else {
+            ctx.human(
+                file,
+                &key,
+                "masgen writes one client/federation listener only: add this listener by hand",
+            );
+        }
+    }
+}
+
+fn password_config(ctx: &mut Ctx, v: &Value, file: &str) {
+    let Some(m) = v.as_object() else { return };
+    for (k, val) in m {
+        let key = format!("password_config.{k}");
+        match k.as_str() {
+            "enabled" => {
+                if let Some(t) = to_toml(val) {
+                    put(
+                        ctx.spec.table("synapse"),
+                        "password_login",
+                        t,
+                        &format!("{file}: {key}"),
+                    );
+                }
+                ctx.mapped(file, &key, &["synapse.password_login"], "");
+            }
+            "pepper" => {
+                let path = format!("{SECRETS_DIR}/synapse-pepper");
+                put(
+                    ctx.spec.table("synapse"),
+                    "pepper_file",
+                    path.as_str(),
+                    &format!("{file}: {key} (a secret: not copied)"),
+                );
+                ctx.secret_file(
+                    &path,
+                    &format!("the value of `{key}` in {file} (syn2mas needs the same pepper)"),
+                );
+                ctx.mapped(
+                    file,
+                    &key,
+                    &["synapse.pepper_file"],
+                    &format!("a secret: not copied; create {path}"),
+                );
+            }
+            _ => {
+                if let Some(t) = to_toml(val) {
+                    let pc = ctx.spec.table("synapse.extra_settings.password_config");
+                    put(pc, k, t, &format!("{file}: {key}"));
+                }
+                ctx.mapped(
+                    file,
+                    &key,
+                    &[&format!("synapse.extra_settings.{key}")],
+                    "carried verbatim",
+                );
+            }
+        }
+    }
+}
+
+fn password_providers(ctx: &mut Ctx, v: &Value, file: &str) {
+    for (i, p) in v.as_array().into_iter().flatten().enumerate() {
+        let key = format!("password_providers[{i}]");
+        let module = p.get("module").and_then(Value::as_str).unwrap_or("");
+        let config = p
+            .get("config")
+            .cloned()
+            .unwrap_or(Value::Object(Map::new()));
+        if contains_secret(&config) {
+            ctx.human(file, &key, &format!("`{module}` holds a secret inline: not copied; it stops working under MAS anyway ({REPLACE_ADVICE}); add it to the spec by hand with the secret in a file if phase 1 needs it"));
+            continue;
+        }
+        let t = ctx.spec.push("synapse.password_providers");
+        put(t, "module", module, &format!("{file}: {key}.module"));
+        if let Some(c) = to_toml(&config) {
+            put(t, "config", c, &format!("{file}: {key}.config"));
+        }
+        ctx.human(
+            file,
+            &key,
+            &format!("mapped to synapse.password_providers; {REPLACE_ADVICE}"),
+        );
+    }
+}
+
+/// What MDAD's MAS guide says about password providers (seed:
+/// docs/configuring-playbook-matrix-authentication-service.md, Expectations).
+pub const REPLACE_ADVICE: &str = "password providers stop working when MAS takes over logins: disable them; bridges that used shared-secret-auth for double-puppeting should use Appservice Double Puppet instead, LDAP and REST logins must move to an upstream identity provider of MAS";
+
+/// Modules that implement password authentication.
+fn password_module(module: &str) -> bool {
+    [
+        "ldap_auth_provider",
+        "shared_secret_authenticator",
+        "rest_auth_provider",
+    ]
+    .iter()
+    .any(|m| module.starts_with(m))
+}
+
+fn modules(ctx: &mut Ctx, v: &Value, file: &str) {
+    for (i, p) in v.as_array().into_iter().flatten().enumerate() {
+        let key = format!("modules[{i}]");
+        let module = p.get("module").and_then(Value::as_str).unwrap_or("");
+        let mut config = p
+            .get("config")
+            .cloned()
+            .unwrap_or(Value::Object(Map::new()));
+        // matrix-synapse-ldap3 reads the bind password from a file too.
+        if module.starts_with("ldap_auth_provider") {
+            if let Some(c) = config.as_object_mut() {
+                if c.remove("bind_password").is_some() {
+                    let path = format!("{SECRETS_DIR}/synapse-ldap-bind-password");
+                    c.insert("bind_password_file".into(), Value::String(path.clone()));
+                    ctx.secret_file(
+                        &path,
+                        &format!("the value of `{key}.config.bind_password` in {file}"),
+                    );
+                    ctx.mapped(
+                        file,
+                        &format!("{key}.config.bind_password"),
+                        &["synapse.modules[].config.bind_password_file"],
+                        &format!("a secret: not copied; create {path}"),
+                    );
+                }
+            }
+        }
+        if contains_secret(&config) {
+            ctx.human(file, &key, &format!("module `{module}` holds a secret inline that has no file setting masgen knows: not copied; add the module to the spec by hand"));
+            continue;
+        }
+        let password_auth = password_module(module);
+        let t = ctx.spec.push("synapse.modules");
+        put(t, "module", module, &format!("{file}: {key}.module"));
+        if let Some(c) = to_toml(&config) {
+            put(t, "config", c, &format!("{file}: {key}.config"));
+        }
+        if password_auth {
+            put(
+                t,
+                "password_auth",
+                true,
+                "a password provider: dropped from the final phase",
+            );
+            ctx.human(
+                file,
+                &key,
+                &format!("mapped to synapse.modules; {REPLACE_ADVICE}"),
+            );
+        } else {
+            ctx.mapped(
+                file,
+                &key,
+                &["synapse.modules"],
+                "check whether it works with MAS",
+            );
+        }
+    }
+}
+
+fn legacy_sso(ctx: &mut Ctx, key: &str, v: &Value, file: &str) {
+    let on = match key {
+        "jwt_config" => v.get("enabled").and_then(Value::as_bool) == Some(true),
+        _ => v.get("enabled").and_then(Value::as_bool) != Some(false),
+    };
+    if !on {
+        ctx.dropped(file, key, "disabled");
+        return;
+    }
+    let mech = key.trim_end_matches("_config");
+    let t = ctx.spec.table("synapse");
+    let arr = t
+        .entry("legacy_sso")
+        .or_insert_with(|| toml_edit::value(toml_edit::Array::new()))
+        .as_array_mut()
+        .expect("an array");
+    arr.push(mech);
+    ctx.human(file, key, &format!("{mech} logins cannot move to MAS (syn2mas cannot carry their users); listed in synapse.legacy_sso; carry the block by hand (e.g. in synapse.extra_settings) if phase 1 must keep it"));
+}
+
+/// Synapse's `email` block → MAS's email settings (MAS sends its own mail:
+/// verification, recovery).
+fn email(ctx: &mut Ctx, v: &Value, file: &str) {
+    let Some(host) = v.get("smtp_host").and_then(Value::as_str) else {
+        return;
+    };
+    let t = ctx.spec.table("mas.email");
+    let from = |k: &str| format!("{file}: email.{k}");
+    put(t, "transport", "smtp", &from("smtp_host"));
+    put(t, "hostname", host, &from("smtp_host"));
+    if let Some(p) = v.get("smtp_port").and_then(Value::as_i64) {
+        put(t, "port", p, &from("smtp_port"));
+    }
+    if let Some(f) = v.get("notif_from").and_then(Value::as_str) {
+        put(t, "from", f, &from("notif_from"));
+    }
+    let tls = v.get("force_tls").and_then(Value::as_bool) == Some(true);
+    let starttls = v.get("require_transport_security").and_then(Value::as_bool) == Some(true);
+    let mode = if tls {
+        "tls"
+    } else if starttls {
+        "starttls"
+    } else {
+        "plain"
+    };
+    put(
+        t,
+        "mode",
+        mode,
+        &from("force_tls / require_transport_security"),
+    );
+    if let Some(u) = v.get("smtp_user").and_then(Value::as_str) {
+        put(t, "username", u, &from("smtp_user"));
+    }
+    if v.get("smtp_pass").is_some() {
+        let path = format!("{SECRETS_DIR}/mas-smtp-password");
+        put(
+            t,
+            "password_file",
+            path.as_str(),
+            &format!("{} (a secret: not copied)", from("smtp_pass")),
+        );
+        ctx.secret_file(&path, &format!("the value of `email.smtp_pass` in {file}"));
+    }
+    ctx.mapped(
+        file,
+        "email.smtp_*",
+        &["mas.email"],
+        "MAS sends its own mail with the same server",
+    );
+}
