@@ -142,6 +142,16 @@ pub fn import(vars: &Utf8Path, spec_name: &str) -> anyhow::Result<Imported> {
     );
     if ctx.spec.table("mas").contains_key("email") {
         let e = ctx.spec.table("mas.email");
+        if e.get("from").is_none() {
+            let from = format!("matrix@matrix.{domain}");
+            put(e, "from", from.as_str(), "ASSUMED: MDAD's default exim_relay_sender_address (matrix@<matrix_server_fqn_matrix>)");
+            ctx.human(
+                f,
+                "mas.email.from",
+                &format!("no literal sender address in the inventory: the spec assumes {from}"),
+            );
+        }
+        let e = ctx.spec.table("mas.email");
         if e.get("transport").is_none() {
             let t = if e.contains_key("hostname") {
                 "smtp"

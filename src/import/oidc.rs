@@ -239,7 +239,18 @@ pub fn import_provider(
     if let Some(m) = text(ctx, "pkce_method") {
         put(&mut mas, "pkce_method", m.as_str(), &from("pkce_method"));
     }
-    if text(ctx, "user_profile_method").as_deref() == Some("userinfo_endpoint") {
+    // Without the `openid` scope Synapse reads the userinfo endpoint
+    // (plain OAuth 2.0, e.g. GitHub); MAS must too, and its templates then
+    // read `userinfo_claims` (MAS docs/setup/sso.md, GitHub).
+    let oauth2_only = !scopes.iter().any(|s| s == "openid");
+    if oauth2_only {
+        put(
+            &mut mas,
+            "fetch_userinfo",
+            true,
+            "no `openid` scope: a plain OAuth 2.0 provider",
+        );
+    } else if text(ctx, "user_profile_method").as_deref() == Some("userinfo_endpoint") {
         put(
             &mut mas,
             "fetch_userinfo",
@@ -262,7 +273,7 @@ pub fn import_provider(
         );
     }
 
-    mapping(ctx, p, o, &mut syn, &mut mas, &auth_provider);
+    mapping(ctx, p, o, &mut syn, &mut mas, &auth_provider, oauth2_only);
     not_carried(ctx, p, o, &auth_provider);
     for (k, _) in p {
         let known = [
@@ -349,7 +360,16 @@ fn mapping(
     syn: &mut Table,
     mas: &mut Table,
     idp: &str,
+    oauth2_only: bool,
 ) {
+    // MAS's template context names userinfo claims `userinfo_claims`.
+    let for_mas = |t: &str| {
+        if oauth2_only {
+            t.replace("user.", "userinfo_claims.")
+        } else {
+            t.to_string()
+        }
+    };
     let base = format!("{}.user_mapping_provider", o.path);
     let empty = Map::new();
     let ump = p
@@ -398,13 +418,13 @@ fn mapping(
     let mut sub = Table::new();
     match &subject {
         Some((t, k)) => {
-            put(&mut sub, "template", t.as_str(), &from(k));
+            put(&mut sub, "template", for_mas(t), &from(k));
             ctx.human(o.file, &format!("{base}.config.{k}"), &format!("mapped to {} (the subject syn2mas links by); phase 1's Synapse provider cannot carry it yet: it would fall back to `sub`", mk("subject.template")));
         }
         None => put(
             &mut sub,
             "template",
-            "{{ user.sub }}",
+            for_mas("{{ user.sub }}"),
             "Synapse's default subject claim `sub`",
         ),
     }
@@ -418,7 +438,7 @@ fn mapping(
         put(syn, k, t.as_str(), &from(k));
         let mut c = Table::new();
         put(&mut c, "action", action, "");
-        put(&mut c, "template", t.as_str(), &from(k));
+        put(&mut c, "template", for_mas(&t), &from(k));
         if claim == "email" {
             put(
                 &mut c,

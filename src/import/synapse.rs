@@ -20,6 +20,8 @@ pub struct Merged {
     pub config: Map<String, Value>,
     pub origin: BTreeMap<String, String>,
     pub files: Vec<String>,
+    /// `(file, key, later file)`: keys a later file replaced.
+    pub superseded: Vec<(String, String, String)>,
 }
 
 /// Merges parsed files in order (`name`, data).
@@ -28,9 +30,14 @@ pub fn merge(files: Vec<(String, Map<String, Value>)>) -> Merged {
         config: Map::new(),
         origin: BTreeMap::new(),
         files: Vec::new(),
+        superseded: Vec::new(),
     };
     for (name, data) in files {
         for (k, v) in data {
+            if let Some(earlier) = m.origin.get(&k) {
+                m.superseded
+                    .push((earlier.clone(), k.clone(), name.clone()));
+            }
             m.origin.insert(k.clone(), name.clone());
             m.config.insert(k, v);
         }
@@ -112,6 +119,13 @@ pub fn import_merged(ctx: &mut Ctx, m: &Merged, version: Option<Version>) -> any
             );
             ctx.human("-", "synapse.version", "a config file does not say which Synapse runs it: the spec assumes 1.163; set `synapse.version` to what `python -m synapse.app.homeserver --version` prints");
         }
+    }
+    for (earlier, key, later) in &m.superseded {
+        ctx.dropped(
+            earlier,
+            key,
+            &format!("replaced by {later}: Synapse merges top-level keys, later files win"),
+        );
     }
     for (key, value) in cfg {
         if key == "server_name" {

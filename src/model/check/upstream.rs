@@ -91,7 +91,11 @@ pub(super) fn check_upstream(
                 ("token_endpoint", &p.token_endpoint),
                 ("jwks_uri", &p.jwks_uri),
             ] {
-                if v.is_none() {
+                // A plain OAuth 2.0 provider (GitHub) sends no id_token to
+                // verify: MAS reads the userinfo endpoint instead (MAS
+                // docs/setup/sso.md, GitHub example: no jwks_uri).
+                let userinfo_only = p.fetch_userinfo == Some(true) && p.userinfo_endpoint.is_some();
+                if v.is_none() && !(key == "jwks_uri" && userinfo_only) {
                     c.error(
                         "mas.provider.endpoints",
                         at(&path),

@@ -1,0 +1,176 @@
+//! `masgen import`: realistic inputs → a spec that `masgen check` accepts
+//! and that builds, with the report of every input key (snapshots), and
+//! clear errors for bad input. Secrets in the inputs are marked
+//! `…must-never-be-printed`: they must appear in neither spec nor report.
+
+use camino::Utf8PathBuf;
+use masgen::import::{self, Imported};
+
+const FIX: &str = "tests/fixtures/import";
+
+fn p(rel: &str) -> Utf8PathBuf {
+    Utf8PathBuf::from(format!("{FIX}/{rel}"))
+}
+
+/// Checks, builds and scans an import; returns it for the snapshots.
+fn verified(imported: Imported) -> Imported {
+    let source = masgen::spec::Source::new("spec.toml", imported.spec.clone());
+    let checked = match masgen::check_source(source) {
+        Ok(c) => c,
+        Err(d) => panic!("the imported spec fails check: {d:?}"),
+    };
+    let (_, tree) = masgen::build_tree(&checked).expect("the imported spec builds");
+    assert!(tree.keys().any(|k| k.ends_with("flake.nix")));
+    let report = import::render_text(&imported.report);
+    let json = import::render_json(&imported.report);
+    for text in [&imported.spec, &report, &json] {
+        assert!(
+            !text.contains("never-be-printed"),
+            "a secret leaked:\n{text}"
+        );
+    }
+    imported
+}
+
+fn snap(name: &str, i: &Imported) {
+    insta::assert_snapshot!(format!("{name}_spec"), i.spec);
+    insta::assert_snapshot!(format!("{name}_report"), import::render_text(&i.report));
+}
+
+#[test]
+fn synapse_oidc_config() {
+    let i = verified(
+        import::synapse::import(&[p("synapse-oidc-config/homeserver.yaml")], "spec.toml").unwrap(),
+    );
+    assert!(i.spec.contains("synapse_idp_id = \"oidc\""));
+    snap("synapse_oidc_config", &i);
+}
+
+#[test]
+fn synapse_providers_merged_later_file_wins() {
+    let files = [
+        p("synapse-providers/homeserver.yaml"),
+        p("synapse-providers/secrets.yaml"),
+    ];
+    let i = verified(import::synapse::import(&files, "spec.toml").unwrap());
+    // The GitHub secret came from secrets.yaml, which replaced oidc_providers.
+    assert!(i
+        .spec
+        .contains("/run/secrets/synapse-oidc-github-client-secret"));
+    assert!(i
+        .report
+        .items
+        .iter()
+        .any(|x| x.key == "oidc_providers" && x.why.contains("replaced by")));
+    // attribute_requirements is never dropped silently.
+    assert!(i
+        .report
+        .items
+        .iter()
+        .any(|x| x.key.ends_with("attribute_requirements") && x.why.starts_with("SECURITY")));
+    snap("synapse_providers", &i);
+    insta::assert_snapshot!(
+        "synapse_providers_report_json",
+        import::render_json(&i.report)
+    );
+}
+
+#[test]
+fn provider_ulids_are_stable_across_imports() {
+    let files = [
+        p("synapse-providers/homeserver.yaml"),
+        p("synapse-providers/secrets.yaml"),
+    ];
+    let a = import::synapse::import(&files, "spec.toml").unwrap();
+    let b = import::synapse::import(&files, "spec.toml").unwrap();
+    assert_eq!(a.spec, b.spec);
+}
+
+#[test]
+fn mdad_inventory() {
+    let i = verified(import::mdad::import(&p("mdad/vars.yml"), "spec.toml").unwrap());
+    assert!(i.spec.contains("hostname = \"auth.example.net\""));
+    assert!(i.spec.contains("synapse_idp_id = \"oidc-keycloak\""));
+    assert!(i
+        .report
+        .items
+        .iter()
+        .any(|x| x.key == "exim_relay_sender_address" && x.why.contains("Jinja2")));
+    snap("mdad", &i);
+}
+
+#[test]
+fn nixos_system_root() {
+    let i = verified(import::nixos::import(&p("nixos"), "spec.toml").unwrap());
+    assert!(i.spec.contains("version = \"1.157.0\""));
+    assert!(i.spec.contains("/run/secrets/synapse-email.yaml"));
+    snap("nixos", &i);
+}
+
+#[test]
+fn anchors_and_merge_keys_resolve() {
+    let i = verified(import::synapse::import(&[p("bad/anchors.yaml")], "spec.toml").unwrap());
+    assert_eq!(
+        i.spec
+            .matches("\nissuer = \"https://sso.example.org/realms/matrix\"")
+            .count(),
+        4
+    );
+    assert!(!i.spec.contains("<<"));
+}
+
+#[test]
+fn malformed_yaml_names_file_line_column() {
+    let err = import::synapse::import(&[p("bad/malformed.yaml")], "spec.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("tests/fixtures/import/bad/malformed.yaml:"),
+        "{err}"
+    );
+    assert!(err.contains("malformed.yaml:5:"), "{err}");
+}
+
+#[test]
+fn non_synapse_homeserver_is_refused() {
+    let err = import::mdad::import(&p("bad/mdad-conduwuit.yml"), "spec.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("conduwuit") && err.contains("only Synapse"),
+        "{err}"
+    );
+}
+
+#[test]
+fn remote_database_is_refused_without_the_password() {
+    let err = import::synapse::import(&[p("bad/remote-db.yaml")], "spec.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("db.internal.example.org") && err.contains("unix socket"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cli_writes_the_spec_and_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("spec.toml");
+    let res = assert_cmd::Command::cargo_bin("masgen")
+        .unwrap()
+        .args(["import", "mdad", &format!("{FIX}/mdad/vars.yml"), "-o"])
+        .arg(&out)
+        .args(["--format", "json"])
+        .assert()
+        .success();
+    let stderr = String::from_utf8(res.get_output().stderr.clone()).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&stderr).expect("a JSON report");
+    assert_eq!(report["source"], "mdad");
+    assert_cmd::Command::cargo_bin("masgen")
+        .unwrap()
+        .arg("check")
+        .arg(&out)
+        .assert()
+        .success();
+}
