@@ -442,7 +442,7 @@ fn mas_providers(ctx: &mut Ctx, f: &str, key: &str, v: &Value, data: &Map<String
             }
         }
         let id = p.get("id").and_then(Value::as_str).unwrap_or("");
-        if p.get("synapse_idp_id").is_none_or(Value::is_null) {
+        if p.get("synapse_idp_id").map_or(true, Value::is_null) {
             if let Some((idp, _)) = mapping.iter().find(|(_, m)| m == id) {
                 put(
                     &mut t,

@@ -12,6 +12,7 @@ pub mod mdad;
 pub mod nixos;
 mod oidc;
 pub mod synapse;
+mod synapse_auth;
 mod writer;
 
 use serde::Serialize;
