@@ -174,3 +174,77 @@ fn cli_writes_the_spec_and_the_report() {
         .assert()
         .success();
 }
+
+/// The issue's bar: importing a NixOS host and building gives a `-prepare`
+/// configuration whose Synapse settings equal what the host runs, apart from
+/// what masgen documents it adds (docs/guide.md, "What phase 1 changes").
+#[test]
+fn nixos_import_phase1_equals_the_running_synapse() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.toml");
+    let root = format!("{FIX}/nixos");
+    assert_cmd::Command::cargo_bin("masgen")
+        .unwrap()
+        .args(["import", "nixos", "--system", &root, "-o"])
+        .arg(&spec)
+        .assert()
+        .success();
+    let out = assert_cmd::Command::cargo_bin("masgen")
+        .unwrap()
+        .arg("diff")
+        .arg(&spec)
+        .args(["--system", &root, "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let diff: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let prepare = diff["configurations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["configuration"] == "matrix-prepare")
+        .expect("a -prepare configuration");
+    let changes: Vec<String> = prepare["synapse_settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {} {} {}", c["change"], c["path"], c["old"], c["new"]))
+        .collect();
+    // What masgen adds or normalises, each equal in effect or documented.
+    let documented = [
+        r#""added" "allow_guest_access" null false"#,
+        r#""added" "database.args.cp_max" null 10"#,
+        r#""added" "database.args.cp_min" null 5"#,
+        r#""removed" "database.args.host" "/run/postgresql" null"#,
+        r#""changed" "listeners[0].resources[0].compress" true false"#,
+    ];
+    for c in &changes {
+        assert!(
+            documented.contains(&c.as_str()),
+            "phase 1 changes the running Synapse: {c}\nall: {changes:#?}"
+        );
+    }
+    // Settings of the host the spec does not set: only those the NixOS
+    // module sets itself (the import drops them as such).
+    let unmanaged: Vec<&str> = prepare["unmanaged_settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        unmanaged,
+        [
+            "synapse.log_config",
+            "synapse.media_store_path",
+            "synapse.pid_file"
+        ]
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("never-be-printed"));
+}

@@ -18,11 +18,17 @@ pub fn import(root: &Utf8Path, spec_name: &str) -> anyhow::Result<Imported> {
     let words = unit.exec_start();
     let mut parsed = Vec::new();
     let mut unreadable = Vec::new();
+    let mut runtime = std::collections::BTreeSet::new();
+    let live = root
+        .canonicalize_utf8()
+        .is_ok_and(|r| r.starts_with("/nix/store"));
     for path in state.synapse_config_files() {
         let inside = root.join(path.trim_start_matches('/'));
+        // A fixture keeps its files inside the root; a live root (a store
+        // path) names the host's own files, runtime secrets included.
         let found = if inside.exists() {
             Some(inside)
-        } else if Utf8Path::new(&path).exists() && !path.starts_with("/run/") {
+        } else if live && Utf8Path::new(&path).exists() {
             Some(Utf8PathBuf::from(&path))
         } else {
             None
@@ -36,6 +42,9 @@ pub fn import(root: &Utf8Path, spec_name: &str) -> anyhow::Result<Imported> {
                         .strip_prefix(root)
                         .map(|r| format!("/{r}"))
                         .unwrap_or_else(|_| file.to_string());
+                    if !name.starts_with("/nix/store/") {
+                        runtime.insert(name.clone());
+                    }
                     parsed.push((name, data));
                 }
             }
@@ -46,7 +55,8 @@ pub fn import(root: &Utf8Path, spec_name: &str) -> anyhow::Result<Imported> {
         !parsed.is_empty(),
         "{root}: {SYNAPSE_UNIT} names no config file that can be read (--config-path)"
     );
-    let merged = merge(parsed);
+    let mut merged = merge(parsed);
+    merged.runtime = runtime;
     let mut files = merged.files.clone();
     files.extend(unreadable.iter().map(|f| format!("{f} (not readable)")));
     let mut ctx = Ctx::new("nixos", files);
@@ -65,14 +75,13 @@ pub fn import(root: &Utf8Path, spec_name: &str) -> anyhow::Result<Imported> {
         );
     }
     import_merged(&mut ctx, &merged, version)?;
+    // Runtime files stay where they are, in the order the unit names them.
+    for f in state.synapse_config_files() {
+        if !f.starts_with("/nix/store/") {
+            super::synapse::add_extra_config_file(&mut ctx, &f);
+        }
+    }
     for f in &unreadable {
-        let t = ctx.spec.table("synapse");
-        let arr = t
-            .entry("extra_config_files")
-            .or_insert_with(|| toml_edit::value(toml_edit::Array::new()))
-            .as_array_mut()
-            .expect("an array");
-        arr.push(f.as_str());
         ctx.human(
             SYNAPSE_UNIT,
             &format!("--config-path {f}"),

@@ -24,6 +24,9 @@ pub struct Merged {
     pub files: Vec<String>,
     /// `(file, key, later file)`: keys a later file replaced.
     pub superseded: Vec<(String, String, String)>,
+    /// Files outside the Nix store (secrets files a NixOS host adds with
+    /// `extraConfigFiles`): they stay extra config files of the spec.
+    pub runtime: std::collections::BTreeSet<String>,
 }
 
 /// Merges parsed files in order (`name`, data).
@@ -33,6 +36,7 @@ pub fn merge(files: Vec<(String, Map<String, Value>)>) -> Merged {
         origin: BTreeMap::new(),
         files: Vec::new(),
         superseded: Vec::new(),
+        runtime: Default::default(),
     };
     for (name, data) in files {
         for (k, v) in data {
@@ -133,7 +137,39 @@ pub fn import_merged(ctx: &mut Ctx, m: &Merged, version: Option<Version>) -> any
         if key == "server_name" {
             continue;
         }
-        top_level(ctx, server_name, key, value, &file(key))?;
+        if m.runtime.contains(&file(key)) {
+            runtime_key(ctx, server_name, key, value, &file(key))?;
+        } else {
+            top_level(ctx, server_name, key, value, &file(key))?;
+        }
+    }
+    Ok(())
+}
+
+/// A key of a runtime file, which stays an extra config file: Synapse keeps
+/// reading it there, after masgen's settings (so it wins). Keys masgen
+/// models are imported too, and reported where the file would override
+/// masgen or break the final phase.
+fn runtime_key(
+    ctx: &mut Ctx,
+    server_name: &str,
+    key: &str,
+    v: &Value,
+    file: &str,
+) -> anyhow::Result<()> {
+    let stays = format!("stays in {file}, an extra config file of both phases");
+    let delegation_forbids = crate::rules::DELEGATION_CONFLICTS
+        .iter()
+        .any(|c| c.setting.split('.').next() == Some(key))
+        || ["oidc_config", "saml2_config", "modules", "password_config"].contains(&key);
+    if key == "email" {
+        email(ctx, v, file);
+        ctx.mapped(file, key, &[], &stays);
+    } else if delegation_forbids {
+        top_level(ctx, server_name, key, v, file)?;
+        ctx.human(file, key, &format!("{stays}, and Synapse reads it after masgen's settings, so it overrides the spec: remove `{key}` from that file before building (the final phase would refuse to start or keep it)"));
+    } else {
+        ctx.mapped(file, key, &[], &stays);
     }
     Ok(())
 }
@@ -345,7 +381,7 @@ fn carry(ctx: &mut Ctx, key: &str, v: &Value, file: &str) {
     );
 }
 
-fn add_extra_config_file(ctx: &mut Ctx, path: &str) {
+pub(super) fn add_extra_config_file(ctx: &mut Ctx, path: &str) {
     let t = ctx.spec.table("synapse");
     let arr = t
         .entry("extra_config_files")
