@@ -56,6 +56,75 @@ const NOT_CARRIED: &[&str] = &[
     "attribute_requirements",
 ];
 
+/// One provider being converted: the input, and the two tables written.
+struct Conv<'a> {
+    ctx: &'a mut Ctx,
+    p: &'a Map<String, Value>,
+    o: &'a Origin<'a>,
+    /// Synapse's auth provider id (`oidc`, `oidc-<idp_id>`).
+    idp: String,
+    syn: Table,
+    mas: Table,
+}
+
+impl Conv<'_> {
+    /// The input key path of a provider field.
+    fn key(&self, k: &str) -> String {
+        format!("{}.{k}", self.o.path)
+    }
+
+    /// The comment naming where a value came from.
+    fn from(&self, k: &str) -> String {
+        format!("{}: {}.{k}", self.o.file, self.o.path)
+    }
+
+    /// The spec key of the Synapse provider's field.
+    fn sk(&self, k: &str) -> String {
+        let t = if self.o.legacy {
+            "synapse.oidc_config"
+        } else {
+            "synapse.oidc_providers[]"
+        };
+        format!("{t}.{k}")
+    }
+
+    /// The spec key of the MAS provider's field.
+    fn mk(&self, k: &str) -> String {
+        format!("mas.upstream_providers[{}].{k}", self.idp)
+    }
+
+    fn mapped(&mut self, k: &str, to: &[&str], why: &str) {
+        let key = self.key(k);
+        self.ctx.mapped(self.o.file, &key, to, why);
+    }
+
+    fn human(&mut self, k: &str, why: &str) {
+        let key = self.key(k);
+        self.ctx.human(self.o.file, &key, why);
+    }
+
+    /// A literal string field; a Jinja2 expression is reported, not used.
+    fn text(&mut self, k: &str) -> Option<String> {
+        match self.p.get(k)? {
+            Value::String(s) if self.o.jinja && super::mdad::is_jinja(s) => {
+                self.human(k, "a Jinja2 expression: not evaluated; write the value it gives into the spec yourself");
+                None
+            }
+            Value::String(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// The same value on both sides, under their own names.
+    fn both(&mut self, k: &str, mas_key: &str, v: &str, why: &str) {
+        let from = self.from(k);
+        put(&mut self.syn, k, v, &from);
+        put(&mut self.mas, mas_key, v, &from);
+        let (sk, mk) = (self.sk(k), self.mk(mas_key));
+        self.mapped(k, &[&sk, &mk], why);
+    }
+}
+
 /// Converts one provider; returns Synapse's auth provider id (`oidc-<id>`),
 /// or `None` when the provider cannot be written (then the report says why).
 pub fn import_provider(
@@ -64,164 +133,164 @@ pub fn import_provider(
     p: &Map<String, Value>,
     o: &Origin,
 ) -> Option<String> {
-    let key = |k: &str| format!("{}.{k}", o.path);
-    let from = |k: &str| format!("{}: {}.{k}", o.file, o.path);
-    let text = |ctx: &mut Ctx, k: &str| -> Option<String> {
-        match p.get(k)? {
-            Value::String(s) if o.jinja && super::mdad::is_jinja(s) => {
-                ctx.human(o.file, &key(k), "a Jinja2 expression: not evaluated; write the value it gives into the spec yourself");
-                None
-            }
-            Value::String(s) => Some(s.clone()),
-            _ => None,
-        }
-    };
-    let (Some(issuer), Some(client_id)) = (text(ctx, "issuer"), text(ctx, "client_id")) else {
-        ctx.human(o.file, &o.path, "the provider has no literal `issuer` and `client_id`: not imported; add it to the spec by hand (`[[synapse.oidc_providers]]` and a `[[mas.upstream_providers]]` with `synapse_idp_id`)");
-        return None;
-    };
-    let idp_id = if o.legacy { None } else { text(ctx, "idp_id") };
-    let auth_provider = match &idp_id {
-        None => "oidc".to_string(),
-        Some(id) if id == "oidc" => "oidc".to_string(),
-        Some(id) => format!("oidc-{id}"),
-    };
-    let (mut syn, mut mas) = (Table::new(), Table::new());
-    let spec_path = if o.legacy {
-        "synapse.oidc_config".to_string()
-    } else {
-        "synapse.oidc_providers[]".to_string()
-    };
-    let sk = |k: &str| format!("{spec_path}.{k}");
-    let mk = |k: &str| format!("mas.upstream_providers[{auth_provider}].{k}");
-    if o.with_mas {
-        put(
-            &mut mas,
-            "id",
-            derived_ulid(&[server_name, &auth_provider, &issuer]),
-            "derived from server_name, Synapse's id and issuer: stable across imports",
-        );
-        put(
-            &mut mas,
-            "synapse_idp_id",
-            auth_provider.as_str(),
-            "syn2mas maps Synapse's links to this provider",
-        );
-    }
-
-    // Identity and credentials, on both sides.
-    if let Some(id) = &idp_id {
-        put(&mut syn, "idp_id", id.as_str(), &from("idp_id"));
-        ctx.mapped(
-            o.file,
-            &key("idp_id"),
-            &[&sk("idp_id"), &mk("synapse_idp_id")],
-            "",
-        );
-    }
-    if let Some(name) = text(ctx, "idp_name") {
-        put(&mut syn, "idp_name", name.as_str(), &from("idp_name"));
-        put(&mut mas, "human_name", name.as_str(), &from("idp_name"));
-        ctx.mapped(
-            o.file,
-            &key("idp_name"),
-            &[&sk("idp_name"), &mk("human_name")],
-            "",
-        );
-    }
-    put(&mut syn, "issuer", issuer.as_str(), &from("issuer"));
-    put(&mut mas, "issuer", issuer.as_str(), &from("issuer"));
-    ctx.mapped(o.file, &key("issuer"), &[&sk("issuer"), &mk("issuer")], "");
-    put(
-        &mut syn,
-        "client_id",
-        client_id.as_str(),
-        &from("client_id"),
-    );
-    put(
-        &mut mas,
-        "client_id",
-        client_id.as_str(),
-        &from("client_id"),
-    );
-    ctx.mapped(o.file, &key("client_id"), &[&sk("client_id"), &mk("client_id")], "the same client: register MAS's callback URL (https://<mas>/upstream/callback/<id>) with the identity provider");
-    let secret_file = client_secret(
+    let mut c = Conv {
         ctx,
         p,
         o,
-        &auth_provider,
-        &sk("client_secret_file"),
-        &mk("client_secret_file"),
-    );
-    if let Some(f) = &secret_file {
+        idp: String::new(),
+        syn: Table::new(),
+        mas: Table::new(),
+    };
+    let (Some(issuer), Some(client_id)) = (c.text("issuer"), c.text("client_id")) else {
+        c.ctx.human(o.file, &o.path, "the provider has no literal `issuer` and `client_id`: not imported; add it to the spec by hand (`[[synapse.oidc_providers]]` and a `[[mas.upstream_providers]]` with `synapse_idp_id`)");
+        return None;
+    };
+    let idp_id = if o.legacy { None } else { c.text("idp_id") };
+    c.idp = match &idp_id {
+        Some(id) if id != "oidc" => format!("oidc-{id}"),
+        _ => "oidc".to_string(),
+    };
+    if o.with_mas {
+        let id = derived_ulid(&[server_name, &c.idp, &issuer]);
         put(
-            &mut syn,
-            "client_secret_file",
-            f.as_str(),
-            &from("client_secret"),
+            &mut c.mas,
+            "id",
+            id,
+            "derived from server_name, Synapse's id and issuer: stable across imports",
         );
+        let idp = c.idp.clone();
         put(
-            &mut mas,
-            "client_secret_file",
-            f.as_str(),
-            &from("client_secret"),
+            &mut c.mas,
+            "synapse_idp_id",
+            idp,
+            "syn2mas maps Synapse's links to this provider",
         );
     }
-    let method = match p.get("client_auth_method").and_then(Value::as_str) {
+    if let Some(id) = &idp_id {
+        let from = c.from("idp_id");
+        put(&mut c.syn, "idp_id", id.as_str(), &from);
+        let (sk, mk) = (c.sk("idp_id"), c.mk("synapse_idp_id"));
+        c.mapped("idp_id", &[&sk, &mk], "");
+    }
+    if let Some(name) = c.text("idp_name") {
+        c.both("idp_name", "human_name", &name, "");
+    }
+    c.both("issuer", "issuer", &issuer, "");
+    c.both("client_id", "client_id", &client_id, "the same client: register MAS's callback URL (https://<mas>/upstream/callback/<id>) with the identity provider");
+    credentials(&mut c);
+    let oauth2_only = transport(&mut c);
+    mapping(&mut c, oauth2_only);
+    not_carried(&mut c);
+    unknown_keys(&mut c);
+
+    let (syn, mas, idp) = (c.syn, c.mas, c.idp);
+    if o.legacy {
+        *ctx.spec.table("synapse.oidc_config") = syn;
+    } else {
+        *ctx.spec.push("synapse.oidc_providers") = syn;
+    }
+    if o.with_mas {
+        *ctx.spec.push("mas.upstream_providers") = mas;
+    }
+    Some(idp)
+}
+
+/// The client secret (a file reference on both sides), the token endpoint
+/// auth method and the brand.
+fn credentials(c: &mut Conv) {
+    let secret_file = client_secret(c);
+    if let Some(f) = &secret_file {
+        let from = c.from("client_secret");
+        put(&mut c.syn, "client_secret_file", f.as_str(), &from);
+        put(&mut c.mas, "client_secret_file", f.as_str(), &from);
+    }
+    // Synapse's default: client_secret_basic with a secret, else none.
+    let method = match c.p.get("client_auth_method").and_then(Value::as_str) {
         Some(m) => m.to_string(),
         None if secret_file.is_some() => "client_secret_basic".into(),
         None => "none".into(),
     };
     put(
-        &mut mas,
+        &mut c.mas,
         "token_endpoint_auth_method",
-        method.as_str(),
+        method,
         "Synapse's client_auth_method (default client_secret_basic with a secret)",
     );
-    if let Some(brand) = text(ctx, "idp_brand") {
-        put(&mut mas, "brand_name", brand.as_str(), &from("idp_brand"));
+    if let Some(brand) = c.text("idp_brand") {
+        let from = c.from("idp_brand");
+        put(&mut c.mas, "brand_name", brand, &from);
     }
+}
 
-    let scopes: Vec<String> = match p.get("scopes") {
+/// The client secret as a file reference: an existing `client_secret_path`,
+/// or a new file the operator fills from the inline `client_secret`.
+fn client_secret(c: &mut Conv) -> Option<String> {
+    let (sk, mk) = (c.sk("client_secret_file"), c.mk("client_secret_file"));
+    if let Some(path) = c.p.get("client_secret_path").and_then(Value::as_str) {
+        c.mapped("client_secret_path", &[&sk, &mk], "already a file");
+        return Some(path.to_string());
+    }
+    let v = c.p.get("client_secret")?;
+    let path = format!("{SECRETS_DIR}/synapse-{}-client-secret", c.idp);
+    let key = c.key("client_secret");
+    let content = match v.as_str() {
+        Some(s) if c.o.jinja && super::mdad::is_jinja(s) => format!(
+            "what the Jinja2 expression `{s}` of `{key}` in {} gives (not evaluated)",
+            c.o.file
+        ),
+        _ => format!("the value of `{key}` in {}", c.o.file),
+    };
+    c.ctx.secret_file(&path, &content);
+    c.mapped(
+        "client_secret",
+        &[&sk, &mk],
+        &format!("a secret: not copied; create {path}"),
+    );
+    Some(path)
+}
+
+/// Scopes, discovery, endpoints, PKCE, userinfo; whether the provider is
+/// plain OAuth 2.0 (no `openid` scope).
+fn transport(c: &mut Conv) -> bool {
+    let scopes: Vec<String> = match c.p.get("scopes") {
         Some(Value::Array(a)) => a
             .iter()
             .filter_map(|s| s.as_str().map(String::from))
             .collect(),
         _ => vec!["openid".into()],
     };
-    if p.contains_key("scopes") {
+    if c.p.contains_key("scopes") {
+        let from = c.from("scopes");
         put(
-            &mut syn,
+            &mut c.syn,
             "scopes",
             to_toml(&Value::from(scopes.clone())).expect("strings"),
-            &from("scopes"),
+            &from,
         );
-        ctx.mapped(o.file, &key("scopes"), &[&sk("scopes"), &mk("scope")], "");
+        let (sk, mk) = (c.sk("scopes"), c.mk("scope"));
+        c.mapped("scopes", &[&sk, &mk], "");
     }
     put(
-        &mut mas,
+        &mut c.mas,
         "scope",
         scopes.join(" "),
         "Synapse's scopes (default `openid`)",
     );
-    let discover = p.get("discover").and_then(Value::as_bool);
+    let discover = c.p.get("discover").and_then(Value::as_bool);
     if let Some(d) = discover {
-        put(&mut syn, "discover", d, &from("discover"));
-        ctx.mapped(
-            o.file,
-            &key("discover"),
-            &[&sk("discover"), &mk("discovery_mode")],
-            "",
-        );
+        let from = c.from("discover");
+        put(&mut c.syn, "discover", d, &from);
+        let (sk, mk) = (c.sk("discover"), c.mk("discovery_mode"));
+        c.mapped("discover", &[&sk, &mk], "");
     }
-    let skip = p.get("skip_verification").and_then(Value::as_bool) == Some(true);
+    let skip = c.p.get("skip_verification").and_then(Value::as_bool) == Some(true);
     let mode = match (discover, skip) {
         (Some(false), _) => "disabled",
         (_, true) => "insecure",
         _ => "oidc",
     };
     put(
-        &mut mas,
+        &mut c.mas,
         "discovery_mode",
         mode,
         "Synapse's discover / skip_verification",
@@ -231,13 +300,12 @@ pub fn import_provider(
         "token_endpoint",
         "userinfo_endpoint",
         "jwks_uri",
+        "pkce_method",
     ] {
-        if let Some(v) = text(ctx, k) {
-            put(&mut mas, k, v.as_str(), &from(k));
+        if let Some(v) = c.text(k) {
+            let from = c.from(k);
+            put(&mut c.mas, k, v, &from);
         }
-    }
-    if let Some(m) = text(ctx, "pkce_method") {
-        put(&mut mas, "pkce_method", m.as_str(), &from("pkce_method"));
     }
     // Without the `openid` scope Synapse reads the userinfo endpoint
     // (plain OAuth 2.0, e.g. GitHub); MAS must too, and its templates then
@@ -245,123 +313,33 @@ pub fn import_provider(
     let oauth2_only = !scopes.iter().any(|s| s == "openid");
     if oauth2_only {
         put(
-            &mut mas,
+            &mut c.mas,
             "fetch_userinfo",
             true,
             "no `openid` scope: a plain OAuth 2.0 provider",
         );
-    } else if text(ctx, "user_profile_method").as_deref() == Some("userinfo_endpoint") {
-        put(
-            &mut mas,
-            "fetch_userinfo",
-            true,
-            &from("user_profile_method"),
-        );
+    } else if c.text("user_profile_method").as_deref() == Some("userinfo_endpoint") {
+        let from = c.from("user_profile_method");
+        put(&mut c.mas, "fetch_userinfo", true, &from);
     }
-    if let Some(a) = p.get("allow_existing_users").and_then(Value::as_bool) {
-        put(
-            &mut syn,
-            "allow_existing_users",
-            a,
-            &from("allow_existing_users"),
-        );
-        ctx.mapped(
-            o.file,
-            &key("allow_existing_users"),
-            &[&sk("allow_existing_users")],
-            "",
-        );
+    if let Some(a) = c.p.get("allow_existing_users").and_then(Value::as_bool) {
+        let from = c.from("allow_existing_users");
+        put(&mut c.syn, "allow_existing_users", a, &from);
+        let sk = c.sk("allow_existing_users");
+        c.mapped("allow_existing_users", &[&sk], "");
     }
-
-    mapping(ctx, p, o, &mut syn, &mut mas, &auth_provider, oauth2_only);
-    not_carried(ctx, p, o, &auth_provider);
-    for (k, _) in p {
-        let known = [
-            "idp_id",
-            "idp_name",
-            "issuer",
-            "client_id",
-            "client_secret",
-            "client_secret_path",
-            "scopes",
-            "discover",
-            "allow_existing_users",
-            "user_mapping_provider",
-            "enabled",
-        ];
-        if k == "enabled" && o.legacy {
-            ctx.mapped(
-                o.file,
-                &key("enabled"),
-                &["synapse.oidc_config"],
-                "the legacy block is on",
-            );
-        } else if !known.contains(&k.as_str()) && !NOT_CARRIED.contains(&k.as_str()) {
-            ctx.human(
-                o.file,
-                &key(k),
-                "not a Synapse OIDC provider setting masgen knows: check it and carry it by hand",
-            );
-        }
-    }
-
-    if o.legacy {
-        *ctx.spec.table("synapse.oidc_config") = syn;
-    } else {
-        *ctx.spec.push("synapse.oidc_providers") = syn;
-    }
-    if o.with_mas {
-        *ctx.spec.push("mas.upstream_providers") = mas;
-    }
-    Some(auth_provider)
+    oauth2_only
 }
 
-/// The client secret as a file reference: an existing `client_secret_path`,
-/// or a new file the operator fills from the inline `client_secret`.
-fn client_secret(
-    ctx: &mut Ctx,
-    p: &Map<String, Value>,
-    o: &Origin,
-    auth_provider: &str,
-    syn_key: &str,
-    mas_key: &str,
-) -> Option<String> {
-    let key = |k: &str| format!("{}.{k}", o.path);
-    let to = [syn_key, mas_key];
-    if let Some(path) = p.get("client_secret_path").and_then(Value::as_str) {
-        ctx.mapped(o.file, &key("client_secret_path"), &to, "already a file");
-        return Some(path.to_string());
-    }
-    let v = p.get("client_secret")?;
-    let path = format!("{SECRETS_DIR}/synapse-{auth_provider}-client-secret");
-    let content = match v.as_str() {
-        Some(s) if o.jinja && super::mdad::is_jinja(s) => format!(
-            "what the Jinja2 expression `{s}` of `{}` in {} gives (not evaluated)",
-            key("client_secret"),
-            o.file
-        ),
-        _ => format!("the value of `{}` in {}", key("client_secret"), o.file),
-    };
-    ctx.secret_file(&path, &content);
-    ctx.mapped(
-        o.file,
-        &key("client_secret"),
-        &to,
-        &format!("a secret: not copied; create {path}"),
-    );
-    Some(path)
-}
+/// The mapping provider's templates Synapse and MAS both use.
+const TEMPLATES: &[(&str, &str, &str)] = &[
+    ("localpart_template", "localpart", "force"),
+    ("display_name_template", "displayname", "suggest"),
+    ("email_template", "email", "suggest"),
+];
 
 /// `user_mapping_provider` → the spec's templates and MAS's claims imports.
-fn mapping(
-    ctx: &mut Ctx,
-    p: &Map<String, Value>,
-    o: &Origin,
-    syn: &mut Table,
-    mas: &mut Table,
-    idp: &str,
-    oauth2_only: bool,
-) {
+fn mapping(c: &mut Conv, oauth2_only: bool) {
     // MAS's template context names userinfo claims `userinfo_claims`.
     let for_mas = |t: &str| {
         if oauth2_only {
@@ -370,33 +348,18 @@ fn mapping(
             t.to_string()
         }
     };
-    let base = format!("{}.user_mapping_provider", o.path);
+    let base = "user_mapping_provider";
     let empty = Map::new();
-    let ump = p
-        .get("user_mapping_provider")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
+    let ump = c.p.get(base).and_then(Value::as_object).unwrap_or(&empty);
     let config = ump
         .get("config")
         .and_then(Value::as_object)
         .unwrap_or(&empty);
-    if let Some(m) = ump.get("module").and_then(Value::as_str) {
-        if DEFAULT_MAPPER.contains(&m) {
-            ctx.mapped(
-                o.file,
-                &format!("{base}.module"),
-                &[],
-                "Synapse's default mapping provider",
-            );
-        } else {
-            ctx.human(o.file, &format!("{base}.module"), "a custom mapping provider: masgen cannot carry it, and MAS maps claims with templates only; rewrite it as claims_imports templates");
-        }
-    }
-    let tmpl = |ctx: &mut Ctx, k: &str| -> Option<String> {
+    mapping_keys(c, ump, config);
+    let tmpl = |c: &mut Conv, k: &str| -> Option<String> {
         let s = config.get(k)?.as_str()?;
-        if o.jinja && super::mdad::is_jinja(s) {
-            ctx.human(
-                o.file,
+        if c.o.jinja && super::mdad::is_jinja(s) {
+            c.human(
                 &format!("{base}.config.{k}"),
                 "a Jinja2 expression of the playbook (not a `{% raw %}` template): not evaluated",
             );
@@ -404,22 +367,22 @@ fn mapping(
         }
         Some(super::mdad::unraw(s))
     };
-    let mk = |k: &str| format!("mas.upstream_providers[{idp}].claims_imports.{k}");
     let mut claims = Table::new();
     claims.set_implicit(true);
-    let from = |k: &str| format!("{}: {base}.config.{k}", o.file);
     // The subject links upstream accounts: MAS must compute the same one
     // syn2mas copies from Synapse's user_external_ids.
-    let subject = match (tmpl(ctx, "subject_template"), tmpl(ctx, "subject_claim")) {
+    let subject = match (tmpl(c, "subject_template"), tmpl(c, "subject_claim")) {
         (Some(t), _) => Some((t, "subject_template")),
-        (None, Some(c)) => Some((format!("{{{{ user.{c} }}}}"), "subject_claim")),
+        (None, Some(claim)) => Some((format!("{{{{ user.{claim} }}}}"), "subject_claim")),
         _ => None,
     };
     let mut sub = Table::new();
     match &subject {
         Some((t, k)) => {
-            put(&mut sub, "template", for_mas(t), &from(k));
-            ctx.human(o.file, &format!("{base}.config.{k}"), &format!("mapped to {} (the subject syn2mas links by); phase 1's Synapse provider cannot carry it yet: it would fall back to `sub`", mk("subject.template")));
+            let from = c.from(&format!("{base}.config.{k}"));
+            put(&mut sub, "template", for_mas(t), &from);
+            let why = format!("mapped to {} (the subject syn2mas links by); phase 1's Synapse provider cannot carry it yet: it would fall back to `sub`", c.mk("claims_imports.subject.template"));
+            c.human(&format!("{base}.config.{k}"), &why);
         }
         None => put(
             &mut sub,
@@ -429,76 +392,64 @@ fn mapping(
         ),
     }
     claims.insert("subject", toml_edit::Item::Table(sub));
-    for (k, claim, action) in [
-        ("localpart_template", "localpart", "force"),
-        ("display_name_template", "displayname", "suggest"),
-        ("email_template", "email", "suggest"),
-    ] {
-        let Some(t) = tmpl(ctx, k) else { continue };
-        put(syn, k, t.as_str(), &from(k));
-        let mut c = Table::new();
-        put(&mut c, "action", action, "");
-        put(&mut c, "template", for_mas(&t), &from(k));
-        if claim == "email" {
+    for (k, claim, action) in TEMPLATES {
+        let Some(t) = tmpl(c, k) else { continue };
+        let from = c.from(&format!("{base}.config.{k}"));
+        put(&mut c.syn, k, t.as_str(), &from);
+        let mut one = Table::new();
+        put(&mut one, "action", *action, "");
+        put(&mut one, "template", for_mas(&t), &from);
+        if *claim == "email" {
             put(
-                &mut c,
+                &mut one,
                 "set_email_verification",
                 "import",
                 "MAS trusts the provider's email_verified claim",
             );
         }
-        claims.insert(claim, toml_edit::Item::Table(c));
-        ctx.mapped(
-            o.file,
-            &format!("{base}.config.{k}"),
-            &[
-                &format!(
-                    "{}.{k}",
-                    if o.legacy {
-                        "synapse.oidc_config"
-                    } else {
-                        "synapse.oidc_providers[]"
-                    }
-                ),
-                &mk(claim),
-            ],
-            "",
-        );
+        claims.insert(claim, toml_edit::Item::Table(one));
+        let (sk, mk) = (c.sk(k), c.mk(&format!("claims_imports.{claim}")));
+        c.mapped(&format!("{base}.config.{k}"), &[&sk, &mk], "");
     }
-    for (k, _) in config {
-        if [
-            "subject_template",
-            "subject_claim",
-            "localpart_template",
-            "display_name_template",
-            "email_template",
-        ]
-        .contains(&k.as_str())
-        {
-            continue;
-        }
-        ctx.human(o.file, &format!("{base}.config.{k}"), "the spec's Synapse provider cannot carry it yet (phase 1 would lose it), and MAS has no direct equivalent: carry it by hand");
-    }
-    for (k, _) in ump {
-        if k != "module" && k != "config" {
-            ctx.human(
-                o.file,
-                &format!("{base}.{k}"),
-                "unknown mapping provider key",
+    c.mas
+        .insert("claims_imports", toml_edit::Item::Table(claims));
+}
+
+/// The mapping provider's module and the config keys neither side carries.
+fn mapping_keys(c: &mut Conv, ump: &Map<String, Value>, config: &Map<String, Value>) {
+    let base = "user_mapping_provider";
+    if let Some(m) = ump.get("module").and_then(Value::as_str) {
+        if DEFAULT_MAPPER.contains(&m) {
+            c.mapped(
+                &format!("{base}.module"),
+                &[],
+                "Synapse's default mapping provider",
             );
+        } else {
+            c.human(&format!("{base}.module"), "a custom mapping provider: masgen cannot carry it, and MAS maps claims with templates only; rewrite it as claims_imports templates");
         }
     }
-    mas.insert("claims_imports", toml_edit::Item::Table(claims));
+    for k in config.keys() {
+        let known = ["subject_template", "subject_claim"].contains(&k.as_str())
+            || TEMPLATES.iter().any(|(t, _, _)| t == k);
+        if !known {
+            c.human(&format!("{base}.config.{k}"), "the spec's Synapse provider cannot carry it yet (phase 1 would lose it), and MAS has no direct equivalent: carry it by hand");
+        }
+    }
+    for k in ump.keys() {
+        if k != "module" && k != "config" {
+            c.human(&format!("{base}.{k}"), "unknown mapping provider key");
+        }
+    }
 }
 
 /// Provider keys phase 1 cannot carry yet: each one is reported, loudly
 /// where losing it weakens security.
-fn not_carried(ctx: &mut Ctx, p: &Map<String, Value>, o: &Origin, idp: &str) {
+fn not_carried(c: &mut Conv) {
     for k in NOT_CARRIED {
-        if !p.contains_key(*k) {
+        if !c.p.contains_key(*k) {
             continue;
         }
-        let key = format!("{}.{k}", o.path);
         let mas = match *k {
             "idp_brand" => "mapped to MAS brand_name; ",
             "client_auth_method" => "mapped to MAS token_endpoint_auth_method; ",
@@ -510,13 +461,43 @@ fn not_carried(ctx: &mut Ctx, p: &Map<String, Value>, o: &Origin, idp: &str) {
             "user_profile_method" => "mapped to MAS fetch_userinfo; ",
             _ => "",
         };
-        let why = if *k == "attribute_requirements" {
-            format!("SECURITY: phase 1's Synapse provider `{idp}` cannot carry attribute_requirements yet, so every account of the identity provider could log in during phase 1, and MAS has no equivalent (use a MAS policy or restrict the client at the identity provider); keep the requirement by hand before switching")
-        } else if *k == "client_secret_jwt_key" {
-            format!("{mas}a signing key for the client secret: not carried; MAS needs `client_secret_jwt`/`private_key_jwt` set up by hand")
-        } else {
-            format!("{mas}phase 1's Synapse provider `{idp}` cannot carry it yet: carry it by hand or accept the change")
+        let idp = &c.idp;
+        let why = match *k {
+            "attribute_requirements" => format!("SECURITY: phase 1's Synapse provider `{idp}` cannot carry attribute_requirements yet, so every account of the identity provider could log in during phase 1, and MAS has no equivalent (use a MAS policy or restrict the client at the identity provider); keep the requirement by hand before switching"),
+            "client_secret_jwt_key" => format!("{mas}a signing key for the client secret: not carried; MAS needs `client_secret_jwt`/`private_key_jwt` set up by hand"),
+            _ => format!("{mas}phase 1's Synapse provider `{idp}` cannot carry it yet: carry it by hand or accept the change"),
         };
-        ctx.human(o.file, &key, &why);
+        c.human(k, &why);
+    }
+}
+
+/// Keys Synapse's schema does not list (or the legacy block's `enabled`).
+fn unknown_keys(c: &mut Conv) {
+    const KNOWN: &[&str] = &[
+        "idp_id",
+        "idp_name",
+        "issuer",
+        "client_id",
+        "client_secret",
+        "client_secret_path",
+        "scopes",
+        "discover",
+        "allow_existing_users",
+        "user_mapping_provider",
+    ];
+    let keys: Vec<String> = c.p.keys().cloned().collect();
+    for k in keys {
+        if k == "enabled" && c.o.legacy {
+            c.mapped(
+                "enabled",
+                &["synapse.oidc_config"],
+                "the legacy block is on",
+            );
+        } else if !KNOWN.contains(&k.as_str()) && !NOT_CARRIED.contains(&k.as_str()) {
+            c.human(
+                &k,
+                "not a Synapse OIDC provider setting masgen knows: check it and carry it by hand",
+            );
+        }
     }
 }
