@@ -47,9 +47,8 @@ const MDAD_SYNAPSE_DEFAULT: &str = "1.159.0";
 
 pub fn import(vars: &Utf8Path, spec_name: &str) -> anyhow::Result<Imported> {
     let data = super::read_yaml(vars)?;
-    let file = vars.as_str().to_string();
-    let mut ctx = Ctx::new("mdad", vec![file.clone()]);
-    let f = file.as_str();
+    let f = vars.as_str();
+    let mut ctx = Ctx::new("mdad", vec![f.to_string()]);
     let literal = |k: &str| -> Option<String> {
         match data.get(k)? {
             Value::String(s) if is_jinja(s) => None,
@@ -67,15 +66,14 @@ pub fn import(vars: &Utf8Path, spec_name: &str) -> anyhow::Result<Imported> {
     let Some(domain) = literal("matrix_domain") else {
         anyhow::bail!("{f}: matrix_domain is missing or a Jinja2 expression; masgen needs the literal server name");
     };
-    let mut done: Vec<&str> = Vec::new();
+    let from = format!("{f}: matrix_domain");
     put(
         ctx.spec.table("homeserver"),
         "server_name",
         domain.as_str(),
-        &format!("{f}: matrix_domain"),
+        &from,
     );
     ctx.mapped(f, "matrix_domain", &["homeserver.server_name"], "");
-    done.extend(["matrix_domain", "matrix_homeserver_implementation"]);
     if data.contains_key("matrix_homeserver_implementation") {
         ctx.mapped(
             f,
@@ -83,20 +81,6 @@ pub fn import(vars: &Utf8Path, spec_name: &str) -> anyhow::Result<Imported> {
             &["homeserver.implementation"],
             "synapse",
         );
-    }
-
-    // Every variable, in file order: mapped here, or reported below.
-    for (key, v) in &data {
-        if let Value::String(s) = v {
-            if is_jinja(s) && !is_secret_var(key) {
-                ctx.human(f, key, "a Jinja2 expression: not evaluated; work out its value and put it into the spec yourself");
-                done.push(key);
-                continue;
-            }
-        }
-        if map_var(&mut ctx, f, &domain, key, v, &data)? {
-            done.push(key);
-        }
     }
     let version = literal("matrix_synapse_version");
     let syn = ctx.spec.table("synapse");
@@ -117,11 +101,35 @@ pub fn import(vars: &Utf8Path, spec_name: &str) -> anyhow::Result<Imported> {
             ctx.human(f, "matrix_synapse_version", &format!("not set: the playbook's default applies (v{MDAD_SYNAPSE_DEFAULT} at MDAD c0681e4); set synapse.version to what runs"));
         }
     }
+    // Every variable, in file order, gets a report line.
+    for (key, v) in &data {
+        if [
+            "matrix_domain",
+            "matrix_homeserver_implementation",
+            "matrix_synapse_version",
+        ]
+        .contains(&key.as_str())
+        {
+            continue;
+        }
+        match v {
+            Value::String(s) if is_jinja(s) && !is_secret_var(key) => ctx.human(f, key, "a Jinja2 expression: not evaluated; work out its value and put it into the spec yourself"),
+            _ => map_var(&mut ctx, f, &domain, key, v, &data)?,
+        }
+    }
+    defaults(&mut ctx, f, &domain, &data);
+    finish(ctx, spec_name)
+}
+
+/// What the playbook's defaults give where the inventory is silent, and the
+/// database's move from MDAD's container to the host.
+fn defaults(ctx: &mut Ctx, f: &str, domain: &str, data: &Map<String, Value>) {
     if !data.contains_key("matrix_server_fqn_matrix") {
+        let host = format!("matrix.{domain}");
         put(
             ctx.spec.table("synapse"),
             "public_hostname",
-            format!("matrix.{domain}"),
+            host,
             "MDAD's default matrix_server_fqn_matrix",
         );
     }
@@ -140,34 +148,36 @@ pub fn import(vars: &Utf8Path, spec_name: &str) -> anyhow::Result<Imported> {
         "matrix-synapse",
         "peer authentication: the service's OS user",
     );
-    if ctx.spec.table("mas").contains_key("email") {
-        let e = ctx.spec.table("mas.email");
-        if e.get("from").is_none() {
-            let from = format!("matrix@matrix.{domain}");
-            put(e, "from", from.as_str(), "ASSUMED: MDAD's default exim_relay_sender_address (matrix@<matrix_server_fqn_matrix>)");
-            ctx.human(
-                f,
-                "mas.email.from",
-                &format!("no literal sender address in the inventory: the spec assumes {from}"),
-            );
-        }
-        let e = ctx.spec.table("mas.email");
-        if e.get("transport").is_none() {
-            let t = if e.contains_key("hostname") {
-                "smtp"
-            } else {
-                "none"
-            };
-            put(
-                e,
-                "transport",
-                t,
-                "exim-relay does not move to the NixOS host: MAS talks to the relay host itself",
-            );
-        }
-    }
     ctx.human(f, "matrix_synapse_database_*", "MDAD runs Synapse's database in its own postgres container (TCP, password); masgen uses the NixOS host's PostgreSQL over its socket: dump the database and restore it on the host, owned by `matrix-synapse`, before phase 1");
-    finish(ctx, spec_name)
+    if !ctx.spec.table("mas").contains_key("email") {
+        return;
+    }
+    let e = ctx.spec.table("mas.email");
+    if e.get("from").is_none() {
+        let from = format!("matrix@matrix.{domain}");
+        put(
+            e,
+            "from",
+            from.as_str(),
+            "ASSUMED: MDAD's default exim_relay_sender_address (matrix@<matrix_server_fqn_matrix>)",
+        );
+        let why = format!("no literal sender address in the inventory: the spec assumes {from}");
+        ctx.human(f, "mas.email.from", &why);
+    }
+    let e = ctx.spec.table("mas.email");
+    if e.get("transport").is_none() {
+        let t = if e.contains_key("hostname") {
+            "smtp"
+        } else {
+            "none"
+        };
+        put(
+            e,
+            "transport",
+            t,
+            "exim-relay does not move to the NixOS host: MAS talks to the relay host itself",
+        );
+    }
 }
 
 fn is_secret_var(key: &str) -> bool {
@@ -183,8 +193,68 @@ fn is_secret_var(key: &str) -> bool {
     .any(|s| key.ends_with(s))
 }
 
-/// Maps one variable; `false` when it is not handled (never: every variable
-/// gets a report line here).
+/// Variables holding a secret: `(variable, spec table, spec key, file name)`.
+const SECRET_VARS: &[(&str, &str, &str, &str)] = &[
+    (
+        "matrix_synapse_password_config_pepper",
+        "synapse",
+        "pepper_file",
+        "synapse-pepper",
+    ),
+    (
+        "matrix_synapse_macaroon_secret_key",
+        "synapse",
+        "macaroon_secret_key_file",
+        "synapse-macaroon-secret-key",
+    ),
+    (
+        "matrix_synapse_registration_shared_secret",
+        "synapse",
+        "registration_shared_secret_file",
+        "synapse-registration-shared-secret",
+    ),
+    (
+        "matrix_synapse_form_secret",
+        "synapse",
+        "form_secret_file",
+        "synapse-form-secret",
+    ),
+    (
+        "matrix_authentication_service_config_secrets_encryption",
+        "mas",
+        "encryption_file",
+        "mas-encryption",
+    ),
+];
+
+/// Variables with a spec key of their own: `(variable, spec key)`.
+const PLAIN_VARS: &[(&str, &str)] = &[
+    ("matrix_server_fqn_matrix", "synapse.public_hostname"),
+    (
+        "matrix_synapse_password_config_enabled",
+        "synapse.password_login",
+    ),
+    (
+        "matrix_synapse_enable_registration",
+        "synapse.enable_registration",
+    ),
+    (
+        "matrix_synapse_allow_guest_access",
+        "synapse.allow_guest_access",
+    ),
+    (
+        "matrix_synapse_enable_registration_captcha",
+        "synapse.registration_captcha",
+    ),
+    ("matrix_synapse_database_database", "synapse.database.name"),
+    ("matrix_authentication_service_hostname", "mas.hostname"),
+    (
+        "matrix_authentication_service_path_prefix",
+        "mas.path_prefix",
+    ),
+];
+
+/// Maps one variable; every variable gets a report line.
 fn map_var(
     ctx: &mut Ctx,
     f: &str,
@@ -192,197 +262,160 @@ fn map_var(
     key: &str,
     v: &Value,
     data: &Map<String, Value>,
-) -> anyhow::Result<bool> {
-    let from = format!("{f}: {key}");
-    let s = v.as_str().map(unraw);
-    let secret = |ctx: &mut Ctx, table: &str, spec_key: &str, name: &str| {
-        let path = format!("{SECRETS_DIR}/{name}");
-        put(
-            ctx.spec.table(table),
-            spec_key,
-            path.as_str(),
-            &format!("{from} (a secret: not copied)"),
-        );
-        let content = match v.as_str() {
-            Some(s) if is_jinja(s) => {
-                format!("what the Jinja2 expression `{s}` of `{key}` in {f} gives (not evaluated)")
-            }
-            _ => format!("the value of `{key}` in {f}"),
-        };
-        ctx.secret_file(&path, &content);
-        ctx.mapped(
+) -> anyhow::Result<()> {
+    if let Some((_, table, spec_key, name)) = SECRET_VARS.iter().find(|s| s.0 == key) {
+        secret(ctx, f, key, v, table, spec_key, name);
+    } else if let Some((_, spec)) = PLAIN_VARS.iter().find(|s| s.0 == key) {
+        let (table, spec_key) = spec.rsplit_once('.').expect("a dotted key");
+        if let Some(t) = to_toml(&unraw_all(v)) {
+            put(ctx.spec.table(table), spec_key, t, &format!("{f}: {key}"));
+        }
+        ctx.mapped(f, key, &[spec], "");
+    } else if key.starts_with("matrix_synapse_") {
+        synapse_var(ctx, f, domain, key, v, data)?;
+    } else if key.starts_with("matrix_authentication_service_") && !key.contains("_config_email_") {
+        mas_var(ctx, f, key, v, data);
+    } else if key.starts_with("matrix_authentication_service_config_email_")
+        || key.starts_with("exim_relay_")
+    {
+        email(ctx, f, key, v);
+    } else {
+        ctx.human(
             f,
             key,
-            &[&format!("{table}.{spec_key}")],
-            &format!("a secret: not copied; create {path}"),
+            "a playbook variable masgen does not map: check whether the NixOS host needs it",
         );
+    }
+    Ok(())
+}
+
+/// A secret variable → a file reference; the report says what to put there.
+fn secret(ctx: &mut Ctx, f: &str, key: &str, v: &Value, table: &str, spec_key: &str, name: &str) {
+    let path = format!("{SECRETS_DIR}/{name}");
+    let comment = format!("{f}: {key} (a secret: not copied)");
+    put(ctx.spec.table(table), spec_key, path.as_str(), &comment);
+    let content = match v.as_str() {
+        Some(s) if is_jinja(s) => {
+            format!("what the Jinja2 expression `{s}` of `{key}` in {f} gives (not evaluated)")
+        }
+        _ => format!("the value of `{key}` in {f}"),
     };
+    ctx.secret_file(&path, &content);
+    let why = format!("a secret: not copied; create {path}");
+    ctx.mapped(f, key, &[&format!("{table}.{spec_key}")], &why);
+}
+
+fn synapse_var(
+    ctx: &mut Ctx,
+    f: &str,
+    domain: &str,
+    key: &str,
+    v: &Value,
+    data: &Map<String, Value>,
+) -> anyhow::Result<()> {
     match key {
-        "matrix_domain" | "matrix_homeserver_implementation" | "matrix_synapse_version" => {}
-        "matrix_server_fqn_matrix" => {
-            put(
-                ctx.spec.table("synapse"),
-                "public_hostname",
-                s.unwrap_or_default(),
-                &from,
-            );
-            ctx.mapped(f, key, &["synapse.public_hostname"], "");
-        }
-        "matrix_synapse_oidc_enabled" => ctx.mapped(
-            f,
-            key,
-            &[],
-            "the providers below are imported when it is true",
-        ),
-        "matrix_synapse_oidc_providers" => {
-            if data.get("matrix_synapse_oidc_enabled") != Some(&Value::Bool(true)) {
-                ctx.dropped(
-                    f,
-                    key,
-                    "matrix_synapse_oidc_enabled is not true: Synapse does not use them",
-                );
-                return Ok(true);
-            }
-            let mapped_by_mas: Vec<String> = data
-                .get("matrix_authentication_service_config_upstream_oauth2_providers")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|p| {
-                    p.get("synapse_idp_id")
-                        .and_then(Value::as_str)
-                        .map(String::from)
-                })
-                .chain(provider_mapping(data).into_iter().map(|(idp, _)| idp))
-                .collect();
-            for (i, p) in v.as_array().into_iter().flatten().enumerate() {
-                let Some(p) = p.as_object() else { continue };
-                let idp = match p.get("idp_id").and_then(Value::as_str) {
-                    Some(id) if id != "oidc" => format!("oidc-{id}"),
-                    _ => "oidc".into(),
-                };
-                let o = Origin {
-                    file: f,
-                    path: format!("{key}[{i}]"),
-                    legacy: false,
-                    jinja: true,
-                    with_mas: !mapped_by_mas.contains(&idp),
-                };
-                import_provider(ctx, domain, p, &o);
-            }
-        }
-        "matrix_synapse_password_config_pepper" => {
-            secret(ctx, "synapse", "pepper_file", "synapse-pepper")
-        }
-        "matrix_synapse_macaroon_secret_key" => secret(
-            ctx,
-            "synapse",
-            "macaroon_secret_key_file",
-            "synapse-macaroon-secret-key",
-        ),
-        "matrix_synapse_registration_shared_secret" => secret(
-            ctx,
-            "synapse",
-            "registration_shared_secret_file",
-            "synapse-registration-shared-secret",
-        ),
-        "matrix_synapse_form_secret" => {
-            secret(ctx, "synapse", "form_secret_file", "synapse-form-secret")
-        }
-        "matrix_authentication_service_config_secrets_encryption" => {
-            secret(ctx, "mas", "encryption_file", "mas-encryption")
-        }
-        "matrix_synapse_password_config_enabled"
-        | "matrix_synapse_enable_registration"
-        | "matrix_synapse_allow_guest_access"
-        | "matrix_synapse_enable_registration_captcha" => {
-            let spec_key = match key {
-                "matrix_synapse_password_config_enabled" => "password_login",
-                "matrix_synapse_enable_registration_captcha" => "registration_captcha",
-                _ => key.trim_start_matches("matrix_synapse_"),
-            };
-            if let Some(t) = to_toml(v) {
-                put(ctx.spec.table("synapse"), spec_key, t, &from);
-            }
-            ctx.mapped(f, key, &[&format!("synapse.{spec_key}")], "");
-        }
-        "matrix_synapse_database_database" => {
-            put(
-                ctx.spec.table("synapse.database"),
-                "name",
-                s.unwrap_or_default(),
-                &from,
-            );
-            ctx.mapped(f, key, &["synapse.database.name"], "");
-        }
-        k if k.starts_with("matrix_synapse_database_") => {
-            ctx.dropped(f, key, "the container's connection settings: the NixOS host connects over the socket with peer authentication (a password is not copied)");
-        }
+        "matrix_synapse_oidc_enabled" => ctx.mapped(f, key, &[], "the providers are imported when it is true"),
+        "matrix_synapse_oidc_providers" => oidc_providers(ctx, f, domain, key, v, data),
+        "matrix_synapse_configuration_extension_yaml" => extension(ctx, f, domain, key, v)?,
+        k if k.starts_with("matrix_synapse_database_") => ctx.dropped(f, key, "the container's connection settings: the NixOS host connects over the socket with peer authentication (a password is not copied)"),
         k if k.starts_with("matrix_synapse_ext_password_provider_") => {
             if k.ends_with("_enabled") && v == &Value::Bool(true) {
                 ctx.human(f, key, REPLACE_ADVICE);
                 if k.contains("ldap") {
-                    ctx.spec
-                        .table("synapse")
-                        .insert("ldap", toml_edit::value(true));
+                    ctx.spec.table("synapse").insert("ldap", toml_edit::value(true));
                 }
             } else {
                 ctx.dropped(f, key, "a password provider setting: password providers do not move to MAS (not copied)");
             }
         }
+        k if k.starts_with("matrix_synapse_email_") => ctx.human(f, key, "Synapse's own email settings (MDAD sends through exim-relay): add an `email` block for the relay host to synapse.extra_settings (its smtp_pass in an extra config file) if Synapse must keep sending mail"),
+        _ => ctx.human(f, key, "a playbook variable masgen does not map: check whether the NixOS host needs it"),
+    }
+    Ok(())
+}
+
+fn oidc_providers(
+    ctx: &mut Ctx,
+    f: &str,
+    domain: &str,
+    key: &str,
+    v: &Value,
+    data: &Map<String, Value>,
+) {
+    if data.get("matrix_synapse_oidc_enabled") != Some(&Value::Bool(true)) {
+        ctx.dropped(
+            f,
+            key,
+            "matrix_synapse_oidc_enabled is not true: Synapse does not use them",
+        );
+        return;
+    }
+    // Providers the inventory maps to MAS itself get no second MAS provider.
+    let mapped_by_mas: Vec<String> = data
+        .get("matrix_authentication_service_config_upstream_oauth2_providers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            p.get("synapse_idp_id")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+        .chain(provider_mapping(data).into_iter().map(|(idp, _)| idp))
+        .collect();
+    for (i, p) in v.as_array().into_iter().flatten().enumerate() {
+        let Some(p) = p.as_object() else { continue };
+        let idp = match p.get("idp_id").and_then(Value::as_str) {
+            Some(id) if id != "oidc" => format!("oidc-{id}"),
+            _ => "oidc".into(),
+        };
+        let o = Origin {
+            file: f,
+            path: format!("{key}[{i}]"),
+            legacy: false,
+            jinja: true,
+            with_mas: !mapped_by_mas.contains(&idp),
+        };
+        import_provider(ctx, domain, p, &o);
+    }
+}
+
+/// `matrix_synapse_configuration_extension_yaml`: Synapse settings in a YAML
+/// string, read like a homeserver.yaml of their own.
+fn extension(ctx: &mut Ctx, f: &str, domain: &str, key: &str, v: &Value) -> anyhow::Result<()> {
+    let Some(text) = v.as_str() else {
+        ctx.human(f, key, "not a YAML string: check it by hand");
+        return Ok(());
+    };
+    let label = format!("{f}: {key}");
+    let settings = super::parse_yaml(&label, text)?;
+    for (k, val) in &settings {
+        super::synapse::top_level(ctx, domain, k, val, &label)?;
+    }
+    ctx.mapped(f, key, &[], "its Synapse settings are listed one by one");
+    Ok(())
+}
+
+fn mas_var(ctx: &mut Ctx, f: &str, key: &str, v: &Value, data: &Map<String, Value>) {
+    match key {
         "matrix_authentication_service_enabled" => {
-            let why = if v == &Value::Bool(true) {
-                "the spec always describes MAS"
-            } else {
-                "MAS is off in the inventory: the spec adds it"
-            };
+            let why = if v == &Value::Bool(true) { "the spec always describes MAS" } else { "MAS is off in the inventory: the spec adds it" };
             ctx.mapped(f, key, &["mas"], why);
         }
-        "matrix_authentication_service_hostname" | "matrix_authentication_service_path_prefix" => {
-            let spec_key = key.trim_start_matches("matrix_authentication_service_");
-            put(
-                ctx.spec.table("mas"),
-                spec_key,
-                s.unwrap_or_default(),
-                &from,
-            );
-            ctx.mapped(f, key, &[&format!("mas.{spec_key}")], "");
-        }
         "matrix_authentication_service_migration_in_progress" => {
-            let why = if v == &Value::Bool(true) {
-                "phase 1 (`-prepare`) of the migrate spec"
-            } else {
-                "not true: the spec is a migration anyway (phase 1, then delegation)"
-            };
+            let why = if v == &Value::Bool(true) { "phase 1 (`-prepare`) of the migrate spec" } else { "not true: the spec is a migration anyway (phase 1, then delegation)" };
             ctx.mapped(f, key, &["homeserver.mode"], why);
         }
-        "matrix_authentication_service_config_upstream_oauth2_providers" => {
-            mas_providers(ctx, f, key, v, data)
-        }
+        "matrix_authentication_service_config_upstream_oauth2_providers" => mas_providers(ctx, f, key, v, data),
         "matrix_authentication_service_syn2mas_process_extra_arguments" => {
             let n = provider_mapping(data).len();
             ctx.mapped(f, key, &["mas.upstream_providers[].synapse_idp_id"], &format!("{n} --upstreamProviderMapping argument(s) became synapse_idp_id; other arguments are not carried"));
         }
-        "matrix_authentication_service_syn2mas_dry_run"
-        | "matrix_authentication_service_syn2mas_migrate_dry_run" => {
-            ctx.dropped(
-                f,
-                key,
-                "masgen's plan runs a syn2mas dry run before the migration",
-            );
+        "matrix_authentication_service_syn2mas_dry_run" | "matrix_authentication_service_syn2mas_migrate_dry_run" => {
+            ctx.dropped(f, key, "masgen's plan runs a syn2mas dry run before the migration");
         }
-        k if k.starts_with("matrix_authentication_service_config_email_")
-            || k.starts_with("exim_relay_") =>
-        {
-            email(ctx, f, key, v)
-        }
-        _ => ctx.human(
-            f,
-            key,
-            "a playbook variable masgen does not map: check whether the NixOS host needs it",
-        ),
+        _ => ctx.human(f, key, "a MAS variable masgen does not map: carry it through mas.extra_settings by hand if the NixOS host needs it"),
     }
-    Ok(true)
 }
 
 /// `--upstreamProviderMapping oidc-x:ULID` arguments of the old syn2mas

@@ -181,144 +181,25 @@ const SET_BY_NIXOS: &[(&str, &str)] = &[
         "log_config",
         "the NixOS module sets it (services.matrix-synapse.settings.log_config)",
     ),
-    ("signing_key_path", ""),
 ];
 
-fn top_level(
+pub(super) fn top_level(
     ctx: &mut Ctx,
     server_name: &str,
     key: &str,
     v: &Value,
     file: &str,
 ) -> anyhow::Result<()> {
-    let from = format!("{file}: {key}");
-    fn syn(ctx: &mut Ctx) -> &mut toml_edit::Table {
-        ctx.spec.table("synapse")
+    if scalar(ctx, key, v, file) {
+        return Ok(());
     }
     match key {
         "public_baseurl" => public_baseurl(ctx, v, file),
         "database" => database(ctx, v, file)?,
         "listeners" => listeners(ctx, v, file),
         "password_config" => password_config(ctx, v, file),
-        "oidc_providers" => {
-            for (i, p) in v.as_array().into_iter().flatten().enumerate() {
-                let Some(p) = p.as_object() else { continue };
-                let o = Origin {
-                    file,
-                    path: format!("oidc_providers[{i}]"),
-                    legacy: false,
-                    jinja: false,
-                    with_mas: true,
-                };
-                import_provider(ctx, server_name, p, &o);
-            }
-        }
-        "oidc_config" => {
-            let Some(p) = v.as_object() else {
-                return Ok(());
-            };
-            if p.get("enabled").and_then(Value::as_bool) != Some(true) {
-                ctx.dropped(file, key, "not `enabled: true`: Synapse ignores the block");
-            } else {
-                let o = Origin {
-                    file,
-                    path: "oidc_config".into(),
-                    legacy: true,
-                    jinja: false,
-                    with_mas: true,
-                };
-                import_provider(ctx, server_name, p, &o);
-            }
-        }
-        "macaroon_secret_key" | "registration_shared_secret" | "form_secret" => {
-            let path = format!("{SECRETS_DIR}/synapse-{}", key.replace('_', "-"));
-            put(
-                syn(ctx),
-                &format!("{key}_file"),
-                path.as_str(),
-                &format!("{from} (a secret: not copied)"),
-            );
-            ctx.secret_file(&path, &format!("the value of `{key}` in {file}"));
-            ctx.mapped(
-                file,
-                key,
-                &[&format!("synapse.{key}_file")],
-                &format!("a secret: not copied; create {path}"),
-            );
-        }
-        "macaroon_secret_key_path" | "registration_shared_secret_path" | "form_secret_path" => {
-            let spec_key = key.replace("_path", "_file");
-            if let Some(p) = v.as_str() {
-                put(syn(ctx), &spec_key, p, &from);
-            }
-            ctx.mapped(file, key, &[&format!("synapse.{spec_key}")], "");
-        }
-        "signing_key_path" => {
-            if let Some(p) = v.as_str() {
-                put(syn(ctx), "signing_key_path", p, &from);
-            }
-            ctx.mapped(file, key, &["synapse.signing_key_path"], "");
-        }
-        "enable_registration"
-        | "allow_guest_access"
-        | "enable_3pid_changes"
-        | "enable_registration_captcha" => {
-            let spec_key = if key == "enable_registration_captcha" {
-                "registration_captcha"
-            } else {
-                key
-            };
-            if let Some(b) = v.as_bool() {
-                put(syn(ctx), spec_key, b, &from);
-            }
-            ctx.mapped(file, key, &[&format!("synapse.{spec_key}")], "");
-        }
-        "login_via_existing_session" => {
-            let on = v.get("enabled").and_then(Value::as_bool).unwrap_or(false);
-            put(
-                syn(ctx),
-                "login_via_existing_session",
-                on,
-                &format!("{from}.enabled"),
-            );
-            ctx.mapped(
-                file,
-                key,
-                &["synapse.login_via_existing_session"],
-                "only `enabled` is carried",
-            );
-        }
-        "session_lifetime" | "refresh_token_lifetime" | "nonrefreshable_access_token_lifetime" => {
-            let s = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            put(syn(ctx), key, s.as_str(), &from);
-            ctx.mapped(file, key, &[&format!("synapse.{key}")], "");
-        }
-        "app_service_config_files" => {
-            for (i, f) in v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .enumerate()
-            {
-                let t = ctx.spec.push("synapse.app_services");
-                let name = Utf8Path::new(f)
-                    .file_stem()
-                    .unwrap_or("appservice")
-                    .to_string();
-                put(t, "name", name.as_str(), "the file's name");
-                put(t, "registration_file", f, &format!("{from}[{i}]"));
-            }
-            ctx.mapped(
-                file,
-                key,
-                &["synapse.app_services"],
-                "check `encrypted` and `kind` for each bridge or bot",
-            );
-        }
+        "oidc_providers" | "oidc_config" => oidc(ctx, server_name, key, v, file),
+        "app_service_config_files" => app_services(ctx, v, file),
         "password_providers" => password_providers(ctx, v, file),
         "modules" => modules(ctx, v, file),
         "saml2_config" | "cas_config" | "jwt_config" => legacy_sso(ctx, key, v, file),
@@ -344,6 +225,112 @@ fn top_level(
     Ok(())
 }
 
+/// Settings the spec has a key of its own for (secrets as file references);
+/// `false` when `key` is not one of them.
+fn scalar(ctx: &mut Ctx, key: &str, v: &Value, file: &str) -> bool {
+    let from = format!("{file}: {key}");
+    let (spec_key, value): (String, Option<toml_edit::Value>) = match key {
+        "macaroon_secret_key" | "registration_shared_secret" | "form_secret" => {
+            let path = format!("{SECRETS_DIR}/synapse-{}", key.replace('_', "-"));
+            let spec_key = format!("{key}_file");
+            let comment = format!("{from} (a secret: not copied)");
+            put(
+                ctx.spec.table("synapse"),
+                &spec_key,
+                path.as_str(),
+                &comment,
+            );
+            ctx.secret_file(&path, &format!("the value of `{key}` in {file}"));
+            let why = format!("a secret: not copied; create {path}");
+            ctx.mapped(file, key, &[&format!("synapse.{spec_key}")], &why);
+            return true;
+        }
+        "macaroon_secret_key_path" | "registration_shared_secret_path" | "form_secret_path" => {
+            (key.replace("_path", "_file"), v.as_str().map(Into::into))
+        }
+        "signing_key_path" => (key.into(), v.as_str().map(Into::into)),
+        "enable_registration" | "allow_guest_access" | "enable_3pid_changes" => {
+            (key.into(), v.as_bool().map(Into::into))
+        }
+        "enable_registration_captcha" => {
+            ("registration_captcha".into(), v.as_bool().map(Into::into))
+        }
+        "login_via_existing_session" => {
+            let on = v.get("enabled").and_then(Value::as_bool).unwrap_or(false);
+            (key.into(), Some(on.into()))
+        }
+        "session_lifetime" | "refresh_token_lifetime" | "nonrefreshable_access_token_lifetime" => {
+            let s = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (key.into(), Some(s.into()))
+        }
+        _ => return false,
+    };
+    if let Some(value) = value {
+        put(ctx.spec.table("synapse"), &spec_key, value, &from);
+    }
+    let why = if key == "login_via_existing_session" {
+        "only `enabled` is carried"
+    } else {
+        ""
+    };
+    ctx.mapped(file, key, &[&format!("synapse.{spec_key}")], why);
+    true
+}
+
+/// `oidc_providers` and the legacy `oidc_config` (only when `enabled`, as
+/// Synapse reads it).
+fn oidc(ctx: &mut Ctx, server_name: &str, key: &str, v: &Value, file: &str) {
+    let legacy = key == "oidc_config";
+    let providers: Vec<(String, &Map<String, Value>)> = if legacy {
+        match v.as_object() {
+            Some(p) if p.get("enabled").and_then(Value::as_bool) == Some(true) => {
+                vec![("oidc_config".into(), p)]
+            }
+            _ => {
+                ctx.dropped(file, key, "not `enabled: true`: Synapse ignores the block");
+                vec![]
+            }
+        }
+    } else {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, p)| Some((format!("oidc_providers[{i}]"), p.as_object()?)))
+            .collect()
+    };
+    for (path, p) in providers {
+        let o = Origin {
+            file,
+            path,
+            legacy,
+            jinja: false,
+            with_mas: true,
+        };
+        import_provider(ctx, server_name, p, &o);
+    }
+}
+
+fn app_services(ctx: &mut Ctx, v: &Value, file: &str) {
+    let files = v.as_array().into_iter().flatten().filter_map(Value::as_str);
+    for (i, f) in files.enumerate() {
+        let t = ctx.spec.push("synapse.app_services");
+        let name = Utf8Path::new(f).file_stem().unwrap_or("appservice");
+        put(t, "name", name, "the file's name");
+        let from = format!("{file}: app_service_config_files[{i}]");
+        put(t, "registration_file", f, &from);
+    }
+    ctx.mapped(
+        file,
+        "app_service_config_files",
+        &["synapse.app_services"],
+        "check `encrypted` and `kind` for each bridge or bot",
+    );
+}
+
 fn delegating(key: &str, v: &Value) -> bool {
     let on = |p: &str| v.pointer(p) == Some(&Value::Bool(true));
     match key {
@@ -356,7 +343,29 @@ fn delegating(key: &str, v: &Value) -> bool {
 /// `synapse.extra_settings` (both phases), or, when it holds a secret, into
 /// an extra config file the operator writes.
 fn carry(ctx: &mut Ctx, key: &str, v: &Value, file: &str) {
-    if contains_secret(v) {
+    let literal = matches!(v, Value::String(_) | Value::Number(_));
+    // Secrets Synapse (1.135, 1.163) also reads from a file (synapse/config/voip.py,
+    // captcha.py): the file form, in the escape hatch.
+    if literal && ["turn_shared_secret", "recaptcha_private_key"].contains(&key) {
+        let path = format!("{SECRETS_DIR}/synapse-{}", key.replace('_', "-"));
+        let comment = format!("{file}: {key} (a secret: not copied)");
+        put(
+            ctx.spec.table("synapse.extra_settings"),
+            &format!("{key}_path"),
+            path.as_str(),
+            &comment,
+        );
+        ctx.secret_file(&path, &format!("the value of `{key}` in {file}"));
+        let why = format!("a secret: not copied; create {path} (Synapse 1.135 and 1.163 read `{key}_path`; older releases may not)");
+        ctx.mapped(
+            file,
+            key,
+            &[&format!("synapse.extra_settings.{key}_path")],
+            &why,
+        );
+        return;
+    }
+    if (super::is_secret_key(key) && literal) || contains_secret(v) {
         let path = format!("{SECRETS_DIR}/synapse-extra.yaml");
         add_extra_config_file(ctx, &path);
         ctx.secret_file(&path, &format!("a YAML file with these top-level keys copied verbatim from the running config (they hold secrets): {key} (from {file})"));

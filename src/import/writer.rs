@@ -169,17 +169,16 @@ pub fn finish(mut ctx: Ctx, spec_name: &str) -> anyhow::Result<Imported> {
     let checked = match crate::check_source(source) {
         Ok(c) => c,
         Err(diags) => {
-            let text: String = diags.iter().map(|d| d.to_string()).collect();
+            // Never the spec or the diagnostics' source lines: they could
+            // show a value the import failed to recognise as a secret.
+            let text: Vec<String> = diags.iter().map(brief).collect();
             anyhow::bail!(
-                "the imported spec does not pass `masgen check` (a bug in `masgen import`, or an input it cannot express):\n{text}\n--- spec ---\n{spec}"
+                "the imported spec does not pass `masgen check` (a bug in `masgen import`, or an input it cannot express); nothing was written:\n{}",
+                text.join("\n")
             );
         }
     };
-    ctx.report.check_warnings = checked
-        .warnings
-        .iter()
-        .map(|d| d.to_string().trim_end().to_string())
-        .collect();
+    ctx.report.check_warnings = checked.warnings.iter().map(brief).collect();
     let lowered = crate::lower::lower(&checked.homeserver);
     for phase in &lowered.phases {
         for d in &phase.dropped {
@@ -193,6 +192,22 @@ pub fn finish(mut ctx: Ctx, spec_name: &str) -> anyhow::Result<Imported> {
         spec,
         report: ctx.report,
     })
+}
+
+/// A diagnostic without its source line.
+fn brief(d: &crate::diag::Rendered) -> String {
+    let level = match d.severity {
+        crate::diag::Severity::Error => "error",
+        _ => "warning",
+    };
+    let mut s = format!(
+        "{}:{}:{}: {level}[{}]: {}",
+        d.file, d.line, d.column, d.code, d.message
+    );
+    if let Some(help) = &d.help {
+        s.push_str(&format!(" ({help})"));
+    }
+    s
 }
 
 /// The report as text, one line per input key.
