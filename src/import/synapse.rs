@@ -504,7 +504,15 @@ fn database(ctx: &mut Ctx, v: &Value, file: &str) -> anyhow::Result<()> {
             "host" => ctx.mapped(file, &key, &["synapse.database.host"], ""),
             "port" => ctx.mapped(file, &key, &["synapse.database.port"], ""),
             "password" => ctx.dropped(file, &key, "a secret, not copied, and not needed: peer authentication over the socket"),
-            "cp_min" | "cp_max" => ctx.dropped(file, &key, "masgen sets cp_min 5, cp_max 10"),
+            // masgen's lower/synapse.rs writes cp_min 5, cp_max 10.
+            "cp_min" | "cp_max" => {
+                let same = val.as_i64() == Some(if k == "cp_min" { 5 } else { 10 });
+                if same {
+                    ctx.dropped(file, &key, "masgen writes the same value (cp_min 5, cp_max 10)");
+                } else {
+                    ctx.human(file, &key, "masgen writes cp_min 5, cp_max 10 and cannot carry another pool size yet: phase 1 changes it");
+                }
+            }
             _ => ctx.human(file, &key, "masgen writes database.args itself and cannot carry it yet"),
         }
     }
