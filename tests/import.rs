@@ -32,6 +32,27 @@ fn verified(imported: Imported) -> Imported {
     imported
 }
 
+/// The reference render of Synapse's settings for one phase's configuration.
+fn rendered_homeserver(i: &Imported, phase: &str) -> serde_json::Value {
+    let source = masgen::spec::Source::new("spec.toml", i.spec.clone());
+    let checked = masgen::check_source(source).ok().expect("checks");
+    let (_, tree) = masgen::build_tree(&checked).expect("builds");
+    let (_, text) = tree
+        .iter()
+        .find(|(k, _)| {
+            k.starts_with("render/")
+                && k.as_str().contains(&format!("/{phase}/"))
+                && k.ends_with("homeserver.yaml")
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {phase} homeserver.yaml in {:?}",
+                tree.keys().collect::<Vec<_>>()
+            )
+        });
+    serde_norway::from_str(text).expect("YAML")
+}
+
 fn snap(name: &str, i: &Imported) {
     insta::assert_snapshot!(format!("{name}_spec"), i.spec);
     insta::assert_snapshot!(format!("{name}_report"), import::render_text(&i.report));
@@ -62,12 +83,37 @@ fn synapse_providers_merged_later_file_wins() {
         .items
         .iter()
         .any(|x| x.key == "oidc_providers" && x.why.contains("replaced by")));
-    // attribute_requirements is never dropped silently.
+    // attribute_requirements is never dropped silently: phase 1 keeps it,
+    // and the report says loudly that MAS has no equivalent.
     assert!(i
         .report
         .items
         .iter()
-        .any(|x| x.key.ends_with("attribute_requirements") && x.why.starts_with("SECURITY")));
+        .any(|x| x.key.ends_with("attribute_requirements")
+            && x.status == import::Status::NeedsHuman
+            && x.why.contains("SECURITY")));
+    let prepare = rendered_homeserver(&i, "prepare");
+    let keycloak = &prepare["oidc_providers"][1];
+    assert_eq!(keycloak["idp_id"], "keycloak");
+    assert_eq!(
+        keycloak["attribute_requirements"],
+        serde_json::json!([{"attribute": "groups", "value": "matrix-users"}])
+    );
+    assert_eq!(keycloak["client_auth_method"], "client_secret_post");
+    assert_eq!(keycloak["backchannel_logout_enabled"], true);
+    assert_eq!(
+        keycloak["user_mapping_provider"]["config"]["confirm_localpart"],
+        true
+    );
+    let github = &prepare["oidc_providers"][0];
+    assert_eq!(
+        github["user_mapping_provider"]["config"]["subject_claim"],
+        "id"
+    );
+    assert_eq!(github["userinfo_endpoint"], "https://api.github.com/user");
+    assert!(rendered_homeserver(&i, "final")
+        .get("oidc_providers")
+        .is_none());
     snap("synapse_providers", &i);
     insta::assert_snapshot!(
         "synapse_providers_report_json",
@@ -247,4 +293,40 @@ fn nixos_import_phase1_equals_the_running_synapse() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("never-be-printed"));
+}
+
+/// A provider's `extra` carries what the spec has no key for; a key the
+/// spec has its own field for is refused (two values would be ambiguous),
+/// and a literal secret in it is refused like anywhere else in the spec.
+#[test]
+fn provider_extra_cannot_repeat_a_typed_key_or_hold_a_secret() {
+    let i =
+        import::synapse::import(&[p("synapse-oidc-config/homeserver.yaml")], "spec.toml").unwrap();
+    let check = |extra: &str| {
+        let text = i.spec.replace(
+            "\n[mas]\n",
+            &format!("\n[synapse.oidc_config.extra]\n{extra}\n\n[mas]\n"),
+        );
+        match masgen::check_source(masgen::spec::Source::new("spec.toml", text)) {
+            Ok(_) => vec![],
+            Err(d) => d
+                .iter()
+                .filter(|d| d.severity == masgen::diag::Severity::Error)
+                .map(|d| d.code)
+                .collect::<Vec<_>>(),
+        }
+    };
+    assert_eq!(
+        check("attribute_requirements = [{ attribute = \"groups\", value = \"staff\" }]"),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        check("issuer = \"https://elsewhere.example/\""),
+        ["synapse.oidc.extra_typed"]
+    );
+    assert_eq!(
+        check("user_mapping_provider = { config = { localpart_template = \"{{ user.x }}\" } }"),
+        ["synapse.oidc.extra_typed"]
+    );
+    assert_eq!(check("client_secret = \"literal\""), ["secret.literal"]);
 }

@@ -489,7 +489,7 @@ fn mas_providers(ctx: &mut Ctx, f: &str, key: &str, v: &Value, data: &Map<String
     }
 }
 
-fn unraw_all(v: &Value) -> Value {
+pub(super) fn unraw_all(v: &Value) -> Value {
     match v {
         Value::String(s) => Value::String(unraw(s)),
         Value::Array(a) => Value::Array(a.iter().map(unraw_all).collect()),

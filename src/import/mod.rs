@@ -93,7 +93,7 @@ impl Ctx {
         }
     }
 
-    fn item(&mut self, file: &str, key: &str, status: Status, to: &[String], why: &str) {
+    pub(super) fn item(&mut self, file: &str, key: &str, status: Status, to: &[String], why: &str) {
         self.report.items.push(Item {
             file: file.into(),
             key: key.into(),

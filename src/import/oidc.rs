@@ -34,9 +34,9 @@ const DEFAULT_MAPPER: &[&str] = &[
     "synapse.handlers.oidc_handler.JinjaOidcMappingProvider",
 ];
 
-/// Keys the spec's Synapse provider cannot carry yet: phase 1 would lose
-/// them, so each one found needs a human.
-const NOT_CARRIED: &[&str] = &[
+/// Provider keys the spec has no key of its own for: carried verbatim in
+/// the provider's `extra` table, so phase 1 runs them as today.
+const VERBATIM: &[&str] = &[
     "idp_icon",
     "idp_brand",
     "client_secret_jwt_key",
@@ -65,6 +65,10 @@ struct Conv<'a> {
     idp: String,
     syn: Table,
     mas: Table,
+    /// The Synapse provider's `extra` (verbatim settings), with the input
+    /// key each top-level entry came from.
+    extra: Map<String, Value>,
+    extra_from: Map<String, Value>,
 }
 
 impl Conv<'_> {
@@ -115,6 +119,29 @@ impl Conv<'_> {
         }
     }
 
+    /// Keeps a provider setting (`path` inside the provider) for phase 1.
+    fn keep(&mut self, path: &[&str], v: &Value) {
+        let mut m = &mut self.extra;
+        for seg in &path[..path.len() - 1] {
+            let next = m
+                .entry(seg.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            m = next.as_object_mut().expect("objects on the way");
+        }
+        m.insert(path[path.len() - 1].to_string(), v.clone());
+        let from = self.from(&path.join("."));
+        self.extra_from
+            .entry(path[0].to_string())
+            .or_insert(Value::String(from));
+    }
+
+    /// Reports a kept setting that still needs a human (for MAS).
+    fn kept_human(&mut self, k: &str, why: &str) {
+        let (key, sk) = (self.key(k), self.sk(&format!("extra.{k}")));
+        self.ctx
+            .item(self.o.file, &key, super::Status::NeedsHuman, &[sk], why);
+    }
+
     /// The same value on both sides, under their own names.
     fn both(&mut self, k: &str, mas_key: &str, v: &str, why: &str) {
         let from = self.from(k);
@@ -140,6 +167,8 @@ pub fn import_provider(
         idp: String::new(),
         syn: Table::new(),
         mas: Table::new(),
+        extra: Map::new(),
+        extra_from: Map::new(),
     };
     let (Some(issuer), Some(client_id)) = (c.text("issuer"), c.text("client_id")) else {
         c.ctx.human(o.file, &o.path, "the provider has no literal `issuer` and `client_id`: not imported; add it to the spec by hand (`[[synapse.oidc_providers]]` and a `[[mas.upstream_providers]]` with `synapse_idp_id`)");
@@ -180,8 +209,9 @@ pub fn import_provider(
     credentials(&mut c);
     let oauth2_only = transport(&mut c);
     mapping(&mut c, oauth2_only);
-    not_carried(&mut c);
+    verbatim(&mut c);
     unknown_keys(&mut c);
+    write_extra(&mut c);
 
     let (syn, mas, idp) = (c.syn, c.mas, c.idp);
     if o.legacy {
@@ -381,8 +411,15 @@ fn mapping(c: &mut Conv, oauth2_only: bool) {
         Some((t, k)) => {
             let from = c.from(&format!("{base}.config.{k}"));
             put(&mut sub, "template", for_mas(t), &from);
-            let why = format!("mapped to {} (the subject syn2mas links by); phase 1's Synapse provider cannot carry it yet: it would fall back to `sub`", c.mk("claims_imports.subject.template"));
-            c.human(&format!("{base}.config.{k}"), &why);
+            let v = config.get(*k).cloned().unwrap_or_default();
+            c.keep(&[base, "config", k], &v);
+            let sk = c.sk(&format!("extra.{base}.config.{k}"));
+            let mk = c.mk("claims_imports.subject.template");
+            c.mapped(
+                &format!("{base}.config.{k}"),
+                &[&sk, &mk],
+                "the subject syn2mas links by",
+            );
         }
         None => put(
             &mut sub,
@@ -426,14 +463,17 @@ fn mapping_keys(c: &mut Conv, ump: &Map<String, Value>, config: &Map<String, Val
                 "Synapse's default mapping provider",
             );
         } else {
-            c.human(&format!("{base}.module"), "a custom mapping provider: masgen cannot carry it, and MAS maps claims with templates only; rewrite it as claims_imports templates");
+            c.keep(&[base, "module"], &Value::String(m.to_string()));
+            c.kept_human(&format!("{base}.module"), "a custom mapping provider, kept for phase 1 (the host must still have it installed); MAS maps claims with templates only: rewrite it as claims_imports templates");
         }
     }
     for k in config.keys() {
         let known = ["subject_template", "subject_claim"].contains(&k.as_str())
             || TEMPLATES.iter().any(|(t, _, _)| t == k);
         if !known {
-            c.human(&format!("{base}.config.{k}"), "the spec's Synapse provider cannot carry it yet (phase 1 would lose it), and MAS has no direct equivalent: carry it by hand");
+            let v = config.get(k).cloned().unwrap_or_default();
+            c.keep(&[base, "config", k], &v);
+            c.kept_human(&format!("{base}.config.{k}"), "kept for phase 1; MAS has no direct equivalent: check the MAS provider's claims_imports");
         }
     }
     for k in ump.keys() {
@@ -443,32 +483,65 @@ fn mapping_keys(c: &mut Conv, ump: &Map<String, Value>, config: &Map<String, Val
     }
 }
 
-/// Provider keys phase 1 cannot carry yet: each one is reported, loudly
-/// where losing it weakens security.
-fn not_carried(c: &mut Conv) {
-    for k in NOT_CARRIED {
-        if !c.p.contains_key(*k) {
+/// Provider keys the spec has no key of its own for: kept verbatim for
+/// phase 1, with what (if anything) MAS does with them.
+fn verbatim(c: &mut Conv) {
+    for k in VERBATIM {
+        let Some(v) = c.p.get(*k).cloned() else {
+            continue;
+        };
+        if super::contains_secret(&v) || (c.o.jinja && jinja_inside(&v)) {
+            c.human(k, "holds an inline secret or a Jinja2 expression: not copied; put the key in a file (`key_file`) and add the setting to the provider's `extra` by hand");
             continue;
         }
-        let mas = match *k {
-            "idp_brand" => "mapped to MAS brand_name; ",
-            "client_auth_method" => "mapped to MAS token_endpoint_auth_method; ",
-            "pkce_method" => "mapped to MAS pkce_method; ",
-            "authorization_endpoint" | "token_endpoint" | "userinfo_endpoint" | "jwks_uri" => {
-                "mapped to the MAS provider; "
-            }
-            "skip_verification" => "MAS discovery_mode = \"insecure\"; ",
-            "user_profile_method" => "mapped to MAS fetch_userinfo; ",
-            _ => "",
-        };
-        let idp = &c.idp;
+        c.keep(&[k], &v);
+        let idp = c.idp.clone();
         let why = match *k {
-            "attribute_requirements" => format!("SECURITY: phase 1's Synapse provider `{idp}` cannot carry attribute_requirements yet, so every account of the identity provider could log in during phase 1, and MAS has no equivalent (use a MAS policy or restrict the client at the identity provider); keep the requirement by hand before switching"),
-            "client_secret_jwt_key" => format!("{mas}a signing key for the client secret: not carried; MAS needs `client_secret_jwt`/`private_key_jwt` set up by hand"),
-            _ => format!("{mas}phase 1's Synapse provider `{idp}` cannot carry it yet: carry it by hand or accept the change"),
+            "attribute_requirements" => format!("kept for phase 1; SECURITY: MAS has no equivalent of attribute_requirements, so after the switch every account of `{idp}`'s identity provider can log in: restrict the client at the identity provider (or with a MAS policy) before the final switch"),
+            "backchannel_logout_enabled" | "backchannel_logout_ignore_sub" => "kept for phase 1; MAS handles back-channel logout itself (`on_backchannel_logout`): set it on the MAS provider by hand".into(),
+            "client_secret_jwt_key" => "kept for phase 1; MAS needs `client_secret_jwt`/`private_key_jwt` (or `sign_in_with_apple`) set up by hand".into(),
+            "idp_icon" | "id_token_signing_alg_values_supported" | "redirect_uri" | "enable_registration" => "kept for phase 1; no MAS equivalent is written: check the MAS provider".into(),
+            _ => String::new(),
         };
-        c.human(k, &why);
+        if why.is_empty() {
+            let sk = c.sk(&format!("extra.{k}"));
+            let mas = match *k {
+                "idp_brand" => "MAS: brand_name",
+                "client_auth_method" => "MAS: token_endpoint_auth_method",
+                "pkce_method" => "MAS: pkce_method",
+                "skip_verification" => "MAS: discovery_mode = \"insecure\"",
+                "user_profile_method" => "MAS: fetch_userinfo",
+                _ => "MAS: the same endpoint",
+            };
+            c.mapped(k, &[&sk], mas);
+        } else {
+            c.kept_human(k, &why);
+        }
     }
+}
+
+fn jinja_inside(v: &Value) -> bool {
+    match v {
+        Value::String(s) => super::mdad::is_jinja(s),
+        Value::Array(a) => a.iter().any(jinja_inside),
+        Value::Object(m) => m.values().any(jinja_inside),
+        _ => false,
+    }
+}
+
+/// The kept settings as the provider's `extra` table.
+fn write_extra(c: &mut Conv) {
+    if c.extra.is_empty() {
+        return;
+    }
+    let mut t = Table::new();
+    for (k, v) in &c.extra {
+        let from = c.extra_from.get(k).and_then(Value::as_str).unwrap_or("");
+        if let Some(x) = to_toml(&super::mdad::unraw_all(v)) {
+            put(&mut t, k, x, from);
+        }
+    }
+    c.syn.insert("extra", toml_edit::Item::Table(t));
 }
 
 /// Keys Synapse's schema does not list (or the legacy block's `enabled`).
@@ -493,10 +566,10 @@ fn unknown_keys(c: &mut Conv) {
                 &["synapse.oidc_config"],
                 "the legacy block is on",
             );
-        } else if !KNOWN.contains(&k.as_str()) && !NOT_CARRIED.contains(&k.as_str()) {
+        } else if !KNOWN.contains(&k.as_str()) && !VERBATIM.contains(&k.as_str()) {
             c.human(
                 &k,
-                "not a Synapse OIDC provider setting masgen knows: check it and carry it by hand",
+                "not a Synapse OIDC provider setting masgen knows (Synapse 1.163's schema lists no such key): not carried; check it",
             );
         }
     }
