@@ -3,6 +3,8 @@
 //! clear errors for bad input. Secrets in the inputs are marked
 //! `…must-never-be-printed`: they must appear in neither spec nor report.
 
+mod support;
+
 use camino::Utf8PathBuf;
 use masgen::import::{self, Imported};
 
@@ -332,3 +334,91 @@ fn provider_extra_cannot_repeat_a_typed_key_or_hold_a_secret() {
     );
     assert_eq!(check("client_secret = \"literal\""), ["secret.literal"]);
 }
+
+/// Synapse itself (1.163 venv, `synapse.config.oidc._parse_oidc_provider_configs`)
+/// reads the `-prepare` render's providers exactly as it reads the running
+/// config's: every parsed field equal, templates rendering the same for a
+/// sample user. The operator's secret file is stood in for by the inline
+/// value it must hold (as the import report tells them).
+#[test]
+fn synapse_parses_the_phase1_providers_like_the_running_ones() {
+    let Some(py) = support::synapse_python() else {
+        return;
+    };
+    for (files, n) in [
+        (
+            vec![
+                p("synapse-providers/homeserver.yaml"),
+                p("synapse-providers/secrets.yaml"),
+            ],
+            2,
+        ),
+        (vec![p("synapse-oidc-config/homeserver.yaml")], 1),
+        (vec![p("bad/anchors.yaml")], 2),
+    ] {
+        let i = verified(import::synapse::import(&files, "spec.toml").unwrap());
+        let prepare = rendered_homeserver(&i, "prepare");
+        let dir = tempfile::tempdir().unwrap();
+        let render = dir.path().join("prepare.json");
+        std::fs::write(&render, prepare.to_string()).unwrap();
+        let secret = dir.path().join("secret-file");
+        std::fs::write(&secret, "a-secret-file-value\n").unwrap();
+        let out = std::process::Command::new(&py)
+            .arg("-c")
+            .arg(COMPARE_PROVIDERS)
+            .arg(&render)
+            .arg(&secret)
+            .args(&files)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(&format!("EQUAL {n}")),
+            "{files:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+const COMPARE_PROVIDERS: &str = r#"
+import json, sys, attr, yaml
+from synapse.config.oidc import _parse_oidc_provider_configs
+render, secret, *files = sys.argv[1:]
+running = {}
+for f in files:
+    running.update(yaml.safe_load(open(f)))
+phase1 = json.load(open(render))
+def providers(cfg):
+    out = list(cfg.get("oidc_providers") or [])
+    if (cfg.get("oidc_config") or {}).get("enabled"):
+        out.append(cfg["oidc_config"])
+    return out
+inline = {p.get("idp_id", "oidc"): p.get("client_secret") for p in providers(running)}
+for cfg in (running, phase1):
+    for p in providers(cfg):
+        path = p.get("client_secret_path")
+        if path and path.startswith("/run/secrets/synapse-oidc"):
+            del p["client_secret_path"]
+            p["client_secret"] = inline[p.get("idp_id", "oidc")]
+        elif path:
+            p["client_secret_path"] = secret
+user = {"sub": "s1", "id": 42, "login": "octo", "preferred_username": "alice",
+        "name": "alice", "email": "a@example.org", "picture": "mxc://x/y"}
+def norm(c):
+    d = attr.asdict(c, recurse=False)
+    m = d.pop("user_mapping_provider_config")
+    d.pop("user_mapping_provider_class")
+    for k, v in attr.asdict(m, recurse=False).items():
+        d["map." + k] = v.render(user=user) if hasattr(v, "render") else v
+    return d
+def parse(cfg):
+    keys = {k: cfg[k] for k in ("oidc_providers", "oidc_config") if k in cfg}
+    return [norm(c) for c in _parse_oidc_provider_configs(keys)]
+a, b = parse(running), parse(phase1)
+for x, y in zip(a, b):
+    for k in sorted(set(x) | set(y)):
+        if x.get(k) != y.get(k):
+            print("DIFF", x["idp_id"], k, repr(x.get(k)), repr(y.get(k)))
+            sys.exit(1)
+print("EQUAL", len(a)) if len(a) == len(b) else sys.exit(1)
+"#;
