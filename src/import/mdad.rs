@@ -271,6 +271,8 @@ fn map_var(
             put(ctx.spec.table(table), spec_key, t, &format!("{f}: {key}"));
         }
         ctx.mapped(f, key, &[spec], "");
+    } else if key == "matrix_homeserver_generic_secret_key" {
+        ctx.human(f, key, "a secret (not copied) MDAD derives others from (group_vars/matrix_servers, e.g. matrix_synapse_database_password): masgen does not need it, but secrets derived from it that you keep (macaroon key, ...) must be written to their files");
     } else if key.starts_with("matrix_synapse_") {
         synapse_var(ctx, f, domain, key, v, data)?;
     } else if key.starts_with("matrix_authentication_service_") && !key.contains("_config_email_") {
@@ -410,6 +412,10 @@ fn mas_var(ctx: &mut Ctx, f: &str, key: &str, v: &Value, data: &Map<String, Valu
         "matrix_authentication_service_syn2mas_process_extra_arguments" => {
             let n = provider_mapping(data).len();
             ctx.mapped(f, key, &["mas.upstream_providers[].synapse_idp_id"], &format!("{n} --upstreamProviderMapping argument(s) became synapse_idp_id; other arguments are not carried"));
+        }
+        "matrix_authentication_service_syn2mas_command_extra_options"
+        | "matrix_authentication_service_syn2mas_subcommand_extra_options" => {
+            ctx.human(f, key, "extra `mas-cli syn2mas` options: masgen's syn2mas tasks run with their own fixed options; check whether the migration needs these (mapping providers is `synapse_idp_id` now)");
         }
         "matrix_authentication_service_syn2mas_dry_run" | "matrix_authentication_service_syn2mas_migrate_dry_run" => {
             ctx.dropped(f, key, "masgen's plan runs a syn2mas dry run before the migration");
