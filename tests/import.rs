@@ -422,3 +422,51 @@ for x, y in zip(a, b):
             sys.exit(1)
 print("EQUAL", len(a)) if len(a) == len(b) else sys.exit(1)
 "#;
+
+/// Bad input writes nothing: no spec file appears, the error names the file.
+#[test]
+fn a_refused_import_writes_no_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("spec.toml");
+    let res = assert_cmd::Command::cargo_bin("masgen")
+        .unwrap()
+        .args([
+            "import",
+            "synapse",
+            &format!("{FIX}/bad/remote-db.yaml"),
+            "-o",
+        ])
+        .arg(&out)
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&res.get_output().stderr).to_string();
+    assert!(stderr.contains("remote-db.yaml"), "{stderr}");
+    assert!(!stderr.contains("password"), "{stderr}");
+    assert!(!out.exists());
+}
+
+/// A `--config-path` directory stands for its `*.yaml` files in sorted
+/// order, as Synapse's `find_config_files` reads it; other files are skipped.
+#[test]
+fn a_config_directory_is_read_in_sorted_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf.d");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(conf.join("20-late.yaml"), "enable_registration: false\n").unwrap();
+    std::fs::write(
+        conf.join("10-early.yaml"),
+        "enable_registration: true\nmax_upload_size: 10M\n",
+    )
+    .unwrap();
+    std::fs::write(conf.join("99-ignored.yml"), "max_upload_size: 1G\n").unwrap();
+    let files = [
+        p("synapse-providers/homeserver.yaml"),
+        Utf8PathBuf::from_path_buf(conf).unwrap(),
+    ];
+    let i = verified(import::synapse::import(&files, "spec.toml").unwrap());
+    assert!(i.spec.contains("enable_registration = false"), "{}", i.spec);
+    assert!(i.spec.contains("max_upload_size = \"10M\""), "{}", i.spec);
+    assert!(i.report.items.iter().any(|x| x.key == "enable_registration"
+        && x.file.ends_with("10-early.yaml")
+        && x.status == import::Status::Dropped));
+}
