@@ -13,6 +13,7 @@ pub mod nixos;
 mod oidc;
 pub mod synapse;
 mod synapse_auth;
+mod synapse_net;
 mod writer;
 
 use serde::Serialize;
