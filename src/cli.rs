@@ -71,9 +71,9 @@ pub enum Command {
         /// Write the spec here instead of stdout.
         #[arg(short, long, global = true)]
         output: Option<Utf8PathBuf>,
-        /// The report's format (text or json).
-        #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
-        format: Format,
+        /// The report's format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text, global = true)]
+        format: ReportFormat,
     },
     /// Show what a build would change, against a previous tree, a git revision or a system.
     Diff {
@@ -104,6 +104,7 @@ pub enum ImportSource {
     },
     /// Synapse config files, merged as Synapse merges them (later files win per top-level key).
     Synapse {
+        /// The main config file (homeserver.yaml).
         homeserver: Utf8PathBuf,
         /// More config files (repeatable), as `--config-path` would give them.
         #[arg(long = "config")]
@@ -111,6 +112,13 @@ pub enum ImportSource {
     },
     /// A matrix-docker-ansible-deploy inventory: inventory/host_vars/<host>/vars.yml.
     Mdad { vars: Utf8PathBuf },
+}
+
+/// How `masgen import` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -253,7 +253,7 @@ fn diff(
 fn import(
     source: crate::cli::ImportSource,
     output: Option<&Utf8Path>,
-    format: crate::cli::Format,
+    format: crate::cli::ReportFormat,
 ) -> Result<ExitCode> {
     use crate::cli::ImportSource;
     use masgen::import;
@@ -267,8 +267,8 @@ fn import(
         ImportSource::Mdad { vars } => import::mdad::import(&vars, name),
     }?;
     let report = match format {
-        crate::cli::Format::Json => import::render_json(&imported.report),
-        _ => import::render_text(&imported.report),
+        crate::cli::ReportFormat::Json => import::render_json(&imported.report),
+        crate::cli::ReportFormat::Text => import::render_text(&imported.report),
     };
     match output {
         Some(path) => {
