@@ -71,6 +71,9 @@ pub enum Command {
         /// Write the spec here instead of stdout.
         #[arg(short, long, global = true)]
         output: Option<Utf8PathBuf>,
+        /// Replace an existing --output file (it may hold your edits).
+        #[arg(long, global = true)]
+        force: bool,
         /// The report's format.
         #[arg(long, value_enum, default_value_t = ReportFormat::Text, global = true)]
         format: ReportFormat,

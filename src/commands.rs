@@ -46,8 +46,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import {
             source,
             output,
+            force,
             format,
-        } => import(source, output.as_deref(), format),
+        } => import(source, output.as_deref(), force, format),
         Command::Diff {
             spec,
             against,
@@ -253,10 +254,17 @@ fn diff(
 fn import(
     source: crate::cli::ImportSource,
     output: Option<&Utf8Path>,
+    force: bool,
     format: crate::cli::ReportFormat,
 ) -> Result<ExitCode> {
     use crate::cli::ImportSource;
     use masgen::import;
+    if let Some(path) = output {
+        anyhow::ensure!(
+            force || !path.exists(),
+            "{path} exists (it may hold your edits); give another --output, or --force to replace it"
+        );
+    }
     let name = output.map(|o| o.as_str()).unwrap_or("spec.toml");
     let imported = match source {
         ImportSource::Nixos { system } => import::nixos::import(&system, name),
@@ -272,7 +280,11 @@ fn import(
     };
     match output {
         Some(path) => {
-            std::fs::write(path, &imported.spec)
+            // Whole or nothing: a temporary file renamed into place.
+            let tmp = Utf8Path::new(path.parent().map_or("", |p| p.as_str()))
+                .join(format!(".{}.tmp", path.file_name().unwrap_or("spec.toml")));
+            std::fs::write(&tmp, &imported.spec)
+                .and_then(|()| std::fs::rename(&tmp, path))
                 .map_err(|e| anyhow::anyhow!("cannot write {path}: {e}"))?;
         }
         None => std::io::stdout()

@@ -470,3 +470,29 @@ fn a_config_directory_is_read_in_sorted_order() {
         && x.file.ends_with("10-early.yaml")
         && x.status == import::Status::Dropped));
 }
+
+/// A re-import does not silently replace a spec the operator may have
+/// edited; `--force` does.
+#[test]
+fn an_existing_spec_is_replaced_only_with_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("spec.toml");
+    std::fs::write(&out, "# my edits\n").unwrap();
+    let run = |force: bool| {
+        let mut cmd = assert_cmd::Command::cargo_bin("masgen").unwrap();
+        cmd.args(["import", "mdad", &format!("{FIX}/mdad/vars.yml"), "-o"])
+            .arg(&out);
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.output().unwrap()
+    };
+    let refused = run(false);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "# my edits\n");
+    assert!(run(true).status.success());
+    assert!(std::fs::read_to_string(&out)
+        .unwrap()
+        .contains("[homeserver]"));
+}
