@@ -22,6 +22,16 @@ pub fn is_jinja(s: &str) -> bool {
     outside.contains("{{") || outside.contains("{%") || outside.contains("{#")
 }
 
+/// Whether a value holds a Jinja2 expression anywhere.
+pub fn jinja_inside(v: &Value) -> bool {
+    match v {
+        Value::String(s) => is_jinja(s),
+        Value::Array(a) => a.iter().any(jinja_inside),
+        Value::Object(m) => m.values().any(jinja_inside),
+        _ => false,
+    }
+}
+
 /// The text outside `{% raw %}…{% endraw %}` blocks.
 fn strip_raw(s: &str) -> String {
     let mut out = String::new();
@@ -460,7 +470,7 @@ fn mas_providers(ctx: &mut Ctx, f: &str, key: &str, v: &Value, data: &Map<String
         let mut t = toml_edit::Table::new();
         for (k, val) in p {
             let from = format!("{f}: {path}.{k}");
-            let jinja = val.as_str().is_some_and(is_jinja);
+            let jinja = jinja_inside(val);
             match k.as_str() {
                 "client_secret" => {
                     let path_s = format!("{SECRETS_DIR}/mas-upstream-{i}-client-secret");
@@ -578,5 +588,13 @@ mod tests {
         assert!(is_jinja("{{ vault_secret }}"));
         assert!(is_jinja("matrix.{{ matrix_domain }}"));
         assert!(!is_jinja("plain"));
+    }
+
+    #[test]
+    fn finds_expressions_nested_in_lists_and_maps() {
+        let raw = serde_json::json!({"a": [{"t": "{% raw %}{{ user.x }}{% endraw %}"}]});
+        assert!(!jinja_inside(&raw));
+        let expr = serde_json::json!({"a": [{"t": "{{ user.x }}"}]});
+        assert!(jinja_inside(&expr));
     }
 }

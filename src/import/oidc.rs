@@ -490,7 +490,7 @@ fn verbatim(c: &mut Conv) {
         let Some(v) = c.p.get(*k).cloned() else {
             continue;
         };
-        if super::contains_secret(&v) || (c.o.jinja && jinja_inside(&v)) {
+        if super::contains_secret(&v) || (c.o.jinja && super::mdad::jinja_inside(&v)) {
             c.human(k, "holds an inline secret or a Jinja2 expression: not copied; put the key in a file (`key_file`) and add the setting to the provider's `extra` by hand");
             continue;
         }
@@ -517,15 +517,6 @@ fn verbatim(c: &mut Conv) {
         } else {
             c.kept_human(k, &why);
         }
-    }
-}
-
-fn jinja_inside(v: &Value) -> bool {
-    match v {
-        Value::String(s) => super::mdad::is_jinja(s),
-        Value::Array(a) => a.iter().any(jinja_inside),
-        Value::Object(m) => m.values().any(jinja_inside),
-        _ => false,
     }
 }
 
