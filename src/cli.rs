@@ -63,6 +63,21 @@ pub enum Command {
         #[arg(long = "acknowledge", value_name = "RISK")]
         acknowledge: Vec<String>,
     },
+    /// Write a first `migrate` spec from what the host runs today, with a
+    /// report of every input key on stderr.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+        /// Write the spec here instead of stdout.
+        #[arg(short, long, global = true)]
+        output: Option<Utf8PathBuf>,
+        /// Replace an existing --output file (it may hold your edits).
+        #[arg(long, global = true)]
+        force: bool,
+        /// The report's format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text, global = true)]
+        format: ReportFormat,
+    },
     /// Show what a build would change, against a previous tree, a git revision or a system.
     Diff {
         spec: Utf8PathBuf,
@@ -81,6 +96,32 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// A NixOS host running services.matrix-synapse: its system root.
+    Nixos {
+        #[arg(long, default_value = "/run/current-system")]
+        system: Utf8PathBuf,
+    },
+    /// Synapse config files, merged as Synapse merges them (later files win per top-level key).
+    Synapse {
+        /// The main config file (homeserver.yaml).
+        homeserver: Utf8PathBuf,
+        /// More config files (repeatable), as `--config-path` would give them.
+        #[arg(long = "config")]
+        config: Vec<Utf8PathBuf>,
+    },
+    /// A matrix-docker-ansible-deploy inventory: inventory/host_vars/<host>/vars.yml.
+    Mdad { vars: Utf8PathBuf },
+}
+
+/// How `masgen import` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -43,6 +43,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             rollback,
             acknowledge,
         ),
+        Command::Import {
+            source,
+            output,
+            force,
+            format,
+        } => import(source, output.as_deref(), force, format),
         Command::Diff {
             spec,
             against,
@@ -255,4 +261,48 @@ fn diff(
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(ExitCode::from(u8::from(changeset.changed)))
+}
+
+fn import(
+    source: crate::cli::ImportSource,
+    output: Option<&Utf8Path>,
+    force: bool,
+    format: crate::cli::ReportFormat,
+) -> Result<ExitCode> {
+    use crate::cli::ImportSource;
+    use masgen::import;
+    if let Some(path) = output {
+        anyhow::ensure!(
+            force || !path.exists(),
+            "{path} exists (it may hold your edits); give another --output, or --force to replace it"
+        );
+    }
+    let name = output.map(|o| o.as_str()).unwrap_or("spec.toml");
+    let imported = match source {
+        ImportSource::Nixos { system } => import::nixos::import(&system, name),
+        ImportSource::Synapse { homeserver, config } => {
+            let files: Vec<_> = std::iter::once(homeserver).chain(config).collect();
+            import::synapse::import(&files, name)
+        }
+        ImportSource::Mdad { vars } => import::mdad::import(&vars, name),
+    }?;
+    let report = match format {
+        crate::cli::ReportFormat::Json => import::render_json(&imported.report),
+        crate::cli::ReportFormat::Text => import::render_text(&imported.report),
+    };
+    match output {
+        Some(path) => {
+            // Whole or nothing: a temporary file renamed into place.
+            let tmp = Utf8Path::new(path.parent().map_or("", |p| p.as_str()))
+                .join(format!(".{}.tmp", path.file_name().unwrap_or("spec.toml")));
+            std::fs::write(&tmp, &imported.spec)
+                .and_then(|()| std::fs::rename(&tmp, path))
+                .map_err(|e| anyhow::anyhow!("cannot write {path}: {e}"))?;
+        }
+        None => std::io::stdout()
+            .lock()
+            .write_all(imported.spec.as_bytes())?,
+    }
+    std::io::stderr().lock().write_all(report.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
 }

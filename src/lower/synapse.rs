@@ -341,6 +341,8 @@ fn oidc_provider(p: &SynapseOidc) -> Value {
     if !mapping.is_empty() {
         o.insert("user_mapping_provider".into(), json!({"config": mapping}));
     }
+    // What the spec has no key for, as the running Synapse had it.
+    merge(&mut o, &p.extra);
     Value::Object(o)
 }
 

@@ -172,6 +172,8 @@ pub struct SynapseOidc {
     pub email_template: Option<String>,
     pub allow_existing_users: Option<bool>,
     pub has_users: bool,
+    /// Further Synapse provider settings, verbatim (`extra`).
+    pub extra: Map<String, Value>,
 }
 
 #[derive(Debug, Clone)]

@@ -314,6 +314,13 @@ fn walk_value(value: &Value, path: &KeyPath, f: &mut dyn FnMut(&KeyPath, &str, &
     }
 }
 
+/// Whether a key names a secret when given a literal value: the exact
+/// names, plus any `*_secret` / `*_password` (the file forms end in
+/// `_file`/`_path`). `masgen import` uses the same rule.
+pub fn is_secret_key(key: &str) -> bool {
+    SECRET_KEYS.contains(&key) || key.ends_with("_secret") || key.ends_with("_password")
+}
+
 fn check_literal_secret(
     path: &KeyPath,
     key: &str,
@@ -322,10 +329,7 @@ fn check_literal_secret(
     secret_paths: &mut Vec<KeyPath>,
 ) {
     let name = path.to_string();
-    // Exact names, plus any `*_secret` / `*_password`: those are never
-    // anything but the secret itself (the file forms end in `_file`/`_path`).
-    let secret_name =
-        SECRET_KEYS.contains(&key) || key.ends_with("_secret") || key.ends_with("_password");
+    let secret_name = is_secret_key(key);
     if secret_name
         && !matches!(
             value,

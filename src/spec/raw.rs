@@ -137,6 +137,10 @@ pub struct SynapseOidcSpec {
     pub allow_existing_users: Option<bool>,
     /// Whether any Synapse user is linked to this provider (default: assume so).
     pub has_users: Option<bool>,
+    /// Synapse provider settings without a key of their own, passed to
+    /// phase 1 verbatim (deep-merged into the provider).
+    #[serde(default)]
+    pub extra: toml::Table,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -339,7 +339,55 @@ pub(super) fn check_synapse_oidc(
         email_template: p.email_template.clone(),
         allow_existing_users: p.allow_existing_users,
         has_users: p.has_users.unwrap_or(true),
+        extra: check_oidc_extra(c, path, &p.extra),
     }
+}
+
+/// A provider's `extra` table: anything Synapse's provider accepts, except
+/// what the spec has a key for (a second value would be ambiguous).
+fn check_oidc_extra(c: &mut Checker, path: &str, extra: &toml::Table) -> Map<String, Value> {
+    let extra = table_to_json(extra);
+    let typed = [
+        ("idp_id", "idp_id"),
+        ("idp_name", "idp_name"),
+        ("issuer", "issuer"),
+        ("client_id", "client_id"),
+        ("client_secret_path", "client_secret_file"),
+        ("scopes", "scopes"),
+        ("discover", "discover"),
+        ("allow_existing_users", "allow_existing_users"),
+        ("enabled", "the block itself"),
+    ];
+    for (k, own) in typed {
+        if extra.contains_key(k) {
+            c.error(
+                "synapse.oidc.extra_typed",
+                at(&format!("{path}.extra.{k}")),
+                format!("`{k}` has a key of its own in the spec"),
+                format!("set `{own}` instead"),
+            );
+        }
+    }
+    let ump = extra
+        .get("user_mapping_provider")
+        .and_then(|u| u.get("config"));
+    if let Some(Value::Object(config)) = ump {
+        for k in [
+            "localpart_template",
+            "display_name_template",
+            "email_template",
+        ] {
+            if config.contains_key(k) {
+                c.error(
+                    "synapse.oidc.extra_typed",
+                    at(&format!("{path}.extra.user_mapping_provider.config.{k}")),
+                    format!("`{k}` has a key of its own in the spec"),
+                    format!("set `{path}.{k}` instead"),
+                );
+            }
+        }
+    }
+    extra
 }
 
 pub(super) fn check_synapse_escape_hatch(
