@@ -585,3 +585,35 @@ fn pending_specs() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// A spec with many errors prints the first `MAX_SHOWN` (in file order),
+/// counts the rest in one line, and its summary counts them all.
+#[test]
+fn many_errors_are_capped_with_a_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = fresh_spec();
+    spec.push_str("\n[migration]\n");
+    for i in 0..200 {
+        spec.push_str(&format!("unknown_{i:03} = 1\n"));
+    }
+    std::fs::write(tmp.path().join("many.toml"), &spec).unwrap();
+    let out = check_in(tmp.path(), "many.toml");
+    assert_no_panic("many.toml", &out);
+    let err = stderr(&out);
+    let codes = printed_codes(&err, "many.toml");
+    assert_eq!(codes.len(), masgen::diag::MAX_SHOWN, "{err}");
+    assert!(err.contains("`migration.unknown_000`"), "{err}");
+    assert!(!err.contains("`migration.unknown_199`"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "note: and {} more diagnostic(s), not shown",
+            200 - masgen::diag::MAX_SHOWN
+        )),
+        "{err}"
+    );
+    assert!(
+        err.trim_end()
+            .ends_with("many.toml: failed (200 error(s), 0 warning(s)); nothing was written"),
+        "{err}"
+    );
+}

@@ -3,12 +3,15 @@
 
 pub mod raw;
 
+use std::collections::BTreeSet;
 use std::ops::Range;
 
 pub use raw::SpecFile;
 use toml_edit::{ImDocument, Item, Value};
 
-use crate::diag::{line_col, source_line, Diagnostic, Key, KeyPath, Location, Rendered, Severity};
+use crate::diag::{
+    excerpt, Diagnostic, Key, KeyPath, LineIndex, Location, Rendered, Report, Severity, MAX_SHOWN,
+};
 
 /// The spec format this masgen reads.
 pub const SPEC_VERSION: u32 = 1;
@@ -17,23 +20,26 @@ pub const SPEC_VERSION: u32 = 1;
 pub struct Source {
     pub name: String,
     pub text: String,
-    doc: Option<ImDocument<String>>,
+    doc: Result<ImDocument<String>, toml_edit::TomlError>,
+    lines: LineIndex,
 }
 
 impl Source {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
         let text = text.into();
-        let doc = ImDocument::parse(text.clone()).ok();
+        let doc = ImDocument::parse(text.clone());
+        let lines = LineIndex::new(&text);
         Source {
             name: name.into(),
             text,
             doc,
+            lines,
         }
     }
 
     /// Byte range of the value at `path`, or of the deepest part of it that exists.
     pub fn span_of(&self, path: &KeyPath) -> Range<usize> {
-        let Some(doc) = &self.doc else { return 0..0 };
+        let Ok(doc) = &self.doc else { return 0..0 };
         let mut best = 0..0;
         let mut item: Option<Node<'_>> = Some(Node::Item(doc.as_item()));
         for key in &path.0 {
@@ -47,12 +53,21 @@ impl Source {
         best
     }
 
+    /// 1-based line and column of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        self.lines.line_col(&self.text, offset)
+    }
+
+    fn offset(&self, location: &Location) -> usize {
+        match location {
+            Location::Path(path) => self.span_of(path).start,
+            Location::Span(span) => span.start,
+        }
+    }
+
     pub fn render(&self, diag: &Diagnostic) -> Rendered {
-        let span = match &diag.location {
-            Location::Path(path) => self.span_of(path),
-            Location::Span(span) => span.clone(),
-        };
-        let (line, column) = line_col(&self.text, span.start);
+        let (line, column) = self.line_col(self.offset(&diag.location));
+        let (excerpt, caret) = excerpt(self.lines.line(&self.text, line), column);
         Rendered {
             severity: diag.severity,
             code: diag.code,
@@ -61,19 +76,42 @@ impl Source {
             column,
             message: diag.message.clone(),
             help: diag.help.clone(),
-            source_line: source_line(&self.text, line),
+            excerpt,
+            caret,
         }
     }
 
-    /// Renders diagnostics errors first, then in file order.
-    pub fn render_all(&self, diags: &[Diagnostic]) -> Vec<Rendered> {
-        let mut rendered: Vec<Rendered> = diags.iter().map(|d| self.render(d)).collect();
-        rendered.sort_by(|a, b| {
-            (a.severity, a.line, a.column, a.code, &a.message)
-                .cmp(&(b.severity, b.line, b.column, b.code, &b.message))
+    /// Errors first, then warnings; each in file order, except that a
+    /// diagnostic with a `cause` comes right after the one at its cause.
+    /// Only the first [`MAX_SHOWN`] are rendered, all are counted: the cost
+    /// is one span lookup per diagnostic plus the rendering of the shown ones.
+    pub fn render_all(&self, diags: &[Diagnostic]) -> Report {
+        let mut keyed: Vec<(Severity, usize, bool, usize, &Diagnostic)> = diags
+            .iter()
+            .map(|d| {
+                let own = self.offset(&d.location);
+                let anchor = d.cause.as_ref().map_or(own, |c| self.span_of(c).start);
+                (d.severity, anchor, d.cause.is_some(), own, d)
+            })
+            .collect();
+        keyed.sort_by(|a, b| {
+            (a.0, a.1, a.2, a.3, a.4.code, &a.4.message)
+                .cmp(&(b.0, b.1, b.2, b.3, b.4.code, &b.4.message))
         });
-        rendered.dedup();
-        rendered
+        keyed.dedup_by(|a, b| {
+            (a.0, a.3, a.4.code, &a.4.message, &a.4.help)
+                == (b.0, b.3, b.4.code, &b.4.message, &b.4.help)
+        });
+        let errors = keyed.iter().filter(|k| k.0 == Severity::Error).count();
+        Report {
+            shown: keyed
+                .iter()
+                .take(MAX_SHOWN)
+                .map(|k| self.render(k.4))
+                .collect(),
+            errors,
+            warnings: keyed.len() - errors,
+        }
     }
 }
 
@@ -142,7 +180,7 @@ const SECRET_KEYS: &[&str] = &[
 
 /// Parses and type-checks a spec. On failure returns every diagnostic found.
 pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
-    let doc = match ImDocument::parse(source.text.as_str()) {
+    let doc = match &source.doc {
         Ok(doc) => doc,
         Err(err) => {
             let span = err.span().unwrap_or(0..0);
@@ -159,12 +197,13 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
                     .collect::<Vec<_>>()
                     .join(": "),
                 help: Some("fix the TOML syntax at this position".into()),
+                cause: None,
             }]);
         }
     };
 
     let mut diags = Vec::new();
-    let mut secret_paths = Vec::new();
+    let mut secret_paths = BTreeSet::new();
     walk_item(doc.as_item(), &KeyPath::root(), &mut |path, key, value| {
         check_literal_secret(path, key, value, &mut diags, &mut secret_paths)
     });
@@ -222,6 +261,7 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
                 location,
                 message,
                 help: Some(help.into()),
+                cause: None,
             });
             Err(diags)
         }
@@ -313,7 +353,7 @@ fn check_literal_secret(
     key: &str,
     value: &Value,
     diags: &mut Vec<Diagnostic>,
-    secret_paths: &mut Vec<KeyPath>,
+    secret_paths: &mut BTreeSet<KeyPath>,
 ) {
     let name = path.to_string();
     // Exact names, plus any `*_secret` / `*_password`: those are never
@@ -326,7 +366,7 @@ fn check_literal_secret(
             Value::InlineTable(_) | Value::Array(_) | Value::Boolean(_)
         )
     {
-        secret_paths.push(path.clone());
+        secret_paths.insert(path.clone());
         diags.push(
             Diagnostic::error(
                 "secret.literal",
@@ -341,7 +381,7 @@ fn check_literal_secret(
     }
     if let Value::String(s) = value {
         if s.value().contains("-----BEGIN") {
-            secret_paths.push(path.clone());
+            secret_paths.insert(path.clone());
             diags.push(
                 Diagnostic::error(
                     "secret.literal",
@@ -367,8 +407,8 @@ mod tests {
         let span = src.span_of(&KeyPath::parse(
             "mas.upstream_providers[1].claims_imports.localpart.template",
         ));
-        assert_eq!(line_col(&src.text, span.start), (7, 34));
+        assert_eq!(src.line_col(span.start), (7, 34));
         let span = src.span_of(&KeyPath::parse("mas.upstream_providers[1].id"));
-        assert_eq!(line_col(&src.text, span.start), (6, 1));
+        assert_eq!(src.line_col(span.start), (6, 1));
     }
 }
