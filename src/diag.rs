@@ -1,5 +1,6 @@
 //! Diagnostics: what is wrong, where in the spec, and what to do about it.
 
+use std::borrow::Cow;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -88,8 +89,9 @@ pub struct Diagnostic {
     pub code: &'static str,
     pub location: Location,
     pub message: String,
-    /// What to do about it.
-    pub help: Option<String>,
+    /// What to do about it (mostly a fixed text: a spec with 400,000
+    /// unknown keys should not hold 400,000 copies of it).
+    pub help: Option<Cow<'static, str>>,
     /// The value whose diagnostic causes this one: this one is printed
     /// right after it, wherever it is in the file.
     pub cause: Option<KeyPath>,
@@ -114,7 +116,7 @@ impl Diagnostic {
         }
     }
 
-    pub fn help(mut self, help: impl Into<String>) -> Self {
+    pub fn help(mut self, help: impl Into<Cow<'static, str>>) -> Self {
         self.help = Some(help.into());
         self
     }

@@ -49,9 +49,11 @@ pub fn check_source(source: spec::Source) -> Result<Checked, Report> {
 
 /// Reads a spec file from disk and validates it.
 pub fn check_file(path: &Utf8Path) -> anyhow::Result<Result<Checked, Report>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read spec {path}: {e}"))?;
-    Ok(check_source(spec::Source::new(path.as_str(), text)))
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read spec {path}: {e}"))?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => check_source(spec::Source::new(path.as_str(), text)),
+        Err(e) => Err(spec::not_utf8(path.as_str(), e.as_bytes(), e.utf8_error())),
+    })
 }
 
 /// How plans name the flake of an output directory: a path Nix reads as a

@@ -212,8 +212,8 @@ const CASES: &[(&str, i32, &[&str])] = &[
     ("72-crlf-line-endings", 2, &["value.port"]),
     ("73-tab-indented", 2, &["value.port"]),
     ("74-control-characters", 2, &["toml.syntax"]),
-    // Not UTF-8: a plain `error: cannot read spec …` line, no coded diagnostic.
-    ("75-invalid-utf8", 2, &[]),
+    // Not UTF-8: the byte offset and its line and column.
+    ("75-invalid-utf8", 2, &["spec.encoding"]),
     ("76-duplicate-key", 2, &["toml.syntax"]),
     // fixed after the first review
     ("18-provider-id-not-ulid", 2, &["mas.provider.id"]),
@@ -234,6 +234,32 @@ const CASES: &[(&str, i32, &[&str])] = &[
     ("80-dotted-account-key", 2, &["spec.unknown_key"]),
     ("81-same-port-wildcard-address", 2, &["value.port"]),
     ("82-table-given-as-string", 2, &["spec.type"]),
+    // file keys the consumer would ignore; help that names a key it reads
+    (
+        "83-smtp-pass-file-in-synapse-extra",
+        2,
+        &["secret.file_key_ignored"],
+    ),
+    (
+        "84-macaroon-file-in-synapse-extra",
+        2,
+        &["secret.file_key_ignored"],
+    ),
+    (
+        "85-captcha-secret-file-in-mas-extra",
+        2,
+        &["secret.file_key_ignored"],
+    ),
+    (
+        "86-literal-secret-by-suffix",
+        2,
+        &["secret.literal", "secret.literal"],
+    ),
+    (
+        "87-literal-redis-password-in-synapse-extra",
+        2,
+        &["secret.literal"],
+    ),
 ];
 
 /// Specs validation gets wrong today (see the header comment of each):
@@ -421,13 +447,22 @@ fn bad_specs_say_what_they_prove() {
     }
 }
 
+/// The first bad byte is named by offset and by line and column: a Latin-1
+/// `é` in a comment on line 3.
 #[test]
-fn invalid_utf8_is_reported_without_a_position() {
-    let rel = "tests/bad_specs/75-invalid-utf8.toml";
-    let out = check(rel);
+fn invalid_utf8_names_the_byte_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bytes = b"version = 1\n\n# caf".to_vec();
+    bytes.push(0xe9);
+    bytes.extend_from_slice(b" menu\n");
+    std::fs::write(tmp.path().join("latin1.toml"), &bytes).unwrap();
+    let out = check_in(tmp.path(), "latin1.toml");
     assert_eq!(exit_code(&out), 2);
     let err = stderr(&out);
-    assert!(err.contains(rel) && err.contains("valid UTF-8"), "{err}");
+    assert!(
+        err.starts_with("latin1.toml:3:6: error[spec.encoding]: the spec is not valid UTF-8: byte offset 18 holds 0xe9\n"),
+        "{err}"
+    );
 }
 
 /// `masgen build` of a spec with errors exits 2 and creates nothing.

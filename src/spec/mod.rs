@@ -9,6 +9,7 @@ use std::ops::Range;
 pub use raw::SpecFile;
 use toml_edit::{ImDocument, Item, Value};
 
+use crate::rules::secrets;
 use crate::diag::{
     excerpt, Diagnostic, Key, KeyPath, LineIndex, Location, Rendered, Report, Severity, MAX_SHOWN,
 };
@@ -75,7 +76,7 @@ impl Source {
             line,
             column,
             message: diag.message.clone(),
-            help: diag.help.clone(),
+            help: diag.help.as_deref().map(str::to_string),
             excerpt,
             caret,
         }
@@ -177,6 +178,32 @@ const SECRET_KEYS: &[&str] = &[
     "turn_shared_secret",
     "worker_replication_secret",
 ];
+
+/// The diagnostic for a spec file that is not UTF-8: the byte offset and
+/// bytes of the first bad sequence, and its line and column in the valid
+/// text before it.
+pub fn not_utf8(name: &str, bytes: &[u8], err: std::str::Utf8Error) -> Report {
+    let at = err.valid_up_to();
+    let len = err.error_len().unwrap_or(bytes.len() - at);
+    let bad: Vec<String> = bytes[at..at + len]
+        .iter()
+        .map(|b| format!("0x{b:02x}"))
+        .collect();
+    // The lossy text has the same bytes up to `at`, so positions agree.
+    let source = Source::new(name, String::from_utf8_lossy(bytes).into_owned());
+    let diag = Diagnostic {
+        severity: Severity::Error,
+        code: "spec.encoding",
+        location: Location::Span(at..at),
+        message: format!(
+            "the spec is not valid UTF-8: byte offset {at} holds {}",
+            bad.join(" ")
+        ),
+        help: Some("TOML files are UTF-8; save the spec as UTF-8 (e.g. `iconv -f LATIN1 -t UTF-8 spec.toml`)".into()),
+        cause: None,
+    };
+    source.render_all(&[diag])
+}
 
 /// Parses and type-checks a spec. On failure returns every diagnostic found.
 pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
@@ -348,6 +375,13 @@ fn walk_value(value: &Value, path: &KeyPath, f: &mut dyn FnMut(&KeyPath, &str, &
     }
 }
 
+/// Whether a key name holds a secret when given a literal value: the exact
+/// names above, plus any `*_secret` / `*_password`, which are never anything
+/// but the secret itself (the file forms end in `_file`/`_path`).
+pub fn is_secret_name(key: &str) -> bool {
+    SECRET_KEYS.contains(&key) || key.ends_with("_secret") || key.ends_with("_password")
+}
+
 fn check_literal_secret(
     path: &KeyPath,
     key: &str,
@@ -356,11 +390,7 @@ fn check_literal_secret(
     secret_paths: &mut BTreeSet<KeyPath>,
 ) {
     let name = path.to_string();
-    // Exact names, plus any `*_secret` / `*_password`: those are never
-    // anything but the secret itself (the file forms end in `_file`/`_path`).
-    let secret_name =
-        SECRET_KEYS.contains(&key) || key.ends_with("_secret") || key.ends_with("_password");
-    if secret_name
+    if is_secret_name(key)
         && !matches!(
             value,
             Value::InlineTable(_) | Value::Array(_) | Value::Boolean(_)
@@ -373,10 +403,12 @@ fn check_literal_secret(
                 path.clone(),
                 format!("`{name}` holds a literal secret; secrets must never be written into the spec, the generated tree or the Nix store"),
             )
-            .help(format!(
-                "put the secret in a root-only file outside the Nix store (e.g. /run/secrets/...) and set `{key}_file = \"/path/to/file\"` instead"
-            )),
+            .help(secrets::literal_secret_help(path, key)),
         );
+        return;
+    }
+    if let Err((message, help)) = secrets::check_file_key(path, key, is_secret_name) {
+        diags.push(Diagnostic::error("secret.file_key_ignored", path.clone(), message).help(help));
         return;
     }
     if let Value::String(s) = value {
@@ -410,5 +442,75 @@ mod tests {
         assert_eq!(src.line_col(span.start), (7, 34));
         let span = src.span_of(&KeyPath::parse("mas.upstream_providers[1].id"));
         assert_eq!(src.line_col(span.start), (6, 1));
+    }
+
+    /// Every masgen `*_file` key the literal-secret help suggests is a key
+    /// the spec really has: written at its place, none is unknown.
+    #[test]
+    fn masgen_file_forms_are_spec_keys() {
+        use crate::rules::secrets::{Consumer, FILE_FORMS};
+        let mut doc: toml_edit::DocumentMut = format!(
+            "{}\n{}",
+            crate::starter_spec(true),
+            r#"
+[synapse.oidc_config]
+issuer = "https://sso.example.com"
+client_id = "synapse"
+[[synapse.oidc_providers]]
+idp_id = "sso"
+issuer = "https://sso.example.com"
+client_id = "synapse"
+[mas.database]
+name = "matrix-authentication-service"
+[[mas.upstream_providers]]
+id = "01H8PKNWKKRPCBW4YGH1RWV279"
+client_id = "mas"
+token_endpoint_auth_method = "client_secret_basic"
+"#
+        )
+        .parse()
+        .unwrap();
+        let mut written = Vec::new();
+        for f in FILE_FORMS.iter().filter(|f| f.consumer == Consumer::Masgen) {
+            let mut table = doc.as_table_mut();
+            for part in f.table.split('.') {
+                table = match part.strip_suffix("[]") {
+                    Some(name) => table[name]
+                        .as_array_of_tables_mut()
+                        .and_then(|a| a.get_mut(0))
+                        .unwrap_or_else(|| panic!("no [[{}]] in the fixture", f.table)),
+                    None => table[part]
+                        .as_table_mut()
+                        .unwrap_or_else(|| panic!("no [{}] in the fixture", f.table)),
+                };
+            }
+            let file = f.file.expect("masgen has a file form for each");
+            table[file] = toml_edit::value("/run/secrets/x");
+            written.push(format!("{}.{file}", f.table));
+        }
+        let source = Source::new("forms.toml", doc.to_string());
+        let diags = match load(&source) {
+            Ok(_) => Vec::new(),
+            Err(diags) => diags,
+        };
+        let wrong: Vec<_> = diags
+            .iter()
+            .filter(|d| d.code.starts_with("spec.") || d.code.starts_with("secret."))
+            .map(|d| format!("{}: {}", d.code, d.message))
+            .collect();
+        assert!(wrong.is_empty(), "{wrong:?} (wrote {written:?})");
+        assert!(written.len() >= 15, "{written:?}");
+    }
+
+    /// The literal-secret check's name rule: listed names, and any name
+    /// ending in `_secret` or `_password`; file forms are not secrets.
+    #[test]
+    fn secret_names() {
+        for key in ["smtp_pass", "macaroon_secret_key", "key", "webhook_secret", "relay_password"] {
+            assert!(is_secret_name(key), "{key}");
+        }
+        for key in ["client_secret_path", "password_file", "secret_key_file", "public_key", "passwords"] {
+            assert!(!is_secret_name(key), "{key}");
+        }
     }
 }

@@ -40,7 +40,7 @@ impl Checker {
         help: impl Into<String>,
     ) {
         self.diags
-            .push(Diagnostic::error(code, path, message).help(help));
+            .push(Diagnostic::error(code, path, message).help(help.into()));
     }
 
     fn warn(
@@ -51,7 +51,7 @@ impl Checker {
         help: impl Into<String>,
     ) {
         self.diags
-            .push(Diagnostic::warning(code, path, message).help(help));
+            .push(Diagnostic::warning(code, path, message).help(help.into()));
     }
 
     fn hostname(&mut self, path: &str, value: &str) {
