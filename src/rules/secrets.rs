@@ -58,52 +58,304 @@ use Consumer::{Mas, Masgen, Synapse};
 pub const FILE_FORMS: &[FileForm] = &[
     // Synapse 1.163.2: each `*_path` is read with `read_file` next to its
     // inline key, and both at once is a ConfigError.
-    form(Synapse, "", "macaroon_secret_key", Some("macaroon_secret_key_path"), "synapse/config/key.py"),
-    form(Synapse, "", "form_secret", Some("form_secret_path"), "synapse/config/key.py"),
-    form(Synapse, "", "registration_shared_secret", Some("registration_shared_secret_path"), "synapse/config/registration.py"),
-    form(Synapse, "", "worker_replication_secret", Some("worker_replication_secret_path"), "synapse/config/workers.py"),
-    form(Synapse, "", "turn_shared_secret", Some("turn_shared_secret_path"), "synapse/config/voip.py"),
-    form(Synapse, "", "recaptcha_private_key", Some("recaptcha_private_key_path"), "synapse/config/captcha.py"),
-    form(Synapse, "oidc_providers[]", "client_secret", Some("client_secret_path"), "synapse/config/oidc.py (_parse_oidc_config_dict)"),
-    form(Synapse, "oidc_config", "client_secret", Some("client_secret_path"), "synapse/config/oidc.py (_parse_oidc_config_dict)"),
-    form(Synapse, "redis", "password", Some("password_path"), "synapse/config/redis.py"),
-    form(Synapse, "matrix_authentication_service", "secret", Some("secret_path"), "synapse/config/mas.py"),
+    form(
+        Synapse,
+        "",
+        "macaroon_secret_key",
+        Some("macaroon_secret_key_path"),
+        "synapse/config/key.py",
+    ),
+    form(
+        Synapse,
+        "",
+        "form_secret",
+        Some("form_secret_path"),
+        "synapse/config/key.py",
+    ),
+    form(
+        Synapse,
+        "",
+        "registration_shared_secret",
+        Some("registration_shared_secret_path"),
+        "synapse/config/registration.py",
+    ),
+    form(
+        Synapse,
+        "",
+        "worker_replication_secret",
+        Some("worker_replication_secret_path"),
+        "synapse/config/workers.py",
+    ),
+    form(
+        Synapse,
+        "",
+        "turn_shared_secret",
+        Some("turn_shared_secret_path"),
+        "synapse/config/voip.py",
+    ),
+    form(
+        Synapse,
+        "",
+        "recaptcha_private_key",
+        Some("recaptcha_private_key_path"),
+        "synapse/config/captcha.py",
+    ),
+    form(
+        Synapse,
+        "oidc_providers[]",
+        "client_secret",
+        Some("client_secret_path"),
+        "synapse/config/oidc.py (_parse_oidc_config_dict)",
+    ),
+    form(
+        Synapse,
+        "oidc_config",
+        "client_secret",
+        Some("client_secret_path"),
+        "synapse/config/oidc.py (_parse_oidc_config_dict)",
+    ),
+    form(
+        Synapse,
+        "redis",
+        "password",
+        Some("password_path"),
+        "synapse/config/redis.py",
+    ),
+    form(
+        Synapse,
+        "matrix_authentication_service",
+        "secret",
+        Some("secret_path"),
+        "synapse/config/mas.py",
+    ),
     // Read only inline: `email_config.get("smtp_pass")` and the like.
-    form(Synapse, "email", "smtp_pass", None, "synapse/config/emailconfig.py"),
+    form(
+        Synapse,
+        "email",
+        "smtp_pass",
+        None,
+        "synapse/config/emailconfig.py",
+    ),
     form(Synapse, "", "turn_password", None, "synapse/config/voip.py"),
-    form(Synapse, "password_config", "pepper", None, "synapse/config/auth.py"),
-    form(Synapse, "jwt_config", "secret", None, "synapse/config/jwt.py"),
-    form(Synapse, "database.args", "password", None, "synapse/config/database.py (args go to the driver)"),
+    form(
+        Synapse,
+        "password_config",
+        "pepper",
+        None,
+        "synapse/config/auth.py",
+    ),
+    form(
+        Synapse,
+        "jwt_config",
+        "secret",
+        None,
+        "synapse/config/jwt.py",
+    ),
+    form(
+        Synapse,
+        "database.args",
+        "password",
+        None,
+        "synapse/config/database.py (args go to the driver)",
+    ),
     // MAS v1.22.0: `*_file` next to the inline key (one of the two).
-    form(Mas, "secrets", "encryption", Some("encryption_file"), "crates/config/src/sections/secrets.rs"),
-    form(Mas, "secrets.keys[]", "key", Some("key_file"), "crates/config/src/sections/secrets.rs"),
-    form(Mas, "secrets.keys[]", "password", Some("password_file"), "crates/config/src/sections/secrets.rs"),
-    form(Mas, "matrix", "secret", Some("secret_file"), "crates/config/src/sections/matrix.rs"),
-    form(Mas, "passwords.schemes[]", "secret", Some("secret_file"), "crates/config/src/sections/passwords.rs"),
-    form(Mas, "email", "password", Some("password_file"), "crates/config/src/sections/email.rs"),
-    form(Mas, "database", "password", Some("password_file"), "crates/config/src/sections/database.rs"),
-    form(Mas, "clients[]", "client_secret", Some("client_secret_file"), "crates/config/src/sections/clients.rs"),
-    form(Mas, "upstream_oauth2.providers[]", "client_secret", Some("client_secret_file"), "crates/config/src/sections/upstream_oauth2.rs"),
-    form(Mas, "upstream_oauth2.providers[].sign_in_with_apple", "private_key", Some("private_key_file"), "crates/config/src/sections/upstream_oauth2.rs"),
-    form(Mas, "http.listeners[].tls", "key", Some("key_file"), "crates/config/src/sections/http.rs"),
-    form(Mas, "http.listeners[].tls", "password", Some("password_file"), "crates/config/src/sections/http.rs"),
-    form(Mas, "captcha", "secret_key", None, "crates/config/src/sections/captcha.rs"),
+    form(
+        Mas,
+        "secrets",
+        "encryption",
+        Some("encryption_file"),
+        "crates/config/src/sections/secrets.rs",
+    ),
+    form(
+        Mas,
+        "secrets.keys[]",
+        "key",
+        Some("key_file"),
+        "crates/config/src/sections/secrets.rs",
+    ),
+    form(
+        Mas,
+        "secrets.keys[]",
+        "password",
+        Some("password_file"),
+        "crates/config/src/sections/secrets.rs",
+    ),
+    form(
+        Mas,
+        "matrix",
+        "secret",
+        Some("secret_file"),
+        "crates/config/src/sections/matrix.rs",
+    ),
+    form(
+        Mas,
+        "passwords.schemes[]",
+        "secret",
+        Some("secret_file"),
+        "crates/config/src/sections/passwords.rs",
+    ),
+    form(
+        Mas,
+        "email",
+        "password",
+        Some("password_file"),
+        "crates/config/src/sections/email.rs",
+    ),
+    form(
+        Mas,
+        "database",
+        "password",
+        Some("password_file"),
+        "crates/config/src/sections/database.rs",
+    ),
+    form(
+        Mas,
+        "clients[]",
+        "client_secret",
+        Some("client_secret_file"),
+        "crates/config/src/sections/clients.rs",
+    ),
+    form(
+        Mas,
+        "upstream_oauth2.providers[]",
+        "client_secret",
+        Some("client_secret_file"),
+        "crates/config/src/sections/upstream_oauth2.rs",
+    ),
+    form(
+        Mas,
+        "upstream_oauth2.providers[].sign_in_with_apple",
+        "private_key",
+        Some("private_key_file"),
+        "crates/config/src/sections/upstream_oauth2.rs",
+    ),
+    form(
+        Mas,
+        "http.listeners[].tls",
+        "key",
+        Some("key_file"),
+        "crates/config/src/sections/http.rs",
+    ),
+    form(
+        Mas,
+        "http.listeners[].tls",
+        "password",
+        Some("password_file"),
+        "crates/config/src/sections/http.rs",
+    ),
+    form(
+        Mas,
+        "captcha",
+        "secret_key",
+        None,
+        "crates/config/src/sections/captcha.rs",
+    ),
     // masgen's spec (src/spec/raw.rs); a test checks that each file key parses.
-    form(Masgen, "synapse", "pepper", Some("pepper_file"), "src/spec/raw.rs"),
-    form(Masgen, "synapse", "macaroon_secret_key", Some("macaroon_secret_key_file"), "src/spec/raw.rs"),
-    form(Masgen, "synapse", "registration_shared_secret", Some("registration_shared_secret_file"), "src/spec/raw.rs"),
-    form(Masgen, "synapse", "form_secret", Some("form_secret_file"), "src/spec/raw.rs"),
-    form(Masgen, "synapse.database", "password", Some("password_file"), "src/spec/raw.rs"),
-    form(Masgen, "synapse.oidc_providers[]", "client_secret", Some("client_secret_file"), "src/spec/raw.rs"),
-    form(Masgen, "synapse.oidc_config", "client_secret", Some("client_secret_file"), "src/spec/raw.rs"),
-    form(Masgen, "mas", "encryption", Some("encryption_file"), "src/spec/raw.rs"),
-    form(Masgen, "mas", "shared_secret", Some("shared_secret_file"), "src/spec/raw.rs"),
-    form(Masgen, "mas.database", "password", Some("password_file"), "src/spec/raw.rs"),
-    form(Masgen, "mas.signing_keys[]", "key", Some("key_file"), "src/spec/raw.rs"),
-    form(Masgen, "mas.signing_keys[]", "password", Some("password_file"), "src/spec/raw.rs"),
-    form(Masgen, "mas.email", "password", Some("password_file"), "src/spec/raw.rs"),
-    form(Masgen, "mas.upstream_providers[]", "client_secret", Some("client_secret_file"), "src/spec/raw.rs"),
-    form(Masgen, "users[]", "password", Some("password_file"), "src/spec/raw.rs"),
+    form(
+        Masgen,
+        "synapse",
+        "pepper",
+        Some("pepper_file"),
+        "src/spec/raw.rs",
+    ),
+    form(
+        Masgen,
+        "synapse",
+        "macaroon_secret_key",
+        Some("macaroon_secret_key_file"),
+        "src/spec/raw.rs",
+    ),
+    form(
+        Masgen,
+        "synapse",
+        "registration_shared_secret",
+        Some("registration_shared_secret_file"),
+        "src/spec/raw.rs",
+    ),
+    form(
+        Masgen,
+        "synapse",
+        "form_secret",
+        Some("form_secret_file"),
+        "src/spec/raw.rs",
+    ),
+    form(
+        Masgen,
+        "synapse.database",
+        "password",
+        Some("password_file"),
+        "src/spec/raw.rs",
+    ),
+    form(
+        Masgen,
+        "synapse.oidc_providers[]",
+        "client_secret",
+        Some("client_secret_file"),
+        "src/spec/raw.rs",
+    ),
+    form(
+        Masgen,
+        "synapse.oidc_config",
+        "client_secret",
+        Some("client_secret_file"),
+        "src/spec/raw.rs",
+    ),
+    form(
+        Masgen,
+        "mas",
+        "encryption",
+        Some("encryption_file"),
+        "src/spec/raw.rs",
+    ),
+    form(
+        Masgen,
+        "mas",
+        "shared_secret",
+        Some("shared_secret_file"),
+        "src/spec/raw.rs",
+    ),
+    form(
+        Masgen,
+        "mas.database",
+        "password",
+        Some("password_file"),
+        "src/spec/raw.rs",
+    ),
+    form(
+        Masgen,
+        "mas.signing_keys[]",
+        "key",
+        Some("key_file"),
+        "src/spec/raw.rs",
+    ),
+    form(
+        Masgen,
+        "mas.signing_keys[]",
+        "password",
+        Some("password_file"),
+        "src/spec/raw.rs",
+    ),
+    form(
+        Masgen,
+        "mas.email",
+        "password",
+        Some("password_file"),
+        "src/spec/raw.rs",
+    ),
+    form(
+        Masgen,
+        "mas.upstream_providers[]",
+        "client_secret",
+        Some("client_secret_file"),
+        "src/spec/raw.rs",
+    ),
+    form(
+        Masgen,
+        "users[]",
+        "password",
+        Some("password_file"),
+        "src/spec/raw.rs",
+    ),
 ];
 
 /// Where a spec value ends up: its consumer, and the path of the table
@@ -246,7 +498,10 @@ pub fn check_file_key(
         dotted(&table, key),
         dotted(&table, stem)
     );
-    Err((message, literal_secret_help(&path_with_last(path, stem), stem)))
+    Err((
+        message,
+        literal_secret_help(&path_with_last(path, stem), stem),
+    ))
 }
 
 fn path_with_last(path: &KeyPath, last: &str) -> KeyPath {
@@ -263,8 +518,14 @@ mod tests {
     #[test]
     fn spec_paths_map_to_their_consumer() {
         let p = |s| locate(&KeyPath::parse(s));
-        assert_eq!(p("synapse.extra_settings.email.smtp_pass"), (Synapse, "email".into()));
-        assert_eq!(p("synapse.final_extra_settings.macaroon_secret_key"), (Synapse, "".into()));
+        assert_eq!(
+            p("synapse.extra_settings.email.smtp_pass"),
+            (Synapse, "email".into())
+        );
+        assert_eq!(
+            p("synapse.final_extra_settings.macaroon_secret_key"),
+            (Synapse, "".into())
+        );
         assert_eq!(
             p("synapse.extra_settings.oidc_providers[2].client_secret"),
             (Synapse, "oidc_providers[]".into())
@@ -273,8 +534,14 @@ mod tests {
             p("mas.extra_settings.upstream_oauth2.providers[0].client_secret"),
             (Mas, "upstream_oauth2.providers[]".into())
         );
-        assert_eq!(p("mas.upstream_providers[0].client_secret"), (Masgen, "mas.upstream_providers[]".into()));
-        assert_eq!(p("synapse.password_providers[0].config.bind_password").0, Consumer::Module);
+        assert_eq!(
+            p("mas.upstream_providers[0].client_secret"),
+            (Masgen, "mas.upstream_providers[]".into())
+        );
+        assert_eq!(
+            p("synapse.password_providers[0].config.bind_password").0,
+            Consumer::Module
+        );
         assert_eq!(
             p("synapse.extra_settings.password_providers[0].config.bind_password").0,
             Consumer::Module

@@ -9,10 +9,10 @@ use std::ops::Range;
 pub use raw::SpecFile;
 use toml_edit::{ImDocument, Item, Value};
 
-use crate::rules::secrets;
 use crate::diag::{
     excerpt, Diagnostic, Key, KeyPath, LineIndex, Location, Rendered, Report, Severity, MAX_SHOWN,
 };
+use crate::rules::secrets;
 
 /// The spec format this masgen reads.
 pub const SPEC_VERSION: u32 = 1;
@@ -75,7 +75,10 @@ impl Source {
             file: self.name.clone(),
             line,
             column,
-            message: diag.message.clone(),
+            message: match &diag.cause {
+                Some(cause) => format!("{} (follows from `{cause}`, reported above)", diag.message),
+                None => diag.message.clone(),
+            },
             help: diag.help.as_deref().map(str::to_string),
             excerpt,
             caret,
@@ -96,8 +99,14 @@ impl Source {
             })
             .collect();
         keyed.sort_by(|a, b| {
-            (a.0, a.1, a.2, a.3, a.4.code, &a.4.message)
-                .cmp(&(b.0, b.1, b.2, b.3, b.4.code, &b.4.message))
+            (a.0, a.1, a.2, a.3, a.4.code, &a.4.message).cmp(&(
+                b.0,
+                b.1,
+                b.2,
+                b.3,
+                b.4.code,
+                &b.4.message,
+            ))
         });
         keyed.dedup_by(|a, b| {
             (a.0, a.3, a.4.code, &a.4.message, &a.4.help)
@@ -249,9 +258,27 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
                 .help("check the spelling against `masgen init` output or docs/guide.md; settings masgen does not model go in `extra_settings`"),
         );
     }
+    // Another format version is the root cause of every other complaint
+    // about the file's keys and types: say it first.
+    let version = doc.get("version").and_then(Item::as_integer);
+    if let Some(v) = version.filter(|v| *v != i64::from(SPEC_VERSION)) {
+        let at = KeyPath::parse("version");
+        for d in diags.iter_mut().filter(|d| d.code == "spec.unknown_key") {
+            d.cause = Some(at.clone());
+        }
+        diags.push(
+            Diagnostic::error(
+                "spec.version",
+                at,
+                format!("spec format version {v} is not supported by this masgen"),
+            )
+            .help(format!("this masgen reads `version = {SPEC_VERSION}`")),
+        );
+    }
+    let version_error = diags.iter().any(|d| d.code == "spec.version");
     match parsed {
         Ok(spec) => {
-            if spec.version != SPEC_VERSION {
+            if spec.version != SPEC_VERSION && !version_error {
                 diags.push(
                     Diagnostic::error(
                         "spec.version",
@@ -288,7 +315,7 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
                 location,
                 message,
                 help: Some(help.into()),
-                cause: None,
+                cause: version_error.then(|| KeyPath::parse("version")),
             });
             Err(diags)
         }
@@ -506,10 +533,22 @@ token_endpoint_auth_method = "client_secret_basic"
     /// ending in `_secret` or `_password`; file forms are not secrets.
     #[test]
     fn secret_names() {
-        for key in ["smtp_pass", "macaroon_secret_key", "key", "webhook_secret", "relay_password"] {
+        for key in [
+            "smtp_pass",
+            "macaroon_secret_key",
+            "key",
+            "webhook_secret",
+            "relay_password",
+        ] {
             assert!(is_secret_name(key), "{key}");
         }
-        for key in ["client_secret_path", "password_file", "secret_key_file", "public_key", "passwords"] {
+        for key in [
+            "client_secret_path",
+            "password_file",
+            "secret_key_file",
+            "public_key",
+            "passwords",
+        ] {
             assert!(!is_secret_name(key), "{key}");
         }
     }

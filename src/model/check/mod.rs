@@ -265,9 +265,16 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
             continue;
         }
         if h.base_flake.is_none() {
+            // Point at the host's own table when the spec has one: that is
+            // where `base_flake` goes (not at `[homeserver]`).
+            let about = if spec.hosts.contains_key(&name) {
+                at("hosts").key(&name).key("base_flake")
+            } else {
+                at("homeserver.host")
+            };
             c.warn(
                 "host.no_base_flake",
-                at("homeserver.host"),
+                about,
                 format!("host `{name}` has no `base_flake`: its NixOS configurations lack file systems, boot loader and users, so they will not build as they are"),
                 format!("add `[hosts.{name}]` with `base_flake = \"path:/etc/nixos\"` (a flake exporting the host's own module)"),
             );
@@ -399,8 +406,36 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
         backup_dir,
         users,
     };
+    link_causes(&mut c.diags);
     let ok = !c.diags.iter().any(Diagnostic::is_error);
     (ok.then_some(model), c.diags)
+}
+
+/// (consequence, cause): when both codes are reported, the first follows
+/// from the second and is printed right after it, wherever each is in the
+/// file. A MAS provider whose `synapse_idp_id` names no Synapse provider
+/// leaves that Synapse provider unmapped: fixing the former fixes both.
+const CAUSES: &[(&str, &str)] = &[("migrate.provider_unmapped", "mas.provider.synapse_idp_id")];
+
+fn link_causes(diags: &mut [Diagnostic]) {
+    for &(consequence, cause) in CAUSES {
+        let Some(at) = diags
+            .iter()
+            .find(|d| d.code == cause)
+            .and_then(|d| match &d.location {
+                crate::diag::Location::Path(p) => Some(p.clone()),
+                crate::diag::Location::Span(_) => None,
+            })
+        else {
+            continue;
+        };
+        for d in diags
+            .iter_mut()
+            .filter(|d| d.code == consequence && d.cause.is_none())
+        {
+            d.cause = Some(at.clone());
+        }
+    }
 }
 
 #[cfg(test)]
