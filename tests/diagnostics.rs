@@ -270,6 +270,11 @@ const CASES: &[(&str, i32, &[&str])] = &[
         0,
         &["mas.email.none", "host.no_base_flake"],
     ),
+    (
+        "90-port-out-of-range-root-cause",
+        2,
+        &["value.port", "value.port", "mas.email.none"],
+    ),
 ];
 
 fn masgen() -> Command {
@@ -608,6 +613,20 @@ fn many_errors_are_capped_with_a_count() {
     assert!(
         err.trim_end()
             .ends_with("many.toml: failed (200 error(s), 0 warning(s)); nothing was written"),
+        "{err}"
+    );
+}
+
+/// Two errors at one place: the bad value comes before the clash that was
+/// computed from the default put in its place, and the clash says so.
+#[test]
+fn a_bad_value_comes_before_what_its_default_causes() {
+    let rel = "tests/bad_specs/90-port-out-of-range-root-cause.toml";
+    let err = stderr(&check(rel));
+    let range = err.find("error[value.port]: port 70000 is out of range");
+    let clash = err.find("error[value.port]: MAS and Synapse would both listen on port 8080 (follows from `mas.listener.port`");
+    assert!(
+        matches!((range, clash), (Some(r), Some(c)) if r < c),
         "{err}"
     );
 }

@@ -25,6 +25,10 @@ const DEFAULT_HOST: &str = "matrix";
 
 struct Checker {
     diags: Vec<Diagnostic>,
+    /// Indexes of errors after which the checker went on with a default in
+    /// place of the bad value: other diagnostics at the same path were
+    /// computed from that default and follow from the error.
+    fallbacks: Vec<usize>,
 }
 
 fn at(path: &str) -> KeyPath {
@@ -87,6 +91,7 @@ impl Checker {
                     format!("port {p} is out of range"),
                     "use a TCP port between 1 and 65535",
                 );
+                self.fallbacks.push(self.diags.len() - 1);
                 default
             }
         }
@@ -206,7 +211,10 @@ fn is_path(segments: &[String], dotted: &str) -> bool {
 /// Validates a parsed spec. Returns the model when there is no error, and
 /// every diagnostic (warnings included) either way.
 pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
-    let mut c = Checker { diags: Vec::new() };
+    let mut c = Checker {
+        diags: Vec::new(),
+        fallbacks: Vec::new(),
+    };
 
     // --- homeserver ---
     let hs = &spec.homeserver;
@@ -406,7 +414,7 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
         backup_dir,
         users,
     };
-    link_causes(&mut c.diags);
+    link_causes(&mut c.diags, &c.fallbacks);
     let ok = !c.diags.iter().any(Diagnostic::is_error);
     (ok.then_some(model), c.diags)
 }
@@ -417,16 +425,13 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
 /// leaves that Synapse provider unmapped: fixing the former fixes both.
 const CAUSES: &[(&str, &str)] = &[("migrate.provider_unmapped", "mas.provider.synapse_idp_id")];
 
-fn link_causes(diags: &mut [Diagnostic]) {
+fn link_causes(diags: &mut [Diagnostic], fallbacks: &[usize]) {
+    let path_of = |d: &Diagnostic| match &d.location {
+        crate::diag::Location::Path(p) => Some(p.clone()),
+        crate::diag::Location::Span(_) => None,
+    };
     for &(consequence, cause) in CAUSES {
-        let Some(at) = diags
-            .iter()
-            .find(|d| d.code == cause)
-            .and_then(|d| match &d.location {
-                crate::diag::Location::Path(p) => Some(p.clone()),
-                crate::diag::Location::Span(_) => None,
-            })
-        else {
+        let Some(at) = diags.iter().find(|d| d.code == cause).and_then(path_of) else {
             continue;
         };
         for d in diags
@@ -434,6 +439,16 @@ fn link_causes(diags: &mut [Diagnostic]) {
             .filter(|d| d.code == consequence && d.cause.is_none())
         {
             d.cause = Some(at.clone());
+        }
+    }
+    for &i in fallbacks {
+        let Some(at) = path_of(&diags[i]) else {
+            continue;
+        };
+        for (j, d) in diags.iter_mut().enumerate() {
+            if j != i && d.cause.is_none() && path_of(d).as_ref() == Some(&at) {
+                d.cause = Some(at.clone());
+            }
         }
     }
 }
