@@ -275,6 +275,9 @@ const CASES: &[(&str, i32, &[&str])] = &[
         2,
         &["value.port", "value.port", "mas.email.none"],
     ),
+    // TOML errors at their cause: where the array or string opens
+    ("91-unclosed-array", 2, &["toml.syntax"]),
+    ("92-unclosed-multiline-string", 2, &["toml.syntax"]),
 ];
 
 fn masgen() -> Command {
@@ -629,4 +632,17 @@ fn a_bad_value_comes_before_what_its_default_causes() {
         matches!((range, clash), (Some(r), Some(c)) if r < c),
         "{err}"
     );
+}
+
+/// A TOML error is shown where the mistake is: an unclosed array where it
+/// opens (line 5), a duplicate with the place of its first definition.
+#[test]
+fn toml_errors_point_at_their_cause() {
+    let err = stderr(&check("tests/bad_specs/91-unclosed-array.toml"));
+    assert!(
+        err.starts_with("tests/bad_specs/91-unclosed-array.toml:5:15: error[toml.syntax]"),
+        "{err}"
+    );
+    let err = stderr(&check("tests/bad_specs/76-duplicate-key.toml"));
+    assert!(err.contains("help: it is first defined at 15:1;"), "{err}");
 }

@@ -2,6 +2,7 @@
 //! secrets are checked here; meaning is checked in `model`.
 
 pub mod raw;
+mod syntax;
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -218,24 +219,7 @@ pub fn not_utf8(name: &str, bytes: &[u8], err: std::str::Utf8Error) -> Report {
 pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
     let doc = match &source.doc {
         Ok(doc) => doc,
-        Err(err) => {
-            let span = err.span().unwrap_or(0..0);
-            return Err(vec![Diagnostic {
-                severity: Severity::Error,
-                code: "toml.syntax",
-                location: Location::Span(span),
-                // toml_edit puts the reason on later lines ("duplicate key …").
-                message: err
-                    .message()
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(": "),
-                help: Some("fix the TOML syntax at this position".into()),
-                cause: None,
-            }]);
-        }
+        Err(err) => return Err(vec![syntax::diagnostic(source, err)]),
     };
 
     let mut diags = Vec::new();
