@@ -278,6 +278,7 @@ const CASES: &[(&str, i32, &[&str])] = &[
     // TOML errors at their cause: where the array or string opens
     ("91-unclosed-array", 2, &["toml.syntax"]),
     ("92-unclosed-multiline-string", 2, &["toml.syntax"]),
+    ("93-single-brackets-for-a-list", 2, &["spec.type"]),
 ];
 
 fn masgen() -> Command {

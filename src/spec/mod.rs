@@ -290,6 +290,8 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
             };
             let help = if message.starts_with("missing field") {
                 "add the missing key; `masgen init` prints a complete starter spec"
+            } else if message.contains("map, expected an array") {
+                "this key is a list of tables: write each entry as `[[...]]` (double brackets), not `[...]`"
             } else {
                 "give this key a value of the expected type"
             };

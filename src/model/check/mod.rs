@@ -58,6 +58,15 @@ impl Checker {
             .push(Diagnostic::warning(code, path, message).help(help.into()));
     }
 
+    /// Marks the last error as one after which checking goes on with a
+    /// default in place of the bad value: what else is reported at the same
+    /// path follows from it, and is printed after it.
+    fn defaulted(&mut self) {
+        if let Some(last) = self.diags.len().checked_sub(1) {
+            self.fallbacks.push(last);
+        }
+    }
+
     fn hostname(&mut self, path: &str, value: &str) {
         if !is_hostname(value) {
             self.error(
@@ -91,7 +100,7 @@ impl Checker {
                     format!("port {p} is out of range"),
                     "use a TCP port between 1 and 65535",
                 );
-                self.fallbacks.push(self.diags.len() - 1);
+                self.defaulted();
                 default
             }
         }
