@@ -647,3 +647,59 @@ fn toml_errors_point_at_their_cause() {
     let err = stderr(&check("tests/bad_specs/76-duplicate-key.toml"));
     assert!(err.contains("help: it is first defined at 15:1;"), "{err}");
 }
+
+/// Codes whose diagnostics are about something missing: their path may end
+/// at a key the spec does not have, and they point at its table.
+const ABOUT_ABSENT: &[&str] = &[
+    "mas.email.none",
+    "mas.email.from",
+    "mas.secret_missing",
+    "mas.signing_keys",
+    "mas.provider.client_secret",
+    "mas.provider.endpoints",
+];
+
+/// Every model diagnostic of the corpus and the examples points at a key
+/// the spec has (or, for the codes above, at the table of the missing key):
+/// a path the spec does not have silently falls back to an enclosing table
+/// header, the way `host.no_base_flake` pointed at `[homeserver]`.
+#[test]
+fn diagnostics_point_at_keys_the_spec_has() {
+    use masgen::diag::{Location, Severity};
+    let mut dirs = vec![repo_root().join("examples")];
+    dirs.push(repo_root().join("tests/bad_specs"));
+    let mut failures = Vec::new();
+    for dir in dirs {
+        for stem in spec_stems(&dir) {
+            let path = dir.join(format!("{stem}.toml"));
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let source = masgen::spec::Source::new(stem.as_str(), text);
+            let Ok(raw) = masgen::spec::load(&source) else {
+                continue;
+            };
+            let (_, diags) = masgen::model::validate(&raw);
+            for d in diags {
+                let Location::Path(p) = &d.location else {
+                    continue;
+                };
+                if ABOUT_ABSENT.contains(&d.code) {
+                    continue;
+                }
+                if source.span_of_exact(p).is_none() {
+                    let kind = if d.severity == Severity::Error {
+                        "error"
+                    } else {
+                        "warning"
+                    };
+                    failures.push(format!(
+                        "{stem}: {kind} {} at `{p}`, which the spec does not have",
+                        d.code
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -55,6 +55,19 @@ impl Source {
         best
     }
 
+    /// Byte range of the value at `path` when every part of it exists.
+    pub fn span_of_exact(&self, path: &KeyPath) -> Option<Range<usize>> {
+        let doc = self.doc.as_ref().ok()?;
+        let mut span = None;
+        let mut item = Node::Item(doc.as_item());
+        for key in &path.0 {
+            let (s, next) = item.child(key);
+            span = s.or(span);
+            item = next?;
+        }
+        span
+    }
+
     /// 1-based line and column of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
         self.lines.line_col(&self.text, offset)

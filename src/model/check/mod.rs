@@ -285,9 +285,11 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
             // Point at the host's own table when the spec has one: that is
             // where `base_flake` goes (not at `[homeserver]`).
             let about = if spec.hosts.contains_key(&name) {
-                at("hosts").key(&name).key("base_flake")
-            } else {
+                at("hosts").key(&name)
+            } else if hs.host.is_some() {
                 at("homeserver.host")
+            } else {
+                at("homeserver")
             };
             c.warn(
                 "host.no_base_flake",
