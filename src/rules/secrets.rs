@@ -69,6 +69,9 @@ pub const FILE_FORMS: &[FileForm] = &[
     form(Synapse, "oidc_config", "client_secret", Some("client_secret_path"), "synapse/config/oidc.py (_parse_oidc_config_dict)"),
     form(Synapse, "redis", "password", Some("password_path"), "synapse/config/redis.py"),
     form(Synapse, "matrix_authentication_service", "secret", Some("secret_path"), "synapse/config/mas.py"),
+    // Synapse before 1.157 (masgen's MSC3861 form; 1.135.2 `synapse/config/experimental.py`).
+    form(Synapse, "experimental_features.msc3861", "client_secret", Some("client_secret_path"), "synapse/config/experimental.py (1.135.2)"),
+    form(Synapse, "experimental_features.msc3861", "admin_token", Some("admin_token_path"), "synapse/config/experimental.py (1.135.2)"),
     // Read only inline: `email_config.get("smtp_pass")` and the like.
     form(Synapse, "email", "smtp_pass", None, "synapse/config/emailconfig.py"),
     form(Synapse, "", "turn_password", None, "synapse/config/voip.py"),
@@ -131,13 +134,10 @@ pub fn locate(path: &KeyPath) -> (Consumer, String) {
     };
     // A module's `config` (typed `password_providers`/`modules`, or the same
     // lists in homeserver.yaml) belongs to the module.
-    let in_module = table.windows(3).any(|w| {
-        (w[0] == "password_providers" || w[0] == "modules") && w[1] == "[]" && w[2] == "config"
-    }) || (consumer == Masgen
-        && table.len() >= 4
-        && table[0] == "synapse"
-        && (table[1] == "password_providers" || table[1] == "modules")
-        && table[3] == "config");
+    const MODULE_LISTS: &[&str] = &["password_providers", "modules", "media_storage_providers"];
+    let in_module = table
+        .windows(3)
+        .any(|w| MODULE_LISTS.contains(&w[0].as_str()) && w[1] == "[]" && w[2] == "config");
     if in_module && consumer != Mas {
         return (Consumer::Module, String::new());
     }
@@ -294,6 +294,14 @@ mod tests {
         assert_eq!(
             p("synapse.extra_settings.password_providers[0].config.bind_password").0,
             Consumer::Module
+        );
+        assert_eq!(
+            p("synapse.extra_settings.media_storage_providers[0].config.secret_access_key").0,
+            Consumer::Module
+        );
+        assert_eq!(
+            p("synapse.extra_settings.experimental_features.msc3861.client_secret"),
+            (Synapse, "experimental_features.msc3861".into())
         );
     }
 

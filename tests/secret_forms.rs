@@ -1,0 +1,141 @@
+//! `masgen::rules::secrets::FILE_FORMS` (which key a program reads a
+//! secret from, and from which file key) against the programs themselves:
+//! Synapse's installed sources and MAS's config schema. The literal-secret
+//! help and the refusal of ignored file keys are only as right as this table.
+
+mod support;
+
+/// The Synapse rows of `masgen::rules::secrets::FILE_FORMS` against the
+/// installed Synapse's own sources (1.163.2, and 1.135.2 for the rows that
+/// say so): a file form is a key the cited file reads; a secret without one
+/// is read there and has no `<secret>_path` / `<secret>_file` in the file.
+#[test]
+fn synapse_secret_file_forms_match_synapse_sources() {
+    use masgen::rules::secrets::{Consumer, FILE_FORMS};
+    let package_dir = |py: std::path::PathBuf| {
+        let out = std::process::Command::new(py)
+            .args([
+                "-c",
+                "import synapse, os; print(os.path.dirname(synapse.__file__))",
+            ])
+            .output()
+            .expect("run python");
+        std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    };
+    let Some(new) = support::synapse_python().map(package_dir) else {
+        return;
+    };
+    let Some(old) = support::old_synapse_python().map(package_dir) else {
+        return;
+    };
+    let mut failures = Vec::new();
+    for f in FILE_FORMS
+        .iter()
+        .filter(|f| f.consumer == Consumer::Synapse)
+    {
+        let file = f.source.split_whitespace().next().unwrap();
+        let root = if f.source.contains("(1.135.2)") {
+            &old
+        } else {
+            &new
+        };
+        let rel = file.strip_prefix("synapse/").expect("a synapse/ path");
+        let text = std::fs::read_to_string(root.join(rel))
+            .unwrap_or_else(|e| panic!("{}: {e}", root.join(rel).display()));
+        let quoted =
+            |k: &str| text.contains(&format!("\"{k}\"")) || text.contains(&format!("'{k}'"));
+        match f.file {
+            Some(key) if !quoted(key) => failures.push(format!("{file} does not read `{key}`")),
+            None if !quoted(f.secret) && f.table != "database.args" => {
+                failures.push(format!("{file} does not read `{}`", f.secret))
+            }
+            None => {
+                for form in [format!("{}_path", f.secret), format!("{}_file", f.secret)] {
+                    if quoted(&form) {
+                        failures.push(format!(
+                            "{file} reads `{form}`, a file form the table lacks"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The MAS rows of `FILE_FORMS` against MAS's config schema (v1.22.0,
+/// `docs/config.schema.json`): both keys of a file form exist at that place,
+/// and a secret without one has no `<secret>_file` there.
+#[test]
+fn mas_secret_file_forms_match_the_mas_schema() {
+    use masgen::rules::secrets::{Consumer, FILE_FORMS};
+    use serde_json::Value;
+    let path = support::shared_dir().join("schemas/mas-config.schema.json");
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap();
+    // The schemas a node stands for: itself, its `$ref`, and the members of
+    // its `allOf`/`anyOf`/`oneOf`.
+    fn expand<'a>(root: &'a Value, node: &'a Value, out: &mut Vec<&'a Value>) {
+        if let Some(r) = node.get("$ref").and_then(Value::as_str) {
+            let name = r.rsplit('/').next().unwrap();
+            expand(root, &root["definitions"][name], out);
+        }
+        for k in ["allOf", "anyOf", "oneOf"] {
+            for m in node.get(k).and_then(Value::as_array).into_iter().flatten() {
+                expand(root, m, out);
+            }
+        }
+        out.push(node);
+    }
+    let children = |nodes: &[&Value], part: &str| -> Vec<Value> {
+        let mut found = Vec::new();
+        for n in nodes {
+            let mut all = Vec::new();
+            expand(&schema, n, &mut all);
+            for s in all {
+                let next = match part {
+                    "[]" => s.get("items"),
+                    name => s.get("properties").and_then(|p| p.get(name)),
+                };
+                found.extend(next.cloned());
+            }
+        }
+        found
+    };
+    let has = |nodes: &[Value], key: &str| {
+        let refs: Vec<&Value> = nodes.iter().collect();
+        !children(&refs, key).is_empty()
+    };
+    let mut failures = Vec::new();
+    for f in FILE_FORMS.iter().filter(|f| f.consumer == Consumer::Mas) {
+        let mut nodes = vec![schema.clone()];
+        for part in f.table.split('.').flat_map(|p| match p.strip_suffix("[]") {
+            Some(name) => vec![name, "[]"],
+            None => vec![p],
+        }) {
+            let refs: Vec<&Value> = nodes.iter().collect();
+            nodes = children(&refs, part);
+        }
+        if nodes.is_empty() {
+            failures.push(format!("no `{}` in the MAS schema", f.table));
+            continue;
+        }
+        if !has(&nodes, f.secret) {
+            failures.push(format!("no `{}.{}` in the MAS schema", f.table, f.secret));
+        }
+        match f.file {
+            Some(file) if !has(&nodes, file) => {
+                failures.push(format!("no `{}.{file}` in the MAS schema", f.table))
+            }
+            None if has(&nodes, &format!("{}_file", f.secret)) => failures.push(format!(
+                "the MAS schema has `{}.{}_file`, which the table lacks",
+                f.table, f.secret
+            )),
+            _ => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
