@@ -279,6 +279,11 @@ const CASES: &[(&str, i32, &[&str])] = &[
     ("91-unclosed-array", 2, &["toml.syntax"]),
     ("92-unclosed-multiline-string", 2, &["toml.syntax"]),
     ("93-single-brackets-for-a-list", 2, &["spec.type"]),
+    (
+        "94-unknown-file-key-in-synapse-extra",
+        2,
+        &["extra.file_key_ignored"],
+    ),
 ];
 
 fn masgen() -> Command {

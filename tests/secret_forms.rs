@@ -139,3 +139,73 @@ fn mas_secret_file_forms_match_the_mas_schema() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `SYNAPSE_FILE_KEYS`: each name is read by Synapse's config code (quoted
+/// in `synapse/config/*.py` of 1.163.2, or of 1.135.2 for MSC3861).
+#[test]
+fn synapse_file_key_names_are_read_by_synapse() {
+    let Some(new) = support::synapse_python().map(synapse_config_dir) else {
+        return;
+    };
+    let Some(old) = support::old_synapse_python().map(synapse_config_dir) else {
+        return;
+    };
+    let mut texts = String::new();
+    for dir in [new, old] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().is_some_and(|e| e == "py") {
+                texts.push_str(&std::fs::read_to_string(p).unwrap());
+            }
+        }
+    }
+    let unread: Vec<_> = masgen::rules::secrets::SYNAPSE_FILE_KEYS
+        .iter()
+        .filter(|k| !texts.contains(&format!("\"{k}\"")) && !texts.contains(&format!("'{k}'")))
+        .collect();
+    assert!(unread.is_empty(), "Synapse does not read {unread:?}");
+}
+
+fn synapse_config_dir(py: std::path::PathBuf) -> std::path::PathBuf {
+    let out = std::process::Command::new(py)
+        .args([
+            "-c",
+            "import synapse, os; print(os.path.dirname(synapse.__file__))",
+        ])
+        .output()
+        .expect("run python");
+    std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("config")
+}
+
+/// `MAS_FILE_KEYS` is exactly the set of `*_file`/`*_path` properties of
+/// MAS's config schema.
+#[test]
+fn mas_file_key_names_are_the_schema_s() {
+    let path = support::shared_dir().join("schemas/mas-config.schema.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    fn walk(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::Object(props)) = m.get("properties") {
+                    out.extend(
+                        props
+                            .keys()
+                            .filter(|k| k.ends_with("_file") || k.ends_with("_path"))
+                            .cloned(),
+                    );
+                }
+                m.values().for_each(|c| walk(c, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    let mut in_schema = std::collections::BTreeSet::new();
+    walk(&schema, &mut in_schema);
+    let listed: std::collections::BTreeSet<String> = masgen::rules::secrets::MAS_FILE_KEYS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(listed, in_schema);
+}

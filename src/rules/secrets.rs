@@ -110,6 +110,31 @@ pub const FILE_FORMS: &[FileForm] = &[
     form(Masgen, "users[]", "password", Some("password_file"), "src/spec/raw.rs"),
 ];
 
+/// Every key ending in `_path`/`_file` that Synapse's config code reads, in
+/// any table: the quoted names in Synapse 1.163.2 `synapse/config/*.py`,
+/// plus `admin_token_path` (MSC3861, 1.135.2). `tests/secret_forms.rs`
+/// checks each against the installed sources.
+#[rustfmt::skip]
+pub const SYNAPSE_FILE_KEYS: &[&str] = &[
+    "account_renewed_html_path", "admin_token_path", "backup_media_store_path", "ca_file", "ca_path",
+    "certificate_file", "client_secret_path", "config_path", "database_path", "form_secret_path",
+    "invalid_token_html_path", "key_file", "key_server_signing_keys_path", "log_file",
+    "macaroon_secret_key_path", "media_store_path", "password_path", "pid_file", "private_key_file",
+    "recaptcha_private_key_path", "recaptcha_public_key_path", "registration_shared_secret_path",
+    "secret_path", "signing_key_path", "ssh_priv_key_path", "ssh_pub_key_path",
+    "tls_certificate_path", "tls_private_key_path", "turn_shared_secret_path", "worker_pid_file",
+    "worker_replication_secret_path",
+];
+
+/// Every key ending in `_path`/`_file` in MAS v1.22.0's config schema
+/// (`docs/config.schema.json`); `tests/secret_forms.rs` compares.
+#[rustfmt::skip]
+pub const MAS_FILE_KEYS: &[&str] = &[
+    "certificate_file", "client_secret_file", "encryption_file", "key_file", "password_file",
+    "private_key_file", "secret_file", "ssl_ca_file", "ssl_certificate_file", "ssl_key_file",
+    "translations_path",
+];
+
 /// Where a spec value ends up: its consumer, and the path of the table
 /// holding it in that consumer's config (see [`FileForm::table`]).
 pub fn locate(path: &KeyPath) -> (Consumer, String) {
@@ -220,37 +245,55 @@ fn name(consumer: Consumer) -> &'static str {
     }
 }
 
-/// Checks a `*_file` / `*_path` key in an escape hatch whose stem names a
-/// secret (`is_secret` decides): `Err((message, help))` when the consumer
-/// does not read that key, so the secret would silently be missing.
+/// Checks a `*_file` / `*_path` key in an escape hatch: `Err((code,
+/// message, help))` when the consumer does not read that key, so what it
+/// names would silently be missing (a secret, a certificate, …).
 pub fn check_file_key(
     path: &KeyPath,
     key: &str,
     is_secret: impl Fn(&str) -> bool,
-) -> Result<(), (String, String)> {
+) -> Result<(), (&'static str, String, String)> {
     let (consumer, table) = locate(path);
-    if !matches!(consumer, Synapse | Mas) {
-        return Ok(());
-    }
+    let (names, file_suffix) = match consumer {
+        Synapse => (SYNAPSE_FILE_KEYS, "_path"),
+        Mas => (MAS_FILE_KEYS, "_file"),
+        Masgen | Consumer::Module => return Ok(()),
+    };
     let Some(stem) = key
         .strip_suffix("_file")
         .or_else(|| key.strip_suffix("_path"))
     else {
         return Ok(());
     };
-    if !is_secret(stem) || form_of_file_key(consumer, &table, key).is_some() {
+    if form_of_file_key(consumer, &table, key).is_some() {
         return Ok(());
     }
-    let message = format!(
-        "{} does not read `{}`: the key would be ignored and `{}` left unset",
+    let ignored = format!(
+        "{} does not read `{}`: the key would be ignored",
         name(consumer),
-        dotted(&table, key),
-        dotted(&table, stem)
+        dotted(&table, key)
     );
-    Err((
-        message,
-        literal_secret_help(&path_with_last(path, stem), stem),
-    ))
+    if is_secret(stem) {
+        return Err((
+            "secret.file_key_ignored",
+            format!("{ignored} and `{}` left unset", dotted(&table, stem)),
+            literal_secret_help(&path_with_last(path, stem), stem),
+        ));
+    }
+    if names.contains(&key) {
+        return Ok(());
+    }
+    let other = format!("{stem}{file_suffix}");
+    let help = if names.contains(&other.as_str()) {
+        format!("{} reads `{other}`", name(consumer))
+    } else {
+        format!(
+            "check the name against {}'s configuration reference; no {} setting has this name",
+            name(consumer),
+            name(consumer)
+        )
+    };
+    Err(("extra.file_key_ignored", ignored, help))
 }
 
 fn path_with_last(path: &KeyPath, last: &str) -> KeyPath {

@@ -433,8 +433,8 @@ fn check_literal_secret(
         );
         return;
     }
-    if let Err((message, help)) = secrets::check_file_key(path, key, is_secret_name) {
-        diags.push(Diagnostic::error("secret.file_key_ignored", path.clone(), message).help(help));
+    if let Err((code, message, help)) = secrets::check_file_key(path, key, is_secret_name) {
+        diags.push(Diagnostic::error(code, path.clone(), message).help(help));
         return;
     }
     if let Value::String(s) = value {
