@@ -284,6 +284,15 @@ const CASES: &[(&str, i32, &[&str])] = &[
         2,
         &["extra.file_key_ignored"],
     ),
+    (
+        "95-bad-password-login-root-cause",
+        2,
+        &[
+            "synapse.password_login",
+            "synapse.delegation_conflict",
+            "mas.email.none",
+        ],
+    ),
 ];
 
 fn masgen() -> Command {

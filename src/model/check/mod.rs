@@ -436,7 +436,20 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
 /// leaves that Synapse provider unmapped: fixing the former fixes both.
 const CAUSES: &[(&str, &str)] = &[("migrate.provider_unmapped", "mas.provider.synapse_idp_id")];
 
+/// Codes reported only when a bad value is replaced by a default (as if
+/// `Checker::defaulted` followed each): an unreadable `password_login`
+/// counts as on, which a fresh install's delegation then refuses.
+const DEFAULTED: &[&str] = &["synapse.password_login"];
+
 fn link_causes(diags: &mut [Diagnostic], fallbacks: &[usize]) {
+    let mut fallbacks = fallbacks.to_vec();
+    fallbacks.extend(
+        diags
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| DEFAULTED.contains(&d.code))
+            .map(|(i, _)| i),
+    );
     let path_of = |d: &Diagnostic| match &d.location {
         crate::diag::Location::Path(p) => Some(p.clone()),
         crate::diag::Location::Span(_) => None,
@@ -452,7 +465,7 @@ fn link_causes(diags: &mut [Diagnostic], fallbacks: &[usize]) {
             d.cause = Some(at.clone());
         }
     }
-    for &i in fallbacks {
+    for i in fallbacks {
         let Some(at) = path_of(&diags[i]) else {
             continue;
         };
