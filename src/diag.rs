@@ -95,6 +95,9 @@ pub struct Diagnostic {
     /// The value whose diagnostic causes this one: this one is printed
     /// right after it, wherever it is in the file.
     pub cause: Option<KeyPath>,
+    /// How many more diagnostics like this one were counted but not kept:
+    /// a spec with 400,000 unknown keys keeps the first few, not 400,000.
+    pub omitted: usize,
 }
 
 impl Diagnostic {
@@ -106,6 +109,7 @@ impl Diagnostic {
             message: message.into(),
             help: None,
             cause: None,
+            omitted: 0,
         }
     }
 

@@ -253,17 +253,17 @@ pub fn check_file_key(
     key: &str,
     is_secret: impl Fn(&str) -> bool,
 ) -> Result<(), (&'static str, String, String)> {
-    let (consumer, table) = locate(path);
-    let (names, file_suffix) = match consumer {
-        Synapse => (SYNAPSE_FILE_KEYS, "_path"),
-        Mas => (MAS_FILE_KEYS, "_file"),
-        Masgen | Consumer::Module => return Ok(()),
-    };
     let Some(stem) = key
         .strip_suffix("_file")
         .or_else(|| key.strip_suffix("_path"))
     else {
         return Ok(());
+    };
+    let (consumer, table) = locate(path);
+    let (names, file_suffix) = match consumer {
+        Synapse => (SYNAPSE_FILE_KEYS, "_path"),
+        Mas => (MAS_FILE_KEYS, "_file"),
+        Masgen | Consumer::Module => return Ok(()),
     };
     if form_of_file_key(consumer, &table, key).is_some() {
         return Ok(());

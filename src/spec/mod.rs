@@ -4,7 +4,7 @@
 pub mod raw;
 mod syntax;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, BinaryHeap};
 use std::ops::Range;
 
 pub use raw::SpecFile;
@@ -126,7 +126,14 @@ impl Source {
             (a.0, a.3, a.4.code, &a.4.message, &a.4.help)
                 == (b.0, b.3, b.4.code, &b.4.message, &b.4.help)
         });
-        let errors = keyed.iter().filter(|k| k.0 == Severity::Error).count();
+        let count = |sev: Severity| -> usize {
+            keyed
+                .iter()
+                .filter(|k| k.0 == sev)
+                .map(|k| 1 + k.4.omitted)
+                .sum()
+        };
+        let errors = count(Severity::Error);
         Report {
             shown: keyed
                 .iter()
@@ -134,7 +141,7 @@ impl Source {
                 .map(|k| self.render(k.4))
                 .collect(),
             errors,
-            warnings: keyed.len() - errors,
+            warnings: count(Severity::Warning),
         }
     }
 }
@@ -224,6 +231,7 @@ pub fn not_utf8(name: &str, bytes: &[u8], err: std::str::Utf8Error) -> Report {
         ),
         help: Some("TOML files are UTF-8; save the spec as UTF-8 (e.g. `iconv -f LATIN1 -t UTF-8 spec.toml`)".into()),
         cause: None,
+        omitted: 0,
     };
     source.render_all(&[diag])
 }
@@ -241,19 +249,32 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
         check_literal_secret(path, key, value, &mut diags, &mut secret_paths)
     });
 
-    let mut unknown = Vec::new();
+    // Unknown keys: the first `MAX_SHOWN` in file order are kept, the rest
+    // only counted, so that a huge spec of typos costs no memory per key.
+    let mut unknown: BinaryHeap<(usize, KeyPath)> = BinaryHeap::new();
+    let mut more_unknown = 0;
     let de = toml::Deserializer::new(&source.text);
-    let parsed: Result<SpecFile, _> =
-        serde_ignored::deserialize(de, |p| unknown.push(ignored_path(&p)));
-    for path in unknown {
+    let parsed: Result<SpecFile, _> = serde_ignored::deserialize(de, |p| {
+        let path = ignored_path(&p);
         if secret_paths.contains(&path) {
-            continue;
+            return;
         }
+        unknown.push((source.span_of(&path).start, path));
+        if unknown.len() > MAX_SHOWN {
+            unknown.pop();
+            more_unknown += 1;
+        }
+    });
+    let first_unknown = diags.len();
+    for (_, path) in unknown.into_sorted_vec() {
         let name = path.to_string();
         diags.push(
             Diagnostic::error("spec.unknown_key", path, format!("unknown key `{name}`"))
                 .help("check the spelling against `masgen init` output or docs/guide.md; settings masgen does not model go in `extra_settings`"),
         );
+    }
+    if let Some(last) = diags[first_unknown..].last_mut() {
+        last.omitted = more_unknown;
     }
     // Another format version is the root cause of every other complaint
     // about the file's keys and types: say it first.
@@ -315,6 +336,7 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
                 message,
                 help: Some(help.into()),
                 cause: version_error.then(|| KeyPath::parse("version")),
+                omitted: 0,
             });
             Err(diags)
         }

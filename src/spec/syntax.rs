@@ -25,6 +25,7 @@ pub(super) fn diagnostic(source: &Source, err: &TomlError) -> Diagnostic {
         message: message.clone(),
         help: Some("fix the TOML syntax at this position".into()),
         cause: None,
+        omitted: 0,
     };
     let unclosed = message.contains("expected `]`")
         || message.contains("expected `}`")
