@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use camino::Utf8Path;
 
-use masgen::diag::Rendered;
+use masgen::diag::Report;
 use masgen::{build_tree_for, check_file, write};
 
 use crate::cli::{Cli, Command};
@@ -60,20 +60,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn print_diagnostics(diags: &[Rendered]) {
-    let mut err = std::io::stderr().lock();
-    for d in diags {
-        let _ = write!(err, "{d}");
-    }
+fn print_diagnostics(diags: &Report) {
+    let _ = write!(std::io::stderr().lock(), "{diags}");
 }
 
-fn summary(diags: &[Rendered]) -> String {
-    let errors = diags
-        .iter()
-        .filter(|d| d.severity == masgen::diag::Severity::Error)
-        .count();
-    let warnings = diags.len() - errors;
-    format!("{errors} error(s), {warnings} warning(s)")
+fn summary(diags: &Report) -> String {
+    diags.summary()
 }
 
 /// Reads and validates a spec, printing its diagnostics. `None` means it

@@ -1,5 +1,6 @@
 //! Diagnostics: what is wrong, where in the spec, and what to do about it.
 
+use std::borrow::Cow;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -88,10 +89,17 @@ pub struct Diagnostic {
     pub code: &'static str,
     pub location: Location,
     pub message: String,
-    /// What to do about it.
-    pub help: Option<String>,
+    /// What to do about it (mostly a fixed text: a spec with 400,000
+    /// unknown keys should not hold 400,000 copies of it).
+    pub help: Option<Cow<'static, str>>,
     /// A second place the diagnostic is about, with what is there.
     pub related: Option<(KeyPath, String)>,
+    /// The value whose diagnostic causes this one: this one is printed
+    /// right after it, wherever it is in the file.
+    pub cause: Option<KeyPath>,
+    /// How many more diagnostics like this one were counted but not kept:
+    /// a spec with 400,000 unknown keys keeps the first few, not 400,000.
+    pub omitted: usize,
 }
 
 impl Diagnostic {
@@ -103,6 +111,8 @@ impl Diagnostic {
             message: message.into(),
             help: None,
             related: None,
+            cause: None,
+            omitted: 0,
         }
     }
 
@@ -113,7 +123,7 @@ impl Diagnostic {
         }
     }
 
-    pub fn help(mut self, help: impl Into<String>) -> Self {
+    pub fn help(mut self, help: impl Into<Cow<'static, str>>) -> Self {
         self.help = Some(help.into());
         self
     }
@@ -121,6 +131,12 @@ impl Diagnostic {
     /// Points at a second key as well, e.g. the other side of a mismatch.
     pub fn related(mut self, at: KeyPath, label: impl Into<String>) -> Self {
         self.related = Some((at, label.into()));
+        self
+    }
+
+    /// Marks this diagnostic as following from the one at `cause`.
+    pub fn caused_by(mut self, cause: KeyPath) -> Self {
+        self.cause = Some(cause);
         self
     }
 
@@ -139,7 +155,11 @@ pub struct Rendered {
     pub column: usize,
     pub message: String,
     pub help: Option<String>,
-    pub source_line: String,
+    /// At most [`EXCERPT_WIDTH`] characters of the source line around the
+    /// column, control characters escaped; empty when there is no line.
+    pub excerpt: String,
+    /// Where the caret goes under `excerpt`, in characters.
+    pub caret: usize,
     /// `file:line:column: label` of the related key, if any.
     pub related: Option<String>,
 }
@@ -155,15 +175,9 @@ impl fmt::Display for Rendered {
             "{}:{}:{}: {level}[{}]: {}",
             self.file, self.line, self.column, self.code, self.message
         )?;
-        if !self.source_line.is_empty() {
-            let (shown, caret) = excerpt(&self.source_line, self.column);
-            writeln!(f, "    | {shown}")?;
-            let pad: String = shown
-                .chars()
-                .take(caret)
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
-            writeln!(f, "    | {pad}^")?;
+        if !self.excerpt.is_empty() {
+            writeln!(f, "    | {}", self.excerpt)?;
+            writeln!(f, "    | {}^", " ".repeat(self.caret))?;
         }
         if let Some(related) = &self.related {
             writeln!(f, "    = note: {related}")?;
@@ -175,50 +189,130 @@ impl fmt::Display for Rendered {
     }
 }
 
-/// At most `WIDTH` characters of a source line around `column`, control
-/// characters made visible, and the caret's offset in what is shown.
-fn excerpt(line: &str, column: usize) -> (String, usize) {
-    const WIDTH: usize = 120;
-    let chars: Vec<char> = line.chars().collect();
-    let col = column.saturating_sub(1).min(chars.len());
-    let start = col.saturating_sub(WIDTH / 2);
-    let end = (start + WIDTH).min(chars.len());
+/// How many diagnostics are printed; the rest are counted ("and N more").
+/// Past a few dozen, more of them only hides the first, which is usually
+/// the one to fix (a wrong table name makes every key below it unknown).
+pub const MAX_SHOWN: usize = 50;
+
+/// The diagnostics of one spec, in print order, at most [`MAX_SHOWN`] of
+/// them; `errors` and `warnings` count all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub shown: Vec<Rendered>,
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+impl Report {
+    /// How many diagnostics are counted but not shown.
+    pub fn omitted(&self) -> usize {
+        self.errors + self.warnings - self.shown.len()
+    }
+
+    /// `N error(s), M warning(s)`, counting the omitted ones.
+    pub fn summary(&self) -> String {
+        format!("{} error(s), {} warning(s)", self.errors, self.warnings)
+    }
+}
+
+impl std::ops::Deref for Report {
+    type Target = [Rendered];
+    fn deref(&self) -> &[Rendered] {
+        &self.shown
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.shown {
+            write!(f, "{d}")?;
+        }
+        if self.omitted() > 0 {
+            writeln!(
+                f,
+                "note: and {} more diagnostic(s), not shown; fix the ones above and check again",
+                self.omitted()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// How many characters of a source line an excerpt shows.
+pub const EXCERPT_WIDTH: usize = 120;
+
+/// At most `EXCERPT_WIDTH` characters of a source line around `column`, every
+/// control character escaped (a raw TAB or ESC would move the caret or
+/// reach the terminal), and the caret's offset in what is shown.
+pub fn excerpt(line: &str, column: usize) -> (String, usize) {
+    let col = column.saturating_sub(1);
+    let start = col.saturating_sub(EXCERPT_WIDTH / 2);
     let mut shown = String::new();
-    let mut caret = col - start;
+    let mut caret = 0;
     if start > 0 {
         shown.push('…');
         caret += 1;
     }
-    for &c in &chars[start..end] {
-        if c.is_control() && c != '\t' {
-            shown.push('\u{fffd}');
-        } else {
-            shown.push(c);
+    let mut chars = line.chars().skip(start).enumerate();
+    for (i, c) in chars.by_ref() {
+        if i == EXCERPT_WIDTH {
+            shown.push('…');
+            break;
         }
-    }
-    if end < chars.len() {
-        shown.push('…');
+        let escaped = escape_char(c);
+        if start + i < col {
+            caret += escaped.chars().count();
+        }
+        shown.push_str(&escaped);
     }
     (shown, caret)
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(source.len());
-    let before = source.get(..offset).unwrap_or(source);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    let column = before[line_start..].chars().count() + 1;
-    (line, column)
+/// A character as printed in an excerpt: control characters as `\t`,
+/// `\r` or `\u{1b}`, the rest as they are.
+fn escape_char(c: char) -> String {
+    match c {
+        '\t' => "\\t".into(),
+        '\r' => "\\r".into(),
+        c if c.is_control() => format!("\\u{{{:x}}}", c as u32),
+        c => c.to_string(),
+    }
 }
 
-pub fn source_line(source: &str, line: usize) -> String {
-    source
-        .lines()
-        .nth(line.saturating_sub(1))
-        .unwrap_or("")
-        .trim_end_matches('\r')
-        .to_string()
+/// Start offsets of a text's lines, to turn byte offsets into lines and
+/// columns by binary search instead of a scan from the start per diagnostic
+/// (which made a spec with many errors take quadratic time).
+#[derive(Debug, Clone)]
+pub struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let start = self.starts[line - 1];
+        (line, text[start..offset].chars().count() + 1)
+    }
+
+    /// The text of a 1-based line, without its line ending.
+    pub fn line<'a>(&self, text: &'a str, line: usize) -> &'a str {
+        let Some(&start) = self.starts.get(line.wrapping_sub(1)) else {
+            return "";
+        };
+        let end = self.starts.get(line).map_or(text.len(), |&e| e - 1);
+        text[start..end].trim_end_matches('\r')
+    }
 }
 
 #[cfg(test)]
@@ -237,9 +331,33 @@ mod tests {
 
     #[test]
     fn line_and_column_are_one_based() {
-        let src = "a = 1\nbé = 2\n";
-        assert_eq!(line_col(src, 0), (1, 1));
-        assert_eq!(line_col(src, 6), (2, 1));
-        assert_eq!(line_col(src, 10), (2, 4));
+        let src = "a = 1\nbé = 2\r\nlast";
+        let idx = LineIndex::new(src);
+        assert_eq!(idx.line_col(src, 0), (1, 1));
+        assert_eq!(idx.line_col(src, 5), (1, 6));
+        assert_eq!(idx.line_col(src, 6), (2, 1));
+        assert_eq!(idx.line_col(src, 10), (2, 4));
+        assert_eq!(idx.line_col(src, 15), (3, 1));
+        assert_eq!(idx.line_col(src, 99), (3, 5));
+        assert_eq!(idx.line(src, 2), "bé = 2");
+        assert_eq!(idx.line(src, 3), "last");
+        assert_eq!(idx.line(src, 4), "");
+    }
+
+    #[test]
+    fn excerpts_escape_control_characters_and_keep_the_caret() {
+        // The caret column counts the escape's width: `\t` is two characters.
+        assert_eq!(excerpt("\tport = 0", 2), ("\\tport = 0".into(), 2));
+        assert_eq!(excerpt("a\u{1b}[31mb", 7), ("a\\u{1b}[31mb".into(), 11));
+        assert_eq!(excerpt("x = 1\r", 1), ("x = 1\\r".into(), 0));
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_column() {
+        let line = "a".repeat(1000) + "X" + &"b".repeat(1000);
+        let (shown, caret) = excerpt(&line, 1001);
+        assert_eq!(shown.chars().nth(caret), Some('X'));
+        assert!(shown.starts_with('…') && shown.ends_with('…'));
+        assert_eq!(shown.chars().count(), EXCERPT_WIDTH + 2);
     }
 }

@@ -21,17 +21,17 @@ pub mod write;
 
 use camino::Utf8Path;
 
-use diag::Rendered;
+use diag::Report;
 
 /// A spec that passed validation, with its warnings.
 pub struct Checked {
     pub homeserver: model::Homeserver,
-    pub warnings: Vec<Rendered>,
+    pub warnings: Report,
     pub source: spec::Source,
 }
 
 /// Reads and validates a spec. `Err` holds every diagnostic (errors first).
-pub fn check_source(source: spec::Source) -> Result<Checked, Vec<Rendered>> {
+pub fn check_source(source: spec::Source) -> Result<Checked, Report> {
     let raw = match spec::load(&source) {
         Ok(raw) => raw,
         Err(diags) => return Err(source.render_all(&diags)),
@@ -49,10 +49,12 @@ pub fn check_source(source: spec::Source) -> Result<Checked, Vec<Rendered>> {
 }
 
 /// Reads a spec file from disk and validates it.
-pub fn check_file(path: &Utf8Path) -> anyhow::Result<Result<Checked, Vec<Rendered>>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read spec {path}: {e}"))?;
-    Ok(check_source(spec::Source::new(path.as_str(), text)))
+pub fn check_file(path: &Utf8Path) -> anyhow::Result<Result<Checked, Report>> {
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read spec {path}: {e}"))?;
+    Ok(match String::from_utf8(bytes) {
+        Ok(text) => check_source(spec::Source::new(path.as_str(), text)),
+        Err(e) => Err(spec::not_utf8(path.as_str(), e.as_bytes(), e.utf8_error())),
+    })
 }
 
 /// How plans name the flake of an output directory: a path Nix reads as a

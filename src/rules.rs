@@ -5,6 +5,8 @@
 
 use serde_json::Value;
 
+pub mod secrets;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
     /// The value is `true`.

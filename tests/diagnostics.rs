@@ -6,10 +6,8 @@
 //! The codes table makes the test fail meaningfully even when snapshots are
 //! updated blindly. Each spec's first line says what it proves.
 //!
-//! `tests/bad_specs/pending/` holds specs validation gets wrong today; they
-//! are checked by the ignored test [`pending_specs`] (run it with
-//! `cargo test --test diagnostics -- --ignored`) and move into the corpus once
-//! validation is fixed.
+//! A spec that validation gets wrong is fixed with its entry here, not parked:
+//! the former `pending/` list had no entries left and could only pass.
 
 mod support;
 
@@ -54,21 +52,22 @@ const CASES: &[(&str, i32, &[&str])] = &[
     // secret paths
     ("16-secret-path-relative", 2, &["value.path"]),
     ("17-secret-path-in-nix-store", 2, &["secret.in_store"]),
-    // upstream providers (18 and 19 are pending: their help is misleading)
+    // upstream providers (18 and 19 are listed further down)
     (
         "20-provider-id-duplicate",
         2,
         &["mas.provider.id_duplicate"],
     ),
+    // The bad `synapse_idp_id` (line 38) is the cause: printed first.
     (
         "21-synapse-idp-id-undeclared",
         2,
-        &["migrate.provider_unmapped", "mas.provider.synapse_idp_id"],
+        &["mas.provider.synapse_idp_id", "migrate.provider_unmapped"],
     ),
     (
         "22-synapse-idp-id-missing-prefix",
         2,
-        &["migrate.provider_unmapped", "mas.provider.synapse_idp_id"],
+        &["mas.provider.synapse_idp_id", "migrate.provider_unmapped"],
     ),
     (
         "23-synapse-idp-id-mapped-twice",
@@ -212,8 +211,8 @@ const CASES: &[(&str, i32, &[&str])] = &[
     ("72-crlf-line-endings", 2, &["value.port"]),
     ("73-tab-indented", 2, &["value.port"]),
     ("74-control-characters", 2, &["toml.syntax"]),
-    // Not UTF-8: a plain `error: cannot read spec …` line, no coded diagnostic.
-    ("75-invalid-utf8", 2, &[]),
+    // Not UTF-8: the byte offset and its line and column.
+    ("75-invalid-utf8", 2, &["spec.encoding"]),
     ("76-duplicate-key", 2, &["toml.syntax"]),
     // fixed after the first review
     ("18-provider-id-not-ulid", 2, &["mas.provider.id"]),
@@ -234,6 +233,66 @@ const CASES: &[(&str, i32, &[&str])] = &[
     ("80-dotted-account-key", 2, &["spec.unknown_key"]),
     ("81-same-port-wildcard-address", 2, &["value.port"]),
     ("82-table-given-as-string", 2, &["spec.type"]),
+    // file keys the consumer would ignore; help that names a key it reads
+    (
+        "83-smtp-pass-file-in-synapse-extra",
+        2,
+        &["secret.file_key_ignored"],
+    ),
+    (
+        "84-macaroon-file-in-synapse-extra",
+        2,
+        &["secret.file_key_ignored"],
+    ),
+    (
+        "85-captcha-secret-file-in-mas-extra",
+        2,
+        &["secret.file_key_ignored"],
+    ),
+    (
+        "86-literal-secret-by-suffix",
+        2,
+        &["secret.literal", "secret.literal"],
+    ),
+    (
+        "87-literal-redis-password-in-synapse-extra",
+        2,
+        &["secret.literal"],
+    ),
+    // root causes first; warnings at the place they are about
+    (
+        "110-version-2-root-cause-first",
+        2,
+        &["spec.version", "spec.unknown_key", "spec.unknown_key"],
+    ),
+    (
+        "111-warn-host-table-without-base-flake",
+        0,
+        &["mas.email.none", "host.no_base_flake"],
+    ),
+    (
+        "112-port-out-of-range-root-cause",
+        2,
+        &["value.port", "value.port", "mas.email.none"],
+    ),
+    // TOML errors at their cause: where the array or string opens
+    ("113-unclosed-array", 2, &["toml.syntax"]),
+    ("114-unclosed-multiline-string", 2, &["toml.syntax"]),
+    ("115-single-brackets-for-a-list", 2, &["spec.type"]),
+    (
+        "116-unknown-file-key-in-synapse-extra",
+        2,
+        &["extra.file_key_ignored"],
+    ),
+    (
+        "117-bad-password-login-root-cause",
+        2,
+        &[
+            "synapse.password_login",
+            "synapse.delegation_conflict",
+            "mas.email.none",
+        ],
+    ),
     (
         "88-fresh-password-auth-modules",
         2,
@@ -327,10 +386,6 @@ const CASES: &[(&str, i32, &[&str])] = &[
     ("105-host-base-twice", 2, &["host.base_twice"]),
     ("106-warn-pin-end-of-life", 0, &["nixpkgs.end_of_life"]),
 ];
-
-/// Specs validation gets wrong today (see the header comment of each):
-/// (stem, expected exit status, codes that must be among those printed).
-const PENDING: &[(&str, i32, &[&str])] = &[];
 
 fn masgen() -> Command {
     let mut cmd = Command::cargo_bin("masgen").expect("the masgen binary");
@@ -501,25 +556,14 @@ fn bad_specs_match_the_codes_table() {
 /// Every spec's first line says what it proves.
 #[test]
 fn bad_specs_say_what_they_prove() {
-    for sub in ["tests/bad_specs", "tests/bad_specs/pending"] {
-        let dir = repo_root().join(sub);
-        for stem in spec_stems(&dir) {
-            let bytes = std::fs::read(dir.join(format!("{stem}.toml"))).unwrap();
-            assert!(
-                bytes.starts_with(b"# proves: "),
-                "{sub}/{stem}.toml must start with `# proves: ...`"
-            );
-        }
+    let dir = repo_root().join("tests/bad_specs");
+    for stem in spec_stems(&dir) {
+        let bytes = std::fs::read(dir.join(format!("{stem}.toml"))).unwrap();
+        assert!(
+            bytes.starts_with(b"# proves: "),
+            "tests/bad_specs/{stem}.toml must start with `# proves: ...`"
+        );
     }
-}
-
-#[test]
-fn invalid_utf8_is_reported_without_a_position() {
-    let rel = "tests/bad_specs/75-invalid-utf8.toml";
-    let out = check(rel);
-    assert_eq!(exit_code(&out), 2);
-    let err = stderr(&out);
-    assert!(err.contains(rel) && err.contains("valid UTF-8"), "{err}");
 }
 
 /// `masgen build` of a spec with errors exits 2 and creates nothing.
@@ -631,49 +675,4 @@ fn long_source_lines_are_shortened() {
         "{} bytes of stderr",
         out.stderr.len()
     );
-}
-
-/// Specs in `tests/bad_specs/pending/`: what validation should report once
-/// fixed. Move a spec into the corpus (with its snapshot) when it passes.
-#[test]
-fn pending_specs() {
-    let dir = repo_root().join("tests/bad_specs/pending");
-    let stems = spec_stems(&dir);
-    let mut failures = Vec::new();
-    for stem in &stems {
-        if !PENDING.iter().any(|(s, ..)| s == stem) {
-            failures.push(format!("pending/{stem}.toml has no entry in PENDING"));
-        }
-    }
-    for (stem, want_exit, want_codes) in PENDING {
-        let rel = format!("tests/bad_specs/pending/{stem}.toml");
-        let out = check(&rel);
-        assert_no_panic(&rel, &out);
-        let err = stderr(&out);
-        let got = printed_codes(&err, &rel);
-        let missing: Vec<_> = want_codes
-            .iter()
-            .filter(|c| !got.iter().any(|g| g == *c))
-            .collect();
-        let misleading = match *stem {
-            // `masgen init` prints no ULID.
-            "18-provider-id-not-ulid" | "19-provider-id-lowercase" => {
-                err.contains("with `masgen init`")
-            }
-            // The reason (`duplicate key ...`) is on the 2nd line of the TOML error.
-            "p1-duplicate-table-header" => !err.contains("duplicate key"),
-            // The bad key is on line 43, not at the `[mas.account]` header.
-            "p4-dotted-account-key" => !err.contains(":43:1: "),
-            // A Rust type name means nothing to the user.
-            "p6-table-given-as-string" => err.contains("struct"),
-            _ => false,
-        };
-        if exit_code(&out) != *want_exit || !missing.is_empty() || misleading {
-            failures.push(format!(
-                "{rel}: want exit {want_exit} with {want_codes:?}, got exit {} with {got:?}:\n{err}",
-                exit_code(&out)
-            ));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

@@ -26,7 +26,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 pub use crate::system;
 pub use changeset::*;
 
-use crate::diag::Rendered;
+use crate::diag::Report;
 use crate::emit::OutputTree;
 use crate::{build_tree_for, check_source, flake_ref, spec, Checked};
 
@@ -47,7 +47,7 @@ pub enum Outcome {
     /// A spec failed validation; `which` names it (the spec, or `REV:path`).
     InvalidSpec {
         which: String,
-        diagnostics: Vec<Rendered>,
+        diagnostics: Report,
     },
 }
 

@@ -2,13 +2,18 @@
 //! secrets are checked here; meaning is checked in `model`.
 
 pub mod raw;
+mod syntax;
 
+use std::collections::{BTreeSet, BinaryHeap};
 use std::ops::Range;
 
 pub use raw::SpecFile;
 use toml_edit::{ImDocument, Item, Value};
 
-use crate::diag::{line_col, source_line, Diagnostic, Key, KeyPath, Location, Rendered, Severity};
+use crate::diag::{
+    excerpt, Diagnostic, Key, KeyPath, LineIndex, Location, Rendered, Report, Severity, MAX_SHOWN,
+};
+use crate::rules::secrets;
 
 /// The spec format this masgen reads.
 pub const SPEC_VERSION: u32 = 1;
@@ -17,23 +22,26 @@ pub const SPEC_VERSION: u32 = 1;
 pub struct Source {
     pub name: String,
     pub text: String,
-    doc: Option<ImDocument<String>>,
+    doc: Result<ImDocument<String>, toml_edit::TomlError>,
+    lines: LineIndex,
 }
 
 impl Source {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
         let text = text.into();
-        let doc = ImDocument::parse(text.clone()).ok();
+        let doc = ImDocument::parse(text.clone());
+        let lines = LineIndex::new(&text);
         Source {
             name: name.into(),
             text,
             doc,
+            lines,
         }
     }
 
     /// Byte range of the value at `path`, or of the deepest part of it that exists.
     pub fn span_of(&self, path: &KeyPath) -> Range<usize> {
-        let Some(doc) = &self.doc else { return 0..0 };
+        let Ok(doc) = &self.doc else { return 0..0 };
         let mut best = 0..0;
         let mut item: Option<Node<'_>> = Some(Node::Item(doc.as_item()));
         for key in &path.0 {
@@ -47,37 +55,98 @@ impl Source {
         best
     }
 
+    /// Byte range of the value at `path` when every part of it exists.
+    pub fn span_of_exact(&self, path: &KeyPath) -> Option<Range<usize>> {
+        let doc = self.doc.as_ref().ok()?;
+        let mut span = None;
+        let mut item = Node::Item(doc.as_item());
+        for key in &path.0 {
+            let (s, next) = item.child(key);
+            span = s.or(span);
+            item = next?;
+        }
+        span
+    }
+
+    /// 1-based line and column of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        self.lines.line_col(&self.text, offset)
+    }
+
+    fn offset(&self, location: &Location) -> usize {
+        match location {
+            Location::Path(path) => self.span_of(path).start,
+            Location::Span(span) => span.start,
+        }
+    }
+
     pub fn render(&self, diag: &Diagnostic) -> Rendered {
-        let span = match &diag.location {
-            Location::Path(path) => self.span_of(path),
-            Location::Span(span) => span.clone(),
-        };
-        let (line, column) = line_col(&self.text, span.start);
+        let (line, column) = self.line_col(self.offset(&diag.location));
+        let (excerpt, caret) = excerpt(self.lines.line(&self.text, line), column);
         Rendered {
             severity: diag.severity,
             code: diag.code,
             file: self.name.clone(),
             line,
             column,
-            message: diag.message.clone(),
-            help: diag.help.clone(),
-            source_line: source_line(&self.text, line),
+            message: match &diag.cause {
+                Some(cause) => format!("{} (follows from `{cause}`, reported above)", diag.message),
+                None => diag.message.clone(),
+            },
+            help: diag.help.as_deref().map(str::to_string),
+            excerpt,
+            caret,
             related: diag.related.as_ref().map(|(path, label)| {
-                let (line, column) = line_col(&self.text, self.span_of(path).start);
+                let (line, column) = self.line_col(self.span_of(path).start);
                 format!("{}:{line}:{column}: {label}", self.name)
             }),
         }
     }
 
-    /// Renders diagnostics errors first, then in file order.
-    pub fn render_all(&self, diags: &[Diagnostic]) -> Vec<Rendered> {
-        let mut rendered: Vec<Rendered> = diags.iter().map(|d| self.render(d)).collect();
-        rendered.sort_by(|a, b| {
-            (a.severity, a.line, a.column, a.code, &a.message)
-                .cmp(&(b.severity, b.line, b.column, b.code, &b.message))
+    /// Errors first, then warnings; each in file order, except that a
+    /// diagnostic with a `cause` comes right after the one at its cause.
+    /// Only the first [`MAX_SHOWN`] are rendered, all are counted: the cost
+    /// is one span lookup per diagnostic plus the rendering of the shown ones.
+    pub fn render_all(&self, diags: &[Diagnostic]) -> Report {
+        let mut keyed: Vec<(Severity, usize, bool, usize, &Diagnostic)> = diags
+            .iter()
+            .map(|d| {
+                let own = self.offset(&d.location);
+                let anchor = d.cause.as_ref().map_or(own, |c| self.span_of(c).start);
+                (d.severity, anchor, d.cause.is_some(), own, d)
+            })
+            .collect();
+        keyed.sort_by(|a, b| {
+            (a.0, a.1, a.2, a.3, a.4.code, &a.4.message).cmp(&(
+                b.0,
+                b.1,
+                b.2,
+                b.3,
+                b.4.code,
+                &b.4.message,
+            ))
         });
-        rendered.dedup();
-        rendered
+        keyed.dedup_by(|a, b| {
+            (a.0, a.3, a.4.code, &a.4.message, &a.4.help)
+                == (b.0, b.3, b.4.code, &b.4.message, &b.4.help)
+        });
+        let count = |sev: Severity| -> usize {
+            keyed
+                .iter()
+                .filter(|k| k.0 == sev)
+                .map(|k| 1 + k.4.omitted)
+                .sum()
+        };
+        let errors = count(Severity::Error);
+        Report {
+            shown: keyed
+                .iter()
+                .take(MAX_SHOWN)
+                .map(|k| self.render(k.4))
+                .collect(),
+            errors,
+            warnings: count(Severity::Warning),
+        }
     }
 }
 
@@ -144,53 +213,95 @@ const SECRET_KEYS: &[&str] = &[
     "worker_replication_secret",
 ];
 
+/// The diagnostic for a spec file that is not UTF-8: the byte offset and
+/// bytes of the first bad sequence, and its line and column in the valid
+/// text before it.
+pub fn not_utf8(name: &str, bytes: &[u8], err: std::str::Utf8Error) -> Report {
+    let at = err.valid_up_to();
+    let len = err.error_len().unwrap_or(bytes.len() - at);
+    let bad: Vec<String> = bytes[at..at + len]
+        .iter()
+        .map(|b| format!("0x{b:02x}"))
+        .collect();
+    // The lossy text has the same bytes up to `at`, so positions agree.
+    let source = Source::new(name, String::from_utf8_lossy(bytes).into_owned());
+    let diag = Diagnostic {
+        severity: Severity::Error,
+        code: "spec.encoding",
+        location: Location::Span(at..at),
+        message: format!(
+            "the spec is not valid UTF-8: byte offset {at} holds {}",
+            bad.join(" ")
+        ),
+        help: Some("TOML files are UTF-8; save the spec as UTF-8 (e.g. `iconv -f LATIN1 -t UTF-8 spec.toml`)".into()),
+        cause: None,
+        related: None,
+        omitted: 0,
+    };
+    source.render_all(&[diag])
+}
+
 /// Parses and type-checks a spec. On failure returns every diagnostic found.
 pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
-    let doc = match ImDocument::parse(source.text.as_str()) {
+    let doc = match &source.doc {
         Ok(doc) => doc,
-        Err(err) => {
-            let span = err.span().unwrap_or(0..0);
-            return Err(vec![Diagnostic {
-                severity: Severity::Error,
-                code: "toml.syntax",
-                location: Location::Span(span),
-                // toml_edit puts the reason on later lines ("duplicate key …").
-                message: err
-                    .message()
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(": "),
-                help: Some("fix the TOML syntax at this position".into()),
-                related: None,
-            }]);
-        }
+        Err(err) => return Err(vec![syntax::diagnostic(source, err)]),
     };
 
     let mut diags = Vec::new();
-    let mut secret_paths = Vec::new();
+    let mut secret_paths = BTreeSet::new();
     walk_item(doc.as_item(), &KeyPath::root(), &mut |path, key, value| {
         check_literal_secret(path, key, value, &mut diags, &mut secret_paths)
     });
 
-    let mut unknown = Vec::new();
+    // Unknown keys: the first `MAX_SHOWN` in file order are kept, the rest
+    // only counted, so that a huge spec of typos costs no memory per key.
+    let mut unknown: BinaryHeap<(usize, KeyPath)> = BinaryHeap::new();
+    let mut more_unknown = 0;
     let de = toml::Deserializer::new(&source.text);
-    let parsed: Result<SpecFile, _> =
-        serde_ignored::deserialize(de, |p| unknown.push(ignored_path(&p)));
-    for path in unknown {
+    let parsed: Result<SpecFile, _> = serde_ignored::deserialize(de, |p| {
+        let path = ignored_path(&p);
         if secret_paths.contains(&path) {
-            continue;
+            return;
         }
+        unknown.push((source.span_of(&path).start, path));
+        if unknown.len() > MAX_SHOWN {
+            unknown.pop();
+            more_unknown += 1;
+        }
+    });
+    let first_unknown = diags.len();
+    for (_, path) in unknown.into_sorted_vec() {
         let name = path.to_string();
         diags.push(
             Diagnostic::error("spec.unknown_key", path, format!("unknown key `{name}`"))
                 .help("check the spelling against `masgen init` output or docs/guide.md; settings masgen does not model go in `extra_settings`"),
         );
     }
+    if let Some(last) = diags[first_unknown..].last_mut() {
+        last.omitted = more_unknown;
+    }
+    // Another format version is the root cause of every other complaint
+    // about the file's keys and types: say it first.
+    let version = doc.get("version").and_then(Item::as_integer);
+    if let Some(v) = version.filter(|v| *v != i64::from(SPEC_VERSION)) {
+        let at = KeyPath::parse("version");
+        for d in diags.iter_mut().filter(|d| d.code == "spec.unknown_key") {
+            d.cause = Some(at.clone());
+        }
+        diags.push(
+            Diagnostic::error(
+                "spec.version",
+                at,
+                format!("spec format version {v} is not supported by this masgen"),
+            )
+            .help(format!("this masgen reads `version = {SPEC_VERSION}`")),
+        );
+    }
+    let version_error = diags.iter().any(|d| d.code == "spec.version");
     match parsed {
         Ok(spec) => {
-            if spec.version != SPEC_VERSION {
+            if spec.version != SPEC_VERSION && !version_error {
                 diags.push(
                     Diagnostic::error(
                         "spec.version",
@@ -218,6 +329,8 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
             };
             let help = if message.starts_with("missing field") {
                 "add the missing key; `masgen init` prints a complete starter spec"
+            } else if message.contains("map, expected an array") {
+                "this key is a list of tables: write each entry as `[[...]]` (double brackets), not `[...]`"
             } else {
                 "give this key a value of the expected type"
             };
@@ -228,6 +341,8 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
                 message,
                 help: Some(help.into()),
                 related: None,
+                cause: version_error.then(|| KeyPath::parse("version")),
+                omitted: 0,
             });
             Err(diags)
         }
@@ -326,32 +441,33 @@ fn check_literal_secret(
     key: &str,
     value: &Value,
     diags: &mut Vec<Diagnostic>,
-    secret_paths: &mut Vec<KeyPath>,
+    secret_paths: &mut BTreeSet<KeyPath>,
 ) {
     let name = path.to_string();
-    let secret_name = is_secret_key(key);
-    if secret_name
+    if is_secret_key(key)
         && !matches!(
             value,
             Value::InlineTable(_) | Value::Array(_) | Value::Boolean(_)
         )
     {
-        secret_paths.push(path.clone());
+        secret_paths.insert(path.clone());
         diags.push(
             Diagnostic::error(
                 "secret.literal",
                 path.clone(),
                 format!("`{name}` holds a literal secret; secrets must never be written into the spec, the generated tree or the Nix store"),
             )
-            .help(format!(
-                "put the secret in a root-only file outside the Nix store (e.g. /run/secrets/...) and set `{key}_file = \"/path/to/file\"` instead"
-            )),
+            .help(secrets::literal_secret_help(path, key)),
         );
+        return;
+    }
+    if let Err((code, message, help)) = secrets::check_file_key(path, key, is_secret_key) {
+        diags.push(Diagnostic::error(code, path.clone(), message).help(help));
         return;
     }
     if let Value::String(s) = value {
         if s.value().contains("-----BEGIN") {
-            secret_paths.push(path.clone());
+            secret_paths.insert(path.clone());
             diags.push(
                 Diagnostic::error(
                     "secret.literal",
@@ -377,8 +493,90 @@ mod tests {
         let span = src.span_of(&KeyPath::parse(
             "mas.upstream_providers[1].claims_imports.localpart.template",
         ));
-        assert_eq!(line_col(&src.text, span.start), (7, 34));
+        assert_eq!(src.line_col(span.start), (7, 34));
         let span = src.span_of(&KeyPath::parse("mas.upstream_providers[1].id"));
-        assert_eq!(line_col(&src.text, span.start), (6, 1));
+        assert_eq!(src.line_col(span.start), (6, 1));
+    }
+
+    /// Every masgen `*_file` key the literal-secret help suggests is a key
+    /// the spec really has: written at its place, none is unknown.
+    #[test]
+    fn masgen_file_forms_are_spec_keys() {
+        use crate::rules::secrets::{Consumer, FILE_FORMS};
+        let mut doc: toml_edit::DocumentMut = format!(
+            "{}\n{}",
+            crate::starter_spec(true),
+            r#"
+[synapse.oidc_config]
+issuer = "https://sso.example.com"
+client_id = "synapse"
+[[synapse.oidc_providers]]
+idp_id = "sso"
+issuer = "https://sso.example.com"
+client_id = "synapse"
+[mas.database]
+name = "matrix-authentication-service"
+[[mas.upstream_providers]]
+id = "01H8PKNWKKRPCBW4YGH1RWV279"
+client_id = "mas"
+token_endpoint_auth_method = "client_secret_basic"
+"#
+        )
+        .parse()
+        .unwrap();
+        let mut written = Vec::new();
+        for f in FILE_FORMS.iter().filter(|f| f.consumer == Consumer::Masgen) {
+            let mut table = doc.as_table_mut();
+            for part in f.table.split('.') {
+                table = match part.strip_suffix("[]") {
+                    Some(name) => table[name]
+                        .as_array_of_tables_mut()
+                        .and_then(|a| a.get_mut(0))
+                        .unwrap_or_else(|| panic!("no [[{}]] in the fixture", f.table)),
+                    None => table[part]
+                        .as_table_mut()
+                        .unwrap_or_else(|| panic!("no [{}] in the fixture", f.table)),
+                };
+            }
+            let file = f.file.expect("masgen has a file form for each");
+            table[file] = toml_edit::value("/run/secrets/x");
+            written.push(format!("{}.{file}", f.table));
+        }
+        let source = Source::new("forms.toml", doc.to_string());
+        let diags = match load(&source) {
+            Ok(_) => Vec::new(),
+            Err(diags) => diags,
+        };
+        let wrong: Vec<_> = diags
+            .iter()
+            .filter(|d| d.code.starts_with("spec.") || d.code.starts_with("secret."))
+            .map(|d| format!("{}: {}", d.code, d.message))
+            .collect();
+        assert!(wrong.is_empty(), "{wrong:?} (wrote {written:?})");
+        assert!(written.len() >= 15, "{written:?}");
+    }
+
+    /// The literal-secret check's name rule: listed names, and any name
+    /// ending in `_secret` or `_password`; file forms are not secrets.
+    #[test]
+    fn secret_names() {
+        for key in [
+            "smtp_pass",
+            "macaroon_secret_key",
+            "key",
+            "webhook_secret",
+            "relay_password",
+        ] {
+            assert!(is_secret_key(key), "{key}");
+        }
+        for key in [
+            "client_secret_path",
+            "password_file",
+            "secret_key_file",
+            "public_key",
+            "passwords",
+        ] {
+            assert!(!is_secret_key(key), "{key}");
+        }
     }
 }

@@ -5,13 +5,19 @@
 use super::*;
 
 /// Validates the base of host `name` and returns its `base_config`, if any.
-pub(super) fn check_host_base(c: &mut Checker, name: &str, h: &raw::HostSpec) -> Option<String> {
+/// `about` is where a missing base is reported: the host's table, or where the host is named.
+pub(super) fn check_host_base(
+    c: &mut Checker,
+    name: &str,
+    h: &raw::HostSpec,
+    about: KeyPath,
+) -> Option<String> {
     let path = |key: &str| at("hosts").key(name).key(key);
     match (&h.base_flake, &h.base_config) {
         (None, None) => {
             c.warn(
                 "host.no_base_flake",
-                at("homeserver.host"),
+                about,
                 format!("host `{name}` has no `base_flake` or `base_config`: its NixOS configurations lack file systems, boot loader and users, so they will not build as they are"),
                 format!("add `[hosts.{name}]` with `base_config = \"/etc/nixos/configuration.nix\"` (a plain NixOS configuration) or `base_flake = \"path:/etc/nixos\"` (a flake exporting the host's own module)"),
             );

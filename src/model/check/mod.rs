@@ -27,6 +27,10 @@ const DEFAULT_HOST: &str = "matrix";
 
 struct Checker {
     diags: Vec<Diagnostic>,
+    /// Indexes of errors after which the checker went on with a default in
+    /// place of the bad value: other diagnostics at the same path were
+    /// computed from that default and follow from the error.
+    fallbacks: Vec<usize>,
 }
 
 fn at(path: &str) -> KeyPath {
@@ -42,7 +46,7 @@ impl Checker {
         help: impl Into<String>,
     ) {
         self.diags
-            .push(Diagnostic::error(code, path, message).help(help));
+            .push(Diagnostic::error(code, path, message).help(help.into()));
     }
 
     fn warn(
@@ -53,7 +57,16 @@ impl Checker {
         help: impl Into<String>,
     ) {
         self.diags
-            .push(Diagnostic::warning(code, path, message).help(help));
+            .push(Diagnostic::warning(code, path, message).help(help.into()));
+    }
+
+    /// Marks the last error as one after which checking goes on with a
+    /// default in place of the bad value: what else is reported at the same
+    /// path follows from it, and is printed after it.
+    fn defaulted(&mut self) {
+        if let Some(last) = self.diags.len().checked_sub(1) {
+            self.fallbacks.push(last);
+        }
     }
 
     fn hostname(&mut self, path: &str, value: &str) {
@@ -89,6 +102,7 @@ impl Checker {
                     format!("port {p} is out of range"),
                     "use a TCP port between 1 and 65535",
                 );
+                self.defaulted();
                 default
             }
         }
@@ -208,7 +222,10 @@ fn is_path(segments: &[String], dotted: &str) -> bool {
 /// Validates a parsed spec. Returns the model when there is no error, and
 /// every diagnostic (warnings included) either way.
 pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
-    let mut c = Checker { diags: Vec::new() };
+    let mut c = Checker {
+        diags: Vec::new(),
+        fallbacks: Vec::new(),
+    };
 
     let (mode, host_name, hosts) = check_homeserver(&mut c, spec);
 
@@ -250,6 +267,7 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
         backup_dir,
         users,
     };
+    link_causes(&mut c.diags, &c.fallbacks);
     let ok = !c.diags.iter().any(Diagnostic::is_error);
     (ok.then_some(model), c.diags)
 }
@@ -312,7 +330,16 @@ fn check_homeserver(c: &mut Checker, spec: &SpecFile) -> (Mode, String, BTreeMap
             );
             continue;
         }
-        let base_config = host::check_host_base(c, &name, &h);
+        // Point at the host's own table when the spec has one: that is
+        // where `base_flake` goes (not at `[homeserver]`).
+        let about = if spec.hosts.contains_key(&name) {
+            at("hosts").key(&name)
+        } else if hs.host.is_some() {
+            at("homeserver.host")
+        } else {
+            at("homeserver")
+        };
+        let base_config = host::check_host_base(c, &name, &h, about);
         hosts.insert(
             name.clone(),
             Host {
@@ -406,8 +433,54 @@ fn check_users(c: &mut Checker, spec: &SpecFile) -> Vec<User> {
             password_file: u.password_file.clone(),
         });
     }
-
     users
+}
+
+/// (consequence, cause): when both codes are reported, the first follows
+/// from the second and is printed right after it, wherever each is in the
+/// file. A MAS provider whose `synapse_idp_id` names no Synapse provider
+/// leaves that Synapse provider unmapped: fixing the former fixes both.
+const CAUSES: &[(&str, &str)] = &[("migrate.provider_unmapped", "mas.provider.synapse_idp_id")];
+
+/// Codes reported only when a bad value is replaced by a default (as if
+/// `Checker::defaulted` followed each): an unreadable `password_login`
+/// counts as on, which a fresh install's delegation then refuses.
+const DEFAULTED: &[&str] = &["synapse.password_login"];
+
+fn link_causes(diags: &mut [Diagnostic], fallbacks: &[usize]) {
+    let mut fallbacks = fallbacks.to_vec();
+    fallbacks.extend(
+        diags
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| DEFAULTED.contains(&d.code))
+            .map(|(i, _)| i),
+    );
+    let path_of = |d: &Diagnostic| match &d.location {
+        crate::diag::Location::Path(p) => Some(p.clone()),
+        crate::diag::Location::Span(_) => None,
+    };
+    for &(consequence, cause) in CAUSES {
+        let Some(at) = diags.iter().find(|d| d.code == cause).and_then(path_of) else {
+            continue;
+        };
+        for d in diags
+            .iter_mut()
+            .filter(|d| d.code == consequence && d.cause.is_none())
+        {
+            d.cause = Some(at.clone());
+        }
+    }
+    for i in fallbacks {
+        let Some(at) = path_of(&diags[i]) else {
+            continue;
+        };
+        for (j, d) in diags.iter_mut().enumerate() {
+            if j != i && d.cause.is_none() && path_of(d).as_ref() == Some(&at) {
+                d.cause = Some(at.clone());
+            }
+        }
+    }
 }
 
 #[cfg(test)]
