@@ -26,7 +26,9 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin
 
 # ---------------------------------------------------------------- apt packages
 missing=()
-for tool in nix-instantiate nginx systemd-analyze pg_config envsubst jq shellcheck openssl gcc; do
+# man (man-db), zsh and fish: tests/shell_integration.rs renders the man pages
+# and loads the completion scripts in each shell.
+for tool in nix-instantiate nginx systemd-analyze pg_config envsubst jq shellcheck openssl gcc man zsh fish; do
   have "$tool" || missing+=("$tool")
 done
 [ -n "$(pg_bin_dir)" ] || missing+=("pg_ctl")
@@ -48,7 +50,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update >&2
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
     nix-bin postgresql nginx systemd libpq-dev gettext-base jq shellcheck openssl \
-    python3 python3-venv python3-dev python3-yaml gcc libc6-dev >&2
+    python3 python3-venv python3-dev python3-yaml gcc libc6-dev \
+    man-db groff-base zsh fish >&2
 else
   log "system packages already installed"
 fi

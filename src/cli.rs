@@ -81,6 +81,17 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Print a shell completion script (e.g. `source <(masgen completions bash)`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `masgen man > masgen.1`.
+    Man {
+        /// Write `masgen.1` and one `masgen-<command>.1` per command into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<Utf8PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

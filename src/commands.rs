@@ -51,7 +51,36 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             output,
             format,
         } => diff(&spec, against, against_rev, system, &output, format),
+        Command::Completions { shell } => completions(shell),
+        Command::Man { out_dir } => man(out_dir.as_deref()),
     }
+}
+
+fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    // Into memory first: `generate` panics when its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "masgen", &mut script);
+    std::io::stdout().lock().write_all(&script)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn man(out_dir: Option<&Utf8Path>) -> Result<ExitCode> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match out_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {dir}: {e}"))?;
+            clap_mangen::generate_to(cmd, dir)
+                .map_err(|e| anyhow::anyhow!("cannot write the man pages into {dir}: {e}"))?;
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut page)?;
+            std::io::stdout().lock().write_all(&page)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_diagnostics(diags: &[Rendered]) {
