@@ -25,7 +25,13 @@ pub enum Command {
     /// Print a new ULID, for `mas.upstream_providers[].id`.
     Ulid,
     /// Validate a spec: print diagnostics, exit 0 (ok, maybe warnings) or 2.
-    Check { spec: Utf8PathBuf },
+    Check {
+        spec: Utf8PathBuf,
+        /// How to print the diagnostics: text (stderr), json (one object per line, stdout)
+        /// or github (GitHub Actions workflow commands, stdout: annotations on the PR's lines).
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
     /// Write the flake, host modules, reference renders and plan.
     Build {
         spec: Utf8PathBuf,
@@ -99,4 +105,11 @@ pub enum Format {
     Text,
     Markdown,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+    Github,
 }

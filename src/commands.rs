@@ -9,7 +9,7 @@ use camino::Utf8Path;
 use masgen::diag::Rendered;
 use masgen::{build_tree_for, check_file, write};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{CheckFormat, Cli, Command};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -18,7 +18,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", ulid::Ulid::new());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { spec } => check(&spec),
+        Command::Check { spec, format } => check(&spec, format),
         Command::Build {
             spec,
             output,
@@ -125,7 +125,46 @@ fn init(existing: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(spec: &Utf8Path) -> Result<ExitCode> {
+fn check(spec: &Utf8Path, format: CheckFormat) -> Result<ExitCode> {
+    use masgen::diag::format;
+    let render = match format {
+        CheckFormat::Text => return check_text(spec),
+        CheckFormat::Json => format::json_lines,
+        CheckFormat::Github => format::github,
+    };
+    let result = match check_file(spec) {
+        Ok(result) => result,
+        Err(err) => {
+            if format == CheckFormat::Github {
+                println!("::error::{}", format::escape_data(&format!("{err:#}")));
+            }
+            return Err(err);
+        }
+    };
+    // stdout holds only the rendered diagnostics; the rest goes to stderr.
+    let (diags, ok) = match &result {
+        Ok(checked) => (&checked.warnings[..], true),
+        Err(diags) => (&diags[..], false),
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(render(diags).as_bytes())?;
+    if let Ok(checked) = &result {
+        eprintln!("note: {}", pin_note(checked));
+    }
+    eprintln!(
+        "{spec}: {} ({})",
+        if ok { "ok" } else { "failed" },
+        summary(diags)
+    );
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+fn check_text(spec: &Utf8Path) -> Result<ExitCode> {
     match load(spec, "nothing was written")? {
         Some(checked) => {
             // Which MAS module and Synapse the pinned nixpkgs brings (stdout: not a diagnostic).

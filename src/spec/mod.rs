@@ -53,12 +53,20 @@ impl Source {
             Location::Span(span) => span.clone(),
         };
         let (line, column) = line_col(&self.text, span.start);
+        // A span that takes in its line's newline ends on that line.
+        let end = match self.text.as_bytes().get(span.end.wrapping_sub(1)) {
+            Some(b'\n') if span.end > span.start + 1 => span.end - 1,
+            _ => span.end.max(span.start),
+        };
+        let (end_line, end_column) = line_col(&self.text, end);
         Rendered {
             severity: diag.severity,
             code: diag.code,
             file: self.name.clone(),
             line,
             column,
+            end_line,
+            end_column,
             message: diag.message.clone(),
             help: diag.help.clone(),
             source_line: source_line(&self.text, line),
