@@ -87,6 +87,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Explain a diagnostic or plan refusal code (e.g. `secret.literal`): why it matters,
+    /// what Synapse, MAS and syn2mas do, how to fix it. Without a code, list them all.
+    Explain { code: Option<String> },
     /// Print a shell completion script (e.g. `source <(masgen completions bash)`).
     Completions {
         #[arg(value_enum)]

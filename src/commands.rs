@@ -51,8 +51,44 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             output,
             format,
         } => diff(&spec, against, against_rev, system, &output, format),
+        Command::Explain { code } => explain(code.as_deref()),
         Command::Completions { shell } => completions(shell),
         Command::Man { out_dir } => man(out_dir.as_deref()),
+    }
+}
+
+fn explain(code: Option<&str>) -> Result<ExitCode> {
+    use masgen::explain;
+    let mut out = std::io::stdout().lock();
+    let Some(code) = code else {
+        // The list: each code with the first paragraph of its explanation.
+        for (code, text) in explain::all() {
+            let first = text.split("\n\n").next().unwrap_or("");
+            let first: Vec<&str> = first.split_whitespace().collect();
+            writeln!(out, "{code:36} {}", first.join(" "))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Accept the code as printed in a diagnostic: `error[secret.literal]`.
+    let code = code
+        .trim_start_matches("error[")
+        .trim_start_matches("warning[");
+    let code = code.trim_start_matches("refused [").trim_end_matches(']');
+    match explain::explain(code) {
+        Some(text) => {
+            writeln!(out, "{code}\n\n{text}")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let similar = explain::similar(code);
+            let hint = if similar.is_empty() {
+                "`masgen explain` lists every code".to_string()
+            } else {
+                format!("codes of that family: {}", similar.join(", "))
+            };
+            eprintln!("error: no explanation for `{code}`; {hint}");
+            Ok(ExitCode::from(2))
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod diag;
 pub mod diff;
 pub mod emit;
+pub mod explain;
 pub mod lower;
 pub mod model;
 pub mod nix;
