@@ -87,6 +87,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Create the missing secret files the spec names (random keys, PEM signing keys) in DIR,
+    /// never overwriting one and never the pepper; print sops-nix and agenix declarations.
+    Secrets {
+        spec: Utf8PathBuf,
+        /// Where to create them (mode 0700; files 0600), to encrypt from there.
+        #[arg(long, value_name = "DIR")]
+        out: Utf8PathBuf,
+    },
     /// Explain a diagnostic or plan refusal code (e.g. `secret.literal`): why it matters,
     /// what Synapse, MAS and syn2mas do, how to fix it. Without a code, list them all.
     Explain { code: Option<String> },

@@ -51,10 +51,45 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             output,
             format,
         } => diff(&spec, against, against_rev, system, &output, format),
+        Command::Secrets { spec, out } => secrets(&spec, &out),
         Command::Explain { code } => explain(code.as_deref()),
         Command::Completions { shell } => completions(shell),
         Command::Man { out_dir } => man(out_dir.as_deref()),
     }
+}
+
+fn secrets(spec: &Utf8Path, dir: &Utf8Path) -> Result<ExitCode> {
+    use masgen::secrets::{self, Outcome};
+    let Some(checked) = load(spec, "no secret was made")? else {
+        return Ok(ExitCode::from(2));
+    };
+    let files = secrets::secret_files(&checked.homeserver);
+    let outcomes = secrets::create_missing(&files, dir)?;
+    let mut problems = 0;
+    for (f, outcome) in files.iter().zip(&outcomes) {
+        let target = dir.join(f.name());
+        match outcome {
+            Outcome::Created => eprintln!("created {target} ({}) for {}", f.describe(), f.key),
+            Outcome::Kept { problem: None } => eprintln!("kept {target}: it exists"),
+            Outcome::Kept { problem: Some(p) } => {
+                problems += 1;
+                eprintln!("warning: kept {target}, but {p}; fix or remove it and run again");
+            }
+            Outcome::External => eprintln!(
+                "not made: {target} for {} ({}); create it yourself",
+                f.key,
+                f.describe()
+            ),
+        }
+    }
+    std::io::stdout()
+        .lock()
+        .write_all(secrets::deploy_lines(&files, dir).as_bytes())?;
+    Ok(if problems > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn explain(code: Option<&str>) -> Result<ExitCode> {

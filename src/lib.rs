@@ -15,6 +15,7 @@ pub mod model;
 pub mod nix;
 pub mod plan;
 pub mod rules;
+pub mod secrets;
 pub mod spec;
 pub mod system;
 pub mod write;
