@@ -41,7 +41,7 @@ fn bash_complete(bash: &Path, script: &Path, words: &[&str]) -> Vec<String> {
     let line = words.join(" ");
     let program = format!(
         r#"source '{script}' || exit 3
-complete -p masgen || exit 4
+complete -p masgen >/dev/null || exit 4
 COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}
 func=$(complete -p masgen | sed -n 's/.*-F \([^ ]*\).*/\1/p')
 "$func" masgen '{cur}' '{prev}'
@@ -91,6 +91,10 @@ fn bash_registers_and_completes_masgen() {
     for want in ["bash", "zsh", "fish"] {
         assert!(shells.contains(&want.to_string()), "{shells:?}");
     }
+
+    let mut formats = bash_complete(&bash, &script, &["masgen", "check", "--format", ""]);
+    formats.sort();
+    assert_eq!(formats, ["github", "json", "text"]);
 }
 
 #[test]
