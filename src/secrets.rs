@@ -381,3 +381,30 @@ pub fn deploy_lines(files: &[SecretFile], dir: &Utf8Path) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_kind_follows_the_kid() {
+        for kid in ["ec-p256", "EC", "key-p256", "es256-2024"] {
+            assert_eq!(key_kind(kid), Kind::EcP256, "{kid}");
+        }
+        for kid in ["rsa", "rsa-2024", "main", "secret"] {
+            assert_eq!(key_kind(kid), Kind::Rsa, "{kid}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_64_hex_characters_without_newline() {
+        let a = generate(&Kind::MasEncryption).unwrap();
+        let b = generate(&Kind::Token).unwrap();
+        for t in [&a, &b] {
+            assert_eq!(t.len(), 64);
+            assert!(t.iter().all(u8::is_ascii_hexdigit));
+        }
+        assert_ne!(a, b);
+        assert!(generate(&Kind::External("x".into())).is_err());
+    }
+}
