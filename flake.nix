@@ -39,6 +39,18 @@
           # nix-instantiate; they run in CI (.ci/run), not in the sandbox.
           doCheck = false;
 
+          # Completions and man pages come from the binary itself (clap_complete,
+          # clap_mangen), so they always match its flags; a cross build cannot run it.
+          nativeBuildInputs = [ pkgs.installShellFiles ];
+          postInstall = lib.optionalString (pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform) ''
+            installShellCompletion --cmd masgen \
+              --bash <($out/bin/masgen completions bash) \
+              --fish <($out/bin/masgen completions fish) \
+              --zsh <($out/bin/masgen completions zsh)
+            $out/bin/masgen man --out-dir man
+            installManPage man/*.1
+          '';
+
           meta = {
             inherit (cargoToml.package) description;
             license = lib.licenses.asl20;

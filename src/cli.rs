@@ -25,7 +25,13 @@ pub enum Command {
     /// Print a new ULID, for `mas.upstream_providers[].id`.
     Ulid,
     /// Validate a spec: print diagnostics, exit 0 (ok, maybe warnings) or 2.
-    Check { spec: Utf8PathBuf },
+    Check {
+        spec: Utf8PathBuf,
+        /// How to print the diagnostics: text (stderr), json (one object per line, stdout)
+        /// or github (GitHub Actions workflow commands, stdout: annotations on the PR's lines).
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
+    },
     /// Write the flake, host modules, reference renders and plan.
     Build {
         spec: Utf8PathBuf,
@@ -96,6 +102,28 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Create the missing secret files the spec names (random keys, PEM signing keys) in DIR,
+    /// never overwriting one and never the pepper; print sops-nix and agenix declarations.
+    Secrets {
+        spec: Utf8PathBuf,
+        /// Where to create them (mode 0700; files 0600), to encrypt from there.
+        #[arg(long, value_name = "DIR")]
+        out: Utf8PathBuf,
+    },
+    /// Explain a diagnostic or plan refusal code (e.g. `secret.literal`): why it matters,
+    /// what Synapse, MAS and syn2mas do, how to fix it. Without a code, list them all.
+    Explain { code: Option<String> },
+    /// Print a shell completion script (e.g. `source <(masgen completions bash)`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `masgen man > masgen.1`.
+    Man {
+        /// Write `masgen.1` and one `masgen-<command>.1` per command into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<Utf8PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,4 +157,11 @@ pub enum Format {
     Text,
     Markdown,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+    Github,
 }

@@ -9,7 +9,7 @@ use camino::Utf8Path;
 use masgen::diag::Report;
 use masgen::{build_tree_for, check_file, write};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{CheckFormat, Cli, Command};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -18,7 +18,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", ulid::Ulid::new());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { spec } => check(&spec),
+        Command::Check { spec, format } => check(&spec, format),
         Command::Build {
             spec,
             output,
@@ -57,7 +57,107 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             output,
             format,
         } => diff(&spec, against, against_rev, system, &output, format),
+        Command::Secrets { spec, out } => secrets(&spec, &out),
+        Command::Explain { code } => explain(code.as_deref()),
+        Command::Completions { shell } => completions(shell),
+        Command::Man { out_dir } => man(out_dir.as_deref()),
     }
+}
+
+fn secrets(spec: &Utf8Path, dir: &Utf8Path) -> Result<ExitCode> {
+    use masgen::secrets::{self, Outcome};
+    let Some(checked) = load(spec, "no secret was made")? else {
+        return Ok(ExitCode::from(2));
+    };
+    let files = secrets::secret_files(&checked.homeserver);
+    let outcomes = secrets::create_missing(&files, dir)?;
+    let mut problems = 0;
+    for (f, outcome) in files.iter().zip(&outcomes) {
+        let target = dir.join(f.name());
+        match outcome {
+            Outcome::Created => eprintln!("created {target} ({}) for {}", f.describe(), f.key),
+            Outcome::Kept { problem: None } => eprintln!("kept {target}: it exists"),
+            Outcome::Kept { problem: Some(p) } => {
+                problems += 1;
+                eprintln!("warning: kept {target}, but {p}; fix or remove it and run again");
+            }
+            Outcome::External => eprintln!(
+                "not made: {target} for {} ({}); create it yourself",
+                f.key,
+                f.describe()
+            ),
+        }
+    }
+    std::io::stdout()
+        .lock()
+        .write_all(secrets::deploy_lines(&files, dir).as_bytes())?;
+    Ok(if problems > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn explain(code: Option<&str>) -> Result<ExitCode> {
+    use masgen::explain;
+    let mut out = std::io::stdout().lock();
+    let Some(code) = code else {
+        // The list: each code with the first paragraph of its explanation.
+        for (code, text) in explain::all() {
+            let first = text.split("\n\n").next().unwrap_or("");
+            let first: Vec<&str> = first.split_whitespace().collect();
+            writeln!(out, "{code:36} {}", first.join(" "))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Accept the code as printed in a diagnostic: `error[secret.literal]`.
+    let code = code
+        .trim_start_matches("error[")
+        .trim_start_matches("warning[");
+    let code = code.trim_start_matches("refused [").trim_end_matches(']');
+    match explain::explain(code) {
+        Some(text) => {
+            writeln!(out, "{code}\n\n{text}")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let similar = explain::similar(code);
+            let hint = if similar.is_empty() {
+                "`masgen explain` lists every code".to_string()
+            } else {
+                format!("codes of that family: {}", similar.join(", "))
+            };
+            eprintln!("error: no explanation for `{code}`; {hint}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn completions(shell: clap_complete::Shell) -> Result<ExitCode> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    // Into memory first: `generate` panics when its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "masgen", &mut script);
+    std::io::stdout().lock().write_all(&script)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn man(out_dir: Option<&Utf8Path>) -> Result<ExitCode> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match out_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {dir}: {e}"))?;
+            clap_mangen::generate_to(cmd, dir)
+                .map_err(|e| anyhow::anyhow!("cannot write the man pages into {dir}: {e}"))?;
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut page)?;
+            std::io::stdout().lock().write_all(&page)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_diagnostics(diags: &Report) {
@@ -94,7 +194,46 @@ fn init(existing: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(spec: &Utf8Path) -> Result<ExitCode> {
+fn check(spec: &Utf8Path, format: CheckFormat) -> Result<ExitCode> {
+    use masgen::diag::format;
+    let render = match format {
+        CheckFormat::Text => return check_text(spec),
+        CheckFormat::Json => format::json_lines,
+        CheckFormat::Github => format::github,
+    };
+    let result = match check_file(spec) {
+        Ok(result) => result,
+        Err(err) => {
+            if format == CheckFormat::Github {
+                println!("::error::{}", format::escape_data(&format!("{err:#}")));
+            }
+            return Err(err);
+        }
+    };
+    // stdout holds only the rendered diagnostics; the rest goes to stderr.
+    let (diags, ok) = match &result {
+        Ok(checked) => (&checked.warnings, true),
+        Err(diags) => (diags, false),
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(render(&diags[..]).as_bytes())?;
+    if let Ok(checked) = &result {
+        eprintln!("note: {}", pin_note(checked));
+    }
+    eprintln!(
+        "{spec}: {} ({})",
+        if ok { "ok" } else { "failed" },
+        summary(diags)
+    );
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+fn check_text(spec: &Utf8Path) -> Result<ExitCode> {
     match load(spec, "nothing was written")? {
         Some(checked) => {
             // Which MAS module and Synapse the pinned nixpkgs brings (stdout: not a diagnostic).

@@ -3,6 +3,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+pub mod format;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
     Error,
@@ -153,6 +155,10 @@ pub struct Rendered {
     pub file: String,
     pub line: usize,
     pub column: usize,
+    /// Where the pointed-at span ends (1-based, exclusive column), for
+    /// machine-readable formats (`masgen check --format json|github`).
+    pub end_line: usize,
+    pub end_column: usize,
     pub message: String,
     pub help: Option<String>,
     /// At most [`EXCERPT_WIDTH`] characters of the source line around the

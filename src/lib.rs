@@ -9,12 +9,14 @@
 pub mod diag;
 pub mod diff;
 pub mod emit;
+pub mod explain;
 pub mod import;
 pub mod lower;
 pub mod model;
 pub mod nix;
 pub mod plan;
 pub mod rules;
+pub mod secrets;
 pub mod spec;
 pub mod system;
 pub mod write;

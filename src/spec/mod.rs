@@ -81,14 +81,26 @@ impl Source {
     }
 
     pub fn render(&self, diag: &Diagnostic) -> Rendered {
-        let (line, column) = self.line_col(self.offset(&diag.location));
+        let span = match &diag.location {
+            Location::Path(path) => self.span_of(path),
+            Location::Span(span) => span.clone(),
+        };
+        let (line, column) = self.line_col(span.start);
         let (excerpt, caret) = excerpt(self.lines.line(&self.text, line), column);
+        // A span that takes in its line's newline ends on that line.
+        let end = match self.text.as_bytes().get(span.end.wrapping_sub(1)) {
+            Some(b'\n') if span.end > span.start + 1 => span.end - 1,
+            _ => span.end.max(span.start),
+        };
+        let (end_line, end_column) = self.line_col(end);
         Rendered {
             severity: diag.severity,
             code: diag.code,
             file: self.name.clone(),
             line,
             column,
+            end_line,
+            end_column,
             message: match &diag.cause {
                 Some(cause) => format!("{} (follows from `{cause}`, reported above)", diag.message),
                 None => diag.message.clone(),
