@@ -128,7 +128,7 @@ const SYNAPSE_PATHS: &[(&str, &str)] = &[
 
 #[test]
 fn nginx_routes_every_example_and_phase() {
-    if require_tool("nginx", "nginx routing tests").is_none() {
+    if nginx_bin().is_none() {
         return;
     }
     for (name, text) in example_specs() {
@@ -336,7 +336,7 @@ fn check_well_known(port: u16, hs: &masgen::model::Homeserver, phase: Phase, wha
 /// masgen's tighter `COMPAT_ROUTE`.
 #[test]
 fn compat_route_leaves_other_synapse_paths_alone() {
-    if require_tool("nginx", "nginx routing tests").is_none() {
+    if nginx_bin().is_none() {
         return;
     }
     let (name, text) = example_specs()
@@ -396,25 +396,6 @@ fn compat_route_leaves_other_synapse_paths_alone() {
 
 // ------------------------------------------------- the production render
 
-/// nginx's version as (major, minor, patch).
-fn nginx_version(nginx: &Path) -> (u32, u32, u32) {
-    let out = Command::new(nginx).arg("-v").output().expect("nginx -v");
-    let text = String::from_utf8_lossy(&out.stderr);
-    let v = text
-        .split('/')
-        .nth(1)
-        .unwrap_or("0.0.0")
-        .split_whitespace()
-        .next()
-        .unwrap_or("0.0.0");
-    let mut it = v.split('.').map(|n| n.parse().unwrap_or(0));
-    (
-        it.next().unwrap_or(0),
-        it.next().unwrap_or(0),
-        it.next().unwrap_or(0),
-    )
-}
-
 fn self_signed(cert: &Path, key: &Path, cn: &str) {
     fs::create_dir_all(cert.parent().unwrap()).unwrap();
     fs::create_dir_all(key.parent().unwrap()).unwrap();
@@ -442,19 +423,16 @@ fn self_signed(cert: &Path, key: &Path, cn: &str) {
 ///   spec's certificate/key files (`proxy.tls = "files"`) are moved under a
 ///   temp dir, where openssl writes self-signed certificates: nginx -t loads
 ///   them;
-/// * `http2 on;` is nixpkgs' form (its nginx is ≥ 1.25.1, where the directive
-///   appeared); Debian 12 ships nginx 1.22, so for an older nginx the test
-///   turns it back into the `listen … ssl http2` parameter. nginx -t does not
-///   bind ports, so 80/443 need no privileges.
+/// nginx -t does not bind ports, so 80/443 need no privileges. `http2 on;`
+/// needs nginx >= 1.25.1 (`support::nginx_bin`).
 #[test]
 fn production_render_passes_nginx_t() {
-    let Some(nginx) = require_tool("nginx", "nginx -t on the production render") else {
+    if nginx_bin().is_none() {
         return;
-    };
+    }
     if require_tool("openssl", "self-signed certificates for nginx -t").is_none() {
         return;
     }
-    let old_nginx = nginx_version(&nginx) < (1, 25, 1);
     for (name, text) in example_specs() {
         let checked = checked(&name, &text);
         let (lowered, tree) = masgen::build_tree(&checked).expect("build_tree");
@@ -498,11 +476,6 @@ fn production_render_passes_nginx_t() {
                 conf = conf
                     .replace(cert.as_str(), &c.display().to_string())
                     .replace(key.as_str(), &k.display().to_string());
-            }
-            if old_nginx {
-                conf = conf
-                    .replace("    http2 on;\n", "")
-                    .replace(" ssl;\n", " ssl http2;\n");
             }
             match nginx_test_config(&conf) {
                 Some(Ok(())) => eprintln!("ok: nginx -t accepts the production render of {what}"),
