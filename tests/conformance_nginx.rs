@@ -460,6 +460,8 @@ fn production_render_passes_nginx_t() {
                             &dir.join("key.pem"),
                             &vhost.server_name,
                         );
+                        // security.acme writes chain.pem beside them.
+                        fs::copy(dir.join("fullchain.pem"), dir.join("chain.pem")).unwrap();
                     }
                 }
             }

@@ -749,6 +749,25 @@ fn synapse_secrets_module_writes_password_config_before_synapse() {
         }})
     );
     assert_eq!(mode_of(&out_file), 0o400);
+    // The reference render (render/<host>/prepare/password-config.yaml) is
+    // this file byte for byte, with the pepper shown as its source file.
+    let rendered = masgen::emit::password_config(&masgen::lower::PasswordConfigOut {
+        settings: serde_json::json!({"enabled": true, "policy": {"minimum_length": 8}}),
+        pepper_file: "/run/secrets/pepper".into(),
+    });
+    let body: String = rendered
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        fs::read_to_string(&out_file).unwrap(),
+        body.replace(
+            "\"<content of /run/secrets/pepper>\"",
+            &serde_json::to_string(pepper).unwrap()
+        ),
+        "the render of password-config.yaml is not what the writer writes"
+    );
     // Re-running replaces the read-only file.
     let out = run_script(v["withPepperText"].as_str().unwrap());
     assert!(out.status.success(), "{out:?}");

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::lower::Lowered;
 
-pub use render::{render_nginx, render_unit, RenderOptions};
+pub use render::{password_config, render_nginx, render_unit, RenderOptions};
 
 include!(concat!(env!("OUT_DIR"), "/modules_bundle.rs"));
 

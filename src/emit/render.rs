@@ -3,7 +3,10 @@
 
 use serde_json::Value;
 
-use crate::lower::{HostPhase, Task, TlsMode, VirtualHost, PASSWORD_CONFIG_PATH};
+use crate::lower::tasks::PASSWORD_CONFIG_UNIT;
+use crate::lower::{
+    HostPhase, PasswordConfigOut, Task, TlsMode, VirtualHost, PASSWORD_CONFIG_PATH,
+};
 
 use super::{header, Inputs};
 
@@ -32,18 +35,21 @@ pub(super) fn files(
     ));
     for f in &phase.synapse.extra_config_files {
         if f == PASSWORD_CONFIG_PATH {
-            if let Some(pc) = &phase.synapse.password_config {
-                hs_yaml.push_str(&format!(
-                    "# Also read: {f} = {{\"password_config\": {} + pepper read from {}}}\n",
-                    pc.settings, pc.pepper_file
-                ));
-            }
+            hs_yaml.push_str(&format!(
+                "# Also read: {f} (written at boot; rendered beside this file as password-config.yaml)\n"
+            ));
         } else {
             hs_yaml.push_str(&format!("# Also read: {f}\n"));
         }
     }
     hs_yaml.push_str(&yaml(&phase.synapse.settings)?);
     out.push(("homeserver.yaml".to_string(), hs_yaml));
+
+    if let Some(pc) = &phase.synapse.password_config {
+        let mut text = header("#", inputs);
+        text.push_str(&password_config(pc));
+        out.push(("password-config.yaml".to_string(), text));
+    }
 
     let mut mas_yaml = header("#", inputs);
     mas_yaml.push_str(&format!(
@@ -74,67 +80,131 @@ pub(super) fn files(
     Ok(out)
 }
 
+/// The file modules/synapse-secrets.nix writes at boot: jq's JSON (valid
+/// YAML) of `{password_config: settings + {pepper}}`, settings keys sorted
+/// (Nix's JSON) and `pepper` last. The pepper is shown as the file it is
+/// read from, never its value.
+pub fn password_config(pc: &PasswordConfigOut) -> String {
+    let mut text = format!(
+        "# {PASSWORD_CONFIG_PATH}: written at boot by {PASSWORD_CONFIG_UNIT}\n\
+         # (modules/synapse-secrets.nix; directory 0700, file 0400, owner matrix-synapse),\n\
+         # and read by Synapse after homeserver.yaml. `pepper` is the content of\n\
+         # {} with one trailing newline stripped; its value is never rendered.\n",
+        pc.pepper_file
+    );
+    let mut inner: Vec<(String, Value)> = match &pc.settings {
+        Value::Object(m) => m
+            .iter()
+            .filter(|(k, _)| *k != "pepper")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    inner.sort_by(|a, b| a.0.cmp(&b.0));
+    inner.push((
+        "pepper".into(),
+        Value::String(format!("<content of {}>", pc.pepper_file)),
+    ));
+    // jq's layout: two-space indent, insertion order.
+    text.push_str("{\n  \"password_config\": {\n");
+    for (i, (k, v)) in inner.iter().enumerate() {
+        let value = serde_json::to_string_pretty(v)
+            .unwrap_or_default()
+            .replace('\n', "\n    ");
+        let comma = if i + 1 < inner.len() { "," } else { "" };
+        text.push_str(&format!(
+            "    {}: {value}{comma}\n",
+            Value::String(k.clone())
+        ));
+    }
+    text.push_str("  }\n}\n");
+    text
+}
+
 fn yaml(value: &Value) -> anyhow::Result<String> {
     Ok(serde_norway::to_string(value)?)
 }
 
-/// nginx `server` blocks for the virtual hosts.
+/// What nixpkgs' `recommendedProxySettings` adds to every proxied location
+/// (`include` of its `nginx-recommended-proxy_set_header-headers.conf`;
+/// nixpkgs nixos/modules/services/web-servers/nginx/default.nix, 2026 text
+/// at siraben/nixpkgs@a0931b4d: `X-Forwarded-Server` is `$hostname` there,
+/// `$host` before).
+pub const RECOMMENDED_PROXY_HEADERS: [&str; 6] = [
+    "Host $host",
+    "X-Real-IP $remote_addr",
+    "X-Forwarded-For $proxy_add_x_forwarded_for",
+    "X-Forwarded-Proto $scheme",
+    "X-Forwarded-Host $host",
+    "X-Forwarded-Server $hostname",
+];
+
+/// nginx `server` blocks for the virtual hosts, in the order and form of
+/// nixpkgs' nginx module: hosts and locations sorted by name (Nix attribute
+/// order), the ACME challenge location in both server blocks of an ACME host.
 pub fn render_nginx(hosts: &[VirtualHost], opts: &RenderOptions) -> String {
+    let mut hosts: Vec<&VirtualHost> = hosts.iter().collect();
+    hosts.sort_by(|a, b| a.server_name.cmp(&b.server_name));
     let mut out = String::new();
     for v in hosts {
         let tls = opts.plain_listen.is_none() && v.tls != TlsMode::None;
+        // nixpkgs adds the challenge location only for ACME hosts.
+        let acme = if tls && v.tls == TlsMode::Acme {
+            "\n    location ^~ /.well-known/acme-challenge/ {\n        root /var/lib/acme/acme-challenge;\n        auth_basic off;\n        auth_request off;\n    }\n"
+        } else {
+            ""
+        };
         if tls {
             out.push_str(&format!(
-                "server {{\n    listen 0.0.0.0:80;\n    listen [::]:80;\n    server_name {};\n{}    location / {{\n        return 301 https://$host$request_uri;\n    }}\n}}\n\n",
+                "server {{\n    listen 0.0.0.0:80;\n    listen [::0]:80;\n    server_name {};\n\n    location / {{\n        return 301 https://$host$request_uri;\n    }}\n{acme}}}\n\n",
                 v.server_name,
-                // nixpkgs adds the challenge location only for ACME hosts.
-                if v.tls == TlsMode::Acme {
-                    "    location ^~ /.well-known/acme-challenge/ {\n        root /var/lib/acme/acme-challenge;\n    }\n"
-                } else {
-                    ""
-                }
             ));
         }
         out.push_str("server {\n");
         match &opts.plain_listen {
             Some(listen) => out.push_str(&format!("    listen {listen};\n")),
-            None if tls => out
-                .push_str("    listen 0.0.0.0:443 ssl;\n    listen [::]:443 ssl;\n    http2 on;\n"),
-            None => out.push_str("    listen 0.0.0.0:80;\n    listen [::]:80;\n"),
+            None if tls => out.push_str("    listen 0.0.0.0:443 ssl;\n    listen [::0]:443 ssl;\n"),
+            None => out.push_str("    listen 0.0.0.0:80;\n    listen [::0]:80;\n"),
         }
         out.push_str(&format!("    server_name {};\n", v.server_name));
         if tls {
-            let (cert, key) = match &v.tls {
-                TlsMode::Files { certificate, key } => (certificate.clone(), key.clone()),
-                _ => (
-                    format!("/var/lib/acme/{}/fullchain.pem", v.server_name),
-                    format!("/var/lib/acme/{}/key.pem", v.server_name),
-                ),
+            out.push_str("    http2 on;\n");
+            let (cert, key, chain) = match &v.tls {
+                TlsMode::Files { certificate, key } => (certificate.clone(), key.clone(), None),
+                _ => {
+                    let dir = format!("/var/lib/acme/{}", v.server_name);
+                    (
+                        format!("{dir}/fullchain.pem"),
+                        format!("{dir}/key.pem"),
+                        Some(format!("{dir}/chain.pem")),
+                    )
+                }
             };
             out.push_str(&format!(
                 "    ssl_certificate {cert};\n    ssl_certificate_key {key};\n"
             ));
+            if let Some(chain) = chain {
+                out.push_str(&format!("    ssl_trusted_certificate {chain};\n"));
+            }
         }
-        for l in &v.locations {
+        out.push_str(acme);
+        let mut locations: Vec<_> = v.locations.iter().collect();
+        locations.sort_by(|a, b| a.matcher.cmp(&b.matcher));
+        for l in locations {
             out.push_str(&format!("\n    location {} {{\n", l.matcher));
             if let Some(p) = &l.proxy_pass {
                 out.push_str(&format!("        proxy_pass {p};\n"));
-                for h in [
-                    "Host $host",
-                    "X-Real-IP $remote_addr",
-                    "X-Forwarded-For $proxy_add_x_forwarded_for",
-                    "X-Forwarded-Proto $scheme",
-                    "X-Forwarded-Host $host",
-                    "X-Forwarded-Server $host",
-                ] {
-                    out.push_str(&format!("        proxy_set_header {h};\n"));
-                }
+            }
+            if let Some(r) = &l.return_value {
+                out.push_str(&format!("        return {r};\n"));
             }
             for d in &l.directives {
                 out.push_str(&format!("        {d};\n"));
             }
-            if let Some(r) = &l.return_value {
-                out.push_str(&format!("        return {r};\n"));
+            if l.proxy_pass.is_some() {
+                for h in RECOMMENDED_PROXY_HEADERS {
+                    out.push_str(&format!("        proxy_set_header {h};\n"));
+                }
             }
             out.push_str("    }\n");
         }
@@ -202,10 +272,12 @@ pub fn render_unit(task: &Task, synapse_extra_files: &[String]) -> String {
             u.push_str(&format!("{key}={}\n", list.join(" ")));
         }
     }
-    // What NixOS writes for restartIfChanged = false / stopIfChanged = false:
-    // a switch never restarts or stops a running task.
+    u.push_str("\n[Service]\n");
+    // What NixOS writes for restartIfChanged = false / stopIfChanged = false,
+    // under [Service] (nixos/lib/systemd-lib.nix, serviceToUnit): a switch
+    // never restarts or stops a running task.
     u.push_str("X-RestartIfChanged=false\nX-StopIfChanged=false\n");
-    u.push_str("\n[Service]\nType=oneshot\nUMask=0077\n");
+    u.push_str("Type=oneshot\nUMask=0077\n");
     if let Some(user) = &task.user {
         u.push_str(&format!("User={user}\n"));
     }
