@@ -7,6 +7,8 @@
 //! but FAIL in CI (`CI` set), so CI can never silently skip coverage.
 #![allow(dead_code)]
 
+pub mod nixos;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
