@@ -923,6 +923,7 @@ fn serve_one(stream: TcpStream, name: &str, log: &Mutex<Vec<Value>>) -> std::io:
 // ------------------------------------------------------------------ nginx
 
 mod nginx;
+pub mod routing;
 pub use nginx::*;
 
 // ------------------------------------------------------------ http client
