@@ -13,8 +13,6 @@
 mod support;
 
 use std::fs;
-use std::path::Path;
-use std::process::Command;
 
 use masgen::emit::{render_nginx, RenderOptions};
 use masgen::lower::Phase;
@@ -134,35 +132,6 @@ fn compat_route_leaves_other_synapse_paths_alone() {
 
 // ------------------------------------------------- the production render
 
-fn self_signed(cert: &Path, key: &Path, cn: &str) {
-    fs::create_dir_all(cert.parent().unwrap()).unwrap();
-    fs::create_dir_all(key.parent().unwrap()).unwrap();
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-        ])
-        .arg(format!("/CN={cn}"))
-        .arg("-keyout")
-        .arg(key)
-        .arg("-out")
-        .arg(cert)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// `nginx -t` on `render/<host>/<phase>/nginx.conf` of `masgen::build_tree`
-/// (the production form: ports 80/443, TLS). Substitutions, and why:
-/// * `/var/lib/acme/…` (ACME, created by security.acme on NixOS) and the
-///   spec's certificate/key files (`proxy.tls = "files"`) are moved under a
-///   temp dir, where openssl writes self-signed certificates: nginx -t loads
-///   them;
-/// nginx -t does not bind ports, so 80/443 need no privileges. `http2 on;`
-/// needs nginx >= 1.25.1 (`support::nginx_bin`).
 #[test]
 fn production_render_passes_nginx_t() {
     if nginx_bin().is_none() {

@@ -924,6 +924,7 @@ fn serve_one(stream: TcpStream, name: &str, log: &Mutex<Vec<Value>>) -> std::io:
 
 mod nginx;
 pub mod routing;
+pub mod schema;
 #[allow(unused_imports)]
 pub use nginx::*;
 

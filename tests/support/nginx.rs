@@ -256,3 +256,107 @@ impl Drop for Nginx {
         let _ = self.child.wait();
     }
 }
+
+/// A self-signed certificate for `cn` (openssl must be installed).
+pub fn self_signed(cert: &Path, key: &Path, cn: &str) {
+    fs::create_dir_all(cert.parent().unwrap()).unwrap();
+    fs::create_dir_all(key.parent().unwrap()).unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        ])
+        .arg(format!("/CN={cn}"))
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// nixpkgs' nginx.conf (from a NixOS evaluation) made runnable by the nginx
+/// under test, for [`nginx_test_conf`] / [`Nginx::start_conf`].
+/// Substitutions, and why:
+/// * `include` of a file the evaluation generated (recommendedProxySettings'
+///   `proxy_set_header` lines) → that file's text, inline;
+/// * `include` of a package's file (`<nginx>/conf/fastcgi.conf`,
+///   `uwsgi_params`, mailcap's `mime.types`) → the same file of the nginx
+///   under test: the packages of the evaluation are stand-ins;
+/// * `pid /run/nginx/nginx.pid` → the temp dir; `master_process off;` first
+///   (one process, which the test can kill); `access_log` and `*_temp_path`
+///   in `http {}` (the compiled-in defaults are system directories);
+/// * each certificate path of `certs` → its stand-in (self-signed);
+/// * `X25519MLKEM768` dropped from `ssl_conf_command Groups`: the OpenSSL
+///   here (Debian 12: 3.0) predates that group (OpenSSL 3.5).
+pub fn runnable_nixpkgs_conf(
+    eval: &super::nixos::NixosEval,
+    bin: &Path,
+    certs: &[(String, String)],
+) -> String {
+    let what = &eval.configuration;
+    let conf = eval
+        .nginx_conf
+        .as_deref()
+        .unwrap_or_else(|| panic!("{what}: no nginx.conf in nixpkgs' evaluation"));
+    let conf_dir = nginx_conf_dir(bin);
+    let mut out = String::from("master_process off;\n");
+    for line in conf.lines() {
+        let t = line.trim();
+        if let Some(path) = t
+            .strip_prefix("include ")
+            .map(|p| p.trim_end_matches(';').trim())
+            .filter(|p| p.starts_with("/nix/store/"))
+        {
+            match eval.file(path).and_then(|f| f.text.as_deref()) {
+                Some(text) => out.push_str(text),
+                None => {
+                    let name = Path::new(path).file_name().unwrap().to_string_lossy();
+                    let local = conf_dir.join(&*name);
+                    assert!(local.exists(), "{what}: no stand-in for {path}");
+                    out.push_str(&format!("include {};", local.display()));
+                }
+            }
+        } else if t.starts_with("pid ") {
+            out.push_str(&format!("pid {NGINX_DIR}/nginx.pid;"));
+        } else if t == "http {" {
+            out.push_str(line);
+            out.push('\n');
+            out.push_str(&format!("  access_log {NGINX_DIR}/access.log;\n"));
+            out.push_str(&temp_paths(Path::new(NGINX_DIR)));
+            continue;
+        } else {
+            out.push_str(&line.replace("X25519MLKEM768:", ""));
+        }
+        out.push('\n');
+    }
+    for (from, to) in certs {
+        out = out.replace(&format!(" {from};"), &format!(" {to};"));
+    }
+    out
+}
+
+/// nixpkgs' `listen` lines moved to loopback for a test client without TLS:
+/// port 443 (with `ssl`) → plain 127.0.0.1:`port`, port 80 → 127.0.0.1:`port80`,
+/// IPv6 lines dropped.
+pub fn loopback_listen(conf: &str, port: u16, port80: u16) -> String {
+    let mut out = String::new();
+    for line in conf.lines() {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("listen ") {
+            if rest.starts_with('[') {
+                continue;
+            }
+            let p = if rest.contains(" ssl") { port } else { port80 };
+            out.push_str(&format!("    listen 127.0.0.1:{p};\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -1,0 +1,246 @@
+//! Conformance of what nixpkgs would deploy: every example × every
+//! configuration its flake defines × every nixpkgs tree present is evaluated
+//! with nixpkgs' own NixOS modules (tests/support/nixos.rs), and the files
+//! nixpkgs generates are handed to the real consumers:
+//! * nixpkgs' nginx.conf: `nginx -t` as deployed (ports 80/443, TLS), and the
+//!   routing assertions of tests/conformance_nginx.rs on loopback;
+//! * nixpkgs' unit texts: `systemd-analyze verify`;
+//! * nixpkgs' homeserver.yaml (+ the extra config files its unit passes):
+//!   Synapse's config loader;
+//! * nixpkgs' MAS config.yaml: MAS's JSON schema.
+//!
+//! Each test says what it substitutes, and why, where it does it. A missing
+//! nixpkgs tree is a loud SKIP (trees are fetched, not installed); a
+//! configuration that does not evaluate is a loud SKIP here, because
+//! tests/nixos_eval.rs fails for it.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use masgen::lower::{HostPhase, TlsMode};
+use masgen::model::Homeserver;
+use support::nixos::{self, NixosEval};
+use support::routing::*;
+use support::*;
+
+/// One configuration as masgen lowers it and as nixpkgs evaluates it.
+pub struct Evaluated {
+    /// "<example> × <configuration> × <tree> tree", for messages.
+    pub what: String,
+    pub hs: Homeserver,
+    pub phase: HostPhase,
+    /// `render/<host>/<phase>/…` of the output tree, by path under that dir.
+    pub render: BTreeMap<String, String>,
+    pub eval: NixosEval,
+}
+
+/// Every evaluated configuration, computed once per test binary. Empty
+/// (after a loud SKIP) when no nixpkgs tree or no nix-instantiate is there.
+fn evaluated() -> &'static [Evaluated] {
+    static CACHE: OnceLock<Vec<Evaluated>> = OnceLock::new();
+    CACHE.get_or_init(|| {
+        let trees = nixos::trees("tests/conformance_nixpkgs.rs");
+        if trees.is_empty() || nix_instantiate().is_none() {
+            return Vec::new();
+        }
+        let mut all = Vec::new();
+        for (name, checked) in checked_examples() {
+            let (lowered, tree) = masgen::build_tree(&checked).expect("build_tree");
+            let out = nixos::build_output(&checked).expect("write the output tree");
+            for phase in &lowered.phases {
+                let prefix = format!("render/{}/{}/", phase.host, phase.phase.name());
+                let render: BTreeMap<String, String> = tree
+                    .iter()
+                    .filter_map(|(p, t)| {
+                        let rel = p.as_str().strip_prefix(&prefix)?;
+                        Some((rel.to_string(), t.clone()))
+                    })
+                    .collect();
+                for t in &trees {
+                    let what = format!("{name} × {} × {} tree", phase.configuration, t.label);
+                    match nixos::evaluate(out.path(), &phase.configuration, &t.path) {
+                        Ok(eval) => all.push(Evaluated {
+                            what,
+                            hs: checked.homeserver.clone(),
+                            phase: phase.clone(),
+                            render: render.clone(),
+                            eval,
+                        }),
+                        Err(e) => eprintln!(
+                            "SKIP: {what} does not evaluate with nixpkgs' modules, so its \
+                             files reach no consumer here (tests/nixos_eval.rs fails for it): {}",
+                            e.lines().next().unwrap_or_default()
+                        ),
+                    }
+                }
+            }
+        }
+        all
+    })
+}
+
+// ------------------------------------------------------------------ nginx
+
+/// Self-signed certificates for every certificate path nixpkgs' nginx.conf
+/// names: `/var/lib/acme/<name>/{fullchain,key,chain}.pem` (made by
+/// security.acme on NixOS) and the spec's own files (`proxy.tls = "files"`).
+fn certificates(e: &Evaluated, dir: &Path) -> Vec<(String, String)> {
+    let mut map = Vec::new();
+    for v in &e.phase.nginx {
+        let (cert, key, chain) = match &v.tls {
+            TlsMode::None => continue,
+            TlsMode::Acme => {
+                let d = format!("/var/lib/acme/{}", v.server_name);
+                (
+                    format!("{d}/fullchain.pem"),
+                    format!("{d}/key.pem"),
+                    Some(format!("{d}/chain.pem")),
+                )
+            }
+            TlsMode::Files { certificate, key } => (certificate.clone(), key.clone(), None),
+        };
+        if map.iter().any(|(c, _)| *c == cert) {
+            continue;
+        }
+        let i = map.len();
+        let c = dir.join(format!("cert-{i}.pem"));
+        let k = dir.join(format!("key-{i}.pem"));
+        self_signed(&c, &k, &v.server_name);
+        map.push((cert, c.display().to_string()));
+        map.push((key, k.display().to_string()));
+        if let Some(chain) = chain {
+            map.push((chain, c.display().to_string()));
+        }
+    }
+    map
+}
+
+#[test]
+fn nixpkgs_nginx_conf_passes_nginx_t() {
+    let Some(bin) = nginx_bin() else { return };
+    if require_tool("openssl", "self-signed certificates for nginx -t").is_none() {
+        return;
+    }
+    let mut count = 0;
+    for e in evaluated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let conf = runnable_nixpkgs_conf(&e.eval, &bin, &certificates(e, tmp.path()));
+        match nginx_test_conf(&conf) {
+            Some(Ok(())) => eprintln!("ok: nginx -t accepts nixpkgs' nginx.conf of {}", e.what),
+            Some(Err(err)) => panic!(
+                "{}: nginx -t refuses nixpkgs' nginx.conf:\n{err}\n{conf}",
+                e.what
+            ),
+            None => return,
+        }
+        count += 1;
+    }
+    eprintln!("nginx -t ran on {count} nixpkgs nginx.conf files");
+}
+
+/// The routing assertions of tests/conformance_nginx.rs on nixpkgs' own
+/// nginx.conf. Besides `runnable_nixpkgs_conf`'s substitutions:
+/// * `listen` lines: the HTTPS ones → plain HTTP on a free loopback port
+///   (the test's client speaks no TLS), the port-80 ones → another free
+///   loopback port, the IPv6 ones dropped;
+/// * each `proxy_pass` target of the lowered model → the recording upstream
+///   standing in for that service.
+///
+/// The header checks read nixpkgs' own `proxy_set_header` lines (from
+/// `recommendedProxySettings`, through its `include`), not masgen's.
+#[test]
+fn nixpkgs_nginx_conf_routes_every_example_and_phase() {
+    let Some(bin) = nginx_bin() else { return };
+    if require_tool("openssl", "self-signed certificates").is_none() {
+        return;
+    }
+    let mut count = 0;
+    for e in evaluated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let synapse = RecordingUpstream::start("synapse");
+        let mas = RecordingUpstream::start("mas");
+        let (port, port80) = (free_port(), free_port());
+        let mut conf = runnable_nixpkgs_conf(&e.eval, &bin, &certificates(e, tmp.path()));
+        conf = loopback_listen(&conf, port, port80);
+        for l in e.phase.nginx.iter().flat_map(|v| &v.locations) {
+            if let Some(target) = &l.proxy_pass {
+                let to = if l.upstream == "mas" { &mas } else { &synapse };
+                conf = conf.replace(
+                    &format!("proxy_pass {target};"),
+                    &format!("proxy_pass http://127.0.0.1:{};", to.port()),
+                );
+            }
+        }
+        let headers = proxy_headers(&conf);
+        let nginx = match Nginx::start_conf(&conf) {
+            Some(Ok(n)) => n,
+            Some(Err(err)) => panic!("{}: nginx does not start:\n{err}\n{conf}", e.what),
+            None => return,
+        };
+        check_routes(
+            port,
+            &e.hs,
+            e.phase.phase,
+            &synapse,
+            &mas,
+            &headers,
+            &e.what,
+        );
+        check_port_80(port80, &e.phase, &e.what);
+        drop(nginx);
+        eprintln!("ok: nixpkgs' nginx.conf routes {}", e.what);
+        count += 1;
+    }
+    eprintln!("routing checked on {count} nixpkgs nginx.conf files");
+}
+
+/// Port 80 of every TLS host redirects to HTTPS, except ACME's challenge
+/// directory (served from disk, so the 404 of a missing token).
+fn check_port_80(port: u16, phase: &HostPhase, what: &str) {
+    for v in &phase.nginx {
+        if v.tls == TlsMode::None {
+            continue;
+        }
+        let seen = send(port, "GET", &v.server_name, "/_matrix/client/versions");
+        let loc = seen.headers.iter().find(|(k, _)| k == "location");
+        assert!(
+            seen.status == 301
+                && loc.is_some_and(
+                    |(_, l)| *l == format!("https://{}/_matrix/client/versions", v.server_name)
+                ),
+            "{what}: http://{}/ does not redirect to https: {} {:?}",
+            v.server_name,
+            seen.status,
+            seen.headers
+        );
+        if v.tls == TlsMode::Acme {
+            let seen = send(port, "GET", &v.server_name, "/.well-known/acme-challenge/x");
+            assert_eq!(seen.status, 404, "{what}: ACME challenge on port 80");
+        }
+    }
+}
+
+// --------------------------------------------------------- MAS and Synapse
+
+#[test]
+fn nixpkgs_mas_config_validates_against_the_mas_schema() {
+    let validator = support::schema::mas_validator();
+    let mut count = 0;
+    for e in evaluated() {
+        let Some(config) = &e.eval.mas_settings else {
+            panic!("{}: no MAS config.yaml in nixpkgs' evaluation", e.what)
+        };
+        let errors = support::schema::schema_errors(&validator, config);
+        assert!(
+            errors.is_empty(),
+            "{}: nixpkgs' MAS config.yaml does not validate against mas-config.schema.json:\n{}",
+            e.what,
+            errors.join("\n")
+        );
+        count += 1;
+    }
+    eprintln!("MAS schema checked on {count} nixpkgs MAS configs");
+}
