@@ -244,3 +244,56 @@ fn nixpkgs_mas_config_validates_against_the_mas_schema() {
     }
     eprintln!("MAS schema checked on {count} nixpkgs MAS configs");
 }
+
+// ---------------------------------------------------------------- systemd
+
+/// `systemd-analyze verify` on every unit text nixpkgs would install for
+/// masgen's services (matrix-synapse, MAS, nginx, postgresql and every
+/// `masgen-*` unit), all of one configuration in one directory. Store paths
+/// become executable stand-ins and dependencies outside the set become stub
+/// units (tests/support/units.rs says why). Passing means exit 0 and no
+/// output at all, as for masgen's renders.
+#[test]
+fn nixpkgs_units_pass_systemd_analyze_verify() {
+    let Some(tool) = require_tool("systemd-analyze", "verifying nixpkgs' unit texts") else {
+        return;
+    };
+    let mut count = 0;
+    for e in evaluated() {
+        for want in [
+            "matrix-synapse.service",
+            "matrix-authentication-service.service",
+            "nginx.service",
+            "postgresql.service",
+        ] {
+            assert!(e.eval.units.contains_key(want), "{}: no {want}", e.what);
+        }
+        for task in e.phase.tasks.keys() {
+            let unit = format!("{task}.service");
+            assert!(e.eval.units.contains_key(&unit), "{}: no {unit}", e.what);
+        }
+        let mut dir = support::units::UnitDir::new();
+        let paths: Vec<(&String, std::path::PathBuf)> = e
+            .eval
+            .units
+            .iter()
+            .map(|(name, text)| (name, dir.add(name, text)))
+            .collect();
+        dir.stub_dependencies();
+        for (name, path) in paths {
+            if let Err(err) = support::units::verify(&tool, &path) {
+                panic!(
+                    "{}: systemd-analyze verify {name} (nixpkgs' unit text): {err}\n--- unit ---\n{}",
+                    e.what,
+                    std::fs::read_to_string(&path).unwrap()
+                );
+            }
+            count += 1;
+        }
+        eprintln!(
+            "ok: systemd-analyze verify passes nixpkgs' units of {}",
+            e.what
+        );
+    }
+    eprintln!("systemd-analyze verify ran on {count} nixpkgs unit texts");
+}
