@@ -20,10 +20,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use masgen::lower::{HostPhase, TlsMode};
+use masgen::lower::tasks::PASSWORD_CONFIG_UNIT;
+use masgen::lower::{HostPhase, PasswordConfigOut, TlsMode, PASSWORD_CONFIG_PATH};
 use masgen::model::Homeserver;
 use support::nixos::{self, NixosEval};
 use support::routing::*;
+use support::synapse::{write_config, PgTarget};
 use support::*;
 
 /// One configuration as masgen lowers it and as nixpkgs evaluates it.
@@ -296,4 +298,115 @@ fn nixpkgs_units_pass_systemd_analyze_verify() {
         );
     }
     eprintln!("systemd-analyze verify ran on {count} nixpkgs unit texts");
+}
+
+// ---------------------------------------------------------------- Synapse
+
+/// The config files nixpkgs' matrix-synapse unit passes after its
+/// homeserver.yaml (`--config-path` in ExecStart: extraConfigFiles, among
+/// them masgen's runtime password-config file), and that file's content as
+/// masgen's module would write it: its settings from the JSON file the
+/// evaluation generated, its pepper file from the writer unit's
+/// `LoadCredential=pepper:…`.
+fn synapse_extra_files(e: &Evaluated) -> (Vec<String>, Option<PasswordConfigOut>) {
+    let exec = e.eval.exec_texts("matrix-synapse").join(" ");
+    let mut paths = Vec::new();
+    let mut words = exec.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "--config-path" {
+            paths.extend(words.next().map(String::from));
+        }
+    }
+    assert_eq!(
+        paths.first(),
+        e.eval.synapse_config_path.as_ref(),
+        "{}: the first --config-path is not nixpkgs' homeserver.yaml: {exec}",
+        e.what
+    );
+    let extra: Vec<String> = paths.into_iter().skip(1).collect();
+    if !extra.iter().any(|p| p == PASSWORD_CONFIG_PATH) {
+        return (extra, None);
+    }
+    let settings = e
+        .eval
+        .files
+        .values()
+        .find(|f| f.name == "masgen-synapse-password-config-settings.json")
+        .and_then(|f| f.value.clone())
+        .unwrap_or_else(|| panic!("{}: no password_config settings file", e.what));
+    let writer = e
+        .eval
+        .units
+        .get(PASSWORD_CONFIG_UNIT)
+        .unwrap_or_else(|| panic!("{}: no {PASSWORD_CONFIG_UNIT}", e.what));
+    let pepper_file = writer
+        .lines()
+        .find_map(|l| l.strip_prefix("LoadCredential=pepper:"))
+        .unwrap_or_else(|| panic!("{}: the writer loads no pepper:\n{writer}", e.what))
+        .to_string();
+    (
+        extra,
+        Some(PasswordConfigOut {
+            settings,
+            pepper_file,
+        }),
+    )
+}
+
+/// Synapse's loader (`python -m synapse.config -c … -c …`) on nixpkgs'
+/// homeserver.yaml (the settings of its `formats.yaml` file, nixpkgs'
+/// defaults included) and the extra files its unit passes, after nixpkgs'
+/// preStart (`--generate-keys`). The substitutions are
+/// tests/support/synapse.rs's `write_config`: paths into a temp dir, secret
+/// files → canary stand-ins, the runtime password-config file written the
+/// way modules/synapse-secrets.nix writes it, `url_preview_enabled` off (no
+/// lxml in the venv), a free loopback port. Synapse must read back the
+/// phase's delegation and, where there is one, the pepper.
+#[test]
+fn synapse_loader_accepts_nixpkgs_homeserver_yaml() {
+    let Some(py) = synapse_python() else { return };
+    let mut count = 0;
+    for e in evaluated() {
+        let settings = e
+            .eval
+            .synapse_settings
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: no homeserver.yaml in the evaluation", e.what));
+        let (extra, pc) = synapse_extra_files(e);
+        let pg = PgTarget {
+            socket_dir: "/nonexistent/masgen-test-postgres".into(),
+            port: 5432,
+        };
+        let none = |_: &Path, _: &Path| serde_json::json!({});
+        let setup = write_config(&none, settings, &extra, pc.as_ref(), &pg, None);
+        setup
+            .generate_keys(&py)
+            .unwrap_or_else(|err| panic!("{}: {err}", e.what));
+        let out = setup.load(&py, Some("mas.enabled")).unwrap_or_else(|err| {
+            panic!(
+                "{}: Synapse's loader refuses nixpkgs' homeserver.yaml:\n{err}",
+                e.what
+            )
+        });
+        let delegated = e.phase.phase == masgen::lower::Phase::Final;
+        let expect = format!("mas.enabled: {}", if delegated { "True" } else { "False" });
+        assert!(out.contains(&expect), "{}: want `{expect}`:\n{out}", e.what);
+        if let Some(pc) = &pc {
+            let out = setup
+                .load(&py, Some("auth.password_pepper"))
+                .unwrap_or_else(|err| panic!("{}: {err}", e.what));
+            let pepper = setup.secrets.value(&pc.pepper_file).expect("pepper");
+            assert!(
+                out.contains(&format!("auth.password_pepper: {pepper}\n")),
+                "{}: Synapse read another pepper:\n{out}",
+                e.what
+            );
+        }
+        eprintln!(
+            "ok: Synapse's loader accepts nixpkgs' homeserver.yaml of {}",
+            e.what
+        );
+        count += 1;
+    }
+    eprintln!("Synapse's loader ran on {count} nixpkgs homeserver.yaml files");
 }

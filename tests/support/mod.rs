@@ -925,6 +925,7 @@ fn serve_one(stream: TcpStream, name: &str, log: &Mutex<Vec<Value>>) -> std::io:
 mod nginx;
 pub mod routing;
 pub mod schema;
+pub mod synapse;
 pub mod units;
 #[allow(unused_imports)]
 pub use nginx::*;
