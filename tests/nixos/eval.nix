@@ -45,6 +45,13 @@ let
       system.stateVersion = "25.11";
       networking.hostName = "matrix-test";
       networking.firewall.enable = true;
+      # The NixOS manual is built from the tree's sources during evaluation,
+      # which needs a real store (`--store dummy://` has none).
+      documentation.nixos.enable = false;
+      # A container: no kernel, initrd or boot loader to stand in for when
+      # `system.build.toplevel` is forced. The services masgen configures
+      # are the same either way.
+      boot.isContainer = true;
     };
   };
 
@@ -149,4 +156,7 @@ in
     lib.filterAttrs (n: _: lib.hasPrefix "nginx/" n || lib.hasPrefix "matrix" n) config.environment.etc
   );
   hasMasModule = config.services ? matrix-authentication-service;
+  # Forcing the system's derivation forces every option value it is built
+  # from (units, /etc, activation scripts): a type error anywhere shows.
+  toplevel = config.system.build.toplevel.drvPath;
 }

@@ -28,16 +28,21 @@ let
         "dev"
         "man"
       ];
-      drv = derivation {
-        # Files are named as nixpkgs names them, packages "pname-version".
-        name = if extra ? standinKind then name else "${name}-${version}";
-        inherit system outputs;
-        builder = "/bin/sh";
-        args = [
-          "-c"
-          "echo stand-in package, never built; exit 1"
-        ];
-      };
+      drv = derivation (
+        coerceEnv (extra.env or { })
+        // {
+          # Files are named as nixpkgs names them, packages "pname-version".
+          name = lib.strings.sanitizeDerivationName (
+            if extra ? standinKind then name else "${name}-${version}"
+          );
+          inherit system outputs;
+          builder = "/bin/sh";
+          args = [
+            "-c"
+            "echo stand-in package, never built; exit 1"
+          ];
+        }
+      );
       self =
         drv
         // {
@@ -54,11 +59,36 @@ let
           overrideAttrs = _: self;
           overrideDerivation = _: self;
           overridePythonAttrs = _: self;
+          withPackages = _f: self;
+          shellPath = "/bin/${name}";
           tests = { };
         }
-        // removeAttrs extra [ "meta" ];
+        // removeAttrs extra [
+          "meta"
+          "env"
+        ];
     in
     self;
+
+  # A builder's inputs become the stand-in's environment, as they would
+  # become a real derivation's, so computing its path forces them (a type
+  # error or a missing package anywhere below system.build.toplevel shows).
+  # What a real builder could not put in its environment is JSON-encoded.
+  plain = v: builtins.isString v || builtins.isPath v || builtins.isBool v || builtins.isInt v
+    || builtins.isFloat v || v == null || (builtins.isAttrs v && (v ? outPath || v ? __toString));
+  coerceEnv =
+    env:
+    # Keys are taken by name only: forcing a value here could recurse where
+    # a real derivation would not (its environment is lazy until built).
+    lib.mapAttrs (
+      _: v:
+      if builtins.isFunction v then
+        null
+      else if plain v || (builtins.isList v && builtins.all plain v) then
+        v
+      else
+        builtins.toJSON (lib.filterAttrsRecursive (_: x: !builtins.isFunction x) { inherit v; })
+    ) (removeAttrs env [ "passthru" "meta" "pos" ]);
 
   # A generated file announces its content on stderr when its store path is
   # first used (a trace line `masgen-file {"path":…,"name":…,"text"|"value":…}`),
@@ -91,6 +121,7 @@ let
       ...
     }@args:
     traced (mk name {
+      env = { inherit text executable destination checkPhase; };
       inherit text executable destination checkPhase;
       version = "file";
       outputs = [ "out" ];
@@ -126,6 +157,7 @@ let
       generate =
         name: value:
         traced (mk name {
+          env.value = builtins.toJSON value;
           inherit value;
           format = kind;
           version = "file";
@@ -159,6 +191,9 @@ let
     gitIni = format "gitIni" jsonValue;
     cdn = format "cdn" jsonValue;
   };
+
+  # A set of plain stand-ins.
+  set = names: lib.genAttrs names (n: mk n { });
 
   # Python: `withPackages`/`pkgs` of an interpreter and package sets.
   python =
@@ -260,6 +295,7 @@ let
   };
   kernelPackages = {
     inherit kernel;
+    inherit (self) stdenv;
     extend = _: kernelPackages;
     __unfix__ = _: kernelPackages;
     nvidia_x11 = mk "nvidia" { };
@@ -305,11 +341,16 @@ let
     withPCRE2 = true;
     interfaceVersion = 2;
     kbd = mk "kbd" { };
+    util-linux = mk "util-linux" { version = versioned.util-linux; };
   };
 
   self =
     # Ordinary packages: a derivation with the name, version if known.
-    lib.genAttrs (import ./pkgs-names.nix) (n: mk n { version = versioned.${n} or "0-standin"; })
+    # They can be called too (`pkgs.makeInitrd { ... }` is the stand-in
+    # again, its arguments unread), for builders nothing here looks into.
+    lib.genAttrs (import ./pkgs-names.nix) (
+      n: mk n { version = versioned.${n} or "0-standin"; } // { __functor = self: _: self; }
+    )
     // {
       _type = "pkgs";
       inherit lib formats kernelPackages;
@@ -324,7 +365,8 @@ let
       hostPlatform = platform;
       buildPlatform = platform;
       system = platform.system;
-      stdenv = {
+      # Like nixpkgs' stdenv, it carries the host platform's predicates.
+      stdenv = lib.filterAttrs (_: builtins.isBool) platform // {
         hostPlatform = platform;
         buildPlatform = platform;
         targetPlatform = platform;
@@ -334,14 +376,23 @@ let
         isAarch64 = platform.isAarch64;
         system = platform.system;
         cc = mk "gcc-wrapper" {
-          bintools = mk "binutils" { };
+          bintools = mk "binutils" { dynamicLinker = "/lib64/ld-linux-x86-64.so.2"; };
           isGNU = true;
           isClang = false;
           libc = mk "glibc" { };
           targetPrefix = "";
         };
         shell = "${self.bash}/bin/bash";
-        mkDerivation = a: mk (a.pname or a.name or "mkDerivation") { version = a.version or "0"; };
+        mkDerivation =
+          a0:
+          let
+            a = if builtins.isFunction a0 then a0 a else a0;
+          in
+          mk (a.pname or a.name or "mkDerivation") {
+            env = removeAttrs a [ "name" "pname" "version" "outputs" ];
+            version = a.version or "0";
+            outputs = a.outputs or [ "out" ];
+          } // (a.passthru or { });
         lib = lib;
       };
       stdenvNoCC = self.stdenv;
@@ -384,17 +435,26 @@ let
         writeNginxConfig = name: text: textFile { inherit name text; };
         writeTOML = name: value: (formats.toml { }).generate name value;
       };
-      runCommand = name: env: script: mk name { inherit env script; version = "cmd"; outputs = [ "out" ]; };
+      runCommand = name: env: script: mk name {
+        env = env // { buildCommand = script; };
+        passthru = env.passthru or { };
+        version = "cmd";
+        outputs = [ "out" ];
+      } // (env.passthru or { });
       runCommandLocal = self.runCommand;
       runCommandNoCC = self.runCommand;
       runCommandCC = self.runCommand;
-      symlinkJoin = a: mk a.name { paths = a.paths or [ ]; version = "join"; outputs = [ "out" ]; };
-      buildEnv = a: mk a.name { paths = a.paths or [ ]; version = "env"; outputs = [ "out" ]; };
-      linkFarm = name: entries: mk name { inherit entries; version = "farm"; outputs = [ "out" ]; };
-      linkFarmFromDrvs = name: drvs: mk name { inherit drvs; version = "farm"; outputs = [ "out" ]; };
+      symlinkJoin = a: mk a.name { env = removeAttrs a [ "name" ]; paths = a.paths or [ ]; version = "join"; outputs = [ "out" ]; } // (a.passthru or { });
+      buildEnv = a: mk a.name { env = removeAttrs a [ "name" ]; paths = a.paths or [ ]; version = "env"; outputs = [ "out" ]; } // (a.passthru or { });
+      linkFarm = name: entries: mk name { env.entries = entries; version = "farm"; outputs = [ "out" ]; };
+      linkFarmFromDrvs = name: drvs: mk name { env.drvs = drvs; version = "farm"; outputs = [ "out" ]; };
       substituteAll = a: mk (a.name or (baseNameOf (toString a.src))) { version = "subst"; outputs = [ "out" ]; };
+      substitute = a: mk (a.name or (baseNameOf (toString a.src))) { env = a; version = "subst"; outputs = [ "out" ]; };
       replaceVars = src: vars: mk (baseNameOf (toString src)) { inherit vars; version = "subst"; outputs = [ "out" ]; };
       replaceVarsWith = a: mk (a.name or (baseNameOf (toString a.src))) { version = "subst"; outputs = [ "out" ]; };
+      concatText = name: files: mk name { env.files = files; version = "file"; standinKind = "concat"; outputs = [ "out" ]; };
+      concatTextFile = a: mk a.name { env.files = a.files; version = "file"; standinKind = "concat"; outputs = [ "out" ]; };
+      aggregateModules = modules: mk "kernel-modules" { env.modules = modules; outputs = [ "out" ]; };
       makeWrapper = mk "make-wrapper" { };
       makeBinaryWrapper = mk "make-binary-wrapper" { };
       makeSetupHook = a: _script: mk (a.name or "hook") { };
@@ -406,6 +466,7 @@ let
       fetchurl = a: mk "fetchurl" { };
       fetchzip = a: mk "fetchzip" { };
       fetchFromGitHub = a: mk "source" { };
+      unixtools = set [ "xxd" "hostname" "ifconfig" "netstat" "ping" "route" "top" "whereis" "wall" "write" "script" "getopt" "more" "procps" "util-linux" "nettools" "logger" "fdisk" ];
       testers = { };
       nixosTests = { };
 
@@ -460,12 +521,17 @@ let
       tengine = self.nginx;
       angie = self.nginx;
       glibcLocales = mk "glibc-locales" { };
+      cacert = mk "nss-cacert" { outputs = [ "out" "p11kit" "unbundled" ]; };
+      shadow = mk "shadow" { version = versioned.shadow; outputs = [ "out" "su" "man" "dev" ]; };
+      libxcrypt = mk "libxcrypt" {
+        enabledCryptSchemeIds = [ "y" "gy" "7" "2b" "2y" "2a" "6" "5" ];
+      };
       tzdata = mk "tzdata" { };
       perlPackages = { };
       haskellPackages = { };
       nodePackages = { };
       luaPackages = { };
-      xorg = { };
+      xorg = set [ "fontadobe100dpi" "fontadobe75dpi" "fontalias" "fontcursormisc" "fontmiscmisc" "fontxfree86type1" "lndir" "mkfontdir" "mkfontscale" "twm" "xauth" "xf86inputlibinput" "xf86inputsynaptics" "xf86inputvmmouse" "xf86videoamdgpu" "xfs" "xmessage" "xorgserver" "xrandr" "xrdb" "xwininfo" ];
       gnome = { };
       kdePackages = { };
       qt6 = { };
