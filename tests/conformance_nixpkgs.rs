@@ -410,3 +410,105 @@ fn synapse_loader_accepts_nixpkgs_homeserver_yaml() {
     }
     eprintln!("Synapse's loader ran on {count} nixpkgs homeserver.yaml files");
 }
+
+// ------------------------------------------- renders against nixpkgs' files
+
+/// `/nix/store/<hash>-` → `/nix/store/<hash>-` with the literal `<hash>`: the
+/// renders cannot know hashes (and the stand-in packages' are not real).
+fn no_hashes(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("/nix/store/") {
+        let (head, tail) = rest.split_at(i + "/nix/store/".len());
+        out.push_str(head);
+        match tail.get(32..33) {
+            Some("-") if tail[..32].bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                out.push_str("<hash>");
+                rest = &tail[32..];
+            }
+            _ => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn no_hashes_json(v: &serde_json::Value) -> serde_json::Value {
+    serde_json::from_str(&no_hashes(&v.to_string())).expect("JSON")
+}
+
+/// The YAML a render documents in `#| ` comment lines: what nixpkgs adds.
+fn documented(render: &str) -> serde_json::Value {
+    let text: String = render
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("#| ")
+                .or(if l == "#|" { Some("") } else { None })
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if text.trim().is_empty() {
+        return serde_json::json!({});
+    }
+    serde_norway::from_str(&text)
+        .unwrap_or_else(|e| panic!("documented block is not YAML: {e}\n{text}"))
+}
+
+/// Paths where `a` and `b` differ (for messages).
+fn json_diff(a: &serde_json::Value, b: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    use serde_json::Value::Object;
+    match (a, b) {
+        (Object(x), Object(y)) => {
+            for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                let p = format!("{path}.{k}");
+                match (x.get(k), y.get(k)) {
+                    (Some(u), Some(v)) => json_diff(u, v, &p, out),
+                    (u, v) => out.push(format!("{p}: render {u:?} / nixpkgs {v:?}")),
+                }
+            }
+        }
+        _ if a != b => out.push(format!("{path}: render {a} / nixpkgs {b}")),
+        _ => {}
+    }
+}
+
+/// `base` with `over` merged in (objects recursively), as option defaults
+/// lose to definitions.
+fn merged(base: &serde_json::Value, over: &serde_json::Value) -> serde_json::Value {
+    let mut out = base.clone();
+    support::synapse::merge(&mut out, over);
+    out
+}
+
+/// The renders are the files nixpkgs deploys (2026 tree, masgen's default
+/// pin): render/…/homeserver.yaml and mas-config.yaml hold masgen's settings;
+/// with the nixpkgs defaults each documents in its `#| ` block merged under
+/// them they equal the settings nixpkgs' modules write, exactly.
+#[test]
+fn renders_match_nixpkgs_settings() {
+    let mut count = 0;
+    for e in evaluated()
+        .iter()
+        .filter(|e| e.what.ends_with("× 2026 tree"))
+    {
+        for (file, deployed) in [
+            ("homeserver.yaml", &e.eval.synapse_settings),
+            ("mas-config.yaml", &e.eval.mas_settings),
+        ] {
+            let render = &e.render[file];
+            let ours: serde_json::Value = serde_norway::from_str(render).unwrap();
+            let want = merged(&documented(render), &ours);
+            let got = no_hashes_json(deployed.as_ref().expect("settings"));
+            let mut diff = Vec::new();
+            json_diff(&want, &got, "", &mut diff);
+            assert!(
+                diff.is_empty(),
+                "{}: render/…/{file} (with its documented nixpkgs defaults) is not what nixpkgs writes:\n{}",
+                e.what,
+                diff.join("\n")
+            );
+        }
+        count += 1;
+    }
+    eprintln!("renders compared with {count} nixpkgs evaluations");
+}

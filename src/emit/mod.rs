@@ -3,6 +3,7 @@
 
 mod flake;
 mod host;
+pub mod nixpkgs;
 mod render;
 
 use std::collections::BTreeMap;

@@ -8,7 +8,7 @@ use crate::lower::{
     HostPhase, PasswordConfigOut, Task, TlsMode, VirtualHost, PASSWORD_CONFIG_PATH,
 };
 
-use super::{header, Inputs};
+use super::{header, nixpkgs, Inputs};
 
 /// Where the reference renders show store paths (the real ones are
 /// `/nix/store/<hash>-…`, known only after a Nix build).
@@ -42,6 +42,11 @@ pub(super) fn files(
             hs_yaml.push_str(&format!("# Also read: {f}\n"));
         }
     }
+    hs_yaml.push_str(&documented(
+        "nixpkgs' services.matrix-synapse adds its defaults for the keys masgen leaves\n\
+         # unset (nixos/modules/services/matrix/synapse.nix); Synapse reads these too:",
+        &nixpkgs::unset(&nixpkgs::synapse_defaults(), &phase.synapse.settings),
+    )?);
     hs_yaml.push_str(&yaml(&phase.synapse.settings)?);
     out.push(("homeserver.yaml".to_string(), hs_yaml));
 
@@ -60,6 +65,11 @@ pub(super) fn files(
     for (name, path) in &phase.mas.credentials {
         mas_yaml.push_str(&format!("#   {name}: {path}\n"));
     }
+    mas_yaml.push_str(&documented(
+        "nixpkgs' services.matrix-authentication-service adds its defaults for the keys\n\
+         # masgen leaves unset (nixos/modules/services/matrix/matrix-authentication-service.nix):",
+        &nixpkgs::unset(&nixpkgs::mas_defaults(), &phase.mas.settings),
+    )?);
     mas_yaml.push_str(&yaml(&phase.mas.settings)?);
     out.push(("mas-config.yaml".to_string(), mas_yaml));
 
@@ -119,6 +129,19 @@ pub fn password_config(pc: &PasswordConfigOut) -> String {
     }
     text.push_str("  }\n}\n");
     text
+}
+
+/// `what` as a comment, then `value` as YAML in `#| ` comment lines (a
+/// block tests/conformance_nixpkgs.rs reads back); nothing when empty.
+fn documented(what: &str, value: &Value) -> anyhow::Result<String> {
+    if value.as_object().is_none_or(|m| m.is_empty()) {
+        return Ok(String::new());
+    }
+    let mut text = format!("# {what}\n");
+    for line in yaml(value)?.lines() {
+        text.push_str(&format!("#| {line}\n"));
+    }
+    Ok(text)
 }
 
 fn yaml(value: &Value) -> anyhow::Result<String> {
