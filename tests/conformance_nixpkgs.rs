@@ -512,3 +512,124 @@ fn renders_match_nixpkgs_settings() {
     }
     eprintln!("renders compared with {count} nixpkgs evaluations");
 }
+
+/// `/nix/store/<hash>-<name>` → `/nix/store/…`: package names and versions
+/// of the stand-in set are not the real ones, and renders know no hashes.
+fn no_store_names(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("/nix/store/") {
+        out.push_str(&rest[..i]);
+        out.push_str("/nix/store/…");
+        let tail = &rest[i + "/nix/store/".len()..];
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || "\"';:".contains(c))
+            .unwrap_or(tail.len());
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A render with its `#| ` lines (nixpkgs' documented part) uncommented.
+fn uncommented(render: &str) -> String {
+    render
+        .lines()
+        .map(|l| {
+            l.strip_prefix("#| ")
+                .or((l == "#|").then_some(""))
+                .unwrap_or(l)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// nginx statements, whitespace-collapsed: `name args;`, `name args {`, `}`.
+/// Comments (`#` outside quotes) are dropped.
+fn nginx_statements(conf: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = conf.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => {
+                quote = None;
+                cur.push(c);
+            }
+            (Some(_), c) => cur.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                cur.push(c);
+            }
+            (None, '#') => {
+                while chars.peek().is_some_and(|&n| n != '\n') {
+                    chars.next();
+                }
+            }
+            (None, ';' | '{' | '}') => {
+                let words = cur.split_whitespace().collect::<Vec<_>>().join(" ");
+                match c {
+                    ';' => out.push(format!("{words};")),
+                    '{' => out.push(format!("{words} {{")),
+                    _ => {
+                        assert!(words.is_empty(), "text before `}}`: {words}");
+                        out.push("}".into());
+                    }
+                }
+                cur.clear();
+            }
+            (None, c) => cur.push(c),
+        }
+    }
+    assert!(cur.trim().is_empty(), "unterminated statement: {cur}");
+    out
+}
+
+/// nixpkgs' nginx.conf with the files it includes that the evaluation
+/// generated (the recommended proxy headers) written out in place.
+fn inlined(eval: &NixosEval) -> String {
+    let conf = eval.nginx_conf.as_deref().expect("nginx.conf");
+    conf.lines()
+        .map(|line| {
+            let path = line
+                .trim()
+                .strip_prefix("include ")
+                .map(|p| p.trim_end_matches(';'));
+            match path.and_then(|p| eval.file(p)).and_then(|f| f.text.clone()) {
+                Some(text) => text,
+                None => format!("{line}\n"),
+            }
+        })
+        .collect()
+}
+
+/// render/…/nginx.conf, its `#| ` lines (nixpkgs' own part) included, is
+/// nixpkgs' nginx.conf statement by statement (whitespace, comments and
+/// store-path names aside; nixpkgs' `include` of its proxy headers counted
+/// as the lines it includes).
+#[test]
+fn render_nginx_conf_is_nixpkgs_nginx_conf() {
+    let mut count = 0;
+    for e in evaluated()
+        .iter()
+        .filter(|e| e.what.ends_with("× 2026 tree"))
+    {
+        let ours = nginx_statements(&no_store_names(&uncommented(&e.render["nginx.conf"])));
+        let theirs = nginx_statements(&no_store_names(&inlined(&e.eval)));
+        if ours != theirs {
+            let at = ours.iter().zip(&theirs).position(|(a, b)| a != b);
+            let at = at.unwrap_or(ours.len().min(theirs.len()));
+            let from = at.saturating_sub(3);
+            panic!(
+                "{}: render/…/nginx.conf differs from nixpkgs' nginx.conf at statement {at}:\n\
+                 render:  {:#?}\nnixpkgs: {:#?}",
+                e.what,
+                &ours[from..(at + 4).min(ours.len())],
+                &theirs[from..(at + 4).min(theirs.len())]
+            );
+        }
+        count += 1;
+    }
+    eprintln!("nginx.conf renders compared with {count} nixpkgs evaluations");
+}

@@ -86,3 +86,49 @@ pub fn unset(defaults: &Value, ours: &Value) -> Value {
     }
     Value::Object(out)
 }
+
+/// nixpkgs' part of nginx.conf before the server blocks, for the options
+/// masgen sets (`recommendedProxySettings`, `recommendedTlsSettings`) and
+/// the module's defaults; the `include` of its
+/// `nginx-recommended-proxy-headers.conf` is shown as that file's lines.
+/// Store paths read `/nix/store/<hash>-<package>/…`.
+pub const NGINX_PROLOGUE: &str = r#"pid /run/nginx/nginx.pid;
+error_log stderr;
+daemon off;
+events {
+}
+http {
+    include /nix/store/<hash>-mailcap/etc/nginx/mime.types;
+    types_hash_max_size 2688;
+    include /nix/store/<hash>-nginx/conf/fastcgi.conf;
+    include /nix/store/<hash>-nginx/conf/uwsgi_params;
+    default_type application/octet-stream;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
+    ssl_conf_command Groups "X25519MLKEM768:X25519:P-256:P-384";
+    ssl_session_timeout 1d;
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_tickets off;
+    ssl_prefer_server_ciphers off;
+    proxy_redirect off;
+    proxy_connect_timeout 60s;
+    proxy_send_timeout 60s;
+    proxy_read_timeout 60s;
+    proxy_http_version 1.1;
+    proxy_set_header "Connection" "";
+    proxy_set_header Host $host;
+    proxy_set_header X-Real-IP $remote_addr;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_set_header X-Forwarded-Host $host;
+    proxy_set_header X-Forwarded-Server $hostname;
+    map $http_upgrade $connection_upgrade {
+        default upgrade;
+        '' close;
+    }
+    client_max_body_size 10m;
+    server_tokens off;
+"#;
+
+/// What closes nixpkgs' nginx.conf after the server blocks.
+pub const NGINX_EPILOGUE: &str = "}\n";

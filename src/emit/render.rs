@@ -75,10 +75,19 @@ pub(super) fn files(
 
     let mut nginx = header("#", inputs);
     nginx.push_str(&format!(
-        "# nginx server blocks of `{}` as services.nginx.virtualHosts describes them\n# (recommendedProxySettings written out).\n",
+        "# nginx.conf of `{}` as nixpkgs' nginx module writes it from services.nginx.virtualHosts\n\
+         # (recommendedProxySettings and recommendedTlsSettings on). The `#| ` lines are nixpkgs'\n\
+         # own part of the file, the server blocks are masgen's virtual hosts; each `include` of\n\
+         # nixpkgs' recommended proxy headers is written out as its lines.\n",
         phase.configuration
     ));
+    for line in nixpkgs::NGINX_PROLOGUE.lines() {
+        nginx.push_str(&format!("#| {line}\n"));
+    }
     nginx.push_str(&render_nginx(&phase.nginx, &RenderOptions::default()));
+    for line in nixpkgs::NGINX_EPILOGUE.lines() {
+        nginx.push_str(&format!("#| {line}\n"));
+    }
     out.push(("nginx.conf".to_string(), nginx));
 
     for (name, task) in &phase.tasks {
