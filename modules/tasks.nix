@@ -255,8 +255,9 @@ let
     in
     {
       inherit (task) description wants conflicts;
-      after = task.after ++ passwordConfigUnits;
-      requires = task.requires ++ passwordConfigUnits;
+      # unique: masgen's own tasks already list the writer unit.
+      after = lib.unique (task.after ++ passwordConfigUnits);
+      requires = lib.unique (task.requires ++ passwordConfigUnits);
       environment =
         task.environment
         // lib.optionalAttrs (masExtraConfigs != [ ]) {

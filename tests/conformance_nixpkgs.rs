@@ -633,3 +633,129 @@ fn render_nginx_conf_is_nixpkgs_nginx_conf() {
     }
     eprintln!("nginx.conf renders compared with {count} nixpkgs evaluations");
 }
+
+/// Words of a systemd value, with quotes removed (`"a b" c` → `a b`, `c`).
+fn systemd_words(value: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut started = false;
+    for c in value.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                started = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut cur));
+                    started = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(cur);
+    }
+    words
+}
+
+/// One word of a unit with the store forms of the render and of nixpkgs
+/// made alike: a program → `<bin>/<name>`, the MAS and Synapse store config
+/// files → `<mas-config>` / `<synapse-config>`, other store paths without
+/// their package names.
+fn unit_word(word: &str) -> String {
+    let (plus, w) = match word.strip_prefix('+') {
+        Some(w) => ("+", w),
+        None => ("", word),
+    };
+    let norm = if let Some(tool) = w.strip_prefix("/run/current-system/sw/bin/") {
+        format!("<bin>/{tool}")
+    } else if w == "/run/current-system/sw/share/masgen/mas-config.yaml"
+        || (w.starts_with("/nix/store/") && w.ends_with("-masgen-mas-config.yaml"))
+    {
+        "<mas-config>".into()
+    } else if w == "/run/current-system/sw/share/masgen/homeserver.yaml"
+        || (w.starts_with("/nix/store/") && w.ends_with("-homeserver.yaml"))
+    {
+        "<synapse-config>".into()
+    } else if w.starts_with("/nix/store/") && w.contains("/bin/") {
+        format!("<bin>/{}", w.rsplit('/').next().unwrap_or(w))
+    } else {
+        no_store_names(w)
+    };
+    format!("{plus}{norm}")
+}
+
+/// A unit as section → key → values (in order), words normalized.
+fn unit_sections(text: &str) -> BTreeMap<String, BTreeMap<String, Vec<Vec<String>>>> {
+    let mut out: BTreeMap<String, BTreeMap<String, Vec<Vec<String>>>> = BTreeMap::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with('[') {
+            section = line.to_string();
+            continue;
+        }
+        let (key, value) = line.split_once('=').expect("key=value");
+        let words = systemd_words(value).iter().map(|w| unit_word(w)).collect();
+        out.entry(section.clone())
+            .or_default()
+            .entry(key.to_string())
+            .or_default()
+            .push(words);
+    }
+    out
+}
+
+/// Every render/…/units/<task>.service, its `#| ` lines included, has the
+/// sections, keys and values of nixpkgs' unit text for that task (the order
+/// of keys aside, which NixOS sorts; store paths as `unit_word` says).
+#[test]
+fn render_units_are_nixpkgs_units() {
+    let mut count = 0;
+    for e in evaluated()
+        .iter()
+        .filter(|e| e.what.ends_with("× 2026 tree"))
+    {
+        for task in e.phase.tasks.keys() {
+            let unit = format!("{task}.service");
+            let render = &e.render[&format!("units/{unit}")];
+            let ours = unit_sections(&uncommented(render));
+            let theirs = unit_sections(&e.eval.units[&unit]);
+            if ours != theirs {
+                let mut diff = Vec::new();
+                for (s, keys) in ours.iter().chain(&theirs) {
+                    for k in keys.keys() {
+                        let (a, b) = (
+                            ours.get(s).and_then(|m| m.get(k)),
+                            theirs.get(s).and_then(|m| m.get(k)),
+                        );
+                        if a != b
+                            && !diff
+                                .iter()
+                                .any(|d: &String| d.starts_with(&format!("{s} {k}:")))
+                        {
+                            diff.push(format!("{s} {k}: render {a:?} / nixpkgs {b:?}"));
+                        }
+                    }
+                }
+                panic!(
+                    "{}: render/…/units/{unit} is not nixpkgs' unit:\n{}\n--- nixpkgs ---\n{}",
+                    e.what,
+                    diff.join("\n"),
+                    e.eval.units[&unit]
+                );
+            }
+            count += 1;
+        }
+    }
+    eprintln!("{count} unit renders compared with nixpkgs' unit texts");
+}

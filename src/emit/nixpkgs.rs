@@ -132,3 +132,13 @@ http {
 
 /// What closes nixpkgs' nginx.conf after the server blocks.
 pub const NGINX_EPILOGUE: &str = "}\n";
+
+/// What NixOS adds to the `[Service]` section of every service unit
+/// (nixos/modules/system/boot/systemd.nix: `environment` from the default
+/// `path` = coreutils, findutils, gnugrep, gnused, systemd; `LOCALE_ARCHIVE`
+/// and `TZDIR`).
+pub const SERVICE_ENVIRONMENT: [&str; 3] = [
+    r#"Environment="LOCALE_ARCHIVE=/nix/store/<hash>-glibc-locales/lib/locale/locale-archive""#,
+    r#"Environment="PATH=/nix/store/<hash>-coreutils/bin:/nix/store/<hash>-findutils/bin:/nix/store/<hash>-gnugrep/bin:/nix/store/<hash>-gnused/bin:/nix/store/<hash>-systemd/bin:/nix/store/<hash>-coreutils/sbin:/nix/store/<hash>-findutils/sbin:/nix/store/<hash>-gnugrep/sbin:/nix/store/<hash>-gnused/sbin:/nix/store/<hash>-systemd/sbin""#,
+    r#"Environment="TZDIR=/nix/store/<hash>-tzdata/share/zoneinfo""#,
+];

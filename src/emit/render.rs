@@ -92,7 +92,10 @@ pub(super) fn files(
 
     for (name, task) in &phase.tasks {
         let mut unit = header("#", inputs);
-        unit.push_str(&format!("# Reference render of systemd.services.{name}; store paths shown under /run/current-system/sw.\n"));
+        unit.push_str(&format!(
+            "# systemd.services.{name} as NixOS writes it (modules/tasks.nix). Store paths are shown\n\
+             # under /run/current-system/sw; `#| ` lines are what NixOS adds to every service.\n"
+        ));
         unit.push_str(&render_unit(task, &phase.synapse.extra_config_files));
         out.push((format!("units/{name}.service"), unit));
     }
@@ -305,6 +308,9 @@ pub fn render_unit(task: &Task, synapse_extra_files: &[String]) -> String {
         }
     }
     u.push_str("\n[Service]\n");
+    for line in nixpkgs::SERVICE_ENVIRONMENT {
+        u.push_str(&format!("#| {line}\n"));
+    }
     // What NixOS writes for restartIfChanged = false / stopIfChanged = false,
     // under [Service] (nixos/lib/systemd-lib.nix, serviceToUnit): a switch
     // never restarts or stops a running task.
@@ -314,7 +320,7 @@ pub fn render_unit(task: &Task, synapse_extra_files: &[String]) -> String {
         u.push_str(&format!("User={user}\n"));
     }
     if task.dynamic_user {
-        u.push_str("DynamicUser=yes\n");
+        u.push_str("DynamicUser=true\n");
     }
     for (name, path) in &credentials {
         u.push_str(&format!(
