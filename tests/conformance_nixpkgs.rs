@@ -508,6 +508,44 @@ fn renders_match_nixpkgs_settings() {
                 diff.join("\n")
             );
         }
+        // The runtime password-config file: the settings masgen's module
+        // writes, and the pepper shown as the file the writer unit loads.
+        let (_, pc) = synapse_extra_files(e);
+        match (e.render.get("password-config.yaml"), pc) {
+            (Some(render), Some(pc)) => {
+                let ours: serde_json::Value = serde_norway::from_str(render).unwrap();
+                let mut want = pc.settings.clone();
+                want["pepper"] = format!("<content of {}>", pc.pepper_file).into();
+                assert_eq!(
+                    ours,
+                    serde_json::json!({ "password_config": want }),
+                    "{}: render/…/password-config.yaml is not the file nixpkgs' host writes",
+                    e.what
+                );
+            }
+            (None, None) => {}
+            (r, p) => panic!(
+                "{}: password-config.yaml rendered: {}, on the host: {}",
+                e.what,
+                r.is_some(),
+                p.is_some()
+            ),
+        }
+        // Every render file is compared by one test of this file.
+        for file in e.render.keys() {
+            assert!(
+                [
+                    "homeserver.yaml",
+                    "mas-config.yaml",
+                    "nginx.conf",
+                    "password-config.yaml"
+                ]
+                .contains(&file.as_str())
+                    || file.starts_with("units/"),
+                "{}: render/…/{file} is compared with nothing",
+                e.what
+            );
+        }
         count += 1;
     }
     eprintln!("renders compared with {count} nixpkgs evaluations");
