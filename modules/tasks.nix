@@ -255,9 +255,10 @@ let
     in
     {
       inherit (task) description wants conflicts;
-      # unique: masgen's own tasks already list the writer unit.
-      after = lib.unique (task.after ++ passwordConfigUnits);
-      requires = lib.unique (task.requires ++ passwordConfigUnits);
+      # Once: masgen's own tasks already list the writer unit.
+      after = task.after ++ builtins.filter (u: !builtins.elem u task.after) passwordConfigUnits;
+      requires =
+        task.requires ++ builtins.filter (u: !builtins.elem u task.requires) passwordConfigUnits;
       environment =
         task.environment
         // lib.optionalAttrs (masExtraConfigs != [ ]) {

@@ -118,8 +118,10 @@ fn compat_route_leaves_other_synapse_paths_alone() {
         ),
     ] {
         assert_routed(
-            &proxy_headers(&blocks),
-            port,
+            &Front {
+                port,
+                headers: &proxy_headers(&blocks),
+            },
             method,
             s_host,
             path,

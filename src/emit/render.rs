@@ -146,7 +146,7 @@ pub fn password_config(pc: &PasswordConfigOut) -> String {
 /// `what` as a comment, then `value` as YAML in `#| ` comment lines (a
 /// block tests/conformance_nixpkgs.rs reads back); nothing when empty.
 fn documented(what: &str, value: &Value) -> anyhow::Result<String> {
-    if value.as_object().is_none_or(|m| m.is_empty()) {
+    if !value.as_object().is_some_and(|m| !m.is_empty()) {
         return Ok(String::new());
     }
     let mut text = format!("# {what}\n");

@@ -42,8 +42,7 @@ pub fn send(port: u16, method: &str, host: &str, path: &str) -> Seen {
 
 /// Asserts the request reached `upstream` with request-target `want_path`.
 pub fn assert_routed(
-    headers: &[(String, String)],
-    port: u16,
+    front: &Front,
     method: &str,
     host: &str,
     path: &str,
@@ -51,7 +50,7 @@ pub fn assert_routed(
     want_path: &str,
     what: &str,
 ) {
-    let seen = send(port, method, host, path);
+    let seen = send(front.port, method, host, path);
     let echo = seen.echo.unwrap_or_else(|| {
         panic!(
             "{what}: {method} {host}{path} reached no upstream (want {upstream}): {} {}",
@@ -76,7 +75,7 @@ pub fn assert_routed(
     assert_eq!(echo["headers"]["x-real-ip"], "127.0.0.1", "{what}: {echo}");
     assert_eq!(echo["headers"]["x-forwarded-host"], host, "{what}: {echo}");
     // Every header the config sets, with the value its variable stands for.
-    for (name, value) in headers {
+    for (name, value) in front.headers {
         let want = header_value(value, host);
         assert_eq!(
             echo["headers"][name.to_ascii_lowercase()].as_str(),
@@ -84,6 +83,13 @@ pub fn assert_routed(
             "{what}: `proxy_set_header {name} {value}` did not arrive as {want:?}: {echo}"
         );
     }
+}
+
+/// The nginx under test: its port on 127.0.0.1 and the `proxy_set_header`
+/// lines of its config ([`proxy_headers`]).
+pub struct Front<'a> {
+    pub port: u16,
+    pub headers: &'a [(String, String)],
 }
 
 /// `prefix` + `path` the way MAS listens under its prefix.
@@ -174,13 +180,14 @@ pub fn check_routes(
     headers: &[(String, String)],
     what: &str,
 ) {
+    let front = Front { port, headers };
     let s_host = hs.synapse.public_hostname.as_str();
     let m_host = hs.mas.hostname.as_str();
     let prefix = hs.mas.path_prefix.as_str();
 
     // Synapse's API, both phases.
     for (method, path) in SYNAPSE_PATHS {
-        assert_routed(headers, port, method, s_host, path, "synapse", path, what);
+        assert_routed(&front, method, s_host, path, "synapse", path, what);
     }
     let mas_paths = [
         "/account/",
@@ -194,7 +201,7 @@ pub fn check_routes(
             // MAS under its prefix (or at / on its own host).
             for path in mas_paths {
                 let full = under(prefix, path);
-                assert_routed(headers, port, "GET", m_host, &full, "mas", &full, what);
+                assert_routed(&front, "GET", m_host, &full, "mas", &full, what);
             }
             if prefix != "/" {
                 let seen = send(port, "GET", m_host, prefix);
@@ -212,8 +219,7 @@ pub fn check_routes(
             for (method, path) in COMPAT_PATHS {
                 // MAS serves the compat API under its own prefix.
                 assert_routed(
-                    headers,
-                    port,
+                    &front,
                     method,
                     s_host,
                     path,
@@ -226,7 +232,7 @@ pub fn check_routes(
                 ("GET", "/_synapse/mas/is_localpart_available?localpart=bob"),
                 ("POST", "/_synapse/mas/provision_user"),
             ] {
-                assert_routed(headers, port, method, s_host, path, "synapse", path, what);
+                assert_routed(&front, method, s_host, path, "synapse", path, what);
             }
         }
         Phase::Prepare => {
@@ -250,7 +256,7 @@ pub fn check_routes(
             );
             // Synapse still does logins: every /_matrix path is Synapse's.
             for (method, path) in COMPAT_PATHS {
-                assert_routed(headers, port, method, s_host, path, "synapse", path, what);
+                assert_routed(&front, method, s_host, path, "synapse", path, what);
             }
             let before = synapse.requests().len();
             let seen = send(
