@@ -139,6 +139,7 @@ let
       script = svc.script;
       preStart = svc.preStart;
     };
+  failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
   services = map (lib.removeSuffix ".service") (
     builtins.filter (lib.hasSuffix ".service") unitNames
   );
@@ -146,7 +147,7 @@ in
 {
   inherit configuration;
   release = lib.trivial.release;
-  failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
+  inherit failedAssertions;
   warnings = config.warnings;
   units = lib.genAttrs unitNames (n: config.systemd.units.${n}.text);
   exec = lib.genAttrs services execOf;
@@ -158,5 +159,6 @@ in
   hasMasModule = config.services ? matrix-authentication-service;
   # Forcing the system's derivation forces every option value it is built
   # from (units, /etc, activation scripts): a type error anywhere shows.
-  toplevel = config.system.build.toplevel.drvPath;
+  # nixpkgs throws there on a failed assertion, which is reported above.
+  toplevel = if failedAssertions == [ ] then config.system.build.toplevel.drvPath else null;
 }

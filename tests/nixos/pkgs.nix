@@ -220,6 +220,7 @@ let
     "systemd"
     "matrix-synapse"
     "matrix-synapse-unwrapped"
+    "pglast"
   ] (n: mk n { }) // {
     buildPythonPackage = a: mk (a.pname or "python-package") { };
     buildPythonApplication = a: mk (a.pname or "python-application") { };
