@@ -64,6 +64,8 @@ let
           {
             lib = final;
             system = null;
+            # Errors in the flake's modules point at the flake.
+            modulesLocation = "${out}/flake.nix";
           }
           // args
           // {
@@ -145,10 +147,13 @@ let
   );
 in
 {
-  inherit configuration;
+  inherit configuration failedAssertions;
   release = lib.trivial.release;
-  inherit failedAssertions;
   warnings = config.warnings;
+}
+# Like nixos-rebuild, stop at failed assertions: what follows may not
+# evaluate without what they ask for (e.g. ACME before 2026 without an e-mail).
+// lib.optionalAttrs (failedAssertions == [ ]) {
   units = lib.genAttrs unitNames (n: config.systemd.units.${n}.text);
   exec = lib.genAttrs services execOf;
   synapseConfigFile =
@@ -156,9 +161,7 @@ in
   etc = lib.mapAttrs (_: e: toString e.source) (
     lib.filterAttrs (n: _: lib.hasPrefix "nginx/" n || lib.hasPrefix "matrix" n) config.environment.etc
   );
-  hasMasModule = config.services ? matrix-authentication-service;
   # Forcing the system's derivation forces every option value it is built
   # from (units, /etc, activation scripts): a type error anywhere shows.
-  # nixpkgs throws there on a failed assertion, which is reported above.
-  toplevel = if failedAssertions == [ ] then config.system.build.toplevel.drvPath else null;
+  toplevel = config.system.build.toplevel.drvPath;
 }
