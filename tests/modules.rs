@@ -148,6 +148,7 @@ let
     imap0 = f: list: b.genList (i: f i (b.elemAt list i)) (b.length list);
     concatLists = b.concatLists;
     optional = cond: x: if cond then [ x ] else [ ];
+    unique = b.foldl' (acc: e: if b.elem e acc then acc else acc ++ [ e ]) [ ];
     optionals = cond: xs: if cond then xs else [ ];
     optionalAttrs = cond: as: if cond then as else { };
     optionalString = cond: s: if cond then s else "";

@@ -83,6 +83,9 @@ fn check_deployment(eval: &NixosEval, server_name: &str) -> Result<(), String> {
     if !eval.units.keys().any(|u| u.starts_with("masgen-")) {
         return Err("no masgen-* unit".into());
     }
+    for (unit, text) in &eval.units {
+        repeated_dependency(text).map_err(|e| format!("{unit}: {e}"))?;
+    }
     let synapse = eval.synapse_settings.as_ref().ok_or("no homeserver.yaml")?;
     if synapse["server_name"] != Value::from(server_name) {
         return Err(format!(
@@ -100,6 +103,32 @@ fn check_deployment(eval: &NixosEval, server_name: &str) -> Result<(), String> {
     let nginx = eval.nginx_conf.as_deref().ok_or("no nginx.conf")?;
     if !nginx.contains("server_name") {
         return Err("nginx.conf has no server block".into());
+    }
+    Ok(())
+}
+
+/// A dependency line (After=, Requires=, ...) naming a unit twice means two
+/// modules add the same dependency, and the reference render (which names
+/// it once) is not what the host runs.
+fn repeated_dependency(unit_text: &str) -> Result<(), String> {
+    const KEYS: &[&str] = &[
+        "After=",
+        "Before=",
+        "Requires=",
+        "Wants=",
+        "Conflicts=",
+        "BindsTo=",
+    ];
+    for line in unit_text.lines() {
+        let Some(key) = KEYS.iter().find(|k| line.starts_with(**k)) else {
+            continue;
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for name in line[key.len()..].split_whitespace() {
+            if !seen.insert(name) {
+                return Err(format!("{name} is named twice in `{line}`"));
+            }
+        }
     }
     Ok(())
 }
