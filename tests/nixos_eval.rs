@@ -13,7 +13,6 @@ mod support;
 use std::fs;
 use std::path::Path;
 
-use serde_json::Value;
 use support::nixos::{self, NixosEval, Tree};
 
 /// nixpkgs warnings a configuration is expected to produce (none today).
@@ -87,14 +86,14 @@ fn check_deployment(eval: &NixosEval, server_name: &str) -> Result<(), String> {
         repeated_dependency(text).map_err(|e| format!("{unit}: {e}"))?;
     }
     let synapse = eval.synapse_settings.as_ref().ok_or("no homeserver.yaml")?;
-    if synapse["server_name"] != Value::from(server_name) {
+    if synapse["server_name"] != server_name {
         return Err(format!(
             "homeserver.yaml server_name is {}",
             synapse["server_name"]
         ));
     }
     let mas = eval.mas_settings.as_ref().ok_or("no MAS config.yaml")?;
-    if mas["matrix"]["homeserver"] != Value::from(server_name) {
+    if mas["matrix"]["homeserver"] != server_name {
         return Err(format!(
             "MAS matrix.homeserver is {}",
             mas["matrix"]["homeserver"]
@@ -291,6 +290,15 @@ fn nixpkgs_files_are_recovered_for_the_consumers() {
     let nginx = eval.nginx_conf.as_deref().unwrap();
     assert!(nginx.contains("http2 on;"), "{nginx}");
     assert!(nginx.contains("server_name matrix.example.org"), "{nginx}");
+    // Written out, the files are what the units read, at local paths.
+    let dir = tempfile::tempdir().unwrap();
+    let written = eval.write_files(dir.path()).unwrap();
+    let local_mas = nixos::localize(&mas_path, &written);
+    let yaml: serde_json::Value =
+        serde_norway::from_str(&fs::read_to_string(&local_mas).unwrap()).unwrap();
+    assert_eq!(Some(&yaml), eval.mas_settings.as_ref());
+    let local_pre = nixos::localize(&pre, &written);
+    assert!(local_pre.contains(&format!("< {local_mas}")), "{local_pre}");
     // Every path in the unit texts that a module generated is known.
     for path in eval.units.values().flat_map(|t| nixos::store_paths(t)) {
         if path.ends_with(".yaml") || path.ends_with(".conf") {

@@ -105,7 +105,12 @@ let
             path = drv.outPath;
             inherit (drv) name standinKind;
           }
-          // (if drv ? value then { inherit (drv) value format; } else { inherit (drv) text; })
+          // (
+            if drv ? value then
+              { inherit (drv) value format; }
+            else
+              { inherit (drv) text executable destination; }
+          )
         )
       ) drv.outPath;
     };

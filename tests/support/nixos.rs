@@ -80,6 +80,25 @@ pub struct GeneratedFile {
     /// The value given to `formats.<format>.generate`.
     pub value: Option<Value>,
     pub format: Option<String>,
+    /// Where the text sits below the store path (`/bin/<name>` for
+    /// `writeShellScriptBin`), "" for a plain file.
+    pub destination: String,
+    pub executable: bool,
+}
+
+impl GeneratedFile {
+    /// The file's content as the host would read it: the text, or the value
+    /// serialised in its format (YAML; JSON for other formats).
+    pub fn content(&self) -> String {
+        match (&self.text, &self.value) {
+            (Some(text), _) => text.clone(),
+            (None, Some(value)) if self.format.as_deref() == Some("yaml") => {
+                serde_norway::to_string(value).unwrap_or_default()
+            }
+            (None, Some(value)) => serde_json::to_string_pretty(value).unwrap_or_default(),
+            (None, None) => String::new(),
+        }
+    }
 }
 
 /// What nixpkgs would deploy for one configuration.
@@ -119,6 +138,32 @@ impl NixosEval {
         self.files.get(path)
     }
 
+    /// Writes every generated file below `dir` (its store path's base name,
+    /// plus its destination) and returns store path -> local path, for
+    /// [`localize`]. Executables get mode 0755.
+    pub fn write_files(&self, dir: &Path) -> std::io::Result<BTreeMap<String, PathBuf>> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut written = BTreeMap::new();
+        for (store_path, file) in &self.files {
+            let base = dir.join(store_path.trim_start_matches("/nix/store/"));
+            let target = base.join(file.destination.trim_start_matches('/'));
+            let target = if file.destination.is_empty() {
+                base.clone()
+            } else {
+                target
+            };
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&target, file.content())?;
+            if file.executable {
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+            }
+            written.insert(store_path.clone(), base);
+        }
+        Ok(written)
+    }
+
     /// The exec texts of a service, one string each.
     pub fn exec_texts(&self, service: &str) -> Vec<String> {
         let Some(Value::Object(map)) = self.exec.get(service) else {
@@ -136,6 +181,16 @@ impl NixosEval {
         }
         texts
     }
+}
+
+/// `text` with every store path in `written` (from
+/// [`NixosEval::write_files`]) replaced by its local path.
+pub fn localize(text: &str, written: &BTreeMap<String, PathBuf>) -> String {
+    let mut out = text.to_string();
+    for (store_path, local) in written {
+        out = out.replace(store_path.as_str(), &local.to_string_lossy());
+    }
+    out
 }
 
 /// Store paths (`/nix/store/<hash>-<name>`) in `text`, in order.
@@ -240,6 +295,11 @@ fn parse_traces(stderr: &str) -> (BTreeMap<String, GeneratedFile>, String) {
             text: s("text"),
             value: v.get("value").cloned(),
             format: s("format"),
+            destination: s("destination").unwrap_or_default(),
+            executable: v
+                .get("executable")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         };
         files.insert(file.path.clone(), file);
     }
