@@ -306,3 +306,30 @@ fn nixpkgs_files_are_recovered_for_the_consumers() {
         }
     }
 }
+
+#[test]
+fn a_host_input_that_is_not_a_flake_is_imported_from_its_directory() {
+    let Some(tree) = tree_2026("a_host_input_that_is_not_a_flake_is_imported_from_its_directory")
+    else {
+        return;
+    };
+    // The form a `base_config` host takes in flake.nix: a non-flake input
+    // whose `configuration.nix` is imported by path.
+    let checked = support::checked("fresh.toml", &support::example_text("fresh.toml"));
+    let out = nixos::build_output(&checked).unwrap();
+    let flake = out.path().join("flake.nix");
+    let text = fs::read_to_string(&flake).unwrap();
+    let patched = text.replace(
+        "inputs.host-matrix.nixosModules.default",
+        "(inputs.host-matrix.outPath + \"/configuration.nix\")",
+    );
+    assert_ne!(patched, text);
+    fs::write(&flake, patched).unwrap();
+    let eval = nixos::evaluate(out.path(), "matrix", &tree.path).unwrap();
+    assert!(
+        eval.failed_assertions.is_empty(),
+        "{:?}",
+        eval.failed_assertions
+    );
+    assert!(eval.units.contains_key("nginx.service"));
+}

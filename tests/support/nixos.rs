@@ -248,6 +248,7 @@ fn nix_path_literal(path: &Path) -> Result<String, String> {
 pub fn evaluate(out_dir: &Path, configuration: &str, tree: &Path) -> Result<NixosEval, String> {
     let nix = nix_instantiate().ok_or("nix-instantiate is not available")?;
     let eval_nix = repo_root().join("tests/nixos/eval.nix");
+    let host_dir = host_dir(out_dir)?;
     let output = nix
         .command()
         .args(["--eval", "--strict", "--json"])
@@ -259,6 +260,9 @@ pub fn evaluate(out_dir: &Path, configuration: &str, tree: &Path) -> Result<Nixo
         .arg("out")
         .arg(out_dir)
         .args(["--argstr", "configuration", configuration])
+        .arg("--argstr")
+        .arg("hostDir")
+        .arg(host_dir.path())
         .output()
         .map_err(|e| format!("cannot run nix-instantiate: {e}"))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -271,6 +275,30 @@ pub fn evaluate(out_dir: &Path, configuration: &str, tree: &Path) -> Result<Nixo
     let json: Value = serde_json::from_slice(&output.stdout)
         .map_err(|e| format!("invalid JSON from eval.nix ({e})"))?;
     Ok(from_json(&json, files, stderr))
+}
+
+/// A directory standing in for a host input that is not a flake
+/// (`base_config`): every file flake.nix imports from such an input
+/// (`inputs.host-<name>.outPath + "/<file>"`) imports tests/nixos/host.nix.
+fn host_dir(out_dir: &Path) -> Result<tempfile::TempDir, String> {
+    let flake = std::fs::read_to_string(out_dir.join("flake.nix")).map_err(|e| e.to_string())?;
+    let dir = tempfile::Builder::new()
+        .prefix("masgen-host-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let host = repo_root().join("tests/nixos/host.nix");
+    let import = format!("import {}\n", nix_path_literal(&host)?);
+    for part in flake.split(".outPath + \"/").skip(1) {
+        let Some(file) = part.split('"').next().filter(|f| !f.contains("..")) else {
+            continue;
+        };
+        let path = dir.path().join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(&path, &import).map_err(|e| e.to_string())?;
+    }
+    Ok(dir)
 }
 
 /// Splits `trace: masgen-file {...}` lines off Nix's stderr.
