@@ -193,7 +193,8 @@ pub fn localize(text: &str, written: &BTreeMap<String, PathBuf>) -> String {
     out
 }
 
-/// Store paths (`/nix/store/<hash>-<name>`) in `text`, in order.
+/// Store paths (`/nix/store/<hash>-<name>`, without what follows a `/`) in
+/// `text`, in order.
 pub fn store_paths(text: &str) -> Vec<String> {
     const PREFIX: &str = "/nix/store/";
     let mut found = Vec::new();
@@ -233,6 +234,37 @@ pub fn configurations(out_dir: &Path) -> Result<Vec<String>, String> {
     );
     let value = nix.eval_json_expr(&expr)?;
     serde_json::from_value(value).map_err(|e| e.to_string())
+}
+
+/// The URL of the generated flake's `nixpkgs` input.
+pub fn nixpkgs_url(out_dir: &Path) -> Result<String, String> {
+    let nix = nix_instantiate().ok_or("nix-instantiate is not available")?;
+    let expr = format!(
+        "(import {}).inputs.nixpkgs.url",
+        nix_path_literal(&out_dir.join("flake.nix"))?
+    );
+    let value = nix.eval_json_expr(&expr)?;
+    value
+        .as_str()
+        .map(String::from)
+        .ok_or_else(|| format!("not a string: {value}"))
+}
+
+/// Whether `url` pins a NixOS release branch (`.../nixos-26.05`), which the
+/// "old" tree stands for; nixos-unstable and other URLs are the "2026" tree.
+pub fn pins_release(url: &str) -> bool {
+    let branch = url.rsplit('/').next().unwrap_or(url);
+    let Some(version) = branch.strip_prefix("nixos-") else {
+        return false;
+    };
+    let version = version.strip_suffix("-small").unwrap_or(version);
+    let bytes = version.as_bytes();
+    bytes.len() == 5
+        && bytes[2] == b'.'
+        && version
+            .chars()
+            .enumerate()
+            .all(|(i, c)| i == 2 || c.is_ascii_digit())
 }
 
 fn nix_path_literal(path: &Path) -> Result<String, String> {
@@ -399,13 +431,21 @@ fn from_json(json: &Value, files: BTreeMap<String, GeneratedFile>, stderr: Strin
     eval
 }
 
-/// The first generated file called `name` that `service`'s exec texts (or
-/// the `/etc` files they name) refer to.
+/// The first generated file whose name ends with `name` (nixpkgs' MAS module
+/// writes `config.yaml`, masgen's compat module `<unit>-config.yaml`) that
+/// `service`'s exec texts, the scripts they run, or the `/etc` files name.
 fn named_file(eval: &NixosEval, service: &str, name: &str) -> Option<String> {
     let mut texts = eval.exec_texts(service);
     texts.extend(eval.etc.values().cloned());
+    // One level of scripts: an ExecStartPre may be a script's path only.
+    let scripts: Vec<String> = texts
+        .iter()
+        .flat_map(|t| store_paths(t))
+        .filter_map(|p| eval.files.get(&p).and_then(|f| f.text.clone()))
+        .collect();
+    texts.extend(scripts);
     texts
         .iter()
         .flat_map(|t| store_paths(t))
-        .find(|p| eval.files.get(p).is_some_and(|f| f.name == name))
+        .find(|p| eval.files.get(p).is_some_and(|f| f.name.ends_with(name)))
 }
