@@ -255,10 +255,10 @@ let
     in
     {
       inherit (task) description wants conflicts;
-      # Once: masgen's own tasks already list the writer unit.
-      after = task.after ++ builtins.filter (u: !builtins.elem u task.after) passwordConfigUnits;
-      requires =
-        task.requires ++ builtins.filter (u: !builtins.elem u task.requires) passwordConfigUnits;
+      # The spec's lowering may already list the unit (syn2mas tasks do);
+      # name it once, as the reference render does.
+      after = lib.unique (task.after ++ passwordConfigUnits);
+      requires = lib.unique (task.requires ++ passwordConfigUnits);
       environment =
         task.environment
         // lib.optionalAttrs (masExtraConfigs != [ ]) {

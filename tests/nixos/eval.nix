@@ -20,6 +20,9 @@
   tree,
   out,
   configuration,
+  # A directory standing in for a `base_config` host input (not a flake):
+  # the Rust side writes there every file the flake imports from it.
+  hostDir ? "${out}/.masgen-test-host",
 }:
 
 let
@@ -30,30 +33,10 @@ let
   # The stand-in package set for a system.
   standin = system: import ./pkgs.nix { lib = treeLib; inherit system; };
 
-  # What a host's own configuration must provide for a configuration to
-  # evaluate: a root file system, a boot loader setting, a state version.
-  # The `key` lets the module be imported twice (as the base input's module
-  # and for hosts without a base) without duplicate definitions.
-  hostModule = {
-    key = "masgen-test-host";
-    config = {
-      boot.loader.grub.enable = false;
-      fileSystems."/" = {
-        device = "/dev/disk/by-label/nixos";
-        fsType = "ext4";
-      };
-      system.stateVersion = "25.11";
-      networking.hostName = "matrix-test";
-      networking.firewall.enable = true;
-      # The NixOS manual is built from the tree's sources during evaluation,
-      # which needs a real store (`--store dummy://` has none).
-      documentation.nixos.enable = false;
-      # A container: no kernel, initrd or boot loader to stand in for when
-      # `system.build.toplevel` is forced. The services masgen configures
-      # are the same either way.
-      boot.isContainer = true;
-    };
-  };
+  # The host's own configuration (./host.nix). Modules with the same `key`
+  # are imported once, so it can come both as the host input's module and
+  # for hosts without a base.
+  hostModule = import ./host.nix;
 
   lib = treeLib.extend (
     final: _prev: {
@@ -64,6 +47,8 @@ let
           {
             lib = final;
             system = null;
+            # Errors in the flake's modules point at the flake.
+            modulesLocation = "${out}/flake.nix";
           }
           // args
           // {
@@ -88,7 +73,7 @@ let
     lib.unique (map builtins.head (builtins.filter (m: m != null) names));
   hostInput = {
     nixosModules = lib.genAttrs moduleNames (_: hostModule);
-    outPath = "${out}/.masgen-test-host";
+    outPath = hostDir;
   };
   hostInputs = lib.genAttrs (builtins.filter (lib.hasPrefix "host-") (
     builtins.attrNames (flake.inputs or { })
@@ -97,8 +82,14 @@ let
   nixpkgs = {
     outPath = tree;
     inherit lib;
+    legacyPackages = lib.genAttrs [ "x86_64-linux" "aarch64-linux" ] standin;
+    nixosModules = { };
   };
-  inputs = hostInputs // {
+  # Any other input (a second nixpkgs, say) is the same tree.
+  otherInputs = lib.genAttrs (builtins.filter (n: n != "nixpkgs" && !lib.hasPrefix "host-" n) (
+    builtins.attrNames (flake.inputs or { })
+  )) (_: nixpkgs);
+  inputs = otherInputs // hostInputs // {
     inherit self nixpkgs;
   };
   self = flake.outputs inputs // {
@@ -139,15 +130,19 @@ let
       script = svc.script;
       preStart = svc.preStart;
     };
+  failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
   services = map (lib.removeSuffix ".service") (
     builtins.filter (lib.hasSuffix ".service") unitNames
   );
 in
 {
-  inherit configuration;
+  inherit configuration failedAssertions;
   release = lib.trivial.release;
-  failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
   warnings = config.warnings;
+}
+# Like nixos-rebuild, stop at failed assertions: what follows may not
+# evaluate without what they ask for (e.g. ACME before 2026 without an e-mail).
+// lib.optionalAttrs (failedAssertions == [ ]) {
   units = lib.genAttrs unitNames (n: config.systemd.units.${n}.text);
   exec = lib.genAttrs services execOf;
   synapseConfigFile =
@@ -155,7 +150,6 @@ in
   etc = lib.mapAttrs (_: e: toString e.source) (
     lib.filterAttrs (n: _: lib.hasPrefix "nginx/" n || lib.hasPrefix "matrix" n) config.environment.etc
   );
-  hasMasModule = config.services ? matrix-authentication-service;
   # Forcing the system's derivation forces every option value it is built
   # from (units, /etc, activation scripts): a type error anywhere shows.
   toplevel = config.system.build.toplevel.drvPath;

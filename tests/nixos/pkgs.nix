@@ -105,7 +105,12 @@ let
             path = drv.outPath;
             inherit (drv) name standinKind;
           }
-          // (if drv ? value then { inherit (drv) value format; } else { inherit (drv) text; })
+          // (
+            if drv ? value then
+              { inherit (drv) value format; }
+            else
+              { inherit (drv) text executable destination; }
+          )
         )
       ) drv.outPath;
     };
@@ -220,6 +225,7 @@ let
     "systemd"
     "matrix-synapse"
     "matrix-synapse-unwrapped"
+    "pglast"
   ] (n: mk n { }) // {
     buildPythonPackage = a: mk (a.pname or "python-package") { };
     buildPythonApplication = a: mk (a.pname or "python-application") { };

@@ -80,6 +80,25 @@ pub struct GeneratedFile {
     /// The value given to `formats.<format>.generate`.
     pub value: Option<Value>,
     pub format: Option<String>,
+    /// Where the text sits below the store path (`/bin/<name>` for
+    /// `writeShellScriptBin`), "" for a plain file.
+    pub destination: String,
+    pub executable: bool,
+}
+
+impl GeneratedFile {
+    /// The file's content as the host would read it: the text, or the value
+    /// serialised in its format (YAML; JSON for other formats).
+    pub fn content(&self) -> String {
+        match (&self.text, &self.value) {
+            (Some(text), _) => text.clone(),
+            (None, Some(value)) if self.format.as_deref() == Some("yaml") => {
+                serde_norway::to_string(value).unwrap_or_default()
+            }
+            (None, Some(value)) => serde_json::to_string_pretty(value).unwrap_or_default(),
+            (None, None) => String::new(),
+        }
+    }
 }
 
 /// What nixpkgs would deploy for one configuration.
@@ -119,6 +138,32 @@ impl NixosEval {
         self.files.get(path)
     }
 
+    /// Writes every generated file below `dir` (its store path's base name,
+    /// plus its destination) and returns store path -> local path, for
+    /// [`localize`]. Executables get mode 0755.
+    pub fn write_files(&self, dir: &Path) -> std::io::Result<BTreeMap<String, PathBuf>> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut written = BTreeMap::new();
+        for (store_path, file) in &self.files {
+            let base = dir.join(store_path.trim_start_matches("/nix/store/"));
+            let target = base.join(file.destination.trim_start_matches('/'));
+            let target = if file.destination.is_empty() {
+                base.clone()
+            } else {
+                target
+            };
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&target, file.content())?;
+            if file.executable {
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+            }
+            written.insert(store_path.clone(), base);
+        }
+        Ok(written)
+    }
+
     /// The exec texts of a service, one string each.
     pub fn exec_texts(&self, service: &str) -> Vec<String> {
         let Some(Value::Object(map)) = self.exec.get(service) else {
@@ -138,7 +183,18 @@ impl NixosEval {
     }
 }
 
-/// Store paths (`/nix/store/<hash>-<name>`) in `text`, in order.
+/// `text` with every store path in `written` (from
+/// [`NixosEval::write_files`]) replaced by its local path.
+pub fn localize(text: &str, written: &BTreeMap<String, PathBuf>) -> String {
+    let mut out = text.to_string();
+    for (store_path, local) in written {
+        out = out.replace(store_path.as_str(), &local.to_string_lossy());
+    }
+    out
+}
+
+/// Store paths (`/nix/store/<hash>-<name>`, without what follows a `/`) in
+/// `text`, in order.
 pub fn store_paths(text: &str) -> Vec<String> {
     const PREFIX: &str = "/nix/store/";
     let mut found = Vec::new();
@@ -180,6 +236,37 @@ pub fn configurations(out_dir: &Path) -> Result<Vec<String>, String> {
     serde_json::from_value(value).map_err(|e| e.to_string())
 }
 
+/// The URL of the generated flake's `nixpkgs` input.
+pub fn nixpkgs_url(out_dir: &Path) -> Result<String, String> {
+    let nix = nix_instantiate().ok_or("nix-instantiate is not available")?;
+    let expr = format!(
+        "(import {}).inputs.nixpkgs.url",
+        nix_path_literal(&out_dir.join("flake.nix"))?
+    );
+    let value = nix.eval_json_expr(&expr)?;
+    value
+        .as_str()
+        .map(String::from)
+        .ok_or_else(|| format!("not a string: {value}"))
+}
+
+/// Whether `url` pins a NixOS release branch (`.../nixos-26.05`), which the
+/// "old" tree stands for; nixos-unstable and other URLs are the "2026" tree.
+pub fn pins_release(url: &str) -> bool {
+    let branch = url.rsplit('/').next().unwrap_or(url);
+    let Some(version) = branch.strip_prefix("nixos-") else {
+        return false;
+    };
+    let version = version.strip_suffix("-small").unwrap_or(version);
+    let bytes = version.as_bytes();
+    bytes.len() == 5
+        && bytes[2] == b'.'
+        && version
+            .chars()
+            .enumerate()
+            .all(|(i, c)| i == 2 || c.is_ascii_digit())
+}
+
 fn nix_path_literal(path: &Path) -> Result<String, String> {
     let s = path.to_str().ok_or("non-UTF-8 path")?;
     serde_json::to_string(s)
@@ -193,6 +280,7 @@ fn nix_path_literal(path: &Path) -> Result<String, String> {
 pub fn evaluate(out_dir: &Path, configuration: &str, tree: &Path) -> Result<NixosEval, String> {
     let nix = nix_instantiate().ok_or("nix-instantiate is not available")?;
     let eval_nix = repo_root().join("tests/nixos/eval.nix");
+    let host_dir = host_dir(out_dir)?;
     let output = nix
         .command()
         .args(["--eval", "--strict", "--json"])
@@ -204,6 +292,9 @@ pub fn evaluate(out_dir: &Path, configuration: &str, tree: &Path) -> Result<Nixo
         .arg("out")
         .arg(out_dir)
         .args(["--argstr", "configuration", configuration])
+        .arg("--argstr")
+        .arg("hostDir")
+        .arg(host_dir.path())
         .output()
         .map_err(|e| format!("cannot run nix-instantiate: {e}"))?;
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -216,6 +307,30 @@ pub fn evaluate(out_dir: &Path, configuration: &str, tree: &Path) -> Result<Nixo
     let json: Value = serde_json::from_slice(&output.stdout)
         .map_err(|e| format!("invalid JSON from eval.nix ({e})"))?;
     Ok(from_json(&json, files, stderr))
+}
+
+/// A directory standing in for a host input that is not a flake
+/// (`base_config`): every file flake.nix imports from such an input
+/// (`inputs.host-<name>.outPath + "/<file>"`) imports tests/nixos/host.nix.
+fn host_dir(out_dir: &Path) -> Result<tempfile::TempDir, String> {
+    let flake = std::fs::read_to_string(out_dir.join("flake.nix")).map_err(|e| e.to_string())?;
+    let dir = tempfile::Builder::new()
+        .prefix("masgen-host-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let host = repo_root().join("tests/nixos/host.nix");
+    let import = format!("import {}\n", nix_path_literal(&host)?);
+    for part in flake.split(".outPath + \"/").skip(1) {
+        let Some(file) = part.split('"').next().filter(|f| !f.contains("..")) else {
+            continue;
+        };
+        let path = dir.path().join(file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(&path, &import).map_err(|e| e.to_string())?;
+    }
+    Ok(dir)
 }
 
 /// Splits `trace: masgen-file {...}` lines off Nix's stderr.
@@ -240,6 +355,11 @@ fn parse_traces(stderr: &str) -> (BTreeMap<String, GeneratedFile>, String) {
             text: s("text"),
             value: v.get("value").cloned(),
             format: s("format"),
+            destination: s("destination").unwrap_or_default(),
+            executable: v
+                .get("executable")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         };
         files.insert(file.path.clone(), file);
     }
@@ -311,13 +431,21 @@ fn from_json(json: &Value, files: BTreeMap<String, GeneratedFile>, stderr: Strin
     eval
 }
 
-/// The first generated file called `name` that `service`'s exec texts (or
-/// the `/etc` files they name) refer to.
+/// The first generated file whose name ends with `name` (nixpkgs' MAS module
+/// writes `config.yaml`, masgen's compat module `<unit>-config.yaml`) that
+/// `service`'s exec texts, the scripts they run, or the `/etc` files name.
 fn named_file(eval: &NixosEval, service: &str, name: &str) -> Option<String> {
     let mut texts = eval.exec_texts(service);
     texts.extend(eval.etc.values().cloned());
+    // One level of scripts: an ExecStartPre may be a script's path only.
+    let scripts: Vec<String> = texts
+        .iter()
+        .flat_map(|t| store_paths(t))
+        .filter_map(|p| eval.files.get(&p).and_then(|f| f.text.clone()))
+        .collect();
+    texts.extend(scripts);
     texts
         .iter()
         .flat_map(|t| store_paths(t))
-        .find(|p| eval.files.get(p).is_some_and(|f| f.name == name))
+        .find(|p| eval.files.get(p).is_some_and(|f| f.name.ends_with(name)))
 }
