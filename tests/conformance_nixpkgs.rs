@@ -12,7 +12,8 @@
 //! Each test says what it substitutes, and why, where it does it. A missing
 //! nixpkgs tree is a loud SKIP (trees are fetched, not installed); a
 //! configuration that does not evaluate is a loud SKIP here, because
-//! tests/nixos_eval.rs fails for it.
+//! tests/nixos_eval.rs asserts (or, on the old tree for examples it does not
+//! expect to evaluate there, reports) it.
 
 mod support;
 
@@ -74,7 +75,7 @@ fn evaluated() -> &'static [Evaluated] {
                         }),
                         Err(e) => eprintln!(
                             "SKIP: {what} does not evaluate with nixpkgs' modules, so its \
-                             files reach no consumer here (tests/nixos_eval.rs fails for it): {}",
+                             files reach no consumer here (tests/nixos_eval.rs asserts or reports it): {}",
                             e.lines().next().unwrap_or_default()
                         ),
                     }
