@@ -142,3 +142,16 @@ pub const SERVICE_ENVIRONMENT: [&str; 3] = [
     r#"Environment="PATH=/nix/store/<hash>-coreutils/bin:/nix/store/<hash>-findutils/bin:/nix/store/<hash>-gnugrep/bin:/nix/store/<hash>-gnused/bin:/nix/store/<hash>-systemd/bin:/nix/store/<hash>-coreutils/sbin:/nix/store/<hash>-findutils/sbin:/nix/store/<hash>-gnugrep/sbin:/nix/store/<hash>-gnused/sbin:/nix/store/<hash>-systemd/sbin""#,
     r#"Environment="TZDIR=/nix/store/<hash>-tzdata/share/zoneinfo""#,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_keeps_only_what_masgen_leaves_out() {
+        let defaults = json!({"a": 1, "b": {"x": 1, "y": 2}, "c": [1], "d": {"z": 1}});
+        let ours = json!({"a": 5, "b": {"x": 9}, "d": {"z": 2}});
+        assert_eq!(unset(&defaults, &ours), json!({"b": {"y": 2}, "c": [1]}));
+        assert_eq!(unset(&defaults, &json!({})), defaults);
+    }
+}
