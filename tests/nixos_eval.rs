@@ -111,6 +111,15 @@ fn check_deployment(eval: &NixosEval, server_name: &str) -> Result<(), String> {
             mas["matrix"]["homeserver"]
         ));
     }
+    // masgen's tasks run mas-cli against the config the MAS server reads.
+    for file in eval.files.values() {
+        if file.name == "masgen-mas-config.yaml" && file.value.as_ref() != Some(mas) {
+            return Err(format!(
+                "{} differs from the MAS module's config ({:?})",
+                file.path, eval.mas_config_path
+            ));
+        }
+    }
     let nginx = eval.nginx_conf.as_deref().ok_or("no nginx.conf")?;
     if !nginx.contains("server_name") {
         return Err("nginx.conf has no server block".into());
@@ -217,7 +226,9 @@ fn release_pins_are_told_from_other_urls() {
     assert!(!nixos::pins_release(
         "github:NixOS/nixpkgs/nixpkgs-unstable"
     ));
-    assert!(nixos::pins_release("github:NixOS/nixpkgs/nixos-26.05-small"));
+    assert!(nixos::pins_release(
+        "github:NixOS/nixpkgs/nixos-26.05-small"
+    ));
     assert!(!nixos::pins_release("github:me/nixpkgs/nixos-26.05-mine"));
 }
 
