@@ -1,5 +1,8 @@
-//! Reference renders for review: what each configuration makes Synapse, MAS,
-//! nginx and systemd read. Secrets appear only as their file paths.
+//! Reference renders for review: the files each configuration makes Synapse,
+//! MAS, nginx and systemd read, as nixpkgs' modules write them (what nixpkgs
+//! adds is in `#| ` comment lines; tests/conformance_nixpkgs.rs compares the
+//! renders with an evaluation of those modules). Secrets appear only as
+//! their file paths.
 
 use serde_json::Value;
 
