@@ -263,8 +263,10 @@ let
     in
     {
       inherit (task) description wants conflicts;
-      after = task.after ++ passwordConfigUnits;
-      requires = task.requires ++ passwordConfigUnits;
+      # The spec's lowering may already list the unit (syn2mas tasks do);
+      # name it once, as the reference render does.
+      after = lib.unique (task.after ++ passwordConfigUnits);
+      requires = lib.unique (task.requires ++ passwordConfigUnits);
       environment =
         task.environment
         // lib.optionalAttrs (masExtraConfigs != [ ]) {

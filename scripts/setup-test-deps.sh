@@ -77,6 +77,56 @@ if ! nix_smoke; then
 fi
 log "nix-instantiate ok ($(nix-instantiate --version))"
 
+# ---------------------------------------------------------------- nginx 1.25+
+# nixpkgs' nginx.conf uses `http2 on;` (nginx >= 1.25.1); Debian 12 ships
+# 1.22. When the nginx on PATH is older, take Debian 13 (trixie)'s nginx
+# package with apt itself, from a private source list and state dir (the
+# host's apt sources and dpkg database stay untouched), and unpack it under
+# $NGINX_DIR; the tests find $NGINX_DIR/usr/sbin/nginx (or $MASGEN_NGINX).
+# Its shared libraries (libc >= 2.34, libssl3, libpcre2, zlib, libcrypt) are
+# all in Debian 12. nginx-common brings conf/mime.types.
+NGINX_DIR="${MASGEN_NGINX_DIR:-$HOME/.cache/masgen/nginx}"
+nginx_at_least_1_25_1() {
+  local v
+  v="$("$1" -v 2>&1 | sed -n 's|^nginx version: nginx/\([0-9.]*\).*|\1|p')" || return 1
+  [ -n "$v" ] && [ "$(printf '%s\n1.25.1\n' "$v" | sort -V | head -n1)" = "1.25.1" ]
+}
+system_nginx="$(command -v nginx || echo /usr/sbin/nginx)"
+if [ -x "$system_nginx" ] && nginx_at_least_1_25_1 "$system_nginx"; then
+  log "nginx on PATH is >= 1.25.1: $system_nginx"
+elif [ -x "$NGINX_DIR/usr/sbin/nginx" ] && nginx_at_least_1_25_1 "$NGINX_DIR/usr/sbin/nginx"; then
+  log "nginx >= 1.25.1 already unpacked: $NGINX_DIR/usr/sbin/nginx"
+else
+  log "nginx on PATH is older than 1.25.1; fetching Debian trixie's nginx into $NGINX_DIR"
+  apt_dir="$HOME/.cache/masgen/apt-trixie"
+  rm -rf "$apt_dir" "$NGINX_DIR"
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs" "$NGINX_DIR"
+  cat >"$apt_dir/trixie.sources" <<'EOF'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: trixie trixie-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  apt_opts=(
+    -o "Dir::Etc::SourceList=$apt_dir/trixie.sources"
+    -o "Dir::Etc::SourceParts=$apt_dir/none"
+    -o "Dir::State::Lists=$apt_dir/lists"
+    -o "Dir::Cache=$apt_dir/cache"
+    -o "Dir::State::Status=/dev/null"
+    -o "Debug::NoLocking=1"
+    -o "APT::Sandbox::User=root"
+  )
+  apt-get "${apt_opts[@]}" update >&2
+  (cd "$apt_dir/debs" && apt-get "${apt_opts[@]}" download nginx nginx-common >&2)
+  for deb in "$apt_dir"/debs/*.deb; do
+    dpkg-deb -x "$deb" "$NGINX_DIR"
+  done
+  nginx_at_least_1_25_1 "$NGINX_DIR/usr/sbin/nginx" ||
+    { log "the unpacked nginx does not run: $("$NGINX_DIR/usr/sbin/nginx" -v 2>&1)"; exit 1; }
+  log "nginx ok: $("$NGINX_DIR/usr/sbin/nginx" -v 2>&1)"
+fi
+
 # ------------------------------------------------------------- synapse venvs
 # ensure_venv DIR VERSION IMPORTS PIP-ARGS...: a venv at DIR whose python can
 # import IMPORTS and has matrix-synapse VERSION; (re)made with pip otherwise.

@@ -1,12 +1,14 @@
 //! Tests of the hand-written NixOS modules (`modules/*.nix`), their shell
 //! scripts (`modules/scripts/*.sh`) and the root `flake.nix`.
 //!
-//! nixpkgs is not available here, so the modules are evaluated with a small
-//! stub of `lib`/`pkgs` (see `HARNESS`): enough to resolve `mkIf`/`mkBefore`
-//! and option defaults, so the exact unit definitions, Exec lines and
-//! pg_hba/pg_ident lines the modules produce can be checked. The scripts and
-//! the pg_hba/pg_ident lines are then exercised for real (bash, a throwaway
-//! PostgreSQL cluster, fake `mas-cli` programs).
+//! Here each module is evaluated in isolation with a small stub of
+//! `lib`/`pkgs` (see `HARNESS`): enough to resolve `mkIf`/`mkBefore` and
+//! option defaults, so the exact unit definitions, Exec lines and
+//! pg_hba/pg_ident lines the modules produce can be checked, and it runs
+//! without any nixpkgs. The scripts and the pg_hba/pg_ident lines are then
+//! exercised for real (bash, a throwaway PostgreSQL cluster, fake `mas-cli`
+//! programs). Whole configurations are evaluated for real, with nixpkgs' own
+//! NixOS modules, in tests/nixos_eval.rs.
 //!
 //! Tool lookup, nix-instantiate (`--store dummy://`), the PostgreSQL cluster
 //! and OS users come from tests/support. A missing external tool makes a
@@ -150,6 +152,7 @@ let
     imap0 = f: list: b.genList (i: f i (b.elemAt list i)) (b.length list);
     concatLists = b.concatLists;
     optional = cond: x: if cond then [ x ] else [ ];
+    unique = b.foldl' (acc: e: if b.elem e acc then acc else acc ++ [ e ]) [ ];
     optionals = cond: xs: if cond then xs else [ ];
     optionalAttrs = cond: as: if cond then as else { };
     optionalString = cond: s: if cond then s else "";
@@ -771,6 +774,25 @@ fn synapse_secrets_module_writes_password_config_before_synapse() {
         }})
     );
     assert_eq!(mode_of(&out_file), 0o400);
+    // The reference render (render/<host>/prepare/password-config.yaml) is
+    // this file byte for byte, with the pepper shown as its source file.
+    let rendered = masgen::emit::password_config(&masgen::lower::PasswordConfigOut {
+        settings: serde_json::json!({"enabled": true, "policy": {"minimum_length": 8}}),
+        pepper_file: "/run/secrets/pepper".into(),
+    });
+    let body: String = rendered
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        fs::read_to_string(&out_file).unwrap(),
+        body.replace(
+            "\"<content of /run/secrets/pepper>\"",
+            &serde_json::to_string(pepper).unwrap()
+        ),
+        "the render of password-config.yaml is not what the writer writes"
+    );
     // Re-running replaces the read-only file.
     let out = run_script(v["withPepperText"].as_str().unwrap());
     assert!(out.status.success(), "{out:?}");

@@ -209,7 +209,7 @@ impl Unit {
                     );
                 }
                 "User" => unit.user = Some(value.to_owned()),
-                "DynamicUser" => unit.dynamic_user = value == "yes",
+                "DynamicUser" => unit.dynamic_user = matches!(value, "yes" | "true" | "1" | "on"),
                 "RuntimeDirectory" => unit.runtime_directory = Some(value.to_owned()),
                 "RuntimeDirectoryMode" => unit.runtime_directory_mode = Some(value.to_owned()),
                 "UMask" => unit.umask = Some(value.to_owned()),

@@ -3,6 +3,7 @@
 
 mod flake;
 mod host;
+pub mod nixpkgs;
 mod render;
 
 use std::collections::BTreeMap;
@@ -12,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::lower::Lowered;
 
-pub use render::{render_nginx, render_unit, RenderOptions};
+pub use render::{password_config, render_nginx, render_unit, RenderOptions};
 
 include!(concat!(env!("OUT_DIR"), "/modules_bundle.rs"));
 

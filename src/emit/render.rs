@@ -1,11 +1,17 @@
-//! Reference renders for review: what each configuration makes Synapse, MAS,
-//! nginx and systemd read. Secrets appear only as their file paths.
+//! Reference renders for review: the files each configuration makes Synapse,
+//! MAS, nginx and systemd read, as nixpkgs' modules write them (what nixpkgs
+//! adds is in `#| ` comment lines; tests/conformance_nixpkgs.rs compares the
+//! renders with an evaluation of those modules). Secrets appear only as
+//! their file paths.
 
 use serde_json::Value;
 
-use crate::lower::{HostPhase, Task, TlsMode, VirtualHost, PASSWORD_CONFIG_PATH};
+use crate::lower::tasks::PASSWORD_CONFIG_UNIT;
+use crate::lower::{
+    HostPhase, PasswordConfigOut, Task, TlsMode, VirtualHost, PASSWORD_CONFIG_PATH,
+};
 
-use super::{header, Inputs};
+use super::{header, nixpkgs, Inputs};
 
 /// Where the reference renders show store paths (the real ones are
 /// `/nix/store/<hash>-…`, known only after a Nix build).
@@ -32,18 +38,26 @@ pub(super) fn files(
     ));
     for f in &phase.synapse.extra_config_files {
         if f == PASSWORD_CONFIG_PATH {
-            if let Some(pc) = &phase.synapse.password_config {
-                hs_yaml.push_str(&format!(
-                    "# Also read: {f} = {{\"password_config\": {} + pepper read from {}}}\n",
-                    pc.settings, pc.pepper_file
-                ));
-            }
+            hs_yaml.push_str(&format!(
+                "# Also read: {f} (written at boot; rendered beside this file as password-config.yaml)\n"
+            ));
         } else {
             hs_yaml.push_str(&format!("# Also read: {f}\n"));
         }
     }
+    hs_yaml.push_str(&documented(
+        "nixpkgs' services.matrix-synapse adds its defaults for the keys masgen leaves\n\
+         # unset (nixos/modules/services/matrix/synapse.nix); Synapse reads these too:",
+        &nixpkgs::unset(&nixpkgs::synapse_defaults(), &phase.synapse.settings),
+    )?);
     hs_yaml.push_str(&yaml(&phase.synapse.settings)?);
     out.push(("homeserver.yaml".to_string(), hs_yaml));
+
+    if let Some(pc) = &phase.synapse.password_config {
+        let mut text = header("#", inputs);
+        text.push_str(&password_config(pc));
+        out.push(("password-config.yaml".to_string(), text));
+    }
 
     let mut mas_yaml = header("#", inputs);
     mas_yaml.push_str(&format!(
@@ -54,87 +68,181 @@ pub(super) fn files(
     for (name, path) in &phase.mas.credentials {
         mas_yaml.push_str(&format!("#   {name}: {path}\n"));
     }
+    mas_yaml.push_str(&documented(
+        "nixpkgs' services.matrix-authentication-service adds its defaults for the keys\n\
+         # masgen leaves unset (nixos/modules/services/matrix/matrix-authentication-service.nix):",
+        &nixpkgs::unset(&nixpkgs::mas_defaults(), &phase.mas.settings),
+    )?);
     mas_yaml.push_str(&yaml(&phase.mas.settings)?);
     out.push(("mas-config.yaml".to_string(), mas_yaml));
 
     let mut nginx = header("#", inputs);
     nginx.push_str(&format!(
-        "# nginx server blocks of `{}` as services.nginx.virtualHosts describes them\n# (recommendedProxySettings written out).\n",
+        "# nginx.conf of `{}` as nixpkgs' nginx module writes it from services.nginx.virtualHosts\n\
+         # (recommendedProxySettings and recommendedTlsSettings on). The `#| ` lines are nixpkgs'\n\
+         # own part of the file, the server blocks are masgen's virtual hosts; each `include` of\n\
+         # nixpkgs' recommended proxy headers is written out as its lines.\n",
         phase.configuration
     ));
+    for line in nixpkgs::NGINX_PROLOGUE.lines() {
+        nginx.push_str(&format!("#| {line}\n"));
+    }
     nginx.push_str(&render_nginx(&phase.nginx, &RenderOptions::default()));
+    for line in nixpkgs::NGINX_EPILOGUE.lines() {
+        nginx.push_str(&format!("#| {line}\n"));
+    }
     out.push(("nginx.conf".to_string(), nginx));
 
     for (name, task) in &phase.tasks {
         let mut unit = header("#", inputs);
-        unit.push_str(&format!("# Reference render of systemd.services.{name}; store paths shown under /run/current-system/sw.\n"));
+        unit.push_str(&format!(
+            "# systemd.services.{name} as NixOS writes it (modules/tasks.nix). Store paths are shown\n\
+             # under /run/current-system/sw; `#| ` lines are what NixOS adds to every service.\n"
+        ));
         unit.push_str(&render_unit(task, &phase.synapse.extra_config_files));
         out.push((format!("units/{name}.service"), unit));
     }
     Ok(out)
 }
 
+/// The file modules/synapse-secrets.nix writes at boot: jq's JSON (valid
+/// YAML) of `{password_config: settings + {pepper}}`, settings keys sorted
+/// (Nix's JSON) and `pepper` last. The pepper is shown as the file it is
+/// read from, never its value.
+pub fn password_config(pc: &PasswordConfigOut) -> String {
+    let mut text = format!(
+        "# {PASSWORD_CONFIG_PATH}: written at boot by {PASSWORD_CONFIG_UNIT}\n\
+         # (modules/synapse-secrets.nix; directory 0700, file 0400, owner matrix-synapse),\n\
+         # and read by Synapse after homeserver.yaml. `pepper` is the content of\n\
+         # {} with one trailing newline stripped; its value is never rendered.\n",
+        pc.pepper_file
+    );
+    let mut inner: Vec<(String, Value)> = match &pc.settings {
+        Value::Object(m) => m
+            .iter()
+            .filter(|(k, _)| *k != "pepper")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    inner.sort_by(|a, b| a.0.cmp(&b.0));
+    inner.push((
+        "pepper".into(),
+        Value::String(format!("<content of {}>", pc.pepper_file)),
+    ));
+    // jq's layout: two-space indent, insertion order.
+    text.push_str("{\n  \"password_config\": {\n");
+    for (i, (k, v)) in inner.iter().enumerate() {
+        let value = serde_json::to_string_pretty(v)
+            .unwrap_or_default()
+            .replace('\n', "\n    ");
+        let comma = if i + 1 < inner.len() { "," } else { "" };
+        text.push_str(&format!(
+            "    {}: {value}{comma}\n",
+            Value::String(k.clone())
+        ));
+    }
+    text.push_str("  }\n}\n");
+    text
+}
+
+/// `what` as a comment, then `value` as YAML in `#| ` comment lines (a
+/// block tests/conformance_nixpkgs.rs reads back); nothing when empty.
+fn documented(what: &str, value: &Value) -> anyhow::Result<String> {
+    if !value.as_object().is_some_and(|m| !m.is_empty()) {
+        return Ok(String::new());
+    }
+    let mut text = format!("# {what}\n");
+    for line in yaml(value)?.lines() {
+        text.push_str(&format!("#| {line}\n"));
+    }
+    Ok(text)
+}
+
 fn yaml(value: &Value) -> anyhow::Result<String> {
     Ok(serde_norway::to_string(value)?)
 }
 
-/// nginx `server` blocks for the virtual hosts.
+/// What nixpkgs' `recommendedProxySettings` adds to every proxied location
+/// (`include` of its `nginx-recommended-proxy_set_header-headers.conf`;
+/// nixpkgs nixos/modules/services/web-servers/nginx/default.nix, 2026 text
+/// at siraben/nixpkgs@a0931b4d: `X-Forwarded-Server` is `$hostname` there,
+/// `$host` before).
+pub const RECOMMENDED_PROXY_HEADERS: [&str; 6] = [
+    "Host $host",
+    "X-Real-IP $remote_addr",
+    "X-Forwarded-For $proxy_add_x_forwarded_for",
+    "X-Forwarded-Proto $scheme",
+    "X-Forwarded-Host $host",
+    "X-Forwarded-Server $hostname",
+];
+
+/// nginx `server` blocks for the virtual hosts, in the order and form of
+/// nixpkgs' nginx module: hosts and locations sorted by name (Nix attribute
+/// order), the ACME challenge location in both server blocks of an ACME host.
 pub fn render_nginx(hosts: &[VirtualHost], opts: &RenderOptions) -> String {
+    let mut hosts: Vec<&VirtualHost> = hosts.iter().collect();
+    hosts.sort_by(|a, b| a.server_name.cmp(&b.server_name));
     let mut out = String::new();
     for v in hosts {
         let tls = opts.plain_listen.is_none() && v.tls != TlsMode::None;
+        // nixpkgs adds the challenge location only for ACME hosts.
+        let acme = if tls && v.tls == TlsMode::Acme {
+            "\n    location ^~ /.well-known/acme-challenge/ {\n        root /var/lib/acme/acme-challenge;\n        auth_basic off;\n        auth_request off;\n    }\n"
+        } else {
+            ""
+        };
         if tls {
             out.push_str(&format!(
-                "server {{\n    listen 0.0.0.0:80;\n    listen [::]:80;\n    server_name {};\n{}    location / {{\n        return 301 https://$host$request_uri;\n    }}\n}}\n\n",
+                "server {{\n    listen 0.0.0.0:80;\n    listen [::0]:80;\n    server_name {};\n\n    location / {{\n        return 301 https://$host$request_uri;\n    }}\n{acme}}}\n\n",
                 v.server_name,
-                // nixpkgs adds the challenge location only for ACME hosts.
-                if v.tls == TlsMode::Acme {
-                    "    location ^~ /.well-known/acme-challenge/ {\n        root /var/lib/acme/acme-challenge;\n    }\n"
-                } else {
-                    ""
-                }
             ));
         }
         out.push_str("server {\n");
         match &opts.plain_listen {
             Some(listen) => out.push_str(&format!("    listen {listen};\n")),
-            None if tls => out
-                .push_str("    listen 0.0.0.0:443 ssl;\n    listen [::]:443 ssl;\n    http2 on;\n"),
-            None => out.push_str("    listen 0.0.0.0:80;\n    listen [::]:80;\n"),
+            None if tls => out.push_str("    listen 0.0.0.0:443 ssl;\n    listen [::0]:443 ssl;\n"),
+            None => out.push_str("    listen 0.0.0.0:80;\n    listen [::0]:80;\n"),
         }
         out.push_str(&format!("    server_name {};\n", v.server_name));
         if tls {
-            let (cert, key) = match &v.tls {
-                TlsMode::Files { certificate, key } => (certificate.clone(), key.clone()),
-                _ => (
-                    format!("/var/lib/acme/{}/fullchain.pem", v.server_name),
-                    format!("/var/lib/acme/{}/key.pem", v.server_name),
-                ),
+            out.push_str("    http2 on;\n");
+            let (cert, key, chain) = match &v.tls {
+                TlsMode::Files { certificate, key } => (certificate.clone(), key.clone(), None),
+                _ => {
+                    let dir = format!("/var/lib/acme/{}", v.server_name);
+                    (
+                        format!("{dir}/fullchain.pem"),
+                        format!("{dir}/key.pem"),
+                        Some(format!("{dir}/chain.pem")),
+                    )
+                }
             };
             out.push_str(&format!(
                 "    ssl_certificate {cert};\n    ssl_certificate_key {key};\n"
             ));
+            if let Some(chain) = chain {
+                out.push_str(&format!("    ssl_trusted_certificate {chain};\n"));
+            }
         }
-        for l in &v.locations {
+        out.push_str(acme);
+        let mut locations: Vec<_> = v.locations.iter().collect();
+        locations.sort_by(|a, b| a.matcher.cmp(&b.matcher));
+        for l in locations {
             out.push_str(&format!("\n    location {} {{\n", l.matcher));
             if let Some(p) = &l.proxy_pass {
                 out.push_str(&format!("        proxy_pass {p};\n"));
-                for h in [
-                    "Host $host",
-                    "X-Real-IP $remote_addr",
-                    "X-Forwarded-For $proxy_add_x_forwarded_for",
-                    "X-Forwarded-Proto $scheme",
-                    "X-Forwarded-Host $host",
-                    "X-Forwarded-Server $host",
-                ] {
-                    out.push_str(&format!("        proxy_set_header {h};\n"));
-                }
+            }
+            if let Some(r) = &l.return_value {
+                out.push_str(&format!("        return {r};\n"));
             }
             for d in &l.directives {
                 out.push_str(&format!("        {d};\n"));
             }
-            if let Some(r) = &l.return_value {
-                out.push_str(&format!("        return {r};\n"));
+            if l.proxy_pass.is_some() {
+                for h in RECOMMENDED_PROXY_HEADERS {
+                    out.push_str(&format!("        proxy_set_header {h};\n"));
+                }
             }
             out.push_str("    }\n");
         }
@@ -202,15 +310,20 @@ pub fn render_unit(task: &Task, synapse_extra_files: &[String]) -> String {
             u.push_str(&format!("{key}={}\n", list.join(" ")));
         }
     }
-    // What NixOS writes for restartIfChanged = false / stopIfChanged = false:
-    // a switch never restarts or stops a running task.
+    u.push_str("\n[Service]\n");
+    for line in nixpkgs::SERVICE_ENVIRONMENT {
+        u.push_str(&format!("#| {line}\n"));
+    }
+    // What NixOS writes for restartIfChanged = false / stopIfChanged = false,
+    // under [Service] (nixos/lib/systemd-lib.nix, serviceToUnit): a switch
+    // never restarts or stops a running task.
     u.push_str("X-RestartIfChanged=false\nX-StopIfChanged=false\n");
-    u.push_str("\n[Service]\nType=oneshot\nUMask=0077\n");
+    u.push_str("Type=oneshot\nUMask=0077\n");
     if let Some(user) = &task.user {
         u.push_str(&format!("User={user}\n"));
     }
     if task.dynamic_user {
-        u.push_str("DynamicUser=yes\n");
+        u.push_str("DynamicUser=true\n");
     }
     for (name, path) in &credentials {
         u.push_str(&format!(

@@ -7,12 +7,14 @@
 //! but FAIL in CI (`CI` set), so CI can never silently skip coverage.
 #![allow(dead_code)]
 
+pub mod nixos;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
@@ -920,140 +922,14 @@ fn serve_one(stream: TcpStream, name: &str, log: &Mutex<Vec<Value>>) -> std::io:
 
 // ------------------------------------------------------------------ nginx
 
-/// An nginx running in the foreground from a temp dir, with the given
-/// server blocks (anything valid inside `http { }`). Killed on drop.
-///
-/// Runs with `master_process off`, so the single process can be killed
-/// without orphaning workers; as root it therefore never switches user.
-pub struct Nginx {
-    dir: tempfile::TempDir,
-    child: Child,
-}
-
-fn write_nginx_conf(dir: &Path, server_blocks: &str) -> PathBuf {
-    let d = dir.display();
-    let servers = dir.join("servers.conf");
-    fs::write(&servers, server_blocks).expect("write servers.conf");
-    let conf = format!(
-        "daemon off;\n\
-         master_process off;\n\
-         worker_processes 1;\n\
-         pid {d}/nginx.pid;\n\
-         error_log {d}/error.log info;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{\n\
-         \x20 default_type application/octet-stream;\n\
-         \x20 access_log {d}/access.log;\n\
-         \x20 client_body_temp_path {d}/client_body_temp;\n\
-         \x20 proxy_temp_path {d}/proxy_temp;\n\
-         \x20 fastcgi_temp_path {d}/fastcgi_temp;\n\
-         \x20 uwsgi_temp_path {d}/uwsgi_temp;\n\
-         \x20 scgi_temp_path {d}/scgi_temp;\n\
-         \x20 server_names_hash_bucket_size 128;\n\
-         \x20 include {};\n\
-         }}\n",
-        servers.display()
-    );
-    let path = dir.join("nginx.conf");
-    fs::write(&path, conf).expect("write nginx.conf");
-    path
-}
-
-fn nginx_base_cmd(bin: &Path, dir: &Path, conf: &Path) -> Command {
-    let mut c = Command::new(bin);
-    // -e: otherwise nginx first opens /var/log/nginx/error.log.
-    c.arg("-c")
-        .arg(conf)
-        .arg("-p")
-        .arg(dir)
-        .arg("-e")
-        .arg(dir.join("error.log"));
-    c
-}
-
-fn nginx_tmpdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("masgen-nginx-")
-        .tempdir()
-        .expect("create temp dir")
-}
-
-/// `nginx -t` on a config built from `server_blocks`. `None` = nginx
-/// missing (SKIP locally, panic in CI); `Some(Err)` carries nginx's stderr.
-pub fn nginx_test_config(server_blocks: &str) -> Option<Result<(), String>> {
-    let bin = require_tool("nginx", "checking nginx configs")?;
-    let dir = nginx_tmpdir();
-    let conf = write_nginx_conf(dir.path(), server_blocks);
-    Some(run(nginx_base_cmd(&bin, dir.path(), &conf).arg("-t"), None).map(drop))
-}
-
-impl Nginx {
-    /// `None` = nginx missing locally. Panics (with nginx's stderr) if the
-    /// config is rejected or nginx does not come up.
-    pub fn start(server_blocks: &str) -> Option<Nginx> {
-        Self::try_start(server_blocks).map(|r| r.unwrap_or_else(|e| panic!("{e}")))
-    }
-
-    /// Like `start`, but config/start failures are returned as `Some(Err)`.
-    pub fn try_start(server_blocks: &str) -> Option<Result<Nginx, String>> {
-        let bin = require_tool("nginx", "running nginx")?;
-        let dir = nginx_tmpdir();
-        let conf = write_nginx_conf(dir.path(), server_blocks);
-        if let Err(e) = run(nginx_base_cmd(&bin, dir.path(), &conf).arg("-t"), None) {
-            return Some(Err(e));
-        }
-        let out = fs::File::create(dir.path().join("stdio.log")).expect("create stdio.log");
-        let child = nginx_base_cmd(&bin, dir.path(), &conf)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("dup"))
-            .stderr(out)
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) => return Some(Err(format!("spawn nginx: {e}"))),
-        };
-        let mut nginx = Nginx { dir, child };
-        // nginx writes its pid file only after all listen sockets are bound.
-        // (`nginx -t` above leaves a pid file too, hence the content check.)
-        let pid_file = nginx.dir.path().join("nginx.pid");
-        let want = nginx.child.id().to_string();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while fs::read_to_string(&pid_file).unwrap_or_default().trim() != want {
-            if let Ok(Some(status)) = nginx.child.try_wait() {
-                return Some(Err(format!(
-                    "nginx exited with {status}:\n{}\n{}",
-                    nginx.stdio_log(),
-                    nginx.error_log()
-                )));
-            }
-            if Instant::now() > deadline {
-                return Some(Err(format!("nginx did not start:\n{}", nginx.error_log())));
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        Some(Ok(nginx))
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-    pub fn error_log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
-    }
-    pub fn access_log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
-    }
-    fn stdio_log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("stdio.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub mod compare;
+mod nginx;
+pub mod routing;
+pub mod schema;
+pub mod synapse;
+pub mod units;
+#[allow(unused_imports)]
+pub use nginx::*;
 
 // ------------------------------------------------------------ http client
 

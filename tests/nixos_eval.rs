@@ -1,0 +1,373 @@
+//! Every example × every configuration its flake defines × every nixpkgs
+//! tree present, evaluated with nixpkgs' own NixOS modules through the
+//! generated flake's own `outputs` function (tests/support/nixos.rs,
+//! tests/nixos/eval.nix). Packages are stand-ins (tests/nixos/pkgs.nix):
+//! nothing is built, but every option value `system.build.toplevel` is made
+//! of is evaluated and type-checked against nixpkgs' real option set.
+//!
+//! The trees are fetched, not installed (docs/testing.md, "NixOS evaluation
+//! with nixpkgs' own modules"): a missing tree is a loud SKIP, even in CI.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+
+use support::nixos::{self, NixosEval, Tree};
+
+/// nixpkgs warnings a configuration is expected to produce (none today).
+const EXPECTED_WARNINGS: &[&str] = &[];
+
+/// Units every configuration must install.
+const SERVICE_UNITS: &[&str] = &[
+    "matrix-synapse.service",
+    "matrix-authentication-service.service",
+    "nginx.service",
+    "postgresql.service",
+];
+
+/// Builds every example and evaluates each configuration on `tree`;
+/// returns one line per failing combination among the examples `asserted`
+/// takes (by their nixpkgs URL). The others are evaluated and reported only.
+fn evaluate_all(tree: &Tree, asserted: fn(&str) -> bool) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (name, checked) in support::checked_examples() {
+        let out = nixos::build_output(&checked).unwrap();
+        let url = nixos::nixpkgs_url(out.path()).unwrap();
+        let asserted = asserted(&url);
+        if !asserted {
+            eprintln!(
+                "{name}: pinned to {url}; on the {} tree, reported only",
+                tree.label
+            );
+        }
+        let configurations = nixos::configurations(out.path()).unwrap();
+        assert!(
+            !configurations.is_empty(),
+            "{name}: the flake defines no configuration"
+        );
+        for configuration in &configurations {
+            let what = format!("{name} × {configuration} × {} tree", tree.label);
+            let started = std::time::Instant::now();
+            let result = nixos::evaluate(out.path(), configuration, &tree.path);
+            let secs = started.elapsed().as_secs_f32();
+            match result.map_err(|e| first_lines(&e, 8)).and_then(|e| {
+                check_deployment(&e, &checked.homeserver.server_name)?;
+                Ok(e)
+            }) {
+                Ok(eval) => eprintln!(
+                    "{what}: evaluates ({secs:.1} s, {} units, warnings: {:?})",
+                    eval.units.len(),
+                    eval.warnings
+                ),
+                Err(e) if !asserted => {
+                    eprintln!("{what}: fails, not asserted ({secs:.1} s)\n{e}\n")
+                }
+                Err(e) => {
+                    eprintln!("{what}: FAILS ({secs:.1} s)\n{e}\n");
+                    failures.push(format!("{what}: {e}"));
+                }
+            }
+        }
+    }
+    failures
+}
+
+fn first_lines(text: &str, n: usize) -> String {
+    text.lines().take(n).collect::<Vec<_>>().join("\n")
+}
+
+/// What nixpkgs would deploy: no failed assertion, only expected warnings,
+/// the service units, and the files they read.
+fn check_deployment(eval: &NixosEval, server_name: &str) -> Result<(), String> {
+    if !eval.failed_assertions.is_empty() {
+        return Err(format!("failed assertions: {:#?}", eval.failed_assertions));
+    }
+    if eval.warnings != EXPECTED_WARNINGS {
+        return Err(format!("unexpected warnings: {:#?}", eval.warnings));
+    }
+    for unit in SERVICE_UNITS {
+        if !eval.units.contains_key(*unit) {
+            return Err(format!("no {unit} (units: {:?})", eval.units.keys()));
+        }
+    }
+    if !eval.units.keys().any(|u| u.starts_with("masgen-")) {
+        return Err("no masgen-* unit".into());
+    }
+    for (unit, text) in &eval.units {
+        repeated_dependency(text).map_err(|e| format!("{unit}: {e}"))?;
+    }
+    let synapse = eval.synapse_settings.as_ref().ok_or("no homeserver.yaml")?;
+    if synapse["server_name"] != server_name {
+        return Err(format!(
+            "homeserver.yaml server_name is {}",
+            synapse["server_name"]
+        ));
+    }
+    let mas = eval.mas_settings.as_ref().ok_or("no MAS config.yaml")?;
+    if mas["matrix"]["homeserver"] != server_name {
+        return Err(format!(
+            "MAS matrix.homeserver is {}",
+            mas["matrix"]["homeserver"]
+        ));
+    }
+    // masgen's tasks run mas-cli against the config the MAS server reads.
+    for file in eval.files.values() {
+        if file.name == "masgen-mas-config.yaml" && file.value.as_ref() != Some(mas) {
+            return Err(format!(
+                "{} differs from the MAS module's config ({:?})",
+                file.path, eval.mas_config_path
+            ));
+        }
+    }
+    let nginx = eval.nginx_conf.as_deref().ok_or("no nginx.conf")?;
+    if !nginx.contains("server_name") {
+        return Err("nginx.conf has no server block".into());
+    }
+    Ok(())
+}
+
+/// A dependency line (After=, Requires=, ...) naming a unit twice means two
+/// modules add the same dependency, and the reference render (which names
+/// it once) is not what the host runs.
+fn repeated_dependency(unit_text: &str) -> Result<(), String> {
+    const KEYS: &[&str] = &[
+        "After=",
+        "Before=",
+        "Requires=",
+        "Wants=",
+        "Conflicts=",
+        "BindsTo=",
+    ];
+    for line in unit_text.lines() {
+        let Some(key) = KEYS.iter().find(|k| line.starts_with(**k)) else {
+            continue;
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for name in line[key.len()..].split_whitespace() {
+            if !seen.insert(name) {
+                return Err(format!("{name} is named twice in `{line}`"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_example_configuration_evaluates_on_the_2026_tree() {
+    let trees = nixos::trees("every_example_configuration_evaluates_on_the_2026_tree");
+    let Some(tree) = trees.iter().find(|t| t.label == "2026") else {
+        return;
+    };
+    if support::nix_instantiate().is_none() {
+        return;
+    }
+    // Whatever the pin, the generated flake must work on current nixpkgs.
+    let failures = evaluate_all(tree, |_| true);
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+// Examples pinned to a release branch must evaluate on the old tree (a
+// release without nixpkgs' MAS module, pre-2026 ACME); the others are
+// reported. Fails today: every example pins nixos-25.11, and the generated
+// flake needs the MAS module and an ACME address there. The `pins` branch (a
+// compat MAS module chosen at evaluation time, `masgen check` requiring
+// `acme_email`) is what makes this pass; remove the `ignore` when it is merged.
+#[test]
+#[ignore = "fails until the pins branch (MAS compat module, acme_email check) is merged"]
+fn every_example_configuration_evaluates_on_the_old_tree() {
+    let trees = nixos::trees("every_example_configuration_evaluates_on_the_old_tree");
+    let Some(tree) = trees.iter().find(|t| t.label == "old") else {
+        return;
+    };
+    if support::nix_instantiate().is_none() {
+        return;
+    }
+    let failures = evaluate_all(tree, nixos::pins_release);
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+// ------------------------------------------------ the check can fail
+
+/// The fresh example written out, with `extra` (a NixOS module) added to
+/// every configuration through flake.nix.
+fn fresh_with_module(extra: &str) -> tempfile::TempDir {
+    let checked = support::checked("fresh.toml", &support::example_text("fresh.toml"));
+    let out = nixos::build_output(&checked).unwrap();
+    add_module(out.path(), extra);
+    out
+}
+
+fn add_module(out: &Path, module: &str) {
+    fs::write(out.join("sabotage.nix"), module).unwrap();
+    let flake = out.join("flake.nix");
+    let text = fs::read_to_string(&flake).unwrap();
+    let patched = text.replace(
+        "self.nixosModules.masgen\n",
+        "self.nixosModules.masgen\n          ./sabotage.nix\n",
+    );
+    assert_ne!(
+        patched, text,
+        "flake.nix has no `self.nixosModules.masgen` line"
+    );
+    fs::write(&flake, patched).unwrap();
+}
+
+fn tree_2026(what: &str) -> Option<Tree> {
+    support::nix_instantiate()?;
+    nixos::trees(what).into_iter().find(|t| t.label == "2026")
+}
+
+#[test]
+fn release_pins_are_told_from_other_urls() {
+    assert!(nixos::pins_release("github:NixOS/nixpkgs/nixos-25.11"));
+    assert!(nixos::pins_release("github:NixOS/nixpkgs/nixos-26.05"));
+    assert!(!nixos::pins_release("github:NixOS/nixpkgs/nixos-unstable"));
+    assert!(!nixos::pins_release(
+        "github:NixOS/nixpkgs/nixpkgs-unstable"
+    ));
+    assert!(nixos::pins_release(
+        "github:NixOS/nixpkgs/nixos-26.05-small"
+    ));
+    assert!(!nixos::pins_release("github:me/nixpkgs/nixos-26.05-mine"));
+}
+
+#[test]
+fn an_unknown_option_fails_the_evaluation() {
+    let Some(tree) = tree_2026("an_unknown_option_fails_the_evaluation") else {
+        return;
+    };
+    let out = fresh_with_module("{ services.matrix-synapse.noSuchOption = true; }");
+    let err = nixos::evaluate(out.path(), "matrix", &tree.path).unwrap_err();
+    assert!(
+        err.contains("services.matrix-synapse.noSuchOption' does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_type_error_fails_the_evaluation() {
+    let Some(tree) = tree_2026("a_type_error_fails_the_evaluation") else {
+        return;
+    };
+    let out = fresh_with_module("{ services.nginx.clientMaxBodySize = 5; }");
+    let err = nixos::evaluate(out.path(), "matrix", &tree.path).unwrap_err();
+    assert!(err.contains("is not of type"), "{err}");
+}
+
+#[test]
+fn a_value_only_the_system_derivation_reads_is_evaluated() {
+    let Some(tree) = tree_2026("a_value_only_the_system_derivation_reads_is_evaluated") else {
+        return;
+    };
+    let out = fresh_with_module(
+        r#"{ environment.etc."masgen-probe".text = throw "probe file was evaluated"; }"#,
+    );
+    let err = nixos::evaluate(out.path(), "matrix", &tree.path).unwrap_err();
+    assert!(err.contains("probe file was evaluated"), "{err}");
+}
+
+#[test]
+fn a_failed_assertion_is_reported() {
+    let Some(tree) = tree_2026("a_failed_assertion_is_reported") else {
+        return;
+    };
+    let out = fresh_with_module(
+        r#"{ assertions = [ { assertion = false; message = "masgen probe assertion"; } ]; }"#,
+    );
+    let eval = nixos::evaluate(out.path(), "matrix", &tree.path).unwrap();
+    assert_eq!(
+        eval.failed_assertions,
+        vec!["masgen probe assertion".to_string()]
+    );
+}
+
+#[test]
+fn a_mistake_in_flake_nix_fails_the_evaluation() {
+    let Some(tree) = tree_2026("a_mistake_in_flake_nix_fails_the_evaluation") else {
+        return;
+    };
+    let checked = support::checked("fresh.toml", &support::example_text("fresh.toml"));
+    let out = nixos::build_output(&checked).unwrap();
+    let flake = out.path().join("flake.nix");
+    let text = fs::read_to_string(&flake).unwrap();
+    fs::write(
+        &flake,
+        text.replace(
+            "self.nixosModules.masgen\n",
+            "self.nixosModules.masgenTypo\n",
+        ),
+    )
+    .unwrap();
+    let err = nixos::evaluate(out.path(), "matrix", &tree.path).unwrap_err();
+    assert!(err.contains("masgenTypo"), "{err}");
+}
+
+#[test]
+fn nixpkgs_files_are_recovered_for_the_consumers() {
+    let Some(tree) = tree_2026("nixpkgs_files_are_recovered_for_the_consumers") else {
+        return;
+    };
+    let checked = support::checked("fresh.toml", &support::example_text("fresh.toml"));
+    let out = nixos::build_output(&checked).unwrap();
+    let eval = nixos::evaluate(out.path(), "matrix", &tree.path).unwrap();
+    // The MAS unit renders its config from the file nixpkgs generated.
+    let mas_path = eval.mas_config_path.clone().unwrap();
+    let pre = eval.exec_texts("matrix-authentication-service").join("\n");
+    assert!(pre.contains(&format!("< {mas_path}")), "{pre}");
+    // Synapse reads homeserver.yaml by the path the unit names.
+    let synapse_path = eval.synapse_config_path.clone().unwrap();
+    let unit = &eval.units["matrix-synapse.service"];
+    assert!(
+        eval.exec_texts("matrix-synapse")
+            .iter()
+            .any(|t| t.contains(&synapse_path)),
+        "{unit}"
+    );
+    // nixpkgs' nginx.conf: the 2026 module writes `http2 on;` for nginx >= 1.25.1.
+    let nginx = eval.nginx_conf.as_deref().unwrap();
+    assert!(nginx.contains("http2 on;"), "{nginx}");
+    assert!(nginx.contains("server_name matrix.example.org"), "{nginx}");
+    // Written out, the files are what the units read, at local paths.
+    let dir = tempfile::tempdir().unwrap();
+    let written = eval.write_files(dir.path()).unwrap();
+    let local_mas = nixos::localize(&mas_path, &written);
+    let yaml: serde_json::Value =
+        serde_norway::from_str(&fs::read_to_string(&local_mas).unwrap()).unwrap();
+    assert_eq!(Some(&yaml), eval.mas_settings.as_ref());
+    let local_pre = nixos::localize(&pre, &written);
+    assert!(local_pre.contains(&format!("< {local_mas}")), "{local_pre}");
+    // Every path in the unit texts that a module generated is known.
+    for path in eval.units.values().flat_map(|t| nixos::store_paths(t)) {
+        if path.ends_with(".yaml") || path.ends_with(".conf") {
+            assert!(eval.file(&path).is_some(), "unknown generated file {path}");
+        }
+    }
+}
+
+#[test]
+fn a_host_input_that_is_not_a_flake_is_imported_from_its_directory() {
+    let Some(tree) = tree_2026("a_host_input_that_is_not_a_flake_is_imported_from_its_directory")
+    else {
+        return;
+    };
+    // The form a `base_config` host takes in flake.nix: a non-flake input
+    // whose `configuration.nix` is imported by path.
+    let checked = support::checked("fresh.toml", &support::example_text("fresh.toml"));
+    let out = nixos::build_output(&checked).unwrap();
+    let flake = out.path().join("flake.nix");
+    let text = fs::read_to_string(&flake).unwrap();
+    let patched = text.replace(
+        "inputs.host-matrix.nixosModules.default",
+        "(inputs.host-matrix.outPath + \"/configuration.nix\")",
+    );
+    assert_ne!(patched, text);
+    fs::write(&flake, patched).unwrap();
+    let eval = nixos::evaluate(out.path(), "matrix", &tree.path).unwrap();
+    assert!(
+        eval.failed_assertions.is_empty(),
+        "{:?}",
+        eval.failed_assertions
+    );
+    assert!(eval.units.contains_key("nginx.service"));
+}
