@@ -94,11 +94,15 @@ let
   # first used (a trace line `masgen-file {"path":…,"name":…,"text"|"value":…}`),
   # so the test can map the paths in unit texts back to what nixpkgs wrote.
   # (The store is `dummy://`: nothing can be read back from a path.)
+  # `out` is the traced file too: `lib.getExe`/`getBin` go through it.
   traced =
     drv:
-    drv
-    // {
-      outPath = builtins.trace (
+    let
+      self = drv // {
+        out = self;
+        outPath = tracedPath;
+      };
+      tracedPath = builtins.trace (
         "masgen-file "
         + builtins.toJSON (
           {
@@ -113,7 +117,8 @@ let
           )
         )
       ) drv.outPath;
-    };
+    in
+    self;
 
   # `writeTextFile`-like: a derivation that keeps its text.
   textFile =
