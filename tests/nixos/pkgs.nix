@@ -7,9 +7,14 @@
 # configuration writes is kept readable:
 #   - `writeText`/`writeTextFile`/`writeShellScript`… keep `text`;
 #   - `formats.<f>.generate name value` keeps `value` (and the format name);
-#   - `runCommand name env script` keeps `env` and `script`.
-# Anything evaluation forces that is not here fails with "attribute missing",
-# which names what to add.
+#   - builders (`runCommand`, `symlinkJoin`, `mkDerivation`, ...) put their
+#     inputs into the derivation, so computing its path forces them;
+#   - a generated file prints its content on stderr when its path is used
+#     (see `traced`).
+# Plain packages are named in ./pkgs-names.nix; they can also be called
+# (`pkgs.makeInitrd { ... }` is the stand-in again). Anything evaluation
+# forces that is not here fails with "attribute missing", which names what
+# to add. Versions a module compares are in `versioned`.
 { lib, system ? "x86_64-linux" }:
 
 let
@@ -94,11 +99,15 @@ let
   # first used (a trace line `masgen-file {"path":…,"name":…,"text"|"value":…}`),
   # so the test can map the paths in unit texts back to what nixpkgs wrote.
   # (The store is `dummy://`: nothing can be read back from a path.)
+  # `out` is the traced file too: `lib.getExe`/`getBin` go through it.
   traced =
     drv:
-    drv
-    // {
-      outPath = builtins.trace (
+    let
+      self = drv // {
+        out = self;
+        outPath = tracedPath;
+      };
+      tracedPath = builtins.trace (
         "masgen-file "
         + builtins.toJSON (
           {
@@ -113,7 +122,8 @@ let
           )
         )
       ) drv.outPath;
-    };
+    in
+    self;
 
   # `writeTextFile`-like: a derivation that keeps its text.
   textFile =
