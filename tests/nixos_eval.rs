@@ -13,6 +13,7 @@ mod support;
 use std::fs;
 use std::path::Path;
 
+use masgen::model::nixpkgs::{MasModule, BRANCHES};
 use support::nixos::{self, NixosEval, Tree};
 
 /// nixpkgs warnings a configuration is expected to produce (none today).
@@ -169,12 +170,10 @@ fn every_example_configuration_evaluates_on_the_2026_tree() {
 
 // Examples pinned to a release branch must evaluate on the old tree (a
 // release without nixpkgs' MAS module, pre-2026 ACME); the others are
-// reported. Fails today: every example pins nixos-25.11, and the generated
-// flake needs the MAS module and an ACME address there. The `pins` branch (a
-// compat MAS module chosen at evaluation time, `masgen check` requiring
-// `acme_email`) is what makes this pass; remove the `ignore` when it is merged.
+// reported. What makes them evaluate: the compat MAS module the generated
+// flake imports where nixpkgs has none, and `masgen check` requiring
+// `acme_email` for such pins.
 #[test]
-#[ignore = "fails until the pins branch (MAS compat module, acme_email check) is merged"]
 fn every_example_configuration_evaluates_on_the_old_tree() {
     let trees = nixos::trees("every_example_configuration_evaluates_on_the_old_tree");
     let Some(tree) = trees.iter().find(|t| t.label == "old") else {
@@ -185,6 +184,66 @@ fn every_example_configuration_evaluates_on_the_old_tree() {
     }
     let failures = evaluate_all(tree, nixos::pins_release);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Every example re-pinned to every branch of masgen's pin table, evaluated
+/// on the tree that stands for that branch: the 2026 tree for a branch with
+/// nixpkgs' MAS module, the old tree for one without. The spec is re-pinned
+/// the way an operator would: `flake.nixpkgs` set, `synapse.version` left to
+/// the pin, and an ACME address added where the pin's ACME module needs one.
+#[test]
+fn every_example_evaluates_on_every_supported_pin() {
+    let trees = nixos::trees("every_example_evaluates_on_every_supported_pin");
+    if support::nix_instantiate().is_none() {
+        return;
+    }
+    let mut failures = Vec::new();
+    for branch in BRANCHES {
+        let label = match branch.mas_module {
+            MasModule::WithCredentials => "2026",
+            MasModule::Missing => "old",
+        };
+        let Some(tree) = trees.iter().find(|t| t.label == label) else {
+            continue;
+        };
+        for (name, text) in support::example_specs() {
+            let text = repinned(&text, branch.name, branch.acme_email_required);
+            let checked = support::checked(&name, &text);
+            let out = nixos::build_output(&checked).unwrap();
+            for configuration in nixos::configurations(out.path()).unwrap() {
+                let what = format!("{name} pinned to {} × {configuration}", branch.name);
+                match nixos::evaluate(out.path(), &configuration, &tree.path)
+                    .map_err(|e| first_lines(&e, 8))
+                    .and_then(|e| check_deployment(&e, &checked.homeserver.server_name))
+                {
+                    Ok(()) => eprintln!("{what}: evaluates on the {label} tree"),
+                    Err(e) => failures.push(format!("{what} ({label} tree): {e}")),
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `text` pinned to `branch`, as an operator would write it.
+fn repinned(text: &str, branch: &str, acme_email_required: bool) -> String {
+    let mut doc: toml_edit::DocumentMut = text.parse().unwrap();
+    doc["flake"]["nixpkgs"] = toml_edit::value(format!("github:NixOS/nixpkgs/{branch}"));
+    if let Some(synapse) = doc["synapse"].as_table_mut() {
+        synapse.remove("version");
+    }
+    let server_name = doc["homeserver"]["server_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let proxy = doc.get("proxy");
+    let key = |k: &str| proxy.and_then(|p| p.get(k));
+    let acme = key("tls").and_then(|t| t.as_str()).unwrap_or("acme") == "acme";
+    let has_address = key("acme_email").is_some() || key("acme_email_from_host").is_some();
+    if acme_email_required && acme && !has_address {
+        doc["proxy"]["acme_email"] = toml_edit::value(format!("admin@{server_name}"));
+    }
+    doc.to_string()
 }
 
 // ------------------------------------------------ the check can fail
