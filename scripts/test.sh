@@ -17,7 +17,7 @@ echo "[test.sh] MASGEN_SYNAPSE_PYTHON=$MASGEN_SYNAPSE_PYTHON" >&2
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --all-targets "$@" 2>&1 | tee "$log"
+cargo test --all-targets --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 read -r passed failed < <(awk '/^test result: /{for(i=1;i<=NF;i++){if($(i+1)~/^passed/)p+=$i; if($(i+1)~/^failed/)f+=$i}} END{print p+0, f+0}' "$log")
