@@ -63,6 +63,8 @@ pub enum Command {
         #[arg(long = "acknowledge", value_name = "RISK")]
         acknowledge: Vec<String>,
     },
+    /// Run the plan on the host gate by gate, with a journal; resumable.
+    Apply(crate::apply_cmd::ApplyArgs),
     /// Show what a build would change, against a previous tree, a git revision or a system.
     Diff {
         spec: Utf8PathBuf,

@@ -43,6 +43,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             rollback,
             acknowledge,
         ),
+        Command::Apply(args) => crate::apply_cmd::run(args),
         Command::Diff {
             spec,
             against,
@@ -72,7 +73,7 @@ fn summary(diags: &[Rendered]) -> String {
 
 /// Reads and validates a spec, printing its diagnostics. `None` means it
 /// failed and the command should exit 2 (`what_happened` ends the summary).
-fn load(spec: &Utf8Path, what_happened: &str) -> Result<Option<masgen::Checked>> {
+pub(crate) fn load(spec: &Utf8Path, what_happened: &str) -> Result<Option<masgen::Checked>> {
     match check_file(spec)? {
         Ok(checked) => {
             print_diagnostics(&checked.warnings);
