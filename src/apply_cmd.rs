@@ -61,7 +61,13 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
     }
     // The commands use the flake in out/: it must be what this spec builds.
     let (_, tree) = masgen::build_tree_for(&checked, &masgen::flake_ref(&args.output))?;
-    let report = masgen::write::write_tree(&args.output, &tree, true)?;
+    let report = masgen::write::write_tree(&args.output, &tree, true).map_err(|e| {
+        anyhow::anyhow!(
+            "{} cannot be checked against the spec: {e:#}; build it first (`masgen build {} -o {0}`), then apply",
+            args.output,
+            args.spec
+        )
+    })?;
     if !report.is_clean() {
         eprintln!(
             "refused: {} is not what `masgen build {} -o {0}` writes ({} missing, {} stale, {} extra); build it first, then apply",
