@@ -26,7 +26,8 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin
 
 # ---------------------------------------------------------------- apt packages
 missing=()
-for tool in nix-instantiate nginx systemd-analyze pg_config envsubst jq shellcheck openssl gcc; do
+# `script` (util-linux): tests/apply.rs answers apply's prompt through a pseudo-terminal.
+for tool in nix-instantiate nginx systemd-analyze pg_config envsubst jq shellcheck openssl gcc script; do
   have "$tool" || missing+=("$tool")
 done
 [ -n "$(pg_bin_dir)" ] || missing+=("pg_ctl")
@@ -48,7 +49,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update >&2
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
     nix-bin postgresql nginx systemd libpq-dev gettext-base jq shellcheck openssl \
-    python3 python3-venv python3-dev python3-yaml gcc libc6-dev >&2
+    python3 python3-venv python3-dev python3-yaml gcc libc6-dev util-linux >&2
 else
   log "system packages already installed"
 fi

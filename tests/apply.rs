@@ -464,7 +464,7 @@ fn dry_run_until_and_only() {
 
 /// Runs `masgen apply` under `script` (a pseudo-terminal), typing `answer`.
 fn on_a_tty(rig: &Rig, args: &str, answer: &str) -> (i32, String) {
-    let mut c = rig.command(&[]);
+    let c = rig.command(&[]);
     let cmdline = format!("{} apply spec.toml -o out {args}", bin().display());
     let mut child = Command::new("script")
         .args(["-qec", &cmdline, "/dev/null"])
@@ -478,7 +478,6 @@ fn on_a_tty(rig: &Rig, args: &str, answer: &str) -> (i32, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let _ = &mut c;
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
@@ -530,7 +529,7 @@ fn an_interrupted_step_is_journalled_and_rechecked() {
         "systemctl start masgen-backup.service",
     )
     .unwrap();
-    let mut child = rig
+    let child = rig
         .command(&["--yes"])
         .stderr(Stdio::piped())
         .spawn()

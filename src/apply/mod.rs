@@ -23,6 +23,15 @@ use host::{Host, Ran};
 use journal::Journal;
 pub use journal::{Entry, Event};
 
+/// Prints a line to stderr, ignoring errors: after a lost connection
+/// (SIGHUP) the terminal is gone, and the journal must still get its line.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// Default places on the host.
 pub const DEFAULT_SYSTEM: &str = "/run/current-system";
 pub const DEFAULT_JOURNAL_DIR: &str = "/var/lib/masgen/journal";
@@ -91,19 +100,19 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
     let plan = match make_plan(hs, opts, &host)? {
         Ok(p) => p,
         Err(refusal) => {
-            eprintln!("{refusal}");
+            say!("{refusal}");
             return Ok(Outcome::Refused);
         }
     };
     let steps = match select(&plan, opts) {
         Ok(s) => s,
         Err(msg) => {
-            eprintln!("refused: {msg}");
+            say!("refused: {msg}");
             return Ok(Outcome::Refused);
         }
     };
     let journal = Journal::new(&host, &opts.journal_dir, &plan.host);
-    eprintln!(
+    say!(
         "{} on {}: {} → {} ({}), {} of {} steps; journal {}",
         if opts.dry_run {
             "Would apply"
@@ -120,7 +129,7 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
     );
     let open = journal.unfinished()?;
     if let Some(e) = &open {
-        eprintln!(
+        say!(
             "note: step `{}` was started at {} (run {}) and never ended: it was interrupted; its gate is checked again",
             e.step.as_deref().unwrap_or("?"),
             e.at,
@@ -137,7 +146,7 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
         .map(|s| s.id.as_str())
         .collect();
     if !asks.is_empty() && !opts.yes && !std::io::stdin().is_terminal() {
-        eprintln!("refused: steps {} take Synapse down or cannot be undone, and need a confirmation, but there is no terminal to ask on; pass --yes to confirm them in advance (automation)", asks.join(", "));
+        say!("refused: steps {} take Synapse down or cannot be undone, and need a confirmation, but there is no terminal to ask on; pass --yes to confirm them in advance (automation)", asks.join(", "));
         return Ok(Outcome::Refused);
     }
     if let Some(e) = open {
@@ -174,7 +183,7 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
             .detail(format!("{outcome:?} (exit {})", outcome.code())),
     )?;
     if outcome == Outcome::Done {
-        eprintln!("done: {} step(s) applied or already in place", steps.len());
+        say!("done: {} step(s) applied or already in place", steps.len());
     }
     Ok(outcome)
 }
@@ -255,22 +264,22 @@ fn needs_confirmation(step: &Step) -> Option<String> {
 
 fn print_dry_run(steps: &[Step], opts: &Options) {
     for (i, s) in steps.iter().enumerate() {
-        eprintln!("\n{}. [{}] {}", i + 1, s.id, s.title);
-        eprintln!("   skipped if the gate already holds: {}", s.gate.condition);
+        say!("\n{}. [{}] {}", i + 1, s.id, s.title);
+        say!("   skipped if the gate already holds: {}", s.gate.condition);
         for c in &s.gate.check {
-            eprintln!("     check: {}  ({})", c.command, c.expectation());
+            say!("     check: {}  ({})", c.command, c.expectation());
         }
         if let Some(why) = needs_confirmation(s) {
-            eprintln!(
+            say!(
                 "   asks first{}: {why}",
                 if opts.yes { " (--yes: confirmed)" } else { "" }
             );
         }
         for c in &s.commands {
-            eprintln!("   would run: {c}");
+            say!("   would run: {c}");
         }
     }
-    eprintln!("\ndry run: nothing was run and nothing was written to the journal");
+    say!("\ndry run: nothing was run and nothing was written to the journal");
 }
 
 /// Runs the checks of a gate.
@@ -317,7 +326,7 @@ fn script(step: &Step) -> String {
 }
 
 fn ask(question: &str) -> bool {
-    eprint!("{question} [y/N] ");
+    let _ = write!(std::io::stderr(), "{question} [y/N] ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
@@ -334,9 +343,9 @@ fn run_step(
     let run = journal.run.as_str();
     let id = step.id.as_str();
     if step.commands.is_empty() {
-        eprintln!("\n[{id}] {}:", step.title);
+        say!("\n[{id}] {}:", step.title);
         for w in &step.warnings {
-            eprintln!("  note: {w}");
+            say!("  note: {w}");
         }
         journal.write(
             &Entry::new(run, Event::Finished, Some(id)).detail("notes to read; nothing to run"),
@@ -344,7 +353,7 @@ fn run_step(
         return Ok(Outcome::Done);
     }
     if let Verdict::Holds = judge(host, &step.gate)? {
-        eprintln!(
+        say!(
             "[{id}] skipped: its gate already holds ({})",
             step.gate.condition
         );
@@ -353,13 +362,13 @@ fn run_step(
         )?;
         return Ok(Outcome::Done);
     }
-    eprintln!("\n[{id}] {}", step.title);
+    say!("\n[{id}] {}", step.title);
     for w in &step.warnings {
-        eprintln!("  note: {w}");
+        say!("  note: {w}");
     }
     if let Some(why) = needs_confirmation(step) {
         if !opts.yes && !ask(&format!("[{id}] {why}. Run it?")) {
-            eprintln!("[{id}] not confirmed: stopped before it; nothing of it ran");
+            say!("[{id}] not confirmed: stopped before it; nothing of it ran");
             journal.write(&Entry::new(run, Event::Declined, Some(id)))?;
             return Ok(Outcome::Declined);
         }
@@ -375,19 +384,20 @@ fn run_step(
         e.output_tail = Some(ran.tail.clone());
         e
     };
-    if ran.interrupted {
+    let verdict = judge(host, &step.gate)?;
+    // A signal during the checks (they share masgen's process group).
+    if ran.interrupted || stop.load(Ordering::SeqCst) {
         journal.write(
             &end(Event::Interrupted, &ran)
                 .detail("stopped by a signal (Ctrl-C, SIGTERM or a lost connection)"),
         )?;
-        eprintln!("[{id}] interrupted: the journal says so; the next run checks its gate again\n  undo: {}", step.undo.how);
+        say!("[{id}] interrupted: the journal says so; the next run checks its gate again\n  undo: {}", step.undo.how);
         return Ok(Outcome::Interrupted);
     }
-    let verdict = judge(host, &step.gate)?;
     match verdict {
         Verdict::Holds if ran.code == Some(0) => {
             journal.write(&end(Event::Finished, &ran))?;
-            eprintln!(
+            say!(
                 "[{id}] done ({:.1} s): {}",
                 ran.duration.as_secs_f64(),
                 step.gate.condition
@@ -399,15 +409,13 @@ fn run_step(
                 &end(Event::Finished, &ran)
                     .detail(format!("warnings accepted (--accept-warnings): {msg}")),
             )?;
-            eprintln!(
-                "[{id}] done with warnings, accepted with --accept-warnings (read them above)"
-            );
+            say!("[{id}] done with warnings, accepted with --accept-warnings (read them above)");
             Ok(Outcome::Done)
         }
         Verdict::WarningsOnly(msg) => {
             let e = end(Event::Warnings, &ran).detail(msg);
             journal.write(&e)?;
-            eprintln!("[{id}] stopped: syn2mas reported warnings (exit 11). Read them:\n{}\n  journal: {}\n  go on only if you accept each: run again with --accept-warnings\n  undo: {}", indent(&ran.tail), e.line(), step.undo.how);
+            say!("[{id}] stopped: syn2mas reported warnings (exit 11). Read them:\n{}\n  journal: {}\n  go on only if you accept each: run again with --accept-warnings\n  undo: {}", indent(&ran.tail), e.line(), step.undo.how);
             Ok(Outcome::Warnings)
         }
         Verdict::Holds | Verdict::Fails(_) => {
@@ -424,7 +432,7 @@ fn run_step(
             };
             let e = end(Event::Failed, &ran).detail(what.clone());
             journal.write(&e)?;
-            eprintln!(
+            say!(
                 "[{id}] FAILED: {what}\n  gate: {}\n  journal: {}\n  undo: {}{}",
                 step.gate.condition,
                 e.line(),
