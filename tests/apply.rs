@@ -476,6 +476,7 @@ fn dry_run_until_and_only() {
 fn on_a_tty(rig: &Rig, args: &str, answer: &str) -> (i32, String) {
     let c = rig.command(&[]);
     let cmdline = format!("{} apply spec.toml -o out {args}", bin().display());
+    let lines_before = rig.journal().len();
     let mut child = Command::new("script")
         .args(["-qec", &cmdline, "/dev/null"])
         .envs(
@@ -491,8 +492,13 @@ fn on_a_tty(rig: &Rig, args: &str, answer: &str) -> (i32, String) {
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
-        // Wait for the prompt before typing, as a person would.
-        std::thread::sleep(Duration::from_millis(1500));
+        // Wait for the prompt before typing, as a person would: the run's
+        // first journal line is written just before the steps begin.
+        let t = Instant::now();
+        while rig.journal().len() == lines_before && t.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(300));
         stdin.write_all(answer.as_bytes()).unwrap();
         std::thread::sleep(Duration::from_millis(500));
     }

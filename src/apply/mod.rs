@@ -313,12 +313,13 @@ fn judge(host: &Host, gate: &Gate) -> Result<Verdict> {
 
 /// The script of a step: every command runs (a unit's journal is shown
 /// after a failed start), in one shell (they may share variables); it
-/// exits with the first failure's status.
+/// exits with the first failure's status. (`:` keeps a brace group that
+/// holds only a comment valid.)
 fn script(step: &Step) -> String {
     let mut s = String::from("masgen_rc=0\n");
     for c in &step.commands {
         s.push_str(&format!(
-            "{{ {c}\n}} || {{ masgen_s=$?; [ \"$masgen_rc\" -ne 0 ] || masgen_rc=$masgen_s; }}\n"
+            "{{ :; {c}\n}} || {{ masgen_s=$?; [ \"$masgen_rc\" -ne 0 ] || masgen_rc=$masgen_s; }}\n"
         ));
     }
     s.push_str("exit \"$masgen_rc\"\n");
@@ -453,4 +454,57 @@ fn indent(text: &str) -> String {
         .map(|l| format!("    {l}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step_with(commands: &[&str]) -> Step {
+        Step {
+            id: "x".into(),
+            host: "h".into(),
+            title: "t".into(),
+            kind: plan::StepKind::Manual,
+            commands: commands.iter().map(|c| c.to_string()).collect(),
+            gate: Gate {
+                condition: String::new(),
+                check: vec![],
+                warnings_only: None,
+            },
+            synapse: Downtime::None,
+            undo: plan::Undo {
+                possible: true,
+                how: String::new(),
+            },
+            warnings: vec![],
+            reaches: plan::HostState::Delegated,
+        }
+    }
+
+    fn sh(script: &str) -> (i32, String) {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    #[test]
+    fn a_steps_commands_all_run_in_one_shell_and_the_first_failure_counts() {
+        let s = step_with(&[
+            "v=kept; exit_later() { return 4; }; exit_later",
+            "echo \"$v\"",
+            "false",
+        ]);
+        let (code, out) = sh(&script(&s));
+        assert_eq!(code, 4);
+        assert_eq!(out, "kept\n");
+        let (code, _) = sh(&script(&step_with(&["true", "# a comment", "true"])));
+        assert_eq!(code, 0);
+    }
 }
