@@ -537,9 +537,9 @@ fn confirmation_on_a_terminal() {
     assert_eq!(rig.host_state(), HostState::MasPrepared);
 }
 
-#[test]
-fn an_interrupted_step_is_journalled_and_rechecked() {
-    let rig = Rig::new();
+/// Starts `apply --yes`, sends SIGNAL while the backup runs, and checks
+/// that it stopped the step, journalled it and exited 130.
+fn interrupt_the_backup(rig: &Rig, signal: &str) {
     fs::write(
         rig.state.join("hang"),
         "systemctl start masgen-backup.service",
@@ -559,21 +559,33 @@ fn an_interrupted_step_is_journalled_and_rechecked() {
         std::thread::sleep(Duration::from_millis(50));
     }
     Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(err.contains("[backup] interrupted"), "{err}");
+    assert_eq!(out.status.code(), Some(130), "SIG{signal}: {err}");
+    assert!(err.contains("[backup] interrupted"), "SIG{signal}: {err}");
     assert!(
         t.elapsed() < Duration::from_secs(30),
-        "the step's process group was stopped"
+        "SIG{signal}: the step's process group was stopped"
     );
     assert_eq!(
         rig.events().last().unwrap(),
-        &("backup".into(), "interrupted".into())
+        &("backup".into(), "interrupted".into()),
+        "SIG{signal}"
     );
+}
+
+#[test]
+fn an_interrupted_step_is_journalled_and_rechecked() {
+    // SIGTERM (a shutdown) and SIGHUP (a lost connection) count as Ctrl-C.
+    for signal in ["TERM", "HUP"] {
+        let rig = Rig::new();
+        interrupt_the_backup(&rig, signal);
+    }
+    let rig = Rig::new();
+    interrupt_the_backup(&rig, "INT");
 
     // A run cut off harder (a lost connection, kill -9) leaves `started`
     // without an end: the next run says so and re-checks the gate.
