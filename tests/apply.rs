@@ -558,6 +558,12 @@ fn interrupt_the_backup(rig: &Rig, signal: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    if signal == "INT" {
+        // Meanwhile, a second run on the same host is refused.
+        let (code, err) = rig.apply(&["--yes"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("another `masgen apply` is running"), "{err}");
+    }
     Command::new("kill")
         .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
