@@ -4,7 +4,9 @@
 //! starts the services), `systemctl` (unit state in files; runs the tasks'
 //! effects: stamps, a backup dump), `journalctl`, `curl` (Synapse behind
 //! nginx: auth_metadata 200 only once delegating), `mas-cli` (syn2mas: exit
-//! 0, or 11 with a warning) and `ssh` (runs the remote line locally). No
+//! 0, or 11 with a warning), `masgen-backup` and `masgen-register-user`
+//! (the task scripts) and `ssh` (runs the remote line locally). The
+//! systemctl stand-in runs masgen's rendered task units' command lines. No
 //! real Synapse, PostgreSQL or MAS runs here; state detection reads the real
 //! rendered homeserver.yaml of each phase, and the plan and its safety
 //! checks are masgen's own.
@@ -270,6 +272,19 @@ fn a_full_migration_in_one_command() {
         err.contains("[switch-final] skipped: its gate already holds"),
         "{err}"
     );
+
+    // The rollback from here goes through the same refusals as `masgen plan`.
+    let (code, err) = rig.apply(&["--rollback", "--dry-run"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("plan.rollback_delegated"), "{err}");
+    let (code, err) = rig.apply(&[
+        "--rollback",
+        "--acknowledge",
+        "rollback-breaks-mas-sessions",
+        "--dry-run",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("[rollback-switch-synapse-only]"), "{err}");
 }
 
 /// A failure injected at each step: apply stops there (exit 1) with the
