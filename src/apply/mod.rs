@@ -160,6 +160,36 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
         },
         Some(_) => None,
     };
+    start_run(&journal, &plan, &steps, open)?;
+    let mut outcome = Outcome::Done;
+    for step in &steps {
+        if stop.load(Ordering::SeqCst) {
+            outcome = Outcome::Interrupted;
+            break;
+        }
+        outcome = run_step(&host, &journal, step, opts, &stop)?;
+        if outcome != Outcome::Done {
+            break;
+        }
+    }
+    journal.write(
+        &Entry::new(&journal.run, Event::RunEnded, None)
+            .detail(format!("{outcome:?} (exit {})", outcome.code())),
+    )?;
+    if outcome == Outcome::Done {
+        say!("done: {} step(s) applied or already in place", steps.len());
+    }
+    Ok(outcome)
+}
+
+/// The plan's warnings, the earlier run's unfinished step, and the
+/// run's first journal line.
+fn start_run(
+    journal: &Journal<'_>,
+    plan: &Plan,
+    steps: &[Step],
+    open: Option<Entry>,
+) -> Result<()> {
     for w in &plan.warnings {
         say!("warning: {w}");
     }
@@ -181,25 +211,7 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
             ids.join(", ")
         )),
     )?;
-    let mut outcome = Outcome::Done;
-    for step in &steps {
-        if stop.load(Ordering::SeqCst) {
-            outcome = Outcome::Interrupted;
-            break;
-        }
-        outcome = run_step(&host, &journal, step, opts, &stop)?;
-        if outcome != Outcome::Done {
-            break;
-        }
-    }
-    journal.write(
-        &Entry::new(&journal.run, Event::RunEnded, None)
-            .detail(format!("{outcome:?} (exit {})", outcome.code())),
-    )?;
-    if outcome == Outcome::Done {
-        say!("done: {} step(s) applied or already in place", steps.len());
-    }
-    Ok(outcome)
+    Ok(())
 }
 
 /// An exclusive lock beside the journal; `None` when another run holds it.
@@ -412,26 +424,47 @@ fn run_step(
     started.detail = Some(step.commands.join("\n"));
     journal.write(&started)?;
     let ran = host.run(&script(step), stop, "  | ")?;
-    let end = |event: Event, ran: &Ran| {
-        let mut e = Entry::new(run, event, Some(id));
-        e.exit_code = ran.code;
-        e.duration_ms = Some(ran.duration.as_millis() as u64);
-        e.output_tail = Some(ran.tail.clone());
-        e
-    };
-    let verdict = judge(host, &step.gate)?;
-    // A signal during the checks (they share masgen's process group).
-    if ran.interrupted || stop.load(Ordering::SeqCst) {
-        journal.write(
-            &end(Event::Interrupted, &ran)
-                .detail("stopped by a signal (Ctrl-C, SIGTERM or a lost connection)"),
-        )?;
-        say!("[{id}] interrupted: the journal says so; the next run checks its gate again\n  undo: {}", step.undo.how);
-        return Ok(Outcome::Interrupted);
+    if !ran.interrupted {
+        let verdict = judge(host, &step.gate)?;
+        // A signal during the checks (they share masgen's process group)
+        // is an interruption too.
+        if !stop.load(Ordering::SeqCst) {
+            return conclude(journal, step, opts, &ran, verdict);
+        }
     }
+    journal.write(
+        &end(run, id, Event::Interrupted, &ran)
+            .detail("stopped by a signal (Ctrl-C, SIGTERM or a lost connection)"),
+    )?;
+    say!(
+        "[{id}] interrupted: the journal says so; the next run checks its gate again\n  undo: {}",
+        step.undo.how
+    );
+    Ok(Outcome::Interrupted)
+}
+
+/// The journal line that ends a step that ran.
+fn end(run: &str, id: &str, event: Event, ran: &Ran) -> Entry {
+    let mut e = Entry::new(run, event, Some(id));
+    e.exit_code = ran.code;
+    e.duration_ms = Some(ran.duration.as_millis() as u64);
+    e.output_tail = Some(ran.tail.clone());
+    e
+}
+
+/// After a step ran: done, warnings (accepted or not), or failed.
+fn conclude(
+    journal: &Journal<'_>,
+    step: &Step,
+    opts: &Options,
+    ran: &Ran,
+    verdict: Verdict,
+) -> Result<Outcome> {
+    let (run, id) = (journal.run.as_str(), step.id.as_str());
+    let end = |event: Event, ran: &Ran| end(run, id, event, ran);
     match verdict {
         Verdict::Holds if ran.code == Some(0) => {
-            journal.write(&end(Event::Finished, &ran))?;
+            journal.write(&end(Event::Finished, ran))?;
             say!(
                 "[{id}] done ({:.1} s): {}",
                 ran.duration.as_secs_f64(),
@@ -441,14 +474,14 @@ fn run_step(
         }
         Verdict::WarningsOnly(msg) if opts.accept_warnings => {
             journal.write(
-                &end(Event::Finished, &ran)
+                &end(Event::Finished, ran)
                     .detail(format!("warnings accepted (--accept-warnings): {msg}")),
             )?;
             say!("[{id}] done with warnings, accepted with --accept-warnings (read them above)");
             Ok(Outcome::Done)
         }
         Verdict::WarningsOnly(msg) => {
-            let e = end(Event::Warnings, &ran).detail(msg);
+            let e = end(Event::Warnings, ran).detail(msg);
             journal.write(&e)?;
             say!("[{id}] stopped: syn2mas reported warnings (exit 11). Read them:\n{}\n  journal: {}\n  go on only if you accept each: run again with --accept-warnings\n  undo: {}", indent(&ran.tail), e.line(), step.undo.how);
             Ok(Outcome::Warnings)
@@ -465,7 +498,7 @@ fn run_step(
                     c.map_or("by a signal".into(), |c| c.to_string())
                 ),
             };
-            let e = end(Event::Failed, &ran).detail(what.clone());
+            let e = end(Event::Failed, ran).detail(what.clone());
             journal.write(&e)?;
             say!(
                 "[{id}] FAILED: {what}\n  gate: {}\n  journal: {}\n  undo: {}{}",
