@@ -7,178 +7,20 @@
 //! 0, or 11 with a warning), `masgen-backup` and `masgen-register-user`
 //! (the task scripts) and `ssh` (runs the remote line locally). The
 //! systemctl stand-in runs masgen's rendered task units' command lines. No
-//! real Synapse, PostgreSQL or MAS runs here; state detection reads the real
+//! real Synapse or MAS runs here, PostgreSQL only for the backup through the
+//! real backup script (the last test); state detection reads the real
 //! rendered homeserver.yaml of each phase, and the plan and its safety
 //! checks are masgen's own.
 
+mod apply_support;
+mod support;
+
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use camino::Utf8Path;
-use masgen::plan::{self, HostState};
-use serde_json::Value;
-
-struct Rig {
-    _tmp: tempfile::TempDir,
-    /// Holds out/ (commands run here).
-    work: PathBuf,
-    root: PathBuf,
-    state: PathBuf,
-    journal: PathBuf,
-}
-
-const STEPS: [&str; 11] = [
-    "switch-prepare",
-    "syn2mas-check",
-    "syn2mas-dry-run",
-    "backup",
-    "build-final",
-    "stop-services",
-    "syn2mas-migrate",
-    "switch-final",
-    "mas-doctor",
-    "register-bot.reminders",
-    "follow-ups",
-];
-
-fn bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin("masgen")
-}
-
-fn shims() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/apply")
-}
-
-impl Rig {
-    /// A host running Synapse on its own logins (`synapse-only`), and out/
-    /// built from the migration example with its backups in the rig.
-    fn new() -> Rig {
-        let tmp = tempfile::tempdir().unwrap();
-        let t = tmp.path().to_path_buf();
-        let work = t.join("work");
-        let (root, state, journal) = (t.join("root"), t.join("state"), t.join("journal"));
-        for d in [&work, &root, &state, &state.join("fail-once")] {
-            fs::create_dir_all(d).unwrap();
-        }
-        let spec = fs::read_to_string("examples/migrate-local.toml")
-            .unwrap()
-            .replace(
-                "\"/var/backup/masgen\"",
-                &format!("\"{}\"", t.join("backup").display()),
-            );
-        fs::write(work.join("spec.toml"), spec).unwrap();
-        let built = Command::new(bin())
-            .args(["build", "spec.toml", "-o", "out"])
-            .current_dir(&work)
-            .output()
-            .unwrap();
-        assert!(
-            built.status.success(),
-            "{}",
-            String::from_utf8_lossy(&built.stderr)
-        );
-        let rig = Rig {
-            _tmp: tmp,
-            work,
-            root,
-            state,
-            journal,
-        };
-        // Synapse-only: the prepare phase's Synapse config (no delegation), no MAS.
-        let units = rig.root.join("etc/systemd/system");
-        fs::create_dir_all(&units).unwrap();
-        fs::create_dir_all(rig.root.join("nix/store")).unwrap();
-        fs::copy(
-            rig.work.join("out/render/matrix/prepare/homeserver.yaml"),
-            rig.root.join("nix/store/bbb-homeserver.yaml"),
-        )
-        .unwrap();
-        fs::write(units.join("matrix-synapse.service"), "[Service]\nExecStart=/nix/store/ccc-synapse/bin/synapse_homeserver --config-path /nix/store/bbb-homeserver.yaml\n").unwrap();
-        fs::create_dir_all(rig.state.join("active")).unwrap();
-        fs::write(rig.state.join("active/matrix-synapse.service"), "").unwrap();
-        rig
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
-        c.arg("apply")
-            .arg("spec.toml")
-            .args(["-o", "out"])
-            .args(args)
-            .current_dir(&self.work)
-            .env("MASGEN_APPLY_PATH", shims())
-            .env("MASGEN_APPLY_SYSTEM", &self.root)
-            .env("MASGEN_APPLY_JOURNAL", &self.journal)
-            .env("SHIM_STATE", &self.state)
-            .env("SHIM_ROOT", &self.root)
-            .env("SHIM_REMOTE_HOME", &self.work)
-            .env_remove("MASGEN_MAS_CLI")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn apply(&self, args: &[&str]) -> (i32, String) {
-        let out: Output = self.command(args).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        (out.status.code().unwrap_or(-1), err)
-    }
-
-    fn journal(&self) -> Vec<Value> {
-        let text = fs::read_to_string(self.journal.join("matrix.jsonl")).unwrap_or_default();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    /// `(step, event)` of every step line, in order.
-    fn events(&self) -> Vec<(String, String)> {
-        self.journal()
-            .iter()
-            .filter(|e| e.get("step").is_some())
-            .map(|e| {
-                (
-                    e["step"].as_str().unwrap().into(),
-                    e["event"].as_str().unwrap().into(),
-                )
-            })
-            .collect()
-    }
-
-    fn calls(&self) -> String {
-        fs::read_to_string(self.state.join("calls")).unwrap_or_default()
-    }
-
-    fn host_state(&self) -> HostState {
-        plan::locate(None, Some(Utf8Path::from_path(&self.root).unwrap()))
-            .unwrap()
-            .state
-    }
-
-    /// The first call made of `prefix` (and maybe more words) fails.
-    fn fail_once(&self, prefix: &str) {
-        let n = fs::read_dir(self.state.join("fail-once")).unwrap().count();
-        fs::write(self.state.join(format!("fail-once/{n}")), prefix).unwrap();
-    }
-}
-
-/// The command a stand-in sees for a step (what a failure is injected on).
-fn injection(step: &str) -> &'static str {
-    match step {
-        "switch-prepare" => "nixos-rebuild switch --flake ./out#matrix-prepare",
-        "syn2mas-check" => "systemctl start masgen-syn2mas-check.service",
-        "syn2mas-dry-run" => "systemctl start masgen-syn2mas-dry-run.service",
-        "backup" => "systemctl start masgen-backup.service",
-        "build-final" => "nixos-rebuild build",
-        "stop-services" => "systemctl stop",
-        "syn2mas-migrate" => "systemctl start masgen-syn2mas-migrate.service",
-        "switch-final" => "nixos-rebuild switch --flake ./out#matrix",
-        "mas-doctor" => "systemctl start masgen-mas-doctor.service",
-        "register-bot.reminders" => "systemctl start masgen-register-bot-reminders.service",
-        other => panic!("no injection for {other}"),
-    }
-}
+use apply_support::{bin, injection, Rig, STEPS};
+use masgen::plan::HostState;
 
 #[test]
 fn a_full_migration_in_one_command() {
@@ -657,4 +499,94 @@ fn over_ssh_with_the_journal_on_the_host() {
             .any(|l| l.contains(r#""event":"finished","step":"syn2mas-migrate""#)),
         "{text}"
     );
+}
+
+/// The backup step through the REAL modules/scripts/backup.sh and a real
+/// PostgreSQL (pg_dump through a wrapper that points it at the throwaway
+/// cluster), from the rendered unit's command line: the gate finds a real
+/// custom-format dump. Needs root and PostgreSQL (a SKIP otherwise, a
+/// failure in CI).
+#[test]
+fn the_backup_step_dumps_a_real_database() {
+    use std::os::unix::fs::PermissionsExt;
+    // Without a pepper the unit names no runtime config file to copy.
+    let rig = Rig::with_spec(|s| {
+        s.lines()
+            .filter(|l| !l.starts_with("pepper_file"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let why = "the backup step against PostgreSQL";
+    if !support::require_root(why) || support::require_tool("runuser", why).is_none() {
+        return;
+    }
+    let Some(pg) = support::PgCluster::start() else {
+        return;
+    };
+    pg.superuser_sql("CREATE DATABASE \"matrix-synapse\"")
+        .unwrap();
+    pg.superuser_sql_in(
+        "matrix-synapse",
+        "CREATE TABLE users (name text); INSERT INTO users VALUES ('@alice:example.com')",
+    )
+    .unwrap();
+    // pg_dump runs as `postgres` (runuser): its wrapper must be reachable.
+    let real = tempfile::tempdir().unwrap();
+    fs::set_permissions(real.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let write_exe = |name: &str, text: String| {
+        let p = real.path().join(name);
+        fs::write(&p, text).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+    let pg_dump = write_exe(
+        "pg_dump",
+        format!(
+            "#!/bin/sh\nexec '{}' -h '{}' -p '{}' \"$@\"\n",
+            pg.bin_dir().join("pg_dump").display(),
+            pg.socket_dir().display(),
+            pg.port()
+        ),
+    );
+    let script = support::repo_root().join("modules/scripts/backup.sh");
+    write_exe(
+        "masgen-backup",
+        format!("#!/bin/sh\nexec bash '{}' \"$@\"\n", script.display()),
+    );
+    let out = rig
+        .command(&["--yes", "--until", "backup"])
+        .env(
+            "MASGEN_APPLY_PATH",
+            format!(
+                "{}:{}",
+                real.path().display(),
+                apply_support::shims().display()
+            ),
+        )
+        .env("PG_DUMP", &pg_dump)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}\n{}", pg.log());
+    assert_eq!(
+        rig.events().last().unwrap(),
+        &("backup".into(), "finished".into())
+    );
+    let backup_dir = rig._tmp.path().join("backup");
+    let dump = fs::read_dir(&backup_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "dump"))
+        .expect("a dump");
+    assert!(
+        fs::read(&dump).unwrap().starts_with(b"PGDMP"),
+        "custom format"
+    );
+    let list = Command::new(pg.bin_dir().join("pg_restore"))
+        .arg("--list")
+        .arg(&dump)
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("TABLE public users"), "{list}");
 }
