@@ -501,6 +501,46 @@ fn over_ssh_with_the_journal_on_the_host() {
     );
 }
 
+/// A gate check that hangs is stopped by a signal too, and the step does
+/// not run.
+#[test]
+fn a_hanging_gate_check_is_interrupted() {
+    let rig = Rig::new();
+    let check = "systemctl show -p Result -p ExecMainStatus -p ExecMainExitTimestampMonotonic masgen-backup.service";
+    fs::write(rig.state.join("hang"), check).unwrap();
+    let child = rig
+        .command(&["--yes"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !rig.state.join("hanging").exists() {
+        assert!(t.elapsed() < Duration::from_secs(60), "the check never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "the check was stopped"
+    );
+    assert!(
+        err.contains("[backup] interrupted while checking its gate"),
+        "{err}"
+    );
+    assert!(
+        !rig.events().iter().any(|(s, _)| s == "backup"),
+        "{:?}",
+        rig.events()
+    );
+    assert!(!rig.calls().contains("systemctl start masgen-backup"));
+}
+
 /// The backup step through the REAL modules/scripts/backup.sh and a real
 /// PostgreSQL (pg_dump through a wrapper that points it at the throwaway
 /// cluster), from the rendered unit's command line: the gate finds a real

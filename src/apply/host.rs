@@ -3,8 +3,8 @@
 //! it). Every command is a shell script; the journal is a file on that host.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +14,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 /// Lines of a step's output the journal keeps.
 const TAIL_LINES: usize = 40;
+/// How long a gate check may take (a `curl` to a proxy that never answers).
+const CHECK_LIMIT: Duration = Duration::from_secs(300);
 
 pub struct Host {
     /// `user@host` for SSH; `None`: this machine.
@@ -22,6 +24,8 @@ pub struct Host {
     path_prefix: Option<String>,
     /// Where local commands run (the directory holding `out/`).
     workdir: Utf8PathBuf,
+    /// Raised by the signal handlers: running checks are stopped too.
+    stop: Arc<AtomicBool>,
 }
 
 /// How a step's script ended.
@@ -37,12 +41,50 @@ pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// Waits for a child started in its own process group. When `stop` is
+/// raised or `limit` passes, the group gets SIGTERM, then SIGKILL after
+/// 10 s; the flag says whether that happened.
+fn wait(
+    child: &mut Child,
+    stop: &AtomicBool,
+    limit: Option<Duration>,
+) -> std::io::Result<(ExitStatus, bool)> {
+    let pid = rustix::process::Pid::from_child(child);
+    let started = Instant::now();
+    let mut killed_at: Option<Instant> = None;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok((status, killed_at.is_some()));
+        }
+        let over = limit.is_some_and(|l| started.elapsed() > l);
+        if stop.load(Ordering::SeqCst) || over {
+            match killed_at {
+                None => {
+                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
+                    killed_at = Some(Instant::now());
+                }
+                Some(t) if t.elapsed() > Duration::from_secs(10) => {
+                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                }
+                Some(_) => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Host {
-    pub fn new(target: Option<String>, path_prefix: Option<String>, workdir: Utf8PathBuf) -> Host {
+    pub fn new(
+        target: Option<String>,
+        path_prefix: Option<String>,
+        workdir: Utf8PathBuf,
+        stop: Arc<AtomicBool>,
+    ) -> Host {
         Host {
             target,
             path_prefix,
             workdir,
+            stop,
         }
     }
 
@@ -71,19 +113,51 @@ impl Host {
         cmd
     }
 
-    /// Runs a check: its exit status and stdout (stderr is dropped into
-    /// the returned text only when stdout is empty, for messages).
+    /// Runs a check (or a journal read/write): its exit status (`None`
+    /// when it was stopped: a signal, or longer than CHECK_LIMIT), stdout
+    /// and stderr.
     pub fn capture(&self, script: &str) -> Result<(Option<i32>, String, String)> {
-        let out = self
+        use std::os::unix::process::CommandExt;
+        let mut child = self
             .command(script)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
             .with_context(|| format!("cannot run `{script}`"))?;
-        Ok((
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
+        let drain = |r: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_string(&mut text);
+                }
+                text
+            })
+        };
+        let out = drain(
+            child
+                .stdout
+                .take()
+                .map(|r| Box::new(r) as Box<dyn Read + Send>),
+        );
+        let err = drain(
+            child
+                .stderr
+                .take()
+                .map(|r| Box::new(r) as Box<dyn Read + Send>),
+        );
+        let (status, stopped) = wait(&mut child, &self.stop, Some(CHECK_LIMIT))?;
+        let out = out.join().unwrap_or_default();
+        let mut err = err.join().unwrap_or_default();
+        if stopped {
+            err.push_str(&format!(
+                "\n(stopped by masgen: interrupted, or longer than {} s)",
+                CHECK_LIMIT.as_secs()
+            ));
+            return Ok((None, out, err));
+        }
+        Ok((status.code(), out, err))
     }
 
     /// Runs a step's script in its own process group, echoing its output
@@ -116,30 +190,7 @@ impl Host {
                 }
             })
         };
-        let pid = rustix::process::Pid::from_child(&child);
-        let mut interrupted = false;
-        let mut killed_at: Option<Instant> = None;
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            if stop.load(Ordering::SeqCst) {
-                interrupted = true;
-                match killed_at {
-                    None => {
-                        let _ =
-                            rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
-                        killed_at = Some(Instant::now());
-                    }
-                    Some(t) if t.elapsed() > Duration::from_secs(10) => {
-                        let _ =
-                            rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-                    }
-                    Some(_) => {}
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let (status, interrupted) = wait(&mut child, stop, None)?;
         let _ = reader.join();
         let tail = tail.lock().unwrap_or_else(|e| e.into_inner());
         Ok(Ran {

@@ -96,7 +96,12 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
         Some(p) if !p.as_str().is_empty() => p.to_owned(),
         _ => Utf8PathBuf::from("."),
     };
-    let host = Host::new(opts.target.clone(), opts.path_prefix.clone(), workdir);
+    let host = Host::new(
+        opts.target.clone(),
+        opts.path_prefix.clone(),
+        workdir,
+        stop.clone(),
+    );
     let plan = match make_plan(hs, opts, &host)? {
         Ok(p) => p,
         Err(refusal) => {
@@ -399,7 +404,12 @@ fn run_step(
         )?;
         return Ok(Outcome::Done);
     }
-    if let Verdict::Holds = judge(host, &step.gate)? {
+    let before = judge(host, &step.gate)?;
+    if stop.load(Ordering::SeqCst) {
+        say!("[{id}] interrupted while checking its gate; it did not run");
+        return Ok(Outcome::Interrupted);
+    }
+    if let Verdict::Holds = before {
         say!(
             "[{id}] skipped: its gate already holds ({})",
             step.gate.condition
