@@ -28,8 +28,9 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin
 missing=()
 # man (man-db), zsh and fish: tests/shell_integration.rs renders the man pages
 # and loads the completion scripts in each shell; git: tests/diff.rs and
-# tests/ci_workflow.rs (a repository with an `origin`).
-for tool in nix-instantiate nginx systemd-analyze pg_config envsubst jq shellcheck openssl gcc man zsh fish git; do
+# tests/ci_workflow.rs (a repository with an `origin`); `script` (util-linux):
+# tests/apply.rs answers apply's prompt through a pseudo-terminal.
+for tool in nix-instantiate nginx systemd-analyze pg_config envsubst jq shellcheck openssl gcc man zsh fish git script; do
   have "$tool" || missing+=("$tool")
 done
 [ -n "$(pg_bin_dir)" ] || missing+=("pg_ctl")
@@ -52,7 +53,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
     nix-bin postgresql nginx systemd libpq-dev gettext-base jq shellcheck openssl \
     python3 python3-venv python3-dev python3-yaml gcc libc6-dev \
-    man-db groff-base zsh fish git >&2
+    man-db groff-base zsh fish git util-linux >&2
 else
   log "system packages already installed"
 fi

@@ -84,6 +84,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ReportFormat::Text, global = true)]
         format: ReportFormat,
     },
+    /// Run the plan on the host gate by gate, with a journal; resumable.
+    Apply(crate::apply_cmd::ApplyArgs),
     /// Show what a build would change, against a previous tree, a git revision or a system.
     Diff {
         spec: Utf8PathBuf,

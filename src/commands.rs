@@ -49,6 +49,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             force,
             format,
         } => import(source, output.as_deref(), force, format),
+        Command::Apply(args) => crate::apply_cmd::run(args),
         Command::Diff {
             spec,
             against,
@@ -170,7 +171,7 @@ fn summary(diags: &Report) -> String {
 
 /// Reads and validates a spec, printing its diagnostics. `None` means it
 /// failed and the command should exit 2 (`what_happened` ends the summary).
-fn load(spec: &Utf8Path, what_happened: &str) -> Result<Option<masgen::Checked>> {
+pub(crate) fn load(spec: &Utf8Path, what_happened: &str) -> Result<Option<masgen::Checked>> {
     match check_file(spec)? {
         Ok(checked) => {
             print_diagnostics(&checked.warnings);

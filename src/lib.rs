@@ -6,6 +6,7 @@
 //! `write` (the only stage touching the disk); `diff` and `plan` read the
 //! results.
 
+pub mod apply;
 pub mod diag;
 pub mod diff;
 pub mod emit;

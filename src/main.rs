@@ -1,5 +1,6 @@
 //! `masgen`: parse arguments, run, map the result to an exit code.
 
+mod apply_cmd;
 mod cli;
 mod commands;
 

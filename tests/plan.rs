@@ -436,7 +436,13 @@ fn every_rollback_ends_with_synapse_serving_logins_itself() {
         assert!(switch
             .commands
             .contains(&"systemctl start matrix-synapse.service".to_string()));
-        let checks = switch.gate.check.join("\n");
+        let checks: Vec<&str> = switch
+            .gate
+            .check
+            .iter()
+            .map(|c| c.command.as_str())
+            .collect();
+        let checks = checks.join("\n");
         assert!(
             checks.contains("/_matrix/client/v1/auth_metadata"),
             "{checks}"
@@ -611,4 +617,71 @@ fn rollback_finds_the_newest_generation_without_mas() {
     assert_eq!(run(&[9, 10, 11], &[2, 8]), "8");
     assert_eq!(run(&[3], &[1, 2, 4]), "4", "a later generation without MAS");
     assert_eq!(run(&[1, 2], &[]), "", "none left");
+}
+
+/// Every gate with a command to run is machine-checkable: each check says
+/// what its result must be, and syn2mas gates say when only warnings failed.
+#[test]
+fn every_gate_is_a_command_with_an_expected_result() {
+    let acks = [plan::ACK_ROLLBACK, plan::ACK_PASSWORD_PROVIDERS];
+    for spec in ["examples/fresh.toml", "examples/migrate-local.toml"] {
+        let c = checked(spec);
+        for state in HostState::ALL {
+            for rollback in [false, true] {
+                let mut o = opts(rollback, &acks);
+                o.record = record(
+                    state,
+                    state >= HostState::MasPrepared,
+                    state == HostState::Migrated,
+                );
+                let Ok(p) = plan::plan(&c.homeserver, state, "test", &o) else {
+                    continue;
+                };
+                for s in &p.steps {
+                    if s.commands.is_empty() {
+                        assert!(s.gate.check.is_empty(), "{}: a note has no gate", s.id);
+                        continue;
+                    }
+                    assert!(!s.gate.check.is_empty(), "{}: no check", s.id);
+                    for check in &s.gate.check {
+                        assert!(!check.expectation().is_empty(), "{}: {check:?}", s.id);
+                    }
+                    let syn2mas = s.id.starts_with("syn2mas-");
+                    assert_eq!(s.gate.warnings_only.is_some(), syn2mas, "{}", s.id);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_check_judges_exit_status_and_whole_lines() {
+    let c = plan::Check {
+        command: "systemctl show x".into(),
+        exit: plan::Exit::Zero,
+        stdout_has: vec!["Result=success".into()],
+        stdout_lacks: vec!["ExecMainExitTimestampMonotonic=0".into()],
+    };
+    assert!(c
+        .judge(
+            Some(0),
+            "Result=success\nExecMainExitTimestampMonotonic=12\n"
+        )
+        .is_ok());
+    let never_ran = c.judge(
+        Some(0),
+        "Result=success\nExecMainExitTimestampMonotonic=0\n",
+    );
+    assert!(never_ran
+        .unwrap_err()
+        .contains("ExecMainExitTimestampMonotonic=0"));
+    assert!(
+        c.judge(Some(0), "Result=successful\n").is_err(),
+        "whole lines only"
+    );
+    assert!(c
+        .judge(Some(1), "Result=success\n")
+        .unwrap_err()
+        .contains("exit status 1"));
+    assert!(c.judge(None, "Result=success\n").is_err());
 }

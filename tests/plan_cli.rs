@@ -118,9 +118,26 @@ fn refused(args: &[&str], expected: &str) -> String {
 #[test]
 fn formats_and_usage_errors() {
     let json = plan_json(&["--from", "synapse-only"]);
-    assert_eq!(json["schema_version"], 1);
+    assert_eq!(json["schema_version"], 2);
     assert_eq!(json["steps"][0]["id"], "switch-prepare");
     assert_eq!(json["steps"][0]["kind"], "rebuild");
+    // Gates are commands with the result they must have.
+    let check = &json["steps"][0]["gate"]["check"][0];
+    assert_eq!(
+        check["command"],
+        "systemctl is-active matrix-synapse.service matrix-authentication-service.service"
+    );
+    assert_eq!(check["exit"], "zero");
+    let dry_run = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "syn2mas-dry-run")
+        .unwrap();
+    assert_eq!(
+        dry_run["gate"]["warnings_only"]["stdout_has"][0],
+        "ExecMainStatus=11"
+    );
 
     let (code, stdout, _) = run(&[
         "plan",

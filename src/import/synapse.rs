@@ -344,6 +344,13 @@ fn delegating(key: &str, v: &Value) -> bool {
 /// `synapse.extra_settings` (both phases), or, when it holds a secret, into
 /// an extra config file the operator writes.
 fn carry(ctx: &mut Ctx, key: &str, v: &Value, file: &str) {
+    // The YAML convention for a block that only holds anchors (`x-base: &base`):
+    // Synapse reads no such key, and its values already reached the blocks
+    // that merge it (`<<: *base`).
+    if key.starts_with("x-") {
+        ctx.dropped(file, key, "an anchor holder (`x-…`): Synapse reads no such key; the blocks that merge it carry its values");
+        return;
+    }
     let literal = matches!(v, Value::String(_) | Value::Number(_));
     // Secrets Synapse (1.135, 1.163) also reads from a file (synapse/config/voip.py,
     // captcha.py): the file form, in the escape hatch.

@@ -19,8 +19,9 @@ pub use state::{
 
 use crate::model::Homeserver;
 
-/// Version of the `plan.json` format (docs/plan.md).
-pub const PLAN_SCHEMA_VERSION: u32 = 1;
+/// Version of the `plan.json` format (docs/plan.md). 2: gate checks are
+/// commands with the result they must have, not only text.
+pub const PLAN_SCHEMA_VERSION: u32 = 2;
 
 /// Risks a plan refuses until the operator acknowledges them by name.
 pub const ACK_PASSWORD_PROVIDERS: &str = "password-providers-stop-working";
@@ -56,8 +57,90 @@ pub enum Downtime {
 pub struct Gate {
     /// What must hold before going on.
     pub condition: String,
-    /// Commands that show whether it holds.
-    pub check: Vec<String>,
+    /// Commands whose results show whether it holds: it holds when every
+    /// check passes (an empty list: a manual step, nothing to check).
+    pub check: Vec<Check>,
+    /// For syn2mas steps: when the gate fails and this check passes, only
+    /// warnings failed it (exit 11); `masgen apply --accept-warnings` goes on.
+    pub warnings_only: Option<Check>,
+}
+
+/// The exit status a check command must end with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Exit {
+    Any,
+    Zero,
+    Nonzero,
+}
+
+/// One machine-checkable part of a gate: a shell command (`sh -c`) and
+/// what its result must be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub command: String,
+    pub exit: Exit,
+    /// Lines stdout must have (whole lines, surrounding blanks trimmed).
+    pub stdout_has: Vec<String>,
+    /// Lines stdout must not have.
+    pub stdout_lacks: Vec<String>,
+}
+
+impl Check {
+    /// Whether a result meets the check; `Err` says why not.
+    pub fn judge(&self, code: Option<i32>, stdout: &str) -> Result<(), String> {
+        let ok = match self.exit {
+            Exit::Any => true,
+            Exit::Zero => code == Some(0),
+            Exit::Nonzero => code.is_some_and(|c| c != 0),
+        };
+        if !ok {
+            let got = code.map_or("no exit status (killed)".to_string(), |c| c.to_string());
+            return Err(format!(
+                "exit status {got}, expected {}",
+                self.describe_exit()
+            ));
+        }
+        let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+        if let Some(l) = self
+            .stdout_has
+            .iter()
+            .find(|l| !lines.contains(&l.as_str()))
+        {
+            return Err(format!("stdout has no line `{l}`"));
+        }
+        if let Some(l) = self
+            .stdout_lacks
+            .iter()
+            .find(|l| lines.contains(&l.as_str()))
+        {
+            return Err(format!("stdout has the line `{l}`"));
+        }
+        Ok(())
+    }
+
+    fn describe_exit(&self) -> &'static str {
+        match self.exit {
+            Exit::Any => "any",
+            Exit::Zero => "0",
+            Exit::Nonzero => "non-zero",
+        }
+    }
+
+    /// What the check expects, in words (text and markdown plans).
+    pub fn expectation(&self) -> String {
+        let mut parts = Vec::new();
+        if self.exit != Exit::Any {
+            parts.push(format!("exits {}", self.describe_exit()));
+        }
+        for l in &self.stdout_has {
+            parts.push(format!("prints `{l}`"));
+        }
+        for l in &self.stdout_lacks {
+            parts.push(format!("does not print `{l}`"));
+        }
+        parts.join(", ")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -77,7 +77,15 @@ pub fn render_text(plan: &Plan, color: bool) -> String {
         }
         let _ = writeln!(out, "    gate: {}", s.gate.condition);
         for c in &s.gate.check {
-            let _ = writeln!(out, "      check: {c}");
+            let _ = writeln!(out, "      check: {}  ({})", c.command, c.expectation());
+        }
+        if let Some(w) = &s.gate.warnings_only {
+            let _ = writeln!(
+                out,
+                "      warnings only if: {}  ({})",
+                w.command,
+                w.expectation()
+            );
         }
         let _ = writeln!(
             out,
@@ -131,7 +139,15 @@ pub fn render_markdown(plan: &Plan) -> String {
         }
         let _ = writeln!(out, "- **Gate:** {}", s.gate.condition);
         for c in &s.gate.check {
-            let _ = writeln!(out, "  - `{c}`");
+            let _ = writeln!(out, "  - `{}` {}", c.command, c.expectation());
+        }
+        if let Some(w) = &s.gate.warnings_only {
+            let _ = writeln!(
+                out,
+                "  - warnings only if `{}` {}",
+                w.command,
+                w.expectation()
+            );
         }
         let _ = writeln!(out, "- **Synapse:** {}", downtime(s.synapse));
         let _ = writeln!(out, "- **Undo:** {}", s.undo.how);

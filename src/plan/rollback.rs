@@ -4,10 +4,10 @@
 //! from a clean host.
 
 use super::safety::rollback_delegated;
-use super::steps::{gate, step, undo};
+use super::steps::{both_inactive, gate, step, undo, zero};
 use super::{
-    Downtime, HostState, Options, Refusal, Step, StepKind, ACK_ROLLBACK, DRY_RUN_STAMP,
-    MIGRATED_STAMP,
+    Check, Downtime, Exit, HostState, Options, Refusal, Step, StepKind, ACK_ROLLBACK,
+    DRY_RUN_STAMP, MIGRATED_STAMP,
 };
 use crate::lower::{configuration_name, Phase};
 use crate::model::{Homeserver, Mode};
@@ -50,10 +50,23 @@ pub(super) fn rollback(
             if !opts.acknowledged.contains(ACK_ROLLBACK) {
                 return Err(rollback_delegated());
             }
-            let mut s = step(host, STOP, "Stop Synapse and MAS (downtime starts)", StepKind::Manual,
-                vec!["systemctl stop matrix-synapse.service matrix-authentication-service.service".into()],
-                gate("both units are inactive", vec!["systemctl is-active matrix-synapse.service matrix-authentication-service.service || true".into()]),
-                Downtime::Down, undo(true, "systemctl start matrix-synapse.service matrix-authentication-service.service"), HostState::Delegated);
+            let mut s = step(
+                host,
+                STOP,
+                "Stop Synapse and MAS (downtime starts)",
+                StepKind::Manual,
+                vec![
+                    "systemctl stop matrix-synapse.service matrix-authentication-service.service"
+                        .into(),
+                ],
+                gate("both units are inactive", vec![both_inactive()]),
+                Downtime::Down,
+                undo(
+                    true,
+                    "systemctl start matrix-synapse.service matrix-authentication-service.service",
+                ),
+                HostState::Delegated,
+            );
             s.warnings.push("sessions created through MAS stop working; users log in again with their Synapse passwords (changes made in MAS are lost)".into());
             steps.push(s);
             true
@@ -90,13 +103,24 @@ fn switch_back(hs: &Homeserver, host: &str, from: HostState, down: bool, opts: &
         gate(
             "Synapse is active and serves logins itself: MAS's unit is gone, Synapse does not delegate (it serves auth_metadata only when it delegates, so the endpoint answers 404) and /_matrix/client/v3/login lists Synapse's own login flows",
             vec![
-                "systemctl is-active matrix-synapse.service".into(),
-                "systemctl list-unit-files matrix-authentication-service.service".into(),
-                format!(
-                    "curl -s -o /dev/null -w '%{{http_code}}\\n' {}",
-                    url("/_matrix/client/v1/auth_metadata")
-                ),
-                format!("curl -fsS {}", url("/_matrix/client/v3/login")),
+                zero("systemctl is-active matrix-synapse.service"),
+                // `systemctl cat` fails for a unit that has no file.
+                Check {
+                    command: "systemctl cat matrix-authentication-service.service".into(),
+                    exit: Exit::Nonzero,
+                    stdout_has: vec![],
+                    stdout_lacks: vec![],
+                },
+                Check {
+                    command: format!(
+                        "curl -s -o /dev/null -w '%{{http_code}}\\n' {}",
+                        url("/_matrix/client/v1/auth_metadata")
+                    ),
+                    exit: Exit::Zero,
+                    stdout_has: vec!["404".into()],
+                    stdout_lacks: vec![],
+                },
+                zero(format!("curl -fsS {}", url("/_matrix/client/v3/login"))),
             ],
         ),
         if down { Downtime::Down } else { Downtime::Restart },
@@ -136,9 +160,17 @@ fn empty_mas(hs: &Homeserver, host: &str) -> Step {
         gate(
             &format!("a dump of MAS's database is under {}; the database is empty; no syn2mas stamp is left", hs.backup_dir),
             vec![
-                format!("ls -l {}", hs.backup_dir),
-                format!("sudo -u postgres psql -d {db} -c '\\dt'"),
-                "ls -A /var/lib/masgen".into(),
+                zero(format!(
+                    "test -n \"$(find {} -maxdepth 1 -name '{db}-before-rollback-*.dump' -size +0c)\"",
+                    hs.backup_dir
+                )),
+                Check {
+                    command: format!("sudo -u postgres psql -d {db} -Atc \"select count(*) from pg_tables where schemaname not in ('pg_catalog', 'information_schema')\""),
+                    exit: Exit::Zero,
+                    stdout_has: vec!["0".into()],
+                    stdout_lacks: vec![],
+                },
+                zero(format!("test ! -e /var/lib/masgen/{MIGRATED_STAMP} && test ! -e /var/lib/masgen/{DRY_RUN_STAMP}")),
             ],
         ),
         Downtime::None,

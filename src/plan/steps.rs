@@ -1,8 +1,8 @@
 //! The step sequences: fresh install, two-phase migration, rollback.
 
 use super::{
-    Downtime, Gate, HostState, Options, Refusal, Step, StepKind, Undo, ACK_PASSWORD_PROVIDERS,
-    ACK_ROLLBACK,
+    Check, Downtime, Exit, Gate, HostState, Options, Refusal, Step, StepKind, Undo,
+    ACK_PASSWORD_PROVIDERS, ACK_ROLLBACK,
 };
 use crate::lower::configuration_name;
 use crate::lower::tasks as unit;
@@ -27,8 +27,59 @@ pub(super) fn journal(unit: &str) -> String {
     format!("journalctl -u {unit}.service -o cat --since today")
 }
 
-pub(super) fn result_of(unit: &str) -> String {
-    format!("systemctl show -p Result -p ExecMainStatus {unit}.service")
+/// The properties that show how a oneshot unit's last run ended.
+fn show(unit: &str) -> String {
+    format!("systemctl show -p Result -p ExecMainStatus -p ExecMainExitTimestampMonotonic {unit}.service")
+}
+
+/// The unit's last run succeeded. A unit that never ran (or was unloaded
+/// since) also says `Result=success`, so its exit time must be set.
+pub(super) fn ran_ok(unit: &str) -> Check {
+    Check {
+        command: show(unit),
+        exit: Exit::Zero,
+        stdout_has: vec!["Result=success".into(), "ExecMainStatus=0".into()],
+        stdout_lacks: vec!["ExecMainExitTimestampMonotonic=0".into()],
+    }
+}
+
+/// A command that must exit 0.
+pub(super) fn zero(command: impl Into<String>) -> Check {
+    Check {
+        command: command.into(),
+        exit: Exit::Zero,
+        stdout_has: vec![],
+        stdout_lacks: vec![],
+    }
+}
+
+/// Both services stopped: `systemctl is-active` prints one state per unit
+/// (and exits non-zero unless all are active).
+pub(super) fn both_inactive() -> Check {
+    Check {
+        command: "systemctl is-active matrix-synapse.service matrix-authentication-service.service"
+            .into(),
+        exit: Exit::Any,
+        stdout_has: vec![],
+        stdout_lacks: vec![
+            "active".into(),
+            "activating".into(),
+            "deactivating".into(),
+            "reloading".into(),
+        ],
+    }
+}
+
+/// The gate of a syn2mas unit: its run exited 0; exit 11 is warnings only.
+fn syn2mas_gate(condition: &str, unit: &str) -> Gate {
+    let mut g = gate(condition, vec![ran_ok(unit)]);
+    g.warnings_only = Some(Check {
+        command: show(unit),
+        exit: Exit::Zero,
+        stdout_has: vec!["ExecMainStatus=11".into()],
+        stdout_lacks: vec!["ExecMainExitTimestampMonotonic=0".into()],
+    });
+    g
 }
 
 /// Gate text for syn2mas exit codes (crates/cli/src/commands/syn2mas.rs).
@@ -62,10 +113,11 @@ pub(super) fn step(
     }
 }
 
-pub(super) fn gate(condition: &str, check: Vec<String>) -> Gate {
+pub(super) fn gate(condition: &str, check: Vec<Check>) -> Gate {
     Gate {
         condition: condition.into(),
         check,
+        warnings_only: None,
     }
 }
 
@@ -151,9 +203,9 @@ pub(super) fn forward(
             steps.push(step(host, SWITCH_PREPARE, "Install MAS idle beside Synapse (migration phase 1)", StepKind::Rebuild,
                 vec![format!("nixos-rebuild switch --flake {out}#{prepare_cfg}")],
                 gate("MAS and Synapse are active; MAS's config check passes; Synapse still logs users in itself", vec![
-                    "systemctl is-active matrix-synapse.service matrix-authentication-service.service".into(),
-                    start(unit::MAS_CONFIG_CHECK),
-                    result_of(unit::MAS_CONFIG_CHECK),
+                    zero("systemctl is-active matrix-synapse.service matrix-authentication-service.service"),
+                    zero(start(unit::MAS_CONFIG_CHECK)),
+                    ran_ok(unit::MAS_CONFIG_CHECK),
                 ]),
                 Downtime::Restart,
                 undo(true, "nixos-rebuild switch --rollback (MAS's database stays empty; nothing to clean up)"),
@@ -165,7 +217,7 @@ pub(super) fn forward(
             "Check the homeserver for syn2mas",
             StepKind::Check,
             vec![start(unit::SYN2MAS_CHECK), journal(unit::SYN2MAS_CHECK)],
-            gate(SYN2MAS_EXIT, vec![result_of(unit::SYN2MAS_CHECK)]),
+            syn2mas_gate(SYN2MAS_EXIT, unit::SYN2MAS_CHECK),
             Downtime::None,
             undo(true, "nothing to undo: the check only reads"),
             HostState::MasPrepared,
@@ -180,8 +232,7 @@ pub(super) fn forward(
         steps.push(check);
         steps.push(step(host, DRY_RUN, "Rehearse the migration (syn2mas migrate --dry-run)", StepKind::RunUnit,
             vec![start(unit::SYN2MAS_DRY_RUN), journal(unit::SYN2MAS_DRY_RUN)],
-            gate(&format!("{SYN2MAS_EXIT}. The dry run writes to MAS and then empties it, so its duration (ExecMainStartTimestamp → ExecMainExitTimestamp) is how long the real migration keeps Synapse down"),
-                vec![result_of(unit::SYN2MAS_DRY_RUN), format!("systemctl show -p ExecMainStartTimestamp -p ExecMainExitTimestamp {}.service", unit::SYN2MAS_DRY_RUN)]),
+            syn2mas_gate(&format!("{SYN2MAS_EXIT}. The dry run writes to MAS and then empties it, so its duration (`systemctl show -p ExecMainStartTimestamp -p ExecMainExitTimestamp {}.service`) is how long the real migration keeps Synapse down", unit::SYN2MAS_DRY_RUN), unit::SYN2MAS_DRY_RUN),
             Downtime::None, undo(true, "nothing to undo: MAS's database is emptied again"), HostState::MasPrepared));
         steps.push(step(
             host,
@@ -194,7 +245,13 @@ pub(super) fn forward(
                     "the unit succeeded and its last journal line names a non-empty dump under {}",
                     hs.backup_dir
                 ),
-                vec![result_of(unit::BACKUP), format!("ls -l {}", hs.backup_dir)],
+                vec![
+                    ran_ok(unit::BACKUP),
+                    zero(format!(
+                        "test -n \"$(find {} -maxdepth 1 -name '*.dump' -size +0c)\"",
+                        hs.backup_dir
+                    )),
+                ],
             ),
             Downtime::None,
             undo(
@@ -211,19 +268,32 @@ pub(super) fn forward(
             vec![format!("nixos-rebuild build --flake {out}#{final_cfg}")],
             gate(
                 "the build succeeds, so the later switch only activates",
-                vec!["ls -l ./result".into()],
+                vec![zero("test -e ./result")],
             ),
             Downtime::None,
             undo(true, "nothing to undo: nothing was activated"),
             HostState::MasPrepared,
         ));
-        steps.push(step(host, STOP, "Stop Synapse and MAS (downtime starts)", StepKind::Manual,
-            vec!["systemctl stop matrix-synapse.service matrix-authentication-service.service".into()],
-            gate("both units are inactive", vec!["systemctl is-active matrix-synapse.service matrix-authentication-service.service || true".into()]),
-            Downtime::Down, undo(true, "systemctl start matrix-synapse.service matrix-authentication-service.service"), HostState::MasPrepared));
+        steps.push(step(
+            host,
+            STOP,
+            "Stop Synapse and MAS (downtime starts)",
+            StepKind::Manual,
+            vec![
+                "systemctl stop matrix-synapse.service matrix-authentication-service.service"
+                    .into(),
+            ],
+            gate("both units are inactive", vec![both_inactive()]),
+            Downtime::Down,
+            undo(
+                true,
+                "systemctl start matrix-synapse.service matrix-authentication-service.service",
+            ),
+            HostState::MasPrepared,
+        ));
         let mut migrate = step(host, MIGRATE, "Copy users, passwords, links and sessions into MAS (syn2mas migrate)", StepKind::RunUnit,
             vec![start(unit::SYN2MAS_MIGRATE), journal(unit::SYN2MAS_MIGRATE)],
-            gate(SYN2MAS_EXIT, vec![result_of(unit::SYN2MAS_MIGRATE)]),
+            syn2mas_gate(SYN2MAS_EXIT, unit::SYN2MAS_MIGRATE),
             Downtime::Down,
             undo(true, format!("clean: syn2mas never writes to Synapse's database. Drop and recreate MAS's database (`sudo -u postgres dropdb {db}; sudo -u postgres createdb -O {user} {db}`), then `systemctl start matrix-synapse.service`", db = hs.mas.database.name, user = hs.mas.database.user)),
             HostState::Migrated);
@@ -238,9 +308,15 @@ pub(super) fn forward(
             if migrating { "Switch Synapse to MAS delegation (downtime ends)" } else { "Switch to the configuration" },
             StepKind::Rebuild,
             vec![format!("nixos-rebuild switch --flake {out}#{final_cfg}")],
-            gate("Synapse and MAS are active; /_matrix/client/v3/login is answered by MAS through the proxy", vec![
-                "systemctl is-active matrix-synapse.service matrix-authentication-service.service".into(),
-                format!("curl -fsS {}_matrix/client/v3/login", hs.synapse.public_baseurl()),
+            gate("Synapse and MAS are active; Synapse delegates to MAS (it serves /_matrix/client/v1/auth_metadata only then); /_matrix/client/v3/login is answered through the proxy", vec![
+                zero("systemctl is-active matrix-synapse.service matrix-authentication-service.service"),
+                Check {
+                    command: format!("curl -s -o /dev/null -w '%{{http_code}}\\n' {}_matrix/client/v1/auth_metadata", hs.synapse.public_baseurl()),
+                    exit: Exit::Zero,
+                    stdout_has: vec!["200".into()],
+                    stdout_lacks: vec![],
+                },
+                zero(format!("curl -fsS {}_matrix/client/v3/login", hs.synapse.public_baseurl())),
             ]),
             if migrating { Downtime::Down } else { Downtime::Restart },
             if migrating {
@@ -255,7 +331,7 @@ pub(super) fn forward(
         steps.push(switch);
         steps.push(step(host, DOCTOR, "Verify the installation with mas-cli doctor", StepKind::Check,
             vec![start(unit::MAS_DOCTOR), journal(unit::MAS_DOCTOR)],
-            gate("doctor reports no error (it checks that the legacy login API is served by MAS through the public URL)", vec![result_of(unit::MAS_DOCTOR)]),
+            gate("doctor reports no error (it checks that the legacy login API is served by MAS through the public URL)", vec![ran_ok(unit::MAS_DOCTOR)]),
             Downtime::None, undo(true, "nothing to undo: doctor only reads"), HostState::Delegated));
         for user in &hs.users {
             let task = unit::register_user_task(&user.localpart);
@@ -271,7 +347,7 @@ pub(super) fn forward(
                 vec![start(&task), journal(&task)],
                 gate(
                     "the unit succeeded (an existing user is not an error)",
-                    vec![result_of(&task)],
+                    vec![ran_ok(&task)],
                 ),
                 Downtime::None,
                 undo(

@@ -1,0 +1,112 @@
+//! `masgen apply`: its flags, and the signal handlers that let a step's
+//! end reach the journal when the run is cut off.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Result;
+use camino::Utf8PathBuf;
+use masgen::apply::{self, DEFAULT_JOURNAL_DIR, DEFAULT_SYSTEM};
+
+/// Run the plan on the host, gate by gate, with a journal (see docs/guide.md).
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    spec: Utf8PathBuf,
+    /// The output tree `masgen build` wrote (the plan's commands name it).
+    #[arg(short, long, default_value = "out")]
+    output: Utf8PathBuf,
+    /// The host's system root [default: /run/current-system, or $MASGEN_APPLY_SYSTEM].
+    #[arg(long)]
+    system: Option<String>,
+    /// Where the journal goes on the host [default: /var/lib/masgen/journal, or $MASGEN_APPLY_JOURNAL].
+    #[arg(long)]
+    journal: Option<String>,
+    /// Run on this host over SSH (e.g. root@matrix.example.com), like nixos-rebuild.
+    #[arg(long = "target-host", value_name = "USER@HOST")]
+    target_host: Option<String>,
+    /// Confirm the steps with downtime or without a clean undo in advance.
+    #[arg(long)]
+    yes: bool,
+    /// Go on after syn2mas warnings (exit 11), once you have read them.
+    #[arg(long = "accept-warnings")]
+    accept_warnings: bool,
+    /// Stop after this step.
+    #[arg(long, value_name = "STEP")]
+    until: Option<String>,
+    /// Run only this step.
+    #[arg(long, value_name = "STEP")]
+    only: Option<String>,
+    /// Print what would run; run nothing, write nothing.
+    #[arg(long = "dry-run")]
+    dry_run: bool,
+    /// Apply the rollback plan (back to Synapse's own logins).
+    #[arg(long)]
+    rollback: bool,
+    /// Acknowledge a risk the plan would otherwise refuse (repeatable), as for `masgen plan`.
+    #[arg(long = "acknowledge", value_name = "RISK")]
+    acknowledge: Vec<String>,
+}
+
+pub fn run(args: ApplyArgs) -> Result<ExitCode> {
+    let Some(checked) = crate::commands::load(&args.spec, "nothing applied")? else {
+        return Ok(ExitCode::from(2));
+    };
+    for ack in &args.acknowledge {
+        anyhow::ensure!(
+            masgen::plan::ACKNOWLEDGEMENTS.contains(&ack.as_str()),
+            "unknown acknowledgement `{ack}`; known: {}",
+            masgen::plan::ACKNOWLEDGEMENTS.join(", ")
+        );
+    }
+    // The commands use the flake in out/: it must be what this spec builds.
+    let (_, tree) = masgen::build_tree_for(&checked, &masgen::flake_ref(&args.output))?;
+    let report = masgen::write::write_tree(&args.output, &tree, true).map_err(|e| {
+        anyhow::anyhow!(
+            "{} cannot be checked against the spec: {e:#}; build it first (`masgen build {} -o {0}`), then apply",
+            args.output,
+            args.spec
+        )
+    })?;
+    if !report.is_clean() {
+        eprintln!(
+            "refused: {} is not what `masgen build {} -o {0}` writes ({} missing, {} stale, {} extra); build it first, then apply",
+            args.output,
+            args.spec,
+            report.created.len(),
+            report.updated.len(),
+            report.removed.len()
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let opts = apply::Options {
+        output: args.output,
+        system: args
+            .system
+            .or_else(|| env("MASGEN_APPLY_SYSTEM"))
+            .unwrap_or_else(|| DEFAULT_SYSTEM.into()),
+        journal_dir: args
+            .journal
+            .or_else(|| env("MASGEN_APPLY_JOURNAL"))
+            .unwrap_or_else(|| DEFAULT_JOURNAL_DIR.into()),
+        target: args.target_host,
+        path_prefix: env("MASGEN_APPLY_PATH"),
+        yes: args.yes,
+        accept_warnings: args.accept_warnings,
+        until: args.until,
+        only: args.only,
+        dry_run: args.dry_run,
+        rollback: args.rollback,
+        acknowledged: args.acknowledge.into_iter().collect(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        // A second signal ends masgen at once (e.g. Ctrl-C at a prompt).
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let outcome = apply::apply(&checked.homeserver, &opts, stop)?;
+    Ok(ExitCode::from(outcome.code()))
+}

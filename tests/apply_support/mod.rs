@@ -1,0 +1,175 @@
+//! The host of tests/apply.rs: a system root, out/ built from the
+//! migration example, and the STAND-INS of tests/fixtures/apply first on
+//! PATH (see tests/apply.rs and docs/testing.md).
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use camino::Utf8Path;
+use masgen::plan::{self, HostState};
+use serde_json::Value;
+
+pub struct Rig {
+    pub _tmp: tempfile::TempDir,
+    /// Holds out/ (commands run here).
+    pub work: PathBuf,
+    pub root: PathBuf,
+    pub state: PathBuf,
+    pub journal: PathBuf,
+}
+
+pub const STEPS: [&str; 11] = [
+    "switch-prepare",
+    "syn2mas-check",
+    "syn2mas-dry-run",
+    "backup",
+    "build-final",
+    "stop-services",
+    "syn2mas-migrate",
+    "switch-final",
+    "mas-doctor",
+    "register-bot.reminders",
+    "follow-ups",
+];
+
+pub fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("masgen")
+}
+
+pub fn shims() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/apply")
+}
+
+impl Rig {
+    /// A host running Synapse on its own logins (`synapse-only`), and out/
+    /// built from the migration example with its backups in the rig.
+    pub fn new() -> Rig {
+        Rig::with_spec(|s| s)
+    }
+
+    /// As `new`, with the example's text changed by `edit` first.
+    pub fn with_spec(edit: impl Fn(String) -> String) -> Rig {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().to_path_buf();
+        let work = t.join("work");
+        let (root, state, journal) = (t.join("root"), t.join("state"), t.join("journal"));
+        for d in [&work, &root, &state, &state.join("fail-once")] {
+            fs::create_dir_all(d).unwrap();
+        }
+        let spec = edit(fs::read_to_string("examples/migrate-local.toml").unwrap()).replace(
+            "\"/var/backup/masgen\"",
+            &format!("\"{}\"", t.join("backup").display()),
+        );
+        fs::write(work.join("spec.toml"), spec).unwrap();
+        let built = Command::new(bin())
+            .args(["build", "spec.toml", "-o", "out"])
+            .current_dir(&work)
+            .output()
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let rig = Rig {
+            _tmp: tmp,
+            work,
+            root,
+            state,
+            journal,
+        };
+        // Synapse-only: the prepare phase's Synapse config (no delegation), no MAS.
+        let units = rig.root.join("etc/systemd/system");
+        fs::create_dir_all(&units).unwrap();
+        fs::create_dir_all(rig.root.join("nix/store")).unwrap();
+        fs::copy(
+            rig.work.join("out/render/matrix/prepare/homeserver.yaml"),
+            rig.root.join("nix/store/bbb-homeserver.yaml"),
+        )
+        .unwrap();
+        fs::write(units.join("matrix-synapse.service"), "[Service]\nExecStart=/nix/store/ccc-synapse/bin/synapse_homeserver --config-path /nix/store/bbb-homeserver.yaml\n").unwrap();
+        fs::create_dir_all(rig.state.join("active")).unwrap();
+        fs::write(rig.state.join("active/matrix-synapse.service"), "").unwrap();
+        rig
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("apply")
+            .arg("spec.toml")
+            .args(["-o", "out"])
+            .args(args)
+            .current_dir(&self.work)
+            .env("MASGEN_APPLY_PATH", shims())
+            .env("MASGEN_APPLY_SYSTEM", &self.root)
+            .env("MASGEN_APPLY_JOURNAL", &self.journal)
+            .env("SHIM_STATE", &self.state)
+            .env("SHIM_ROOT", &self.root)
+            .env("SHIM_REMOTE_HOME", &self.work)
+            .env_remove("MASGEN_MAS_CLI")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn apply(&self, args: &[&str]) -> (i32, String) {
+        let out: Output = self.command(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code().unwrap_or(-1), err)
+    }
+
+    pub fn journal(&self) -> Vec<Value> {
+        let text = fs::read_to_string(self.journal.join("matrix.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// `(step, event)` of every step line, in order.
+    pub fn events(&self) -> Vec<(String, String)> {
+        self.journal()
+            .iter()
+            .filter(|e| e.get("step").is_some())
+            .map(|e| {
+                (
+                    e["step"].as_str().unwrap().into(),
+                    e["event"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn calls(&self) -> String {
+        fs::read_to_string(self.state.join("calls")).unwrap_or_default()
+    }
+
+    pub fn host_state(&self) -> HostState {
+        plan::locate(None, Some(Utf8Path::from_path(&self.root).unwrap()))
+            .unwrap()
+            .state
+    }
+
+    /// The first call made of `prefix` (and maybe more words) fails.
+    pub fn fail_once(&self, prefix: &str) {
+        let n = fs::read_dir(self.state.join("fail-once")).unwrap().count();
+        fs::write(self.state.join(format!("fail-once/{n}")), prefix).unwrap();
+    }
+}
+
+/// The command a stand-in sees for a step (what a failure is injected on).
+pub fn injection(step: &str) -> &'static str {
+    match step {
+        "switch-prepare" => "nixos-rebuild switch --flake ./out#matrix-prepare",
+        "syn2mas-check" => "systemctl start masgen-syn2mas-check.service",
+        "syn2mas-dry-run" => "systemctl start masgen-syn2mas-dry-run.service",
+        "backup" => "systemctl start masgen-backup.service",
+        "build-final" => "nixos-rebuild build",
+        "stop-services" => "systemctl stop",
+        "syn2mas-migrate" => "systemctl start masgen-syn2mas-migrate.service",
+        "switch-final" => "nixos-rebuild switch --flake ./out#matrix",
+        "mas-doctor" => "systemctl start masgen-mas-doctor.service",
+        "register-bot.reminders" => "systemctl start masgen-register-bot-reminders.service",
+        other => panic!("no injection for {other}"),
+    }
+}
