@@ -1,0 +1,102 @@
+//! The Nix masgen writes reads like hand-written Nix: every `.nix` file of
+//! every example's output tree, masgen's own `modules/*.nix` and the root
+//! `flake.nix` are fixed points of alejandra (the crate, used here only as
+//! the oracle; masgen's own printer in `src/nix` writes the text).
+//!
+//! `MASGEN_NIX_STYLE_WRITE=1` rewrites the repository's own files (never the
+//! generated ones: those change through the printer) with alejandra's output,
+//! the way `INSTA_UPDATE=always` updates snapshots; read the diff before
+//! committing it.
+
+mod support;
+
+use std::fs;
+use std::path::PathBuf;
+
+use similar::TextDiff;
+
+/// alejandra's output for `text`, or its parse error.
+fn alejandra(name: &str, text: &str) -> Result<String, String> {
+    match alejandra::format::in_memory(name.to_string(), text.to_string()) {
+        (alejandra::format::Status::Error(e), _) => Err(e),
+        (alejandra::format::Status::Changed(_), after) => Ok(after),
+    }
+}
+
+/// Empty when `text` is alejandra-formatted, else a unified diff to it.
+fn style_diff(name: &str, text: &str) -> Option<String> {
+    match alejandra(name, text) {
+        Err(e) => Some(format!("{name}: alejandra cannot parse it: {e}\n")),
+        Ok(after) if after == text => None,
+        Ok(after) => Some(format!(
+            "{}",
+            TextDiff::from_lines(text, &after)
+                .unified_diff()
+                .context_radius(2)
+                .header(name, &format!("{name} (alejandra)"))
+        )),
+    }
+}
+
+fn assert_no_diffs(what: &str, diffs: Vec<String>) {
+    assert!(
+        diffs.is_empty(),
+        "{} {what} file(s) are not alejandra-formatted:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
+
+#[test]
+fn generated_nix_is_alejandra_formatted() {
+    let mut diffs = Vec::new();
+    let mut count = 0;
+    for (name, checked) in support::checked_examples() {
+        let (_, tree) =
+            masgen::build_tree(&checked).unwrap_or_else(|e| panic!("build_tree({name}): {e:#}"));
+        for (path, text) in &tree {
+            if path.extension() == Some("nix") {
+                count += 1;
+                diffs.extend(style_diff(&format!("{name}: {path}"), text));
+            }
+        }
+    }
+    // flake.nix, hosts/*/*/*.nix and masgen/modules/*.nix of each example.
+    assert!(count >= 4 * 3, "only {count} .nix files were generated");
+    assert_no_diffs("generated", diffs);
+}
+
+#[test]
+fn repository_nix_is_alejandra_formatted() {
+    let root = support::repo_root();
+    let mut files: Vec<PathBuf> = fs::read_dir(root.join("modules"))
+        .expect("read modules/")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "nix"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no modules/*.nix");
+    files.push(root.join("flake.nix"));
+    let write = std::env::var_os("MASGEN_NIX_STYLE_WRITE").is_some();
+    let mut diffs = Vec::new();
+    for file in files {
+        let name = file.strip_prefix(&root).unwrap().display().to_string();
+        let text = fs::read_to_string(&file).expect("read .nix file");
+        let Some(diff) = style_diff(&name, &text) else {
+            continue;
+        };
+        match alejandra(&name, &text) {
+            Ok(after) if write => fs::write(&file, after).expect("write .nix file"),
+            _ => diffs.push(diff),
+        }
+    }
+    assert_no_diffs("repository", diffs);
+}
+
+#[test]
+fn the_oracle_can_fail() {
+    // A file alejandra would change must be reported, with a diff.
+    let diff = style_diff("x.nix", "{a=1;}\n").expect("unformatted text passes");
+    assert!(diff.contains("+{a = 1;}"), "{diff}");
+    assert_eq!(style_diff("x.nix", "{a = 1;}\n"), None);
+}
