@@ -100,3 +100,67 @@ fn the_oracle_can_fail() {
     assert!(diff.contains("+{a = 1;}"), "{diff}");
     assert_eq!(style_diff("x.nix", "{a = 1;}\n"), None);
 }
+
+/// Every shape the printer has, alone and nested, at top level and inside a
+/// binding and a list (the examples do not use them all).
+#[test]
+fn printer_shapes_are_alejandra_formatted() {
+    use masgen::nix::{print, NixExpr};
+    let concat = || {
+        NixExpr::Concat(
+            Box::new(NixExpr::Raw("./.")),
+            Box::new(NixExpr::str("/hosts/a")),
+        )
+    };
+    let call = |arg: NixExpr| NixExpr::Call("import", Box::new(arg));
+    let lambda = |body: NixExpr| NixExpr::Lambda("{...}", Box::new(body));
+    let tall = NixExpr::Lambda(
+        "{\n  self,\n  nixpkgs,\n  ...\n} @ inputs",
+        Box::new(NixExpr::Null),
+    );
+    let shapes = vec![
+        NixExpr::Int(-1),
+        NixExpr::Int(i64::MIN),
+        NixExpr::Float(-0.0),
+        NixExpr::Float(2.5),
+        concat(),
+        call(concat()),
+        call(NixExpr::Int(-2)),
+        call(call(NixExpr::Raw("./x.nix"))),
+        NixExpr::Import("./tasks.nix"),
+        NixExpr::Raw("./."),
+        NixExpr::Raw("lib.mkDefault 1"),
+        NixExpr::Select(vec!["inputs".into(), "host-a".into(), "m.x".into()]),
+        lambda(NixExpr::attrs([("a", NixExpr::Int(1))])),
+        lambda(NixExpr::List(vec![NixExpr::Int(-1)])),
+        lambda(NixExpr::Null),
+        lambda(NixExpr::Int(-1)),
+        lambda(NixExpr::str("s")),
+        lambda(concat()),
+        lambda(call(NixExpr::attrs([("a", NixExpr::Bool(true))]))),
+        lambda(lambda(NixExpr::Attrs(Default::default()))),
+        tall.clone(),
+        NixExpr::Lambda(
+            "{\n  self,\n  nixpkgs,\n  ...\n} @ inputs",
+            Box::new(NixExpr::attrs([("x", NixExpr::List(vec![]))])),
+        ),
+        NixExpr::Call(
+            "nixpkgs.lib.nixosSystem",
+            Box::new(NixExpr::attrs([("modules", NixExpr::List(vec![concat()]))])),
+        ),
+    ];
+    let mut diffs = Vec::new();
+    for (i, shape) in shapes.iter().enumerate() {
+        let contexts = [
+            shape.clone(),
+            NixExpr::attrs([("v", shape.clone()), ("w", NixExpr::Int(0))]),
+            NixExpr::List(vec![shape.clone(), NixExpr::Int(1)]),
+            NixExpr::attrs([("l", NixExpr::List(vec![shape.clone()]))]),
+        ];
+        for (j, expr) in contexts.iter().enumerate() {
+            let text = format!("{}\n", print(expr));
+            diffs.extend(style_diff(&format!("shape {i} in context {j}"), &text));
+        }
+    }
+    assert_no_diffs("printed", diffs);
+}
