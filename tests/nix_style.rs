@@ -1,5 +1,5 @@
 //! The Nix masgen writes reads like hand-written Nix: every `.nix` file of
-//! every example's output tree, masgen's own `modules/*.nix` and the root
+//! every example's output tree, masgen's own `modules/**/*.nix` and the root
 //! `flake.nix` are fixed points of alejandra (the crate, used here only as
 //! the oracle; masgen's own printer in `src/nix` writes the text).
 //!
@@ -11,7 +11,7 @@
 mod support;
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use similar::TextDiff;
 
@@ -68,14 +68,21 @@ fn generated_nix_is_alejandra_formatted() {
 
 #[test]
 fn repository_nix_is_alejandra_formatted() {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(dir).expect("read modules/") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "nix") {
+                out.push(path);
+            }
+        }
+    }
     let root = support::repo_root();
-    let mut files: Vec<PathBuf> = fs::read_dir(root.join("modules"))
-        .expect("read modules/")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "nix"))
-        .collect();
+    let mut files = Vec::new();
+    walk(&root.join("modules"), &mut files);
     files.sort();
-    assert!(!files.is_empty(), "no modules/*.nix");
+    assert!(!files.is_empty(), "no modules/**/*.nix");
     files.push(root.join("flake.nix"));
     let write = std::env::var_os("MASGEN_NIX_STYLE_WRITE").is_some();
     let mut diffs = Vec::new();
