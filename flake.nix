@@ -3,82 +3,82 @@
 
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
 
-  outputs =
-    { self, nixpkgs }:
-    let
-      inherit (nixpkgs) lib;
+  outputs = {
+    self,
+    nixpkgs,
+  }: let
+    inherit (nixpkgs) lib;
 
-      systems = [
-        "x86_64-linux"
-        "aarch64-linux"
-      ];
+    systems = [
+      "x86_64-linux"
+      "aarch64-linux"
+    ];
 
-      forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+    forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
 
-      cargoToml = builtins.fromTOML (builtins.readFile ./Cargo.toml);
-    in
-    {
-      packages = forAllSystems (pkgs: {
-        masgen = pkgs.rustPlatform.buildRustPackage {
-          pname = "masgen";
-          inherit (cargoToml.package) version;
+    cargoToml = builtins.fromTOML (builtins.readFile ./Cargo.toml);
+  in {
+    packages = forAllSystems (pkgs: {
+      masgen = pkgs.rustPlatform.buildRustPackage {
+        pname = "masgen";
+        inherit (cargoToml.package) version;
 
-          # The repository minus build outputs.
-          src = lib.fileset.toSource {
-            root = ./.;
-            fileset = lib.fileset.difference ./. (
-              lib.fileset.unions [
-                (lib.fileset.maybeMissing ./target)
-                (lib.fileset.maybeMissing ./result)
-              ]
-            );
-          };
-          cargoLock.lockFile = ./Cargo.lock;
-
-          # The integration tests need root, a PostgreSQL server and
-          # nix-instantiate; they run in CI (.ci/run), not in the sandbox.
-          doCheck = false;
-
-          # Completions and man pages come from the binary itself (clap_complete,
-          # clap_mangen), so they always match its flags; a cross build cannot run it.
-          nativeBuildInputs = [ pkgs.installShellFiles ];
-          postInstall = lib.optionalString (pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform) ''
-            installShellCompletion --cmd masgen \
-              --bash <($out/bin/masgen completions bash) \
-              --fish <($out/bin/masgen completions fish) \
-              --zsh <($out/bin/masgen completions zsh)
-            $out/bin/masgen man --out-dir man
-            installManPage man/*.1
-          '';
-
-          meta = {
-            inherit (cargoToml.package) description;
-            license = lib.licenses.asl20;
-            mainProgram = "masgen";
-          };
+        # The repository minus build outputs.
+        src = lib.fileset.toSource {
+          root = ./.;
+          fileset = lib.fileset.difference ./. (
+            lib.fileset.unions [
+              (lib.fileset.maybeMissing ./target)
+              (lib.fileset.maybeMissing ./result)
+            ]
+          );
         };
-        default = self.packages.${pkgs.stdenv.hostPlatform.system}.masgen;
-      });
+        cargoLock.lockFile = ./Cargo.lock;
 
-      nixosModules = {
-        default = import ./modules;
-        masgen = import ./modules;
+        # The integration tests need root, a PostgreSQL server and
+        # nix-instantiate; they run in CI (.ci/run), not in the sandbox.
+        doCheck = false;
+
+        # Completions and man pages come from the binary itself (clap_complete,
+        # clap_mangen), so they always match its flags; a cross build cannot run it.
+        nativeBuildInputs = [pkgs.installShellFiles];
+        postInstall = lib.optionalString (pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform) ''
+          installShellCompletion --cmd masgen \
+            --bash <($out/bin/masgen completions bash) \
+            --fish <($out/bin/masgen completions fish) \
+            --zsh <($out/bin/masgen completions zsh)
+          $out/bin/masgen man --out-dir man
+          installManPage man/*.1
+        '';
+
+        meta = {
+          inherit (cargoToml.package) description;
+          license = lib.licenses.asl20;
+          mainProgram = "masgen";
+        };
       };
+      default = self.packages.${pkgs.stdenv.hostPlatform.system}.masgen;
+    });
 
-      devShells = forAllSystems (pkgs: {
-        default = pkgs.mkShell {
-          inputsFrom = [ self.packages.${pkgs.stdenv.hostPlatform.system}.masgen ];
-          packages = [
-            pkgs.cargo
-            pkgs.clippy
-            pkgs.rustc
-            pkgs.rustfmt
-            pkgs.jq
-            pkgs.nix
-            pkgs.postgresql
-            pkgs.shellcheck
-          ];
-        };
-      });
+    nixosModules = {
+      default = import ./modules;
+      masgen = import ./modules;
     };
+
+    devShells = forAllSystems (pkgs: {
+      default = pkgs.mkShell {
+        inputsFrom = [self.packages.${pkgs.stdenv.hostPlatform.system}.masgen];
+        packages = [
+          pkgs.cargo
+          pkgs.clippy
+          pkgs.rustc
+          pkgs.rustfmt
+          pkgs.jq
+          pkgs.nix
+          pkgs.postgresql
+          pkgs.shellcheck
+        ];
+      };
+    });
+  };
 }

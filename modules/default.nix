@@ -8,21 +8,27 @@
 # 2026) from ./mas-compat.nix, replacing a module without `credentials`.
 # Decided here, when the configuration is evaluated, so a pin by URL works
 # too; `masgen check` names the way a known branch goes (docs/guide.md).
-{ lib, ... }@args:
-let
+{lib, ...} @ args: let
   mlib = import ./lib.nix;
   upstream = mlib.masUpstream {
     inherit lib;
     modulesPath = args.modulesPath or null;
   };
-in
-{
-  imports = [
-    ./tasks.nix
-    ./synapse-secrets.nix
-    ./syn2mas-access.nix
-  ]
-  ++ (if upstream.hasCredentials then [ ] else [ ./mas-compat.nix ]);
+in {
+  imports =
+    [
+      ./tasks.nix
+      ./synapse-secrets.nix
+      ./syn2mas-access.nix
+    ]
+    ++ (
+      if upstream.hasCredentials
+      then []
+      else [./mas-compat.nix]
+    );
 
-  disabledModules = if upstream.present && !upstream.hasCredentials then [ mlib.masUpstreamModule ] else [ ];
+  disabledModules =
+    if upstream.present && !upstream.hasCredentials
+    then [mlib.masUpstreamModule]
+    else [];
 }

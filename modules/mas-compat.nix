@@ -20,8 +20,7 @@
   lib,
   pkgs,
   ...
-}:
-let
+}: let
   inherit (lib) mkOption types;
 
   mlib = import ./lib.nix;
@@ -31,28 +30,29 @@ let
 
   name = "matrix-authentication-service";
   runtimeConfig = "/run/${name}/config.yaml";
-  configFile = (pkgs.formats.yaml { }).generate "${name}-config.yaml" (mlib.masFinalSettings cfg.settings);
+  configFile = (pkgs.formats.yaml {}).generate "${name}-config.yaml" (mlib.masFinalSettings cfg.settings);
 
   # `"${CREDENTIALS_DIRECTORY}/…"` is expanded by systemd in Exec lines and
   # by the shell in the start script.
-  extraConfigArgs = lib.imap0 (
-    i: _: "--config \"\${CREDENTIALS_DIRECTORY}/config-${toString i}\""
-  ) cfg.extraConfigFiles;
+  extraConfigArgs =
+    lib.imap0 (
+      i: _: "--config \"\${CREDENTIALS_DIRECTORY}/config-${toString i}\""
+    )
+    cfg.extraConfigFiles;
   mas = lib.getExe cfg.package;
-  masCommand = words: lib.concatStringsSep " " ([ mas ] ++ words ++ extraConfigArgs);
+  masCommand = words: lib.concatStringsSep " " ([mas] ++ words ++ extraConfigArgs);
 
   prepare = pkgs.writeShellApplication {
     name = "${name}-prepare";
-    runtimeInputs = [ pkgs.gettext ];
+    runtimeInputs = [pkgs.gettext];
     # envsubst replaces only the variable named in single quotes.
     text = ''
       # shellcheck disable=SC2016
       envsubst '$CREDENTIALS_DIRECTORY' < ${configFile} > ${runtimeConfig}
-      ${masCommand [ "config" "check" "--config" runtimeConfig ]}
+      ${masCommand ["config" "check" "--config" runtimeConfig]}
     '';
   };
-in
-{
+in {
   options.services.matrix-authentication-service = {
     enable = lib.mkEnableOption "the Matrix Authentication Service (masgen's compatible module)";
 
@@ -64,8 +64,8 @@ in
     };
 
     settings = mkOption {
-      type = (pkgs.formats.yaml { }).type;
-      default = { };
+      type = (pkgs.formats.yaml {}).type;
+      default = {};
       description = "MAS's config.yaml, as data. Secrets go through `credentials`.";
     };
 
@@ -77,13 +77,13 @@ in
 
     extraConfigFiles = mkOption {
       type = types.listOf types.str;
-      default = [ ];
+      default = [];
       description = "Further MAS config files on the host, loaded as credentials `config-<i>`.";
     };
 
     credentials = mkOption {
       type = types.attrsOf types.str;
-      default = { };
+      default = {};
       description = "Credential name to file on the host; readable by MAS as `\${CREDENTIALS_DIRECTORY}/<name>`.";
     };
 
@@ -98,7 +98,7 @@ in
   config = lib.mkIf cfg.enable {
     services.postgresql = lib.mkIf cfg.createDatabase {
       enable = true;
-      ensureDatabases = [ name ];
+      ensureDatabases = [name];
       ensureUsers = [
         {
           inherit name;
@@ -110,14 +110,14 @@ in
     systemd.services.${name} = {
       after = lib.optional cfg.createDatabase "postgresql.service" ++ cfg.serviceDependencies;
       wants = lib.optional cfg.createDatabase "postgresql.service" ++ cfg.serviceDependencies;
-      wantedBy = [ "multi-user.target" ];
+      wantedBy = ["multi-user.target"];
       serviceConfig = {
         DynamicUser = true;
         LoadCredential =
           lib.imap0 (i: file: "config-${toString i}:${file}") cfg.extraConfigFiles
           ++ lib.mapAttrsToList (credential: file: "${credential}:${file}") cfg.credentials;
         ExecStartPre = lib.getExe prepare;
-        ExecStart = masCommand [ "server" "--config" runtimeConfig ];
+        ExecStart = masCommand ["server" "--config" runtimeConfig];
         Restart = "on-failure";
         RestartSec = "1s";
         StateDirectory = name;
@@ -155,7 +155,7 @@ in
         RestrictSUIDSGID = true;
         SystemCallArchitectures = "native";
         SystemCallErrorNumber = "EPERM";
-        SystemCallFilter = [ "@system-service" ];
+        SystemCallFilter = ["@system-service"];
       };
     };
   };

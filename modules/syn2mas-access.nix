@@ -12,8 +12,11 @@
 # Synapse role, to that one database only. Enabled for the prepare phase; the
 # exact lines come from lib.nix (syn2masAccessLines) and are tested against a
 # real PostgreSQL in tests/modules.rs.
-{ config, lib, ... }:
-let
+{
+  config,
+  lib,
+  ...
+}: let
   inherit (lib) mkOption types;
 
   mlib = import ./lib.nix;
@@ -23,8 +26,7 @@ let
   lines = mlib.syn2masAccessLines {
     inherit (cfg) synapseDatabase synapseRole masUser;
   };
-in
-{
+in {
   options.masgen.syn2masAccess = {
     enable = lib.mkEnableOption "peer access of the MAS user to the Synapse database (for syn2mas)";
 

@@ -19,8 +19,7 @@
   lib,
   pkgs,
   ...
-}:
-let
+}: let
   inherit (lib) mkOption types;
 
   mlib = import ./lib.nix;
@@ -32,14 +31,13 @@ let
   runtimeDirectory = "masgen-synapse";
   outputFile = "/run/${runtimeDirectory}/password-config.yaml";
 
-  jsonFormat = pkgs.formats.json { };
+  jsonFormat = pkgs.formats.json {};
   settingsFile = jsonFormat.generate "masgen-synapse-password-config-settings.json" cfg.settings;
 
   jqFilter =
-    if cfg.pepperFile != null then
-      ''{password_config: ($settings[0] + {pepper: ($pepper | rtrimstr("\n"))})}''
-    else
-      ''{password_config: $settings[0]}'';
+    if cfg.pepperFile != null
+    then ''{password_config: ($settings[0] + {pepper: ($pepper | rtrimstr("\n"))})}''
+    else ''{password_config: $settings[0]}'';
 
   writer = pkgs.writeShellApplication {
     name = unitName;
@@ -72,17 +70,18 @@ let
       '';
   };
 
-  synapseUnits = [
-    "matrix-synapse.service"
-  ] ++ map (worker: "matrix-synapse-worker-${worker}.service") (builtins.attrNames synCfg.workers);
-in
-{
+  synapseUnits =
+    [
+      "matrix-synapse.service"
+    ]
+    ++ map (worker: "matrix-synapse-worker-${worker}.service") (builtins.attrNames synCfg.workers);
+in {
   options.masgen.synapse.passwordConfig = {
     enable = lib.mkEnableOption "writing Synapse's password_config (with a pepper from a file) at boot";
 
     settings = mkOption {
       type = types.attrsOf jsonFormat.type;
-      default = { };
+      default = {};
       example = {
         enabled = true;
       };
@@ -125,7 +124,7 @@ in
       }
     ];
 
-    services.matrix-synapse.extraConfigFiles = [ outputFile ];
+    services.matrix-synapse.extraConfigFiles = [outputFile];
 
     systemd.services.${unitName} = {
       description = "masgen: write Synapse password_config to ${outputFile}";
@@ -150,7 +149,7 @@ in
           ProtectSystem = "strict";
         }
         // lib.optionalAttrs (cfg.pepperFile != null) {
-          LoadCredential = [ "pepper:${cfg.pepperFile}" ];
+          LoadCredential = ["pepper:${cfg.pepperFile}"];
         };
     };
 

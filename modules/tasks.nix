@@ -45,8 +45,7 @@
   lib,
   pkgs,
   ...
-}:
-let
+}: let
   inherit (lib) mkOption types;
 
   mlib = import ./lib.nix;
@@ -58,12 +57,16 @@ let
   passwordConfigEnabled = config.masgen.synapse.passwordConfig.enable or false;
 
   pgPackage =
-    if pgCfg.enable then
-      (if pgCfg ? finalPackage then pgCfg.finalPackage else pgCfg.package)
-    else
-      pkgs.postgresql;
+    if pgCfg.enable
+    then
+      (
+        if pgCfg ? finalPackage
+        then pgCfg.finalPackage
+        else pgCfg.package
+      )
+    else pkgs.postgresql;
 
-  masConfigFile = (pkgs.formats.yaml { }).generate "masgen-mas-config.yaml" (
+  masConfigFile = (pkgs.formats.yaml {}).generate "masgen-mas-config.yaml" (
     mlib.masFinalSettings masCfg.settings
   );
 
@@ -96,18 +99,18 @@ let
     };
   };
 
-  word = arg: { inherit arg; };
+  word = arg: {inherit arg;};
 
   # Placeholder -> Exec words. Values are only forced for placeholders a task
   # actually uses (e.g. @synapse-config-args@ needs Synapse on this host).
   table = {
-    "@mas-cli@" = [ (word (lib.getExe' masCfg.package "mas-cli")) ];
-    "@psql@" = [ (word (lib.getExe' pgPackage "psql")) ];
-    "@pg_dump@" = [ (word (lib.getExe' pgPackage "pg_dump")) ];
-    "@masgen-backup@" = [ (word (lib.getExe scripts.backup)) ];
-    "@masgen-mas-run@" = [ (word (lib.getExe scripts.mas-run)) ];
-    "@masgen-register-user@" = [ (word (lib.getExe scripts.register-user)) ];
-    "@mas-config@" = [ (word masConfigFile) ];
+    "@mas-cli@" = [(word (lib.getExe' masCfg.package "mas-cli"))];
+    "@psql@" = [(word (lib.getExe' pgPackage "psql"))];
+    "@pg_dump@" = [(word (lib.getExe' pgPackage "pg_dump"))];
+    "@masgen-backup@" = [(word (lib.getExe scripts.backup))];
+    "@masgen-mas-run@" = [(word (lib.getExe scripts.mas-run))];
+    "@masgen-register-user@" = [(word (lib.getExe scripts.register-user))];
+    "@mas-config@" = [(word masConfigFile)];
     "@synapse-config-args@" =
       [
         (word "--synapse-config")
@@ -116,18 +119,18 @@ let
       ++ lib.concatLists (
         lib.imap0 (i: _: [
           (word "--synapse-config")
-          { raw = mlib.credentialArg (mlib.synapseConfigCredential i); }
-        ]) synCfg.extraConfigFiles
+          {raw = mlib.credentialArg (mlib.synapseConfigCredential i);}
+        ])
+        synCfg.extraConfigFiles
       );
   };
 
-  knownTokens = builtins.attrNames table ++ [ "@CONFIG@" ];
+  knownTokens = builtins.attrNames table ++ ["@CONFIG@"];
 
   uses = token: task: builtins.elem token task.command;
 
   taskType = types.submodule (
-    { name, ... }:
-    {
+    {name, ...}: {
       options = {
         description = mkOption {
           type = types.str;
@@ -136,22 +139,22 @@ let
         };
         after = mkOption {
           type = types.listOf types.str;
-          default = [ ];
+          default = [];
           description = "Units this task is ordered after.";
         };
         requires = mkOption {
           type = types.listOf types.str;
-          default = [ ];
+          default = [];
           description = "Units this task requires.";
         };
         wants = mkOption {
           type = types.listOf types.str;
-          default = [ ];
+          default = [];
           description = "Units this task wants.";
         };
         conflicts = mkOption {
           type = types.listOf types.str;
-          default = [ ];
+          default = [];
           description = "Units stopped when this task starts (e.g. the homeserver during a migration).";
         };
         user = mkOption {
@@ -171,12 +174,12 @@ let
         };
         credentials = mkOption {
           type = types.attrsOf types.str;
-          default = { };
+          default = {};
           description = "Credential name -> source file, as LoadCredential=name:path.";
         };
         environment = mkOption {
           type = types.attrsOf types.str;
-          default = { };
+          default = {};
           description = "Environment variables of the unit.";
         };
         command = mkOption {
@@ -216,104 +219,101 @@ let
         };
         successExitStatus = mkOption {
           type = types.listOf types.int;
-          default = [ ];
+          default = [];
           description = "Extra exit codes counted as success (e.g. 11 for syn2mas check warnings).";
         };
       };
     }
   );
 
-  mkUnit =
-    name: task:
-    let
-      usesSynapse = uses "@synapse-config-args@" task;
-      usesMasConfig = uses "@mas-config@" task;
-      usesMasRun = uses "@masgen-mas-run@" task;
+  mkUnit = name: task: let
+    usesSynapse = uses "@synapse-config-args@" task;
+    usesMasConfig = uses "@mas-config@" task;
+    usesMasRun = uses "@masgen-mas-run@" task;
 
-      masExtraConfigs = lib.optionals usesMasConfig (
-        lib.imap0 (i: path: {
-          name = mlib.masExtraConfigCredential i;
-          inherit path;
-        }) masCfg.extraConfigFiles
-      );
-      synapseExtraConfigs = lib.optionals usesSynapse (
-        lib.imap0 (i: path: {
-          name = mlib.synapseConfigCredential i;
-          inherit path;
-        }) synCfg.extraConfigFiles
-      );
-      namedCredentials = (lib.optionalAttrs usesMasConfig masCfg.credentials) // task.credentials;
-      loadCredential =
-        lib.mapAttrsToList (credName: path: "${credName}:${path}") namedCredentials
-        # Interpolated like the Synapse and MAS modules do, so a path literal
-        # refers to the same (store) file the service reads.
-        ++ map (c: "${c.name}:${c.path}") (masExtraConfigs ++ synapseExtraConfigs);
+    masExtraConfigs = lib.optionals usesMasConfig (
+      lib.imap0 (i: path: {
+        name = mlib.masExtraConfigCredential i;
+        inherit path;
+      })
+      masCfg.extraConfigFiles
+    );
+    synapseExtraConfigs = lib.optionals usesSynapse (
+      lib.imap0 (i: path: {
+        name = mlib.synapseConfigCredential i;
+        inherit path;
+      })
+      synCfg.extraConfigFiles
+    );
+    namedCredentials = (lib.optionalAttrs usesMasConfig masCfg.credentials) // task.credentials;
+    loadCredential =
+      lib.mapAttrsToList (credName: path: "${credName}:${path}") namedCredentials
+      # Interpolated like the Synapse and MAS modules do, so a path literal
+      # refers to the same (store) file the service reads.
+      ++ map (c: "${c.name}:${c.path}") (masExtraConfigs ++ synapseExtraConfigs);
 
-      passwordConfigUnits = lib.optional (
-        usesSynapse && passwordConfigEnabled
-      ) "${mlib.passwordConfigUnit}.service";
+    passwordConfigUnits = lib.optional (
+      usesSynapse && passwordConfigEnabled
+    ) "${mlib.passwordConfigUnit}.service";
 
-      runtimeDirectory =
-        if task.runtimeDirectory != null then
-          task.runtimeDirectory
-        else if usesMasRun then
-          name
-        else
-          null;
-    in
-    {
-      inherit (task) description wants conflicts;
-      # The spec's lowering may already list the unit (syn2mas tasks do);
-      # name it once, as the reference render does.
-      after = lib.unique (task.after ++ passwordConfigUnits);
-      requires = lib.unique (task.requires ++ passwordConfigUnits);
-      environment =
-        task.environment
-        // lib.optionalAttrs (masExtraConfigs != [ ]) {
-          MASGEN_MAS_EXTRA_CONFIGS = lib.concatMapStringsSep " " (c: c.name) masExtraConfigs;
-        };
-      # Never started, stopped or restarted by a configuration switch: a
-      # migration must not be killed half-way because its unit changed.
-      restartIfChanged = false;
-      stopIfChanged = false;
-      serviceConfig =
-        {
-          Type = "oneshot";
-          ExecStart = mlib.renderCommand table task.command;
-          UMask = "0077";
-        }
-        // lib.optionalAttrs (task.user != null) { User = task.user; }
-        // lib.optionalAttrs (task.group != null) { Group = task.group; }
-        // lib.optionalAttrs task.dynamicUser { DynamicUser = true; }
-        // lib.optionalAttrs (loadCredential != [ ]) { LoadCredential = loadCredential; }
-        // lib.optionalAttrs (runtimeDirectory != null) {
-          RuntimeDirectory = runtimeDirectory;
-          RuntimeDirectoryMode = "0700";
-        }
-        // lib.optionalAttrs (task.stateDirectory != null) {
-          StateDirectory = task.stateDirectory;
-          StateDirectoryMode = "0700";
-        }
-        // lib.optionalAttrs (task.timeoutSec != null) { TimeoutStartSec = toString task.timeoutSec; }
-        // lib.optionalAttrs (task.successStamp != null) {
-          # `+`: written with full privileges, whatever User= the task runs as.
-          ExecStartPost = [
-            "+${pkgs.coreutils}/bin/mkdir -p /var/lib/masgen"
-            "+${pkgs.coreutils}/bin/touch /var/lib/masgen/${task.successStamp}"
-          ];
-        }
-        // lib.optionalAttrs (task.successStamp != null && task.clearStampAtStart) {
-          ExecStartPre = [ "+${pkgs.coreutils}/bin/rm -f /var/lib/masgen/${task.successStamp}" ];
-        }
-        // lib.optionalAttrs (task.successExitStatus != [ ]) {
-          SuccessExitStatus = lib.concatMapStringsSep " " toString task.successExitStatus;
-        };
-    };
-in
-{
+    runtimeDirectory =
+      if task.runtimeDirectory != null
+      then task.runtimeDirectory
+      else if usesMasRun
+      then name
+      else null;
+  in {
+    inherit (task) description wants conflicts;
+    # The spec's lowering may already list the unit (syn2mas tasks do);
+    # name it once, as the reference render does.
+    after = lib.unique (task.after ++ passwordConfigUnits);
+    requires = lib.unique (task.requires ++ passwordConfigUnits);
+    environment =
+      task.environment
+      // lib.optionalAttrs (masExtraConfigs != []) {
+        MASGEN_MAS_EXTRA_CONFIGS = lib.concatMapStringsSep " " (c: c.name) masExtraConfigs;
+      };
+    # Never started, stopped or restarted by a configuration switch: a
+    # migration must not be killed half-way because its unit changed.
+    restartIfChanged = false;
+    stopIfChanged = false;
+    serviceConfig =
+      {
+        Type = "oneshot";
+        ExecStart = mlib.renderCommand table task.command;
+        UMask = "0077";
+      }
+      // lib.optionalAttrs (task.user != null) {User = task.user;}
+      // lib.optionalAttrs (task.group != null) {Group = task.group;}
+      // lib.optionalAttrs task.dynamicUser {DynamicUser = true;}
+      // lib.optionalAttrs (loadCredential != []) {LoadCredential = loadCredential;}
+      // lib.optionalAttrs (runtimeDirectory != null) {
+        RuntimeDirectory = runtimeDirectory;
+        RuntimeDirectoryMode = "0700";
+      }
+      // lib.optionalAttrs (task.stateDirectory != null) {
+        StateDirectory = task.stateDirectory;
+        StateDirectoryMode = "0700";
+      }
+      // lib.optionalAttrs (task.timeoutSec != null) {TimeoutStartSec = toString task.timeoutSec;}
+      // lib.optionalAttrs (task.successStamp != null) {
+        # `+`: written with full privileges, whatever User= the task runs as.
+        ExecStartPost = [
+          "+${pkgs.coreutils}/bin/mkdir -p /var/lib/masgen"
+          "+${pkgs.coreutils}/bin/touch /var/lib/masgen/${task.successStamp}"
+        ];
+      }
+      // lib.optionalAttrs (task.successStamp != null && task.clearStampAtStart) {
+        ExecStartPre = ["+${pkgs.coreutils}/bin/rm -f /var/lib/masgen/${task.successStamp}"];
+      }
+      // lib.optionalAttrs (task.successExitStatus != []) {
+        SuccessExitStatus = lib.concatMapStringsSep " " toString task.successExitStatus;
+      };
+  };
+in {
   options.masgen.tasks = mkOption {
     type = types.attrsOf taskType;
-    default = { };
+    default = {};
     description = ''
       Oneshot units that operators start by hand (`systemctl start <name>`).
       See the header of masgen's modules/tasks.nix for the placeholders
@@ -321,11 +321,11 @@ in
     '';
   };
 
-  config = lib.mkIf (cfg != { }) {
+  config = lib.mkIf (cfg != {}) {
     assertions = lib.concatLists (
       lib.mapAttrsToList (name: task: [
         {
-          assertion = mlib.unknownTokens knownTokens task.command == [ ];
+          assertion = mlib.unknownTokens knownTokens task.command == [];
           message = "masgen.tasks.${name}.command uses unknown placeholder(s) ${
             lib.concatStringsSep ", " (mlib.unknownTokens knownTokens task.command)
           }; known: ${lib.concatStringsSep ", " knownTokens}";
@@ -335,10 +335,11 @@ in
           message = "masgen.tasks.${name}.command uses @synapse-config-args@, but services.matrix-synapse is not enabled on this host.";
         }
         {
-          assertion = task.command != [ ];
+          assertion = task.command != [];
           message = "masgen.tasks.${name}.command is empty.";
         }
-      ]) cfg
+      ])
+      cfg
     );
 
     systemd.services = lib.mapAttrs mkUnit cfg;

@@ -1,7 +1,7 @@
 //! The Nix printer against the real Nix: any value built from arbitrary
 //! strings and attribute names must print to text that rnix parses without
-//! errors and that `nix-instantiate --eval --strict --json` evaluates to
-//! exactly that value.
+//! errors, that alejandra leaves unchanged, and that
+//! `nix-instantiate --eval --strict --json` evaluates to exactly that value.
 //!
 //! What the generators leave out, and why:
 //! - NUL: Nix 2.8 strings are C strings and cannot hold it (a spec cannot
@@ -56,12 +56,22 @@ fn eval(nix: &support::NixTool, text: &str) -> Result<Value, String> {
     nix.eval_json_file(file.path())
 }
 
-/// Parses with rnix, then (if Nix is there) evaluates and compares.
+/// Parses with rnix, checks alejandra leaves it unchanged (`tests/nix_style.rs`
+/// checks whole files), then (if Nix is there) evaluates and compares.
 fn check_value(nix: Option<&support::NixTool>, expr: &NixExpr) -> Result<(), String> {
     let text = print(expr);
     let errors = syntax_errors(&text);
     if !errors.is_empty() {
         return Err(format!("rnix: {errors:?} in:\n{text}"));
+    }
+    // As a file: one trailing newline, the way the emitters write them.
+    match alejandra::format::in_memory("value.nix".into(), format!("{text}\n")) {
+        (alejandra::format::Status::Changed(false), _) => {}
+        (_, formatted) => {
+            return Err(format!(
+                "not alejandra-formatted:\n{text}\nalejandra:\n{formatted}"
+            ))
+        }
     }
     if let Some(nix) = nix {
         let got = eval(nix, &text).map_err(|e| format!("{e}\nin:\n{text}"))?;

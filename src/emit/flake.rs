@@ -86,7 +86,10 @@ pub(super) fn flake(lowered: &Lowered, inputs: &Inputs<'_>) -> String {
         ("inputs", NixExpr::attrs(flake_inputs)),
         (
             "outputs",
-            NixExpr::Lambda("{ self, nixpkgs, ... }@inputs", Box::new(outputs)),
+            NixExpr::Lambda(
+                "{\n  self,\n  nixpkgs,\n  ...\n} @ inputs",
+                Box::new(outputs),
+            ),
         ),
     ]);
     let mut text = header("#", inputs);

@@ -213,7 +213,7 @@ fn module(phase: &HostPhase, inputs: &Inputs<'_>) -> String {
         }
     ));
     text.push_str(&print(&NixExpr::Lambda(
-        "{ ... }",
+        "{...}",
         Box::new(NixExpr::attrs(config)),
     )));
     text.push('\n');

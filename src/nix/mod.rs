@@ -21,14 +21,16 @@ pub enum NixExpr {
     Import(&'static str),
     /// A code fragment fixed at compile time.
     Raw(&'static str),
-    /// `pattern: body`, with a pattern fixed at compile time (`{ ... }`).
+    /// `pattern: body`, with a pattern fixed at compile time (`{...}`), written
+    /// at indentation 0 when it spans lines.
     Lambda(&'static str, Box<NixExpr>),
     /// `function argument`, with a function fixed at compile time.
     Call(&'static str, Box<NixExpr>),
     /// An attribute selection such as `inputs.host-matrix.nixosModules.default`;
     /// each element is escaped like an attribute name.
     Select(Vec<String>),
-    /// `(left + right)`, e.g. a path and a string.
+    /// `left + right`, e.g. a path and a string (parenthesised where it is
+    /// a list element or an argument).
     Concat(Box<NixExpr>, Box<NixExpr>),
 }
 
@@ -117,64 +119,45 @@ fn attr_name(name: &str) -> String {
     }
 }
 
-/// Prints an expression with two-space indentation, one binding per line.
+/// Prints an expression with two-space indentation, one binding per line, in
+/// alejandra's style (`tests/nix_style.rs` checks that alejandra leaves every
+/// generated file unchanged).
 pub fn print(expr: &NixExpr) -> String {
     let mut out = String::new();
     write_expr(&mut out, expr, 0);
     out
 }
 
+/// Writes `expr` without parentheses of its own: the caller adds them where
+/// the context needs them ([`write_operand`]). alejandra removes parentheses
+/// around a binding's value, so a value is never wrapped there.
 fn write_expr(out: &mut String, expr: &NixExpr, indent: usize) {
     match expr {
         NixExpr::Null => out.push_str("null"),
         NixExpr::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        NixExpr::Int(i) => {
-            // Nix has no negative literals: `-1` parses as a unary minus, which
-            // is fine at top level but not as a list element.
-            if *i == i64::MIN {
-                // Nix reads `-N` as negation of N, and 2^63 overflows.
-                out.push_str("(-9223372036854775807 - 1)");
-            } else if *i < 0 {
-                out.push_str(&format!("({i})"));
-            } else {
-                out.push_str(&i.to_string());
-            }
-        }
+        // Nix reads `-N` as negation of N, and 2^63 overflows.
+        NixExpr::Int(i) if *i == i64::MIN => out.push_str("-9223372036854775807 - 1"),
+        NixExpr::Int(i) => out.push_str(&i.to_string()),
         NixExpr::Float(f) => {
-            let s = if f.fract() == 0.0 && f.is_finite() {
-                format!("{f:.1}")
+            if f.fract() == 0.0 && f.is_finite() {
+                out.push_str(&format!("{f:.1}"));
             } else {
-                format!("{f}")
-            };
-            if f.is_sign_negative() {
-                out.push_str(&format!("({s})"));
-            } else {
-                out.push_str(&s);
+                out.push_str(&format!("{f}"));
             }
         }
         NixExpr::Str(s) => out.push_str(&quote(s)),
-        NixExpr::List(items) if items.is_empty() => out.push_str("[ ]"),
+        NixExpr::List(items) if items.is_empty() => out.push_str("[]"),
         NixExpr::List(items) => {
             out.push_str("[\n");
             for item in items {
                 push_indent(out, indent + 1);
-                let needs_parens = matches!(
-                    item,
-                    NixExpr::Import(_) | NixExpr::Raw(_) | NixExpr::Lambda(..) | NixExpr::Call(..)
-                );
-                if needs_parens {
-                    out.push('(');
-                }
-                write_expr(out, item, indent + 1);
-                if needs_parens {
-                    out.push(')');
-                }
+                write_operand(out, item, indent + 1);
                 out.push('\n');
             }
             push_indent(out, indent);
             out.push(']');
         }
-        NixExpr::Attrs(map) if map.is_empty() => out.push_str("{ }"),
+        NixExpr::Attrs(map) if map.is_empty() => out.push_str("{}"),
         NixExpr::Attrs(map) => {
             out.push_str("{\n");
             for (name, value) in map {
@@ -192,28 +175,99 @@ fn write_expr(out: &mut String, expr: &NixExpr, indent: usize) {
             out.push_str(path);
         }
         NixExpr::Raw(code) => out.push_str(code),
-        NixExpr::Lambda(pattern, body) => {
-            out.push_str(pattern);
-            out.push_str(":\n");
-            push_indent(out, indent);
-            write_expr(out, body, indent);
-        }
+        NixExpr::Lambda(pattern, body) => write_lambda(out, pattern, body, indent),
         NixExpr::Call(function, arg) => {
             out.push_str(function);
             out.push(' ');
-            write_expr(out, arg, indent);
+            write_operand(out, arg, indent);
         }
         NixExpr::Concat(left, right) => {
-            out.push('(');
-            write_expr(out, left, indent);
+            write_operand(out, left, indent);
             out.push_str(" + ");
-            write_expr(out, right, indent);
-            out.push(')');
+            write_operand(out, right, indent);
         }
         NixExpr::Select(path) => {
             let names: Vec<String> = path.iter().map(|p| attr_name(p)).collect();
             out.push_str(&names.join("."));
         }
+    }
+}
+
+/// Writes `expr` where only a single term fits (a list element, a function
+/// argument, an operand), in parentheses unless it is one: Nix has no negative
+/// literals, so `[ 1 -1 ]` would be a subtraction.
+fn write_operand(out: &mut String, expr: &NixExpr, indent: usize) {
+    let needs_parens = match expr {
+        NixExpr::Int(i) => *i < 0,
+        NixExpr::Float(f) => f.is_sign_negative(),
+        NixExpr::Raw(code) => code.contains(char::is_whitespace),
+        NixExpr::Import(_) | NixExpr::Lambda(..) | NixExpr::Call(..) | NixExpr::Concat(..) => true,
+        _ => false,
+    };
+    if !needs_parens {
+        write_expr(out, expr, indent);
+        return;
+    }
+    let mut inner = String::new();
+    write_expr(&mut inner, expr, indent);
+    // alejandra indents a parenthesised expression one more level when its
+    // middle lines would otherwise not be deeper than the parenthesis.
+    if !middle_lines_indented(&inner, indent, matches!(expr, NixExpr::Lambda(..))) {
+        inner.clear();
+        write_expr(&mut inner, expr, indent + 1);
+    }
+    out.push('(');
+    out.push_str(&inner);
+    out.push(')');
+}
+
+/// alejandra's test for a parenthesised expression (`utils.rs`,
+/// `second_through_penultimate_line_are_indented`): single-line text never
+/// needs it; two lines pass only for a function.
+fn middle_lines_indented(text: &str, indent: usize, is_lambda: bool) -> bool {
+    let lines: Vec<&str> = text.split('\n').collect();
+    if lines.len() == 1 {
+        return true;
+    }
+    if lines.len() <= 2 {
+        return is_lambda;
+    }
+    let pad = "  ".repeat(indent);
+    lines[1..lines.len() - 1].iter().all(|line| {
+        line.is_empty()
+            || line.starts_with(&format!("{pad}  "))
+            || line.starts_with(&format!("{pad}}}:"))
+            || line.starts_with(&format!("{pad}in"))
+    })
+}
+
+/// `pattern: body`; a multi-line pattern is written at indentation 0.
+fn write_lambda(out: &mut String, pattern: &str, body: &NixExpr, indent: usize) {
+    for (i, line) in pattern.lines().enumerate() {
+        if i > 0 {
+            out.push('\n');
+            push_indent(out, indent);
+        }
+        out.push_str(line);
+    }
+    out.push(':');
+    // alejandra's layout: a container, string, number or function body starts
+    // on the pattern's line, anything else on the next one, indented unless
+    // the lambda is at top level.
+    let same_line = match body {
+        NixExpr::Attrs(_) | NixExpr::List(_) | NixExpr::Str(_) | NixExpr::Lambda(..) => true,
+        NixExpr::Int(i) => *i >= 0,
+        NixExpr::Float(f) => !f.is_sign_negative(),
+        _ => false,
+    };
+    if same_line {
+        out.push(' ');
+        write_expr(out, body, indent);
+    } else {
+        let body_indent = if indent > 0 { indent + 1 } else { indent };
+        out.push('\n');
+        push_indent(out, body_indent);
+        write_expr(out, body, body_indent);
     }
 }
 
@@ -254,7 +308,7 @@ mod tests {
         let e = NixExpr::attrs([("m.homeserver", NixExpr::Int(-1)), ("rec", NixExpr::Null)]);
         assert_eq!(
             print(&e),
-            "{\n  \"m.homeserver\" = (-1);\n  \"rec\" = null;\n}"
+            "{\n  \"m.homeserver\" = -1;\n  \"rec\" = null;\n}"
         );
     }
 
