@@ -59,6 +59,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => diff(&spec, against, against_rev, system, &output, format),
         Command::Secrets { spec, out } => secrets(&spec, &out),
         Command::Explain { code } => explain(code.as_deref()),
+        Command::Schema => {
+            let schema = masgen::spec::schema::json_schema();
+            std::io::stdout().lock().write_all(schema.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Completions { shell } => completions(shell),
         Command::Man { out_dir } => man(out_dir.as_deref()),
     }
