@@ -27,10 +27,14 @@ pub fn json_schema() -> String {
 }
 
 /// schemars lets an `Option` be `null`; TOML has none, and an editor
-/// should not offer it. Removes `null` from every `type` list and `anyOf`.
+/// should not offer it. Removes `null` from every `type` list and `anyOf`,
+/// and `default: null`.
 fn drop_null(value: &mut Value) {
     match value {
         Value::Object(map) => {
+            if map.get("default") == Some(&Value::Null) {
+                map.remove("default");
+            }
             if let Some(Value::Array(types)) = map.get_mut("type") {
                 types.retain(|t| t != "null");
                 if types.len() == 1 {
