@@ -165,13 +165,13 @@ fn taplo_checks_init_output_against_the_schema_beside_it() {
     for args in [&["init"][..], &["init", "--existing"]] {
         let starter = masgen(args);
         fs::write(&spec, &starter).unwrap();
-        let out = lint(&taplo, &[spec.clone()], None);
+        let out = lint(&taplo, std::slice::from_ref(&spec), None);
         assert!(out.status.success(), "{args:?}:\n{}", text(&out));
 
         let wrong = starter.replacen("mode = \"", "mode = \"x", 1);
         assert_ne!(wrong, starter);
         fs::write(&spec, &wrong).unwrap();
-        let out = lint(&taplo, &[spec.clone()], None);
+        let out = lint(&taplo, std::slice::from_ref(&spec), None);
         assert!(!out.status.success(), "{args:?}:\n{}", text(&out));
         assert!(text(&out).contains("is not one of [\"fresh\",\"migrate\"]"));
     }

@@ -43,7 +43,7 @@ fn drop_null(value: &mut Value) {
                 }
             }
             if let Some(Value::Array(any)) = map.get_mut("anyOf") {
-                any.retain(|s| s.get("type").is_none_or(|t| t != "null"));
+                any.retain(|s| s.get("type") != Some(&Value::from("null")));
                 if any.len() == 1 {
                     let Some(Value::Object(only)) = map.remove("anyOf").map(|mut a| a[0].take())
                     else {
