@@ -219,6 +219,12 @@ const BAD: &[(&str, &str, &str, usize)] = &[
         "'algorithm' was unexpected",
         27,
     ),
+    (
+        "57-unknown-account-key.toml",
+        "spec.unknown_key",
+        "'allow_registration' was unexpected",
+        41,
+    ),
     // bad enum values and ranges
     (
         "34-mode-upgrade.toml",

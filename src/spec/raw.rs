@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::schema::{free_table, ldap, password_login, port};
+use super::schema::{account, free_table, ldap, password_login, port};
 
 /// A masgen spec: one Matrix homeserver (Synapse) with the Matrix Authentication Service.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -302,6 +302,7 @@ pub struct MasSpec {
     pub email: Option<EmailSpec>,
     /// MAS `account` options (booleans).
     #[serde(default)]
+    #[schemars(schema_with = "account")]
     pub account: BTreeMap<String, bool>,
     /// MAS's `http.trusted_proxies` (default `127.0.0.1/8`, `::1/128`).
     pub trusted_proxies: Option<Vec<String>>,
@@ -511,3 +512,17 @@ pub struct UserSpec {
     /// A file holding the user's initial password.
     pub password_file: Option<String>,
 }
+
+/// MAS's `account` options `[mas.account]` may set (checked in
+/// model/check/mas.rs; the schema lists them too).
+pub const MAS_ACCOUNT_KEYS: &[&str] = &[
+    "email_change_allowed",
+    "displayname_change_allowed",
+    "password_registration_enabled",
+    "password_registration_email_required",
+    "password_change_allowed",
+    "password_recovery_enabled",
+    "account_deactivation_allowed",
+    "login_with_email_allowed",
+    "password_registration_token_required",
+];

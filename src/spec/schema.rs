@@ -65,6 +65,20 @@ pub(super) fn free_table(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "object" })
 }
 
+/// `[mas.account]`: MAS's own booleans, the keys the model knows.
+pub(super) fn account(_: &mut SchemaGenerator) -> Schema {
+    let properties: serde_json::Map<String, Value> = super::raw::MAS_ACCOUNT_KEYS
+        .iter()
+        .map(|k| (k.to_string(), serde_json::json!({ "type": "boolean" })))
+        .collect();
+    json_schema!({
+        "description": "MAS `account` options (booleans).",
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": false
+    })
+}
+
 /// A TCP port, as the model checks it (1..=65535).
 pub(super) fn port(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "integer", "minimum": 1, "maximum": 65535 })
