@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// A valid spec followed by unknown keys in `[migration]` up to `size` bytes.
 fn spec_with_unknown_keys(size: usize) -> (String, usize) {
-    let mut text = String::from(masgen::starter_spec(false));
+    let mut text = masgen::starter_spec(false);
     text.push_str("\n[migration]\n");
     let mut keys = 0;
     while text.len() < size {

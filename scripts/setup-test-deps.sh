@@ -29,8 +29,9 @@ missing=()
 # man (man-db), zsh and fish: tests/shell_integration.rs renders the man pages
 # and loads the completion scripts in each shell; git: tests/diff.rs and
 # tests/ci_workflow.rs (a repository with an `origin`); `script` (util-linux):
-# tests/apply.rs answers apply's prompt through a pseudo-terminal.
-for tool in nix-instantiate nginx systemd-analyze pg_config envsubst jq shellcheck openssl gcc man zsh fish git script; do
+# tests/apply.rs answers apply's prompt through a pseudo-terminal; node + npm:
+# taplo's CLI (tests/editor_schema.rs) comes from npm.
+for tool in nix-instantiate nginx systemd-analyze pg_config envsubst jq shellcheck openssl gcc man zsh fish git script node npm; do
   have "$tool" || missing+=("$tool")
 done
 [ -n "$(pg_bin_dir)" ] || missing+=("pg_ctl")
@@ -53,7 +54,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
     nix-bin postgresql nginx systemd libpq-dev gettext-base jq shellcheck openssl \
     python3 python3-venv python3-dev python3-yaml gcc libc6-dev \
-    man-db groff-base zsh fish git util-linux >&2
+    man-db groff-base zsh fish git util-linux nodejs npm >&2
 else
   log "system packages already installed"
 fi
@@ -126,6 +127,22 @@ EOF
   nginx_at_least_1_25_1 "$NGINX_DIR/usr/sbin/nginx" ||
     { log "the unpacked nginx does not run: $("$NGINX_DIR/usr/sbin/nginx" -v 2>&1)"; exit 1; }
   log "nginx ok: $("$NGINX_DIR/usr/sbin/nginx" -v 2>&1)"
+fi
+
+# ---------------------------------------------------------------------- taplo
+# The TOML toolkit behind Even Better TOML: tests/editor_schema.rs checks the
+# examples and bad specs against docs/masgen-spec.schema.json with its CLI.
+# A private npm prefix; the tests find $TAPLO_DIR/node_modules/.bin/taplo
+# (or $MASGEN_TAPLO).
+TAPLO_VERSION="0.7.0"
+TAPLO_DIR="${MASGEN_TAPLO_DIR:-$HOME/.cache/masgen/taplo}"
+if [ "$(node -p "require('$TAPLO_DIR/node_modules/@taplo/cli/package.json').version" 2>/dev/null)" = "$TAPLO_VERSION" ]; then
+  log "taplo already installed: $TAPLO_DIR/node_modules/.bin/taplo"
+else
+  log "installing @taplo/cli $TAPLO_VERSION into $TAPLO_DIR"
+  mkdir -p "$TAPLO_DIR"
+  npm install --prefix "$TAPLO_DIR" --no-audit --no-fund --silent "@taplo/cli@$TAPLO_VERSION" >&2
+  "$TAPLO_DIR/node_modules/.bin/taplo" --version >&2 || { log "taplo does not run"; exit 1; }
 fi
 
 # ------------------------------------------------------------- synapse venvs

@@ -115,6 +115,9 @@ pub enum Command {
     /// Explain a diagnostic or plan refusal code (e.g. `secret.literal`): why it matters,
     /// what Synapse, MAS and syn2mas do, how to fix it. Without a code, list them all.
     Explain { code: Option<String> },
+    /// Print the spec's JSON Schema, for editors (taplo's `#:schema` directive), e.g.
+    /// `masgen schema > masgen-spec.schema.json`.
+    Schema,
     /// Print a shell completion script (e.g. `source <(masgen completions bash)`).
     Completions {
         #[arg(value_enum)]

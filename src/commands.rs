@@ -60,6 +60,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => diff(&spec, against, against_rev, system, &output, format),
         Command::Secrets { spec, out } => secrets(&spec, &out),
         Command::Explain { code } => explain(code.as_deref()),
+        Command::Schema => {
+            let schema = masgen::spec::schema::json_schema();
+            std::io::stdout().lock().write_all(schema.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Completions { shell } => completions(shell),
         Command::Man { out_dir } => man(out_dir.as_deref()),
     }
@@ -340,8 +345,7 @@ fn plan(
     };
     let text = match format {
         crate::cli::Format::Text => {
-            use std::io::IsTerminal;
-            let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+            let color = stdout_color();
             plan::render_text(&plan, color)
         }
         crate::cli::Format::Markdown => plan::render_markdown(&plan),
@@ -384,8 +388,7 @@ fn diff(
     };
     let text = match format {
         crate::cli::Format::Text => {
-            use std::io::IsTerminal;
-            let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+            let color = stdout_color();
             diff::render::text(&changeset, color)
         }
         crate::cli::Format::Markdown => diff::render::markdown(&changeset),
@@ -437,4 +440,37 @@ fn import(
     }
     std::io::stderr().lock().write_all(report.as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether to colour stdout, by the common conventions: `NO_COLOR` (any
+/// non-empty value) turns colour off (https://no-color.org); otherwise
+/// `CLICOLOR_FORCE` (non-empty, not `0`) turns it on even when stdout is not
+/// a terminal, e.g. in CI logs (https://bixense.com/clicolors/); otherwise
+/// colour when stdout is a terminal.
+fn stdout_color() -> bool {
+    use std::io::IsTerminal;
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    decide_color(
+        var("NO_COLOR").is_some(),
+        var("CLICOLOR_FORCE").is_some_and(|v| v != "0"),
+        std::io::stdout().is_terminal(),
+    )
+}
+
+fn decide_color(no_color: bool, force: bool, terminal: bool) -> bool {
+    !no_color && (force || terminal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decide_color;
+
+    #[test]
+    fn no_color_beats_clicolor_force_which_beats_no_terminal() {
+        assert!(!decide_color(true, true, true));
+        assert!(!decide_color(true, false, true));
+        assert!(decide_color(false, true, false));
+        assert!(decide_color(false, false, true));
+        assert!(!decide_color(false, false, false));
+    }
 }

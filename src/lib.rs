@@ -119,11 +119,26 @@ pub fn build_tree_for(
     Ok((lowered, tree))
 }
 
-/// The annotated starter spec `masgen init` prints.
-pub fn starter_spec(existing: bool) -> &'static str {
-    if existing {
+/// The annotated starter spec `masgen init` prints: an example, whose
+/// `#:schema` directive points into this repository, with one that points
+/// next to the user's spec instead (a file `masgen schema` writes: it works
+/// offline and matches this masgen's spec format; docs/guide.md "Editor").
+pub fn starter_spec(existing: bool) -> String {
+    let example = if existing {
         include_str!("../examples/migrate-local.toml")
     } else {
         include_str!("../examples/fresh.toml")
-    }
+    };
+    let body = example
+        .strip_prefix(EXAMPLE_SCHEMA_DIRECTIVE)
+        .expect("every example starts with its #:schema directive");
+    format!("{INIT_SCHEMA_DIRECTIVE}{body}")
 }
+
+/// The first line of every `examples/*.toml`.
+pub const EXAMPLE_SCHEMA_DIRECTIVE: &str = "#:schema ../docs/masgen-spec.schema.json\n";
+
+/// The first lines of `masgen init`'s output.
+pub const INIT_SCHEMA_DIRECTIVE: &str = "#:schema ./masgen-spec.schema.json\n\
+# Editor checks and completion (Even Better TOML, taplo) read the schema next to\n\
+# this spec; write it once with `masgen schema > masgen-spec.schema.json`.\n";

@@ -2,6 +2,7 @@
 //! secrets are checked here; meaning is checked in `model`.
 
 pub mod raw;
+pub mod schema;
 mod syntax;
 
 use std::collections::{BTreeSet, BinaryHeap};

@@ -283,24 +283,13 @@ fn check_mas_passwords(
 
 /// `[mas.account]`: MAS's own account options.
 fn check_mas_account(c: &mut Checker, m: &raw::MasSpec, has_email: bool) {
-    const ACCOUNT_KEYS: &[&str] = &[
-        "email_change_allowed",
-        "displayname_change_allowed",
-        "password_registration_enabled",
-        "password_registration_email_required",
-        "password_change_allowed",
-        "password_recovery_enabled",
-        "account_deactivation_allowed",
-        "login_with_email_allowed",
-        "password_registration_token_required",
-    ];
     for key in m.account.keys() {
-        if !ACCOUNT_KEYS.contains(&key.as_str()) {
+        if !raw::MAS_ACCOUNT_KEYS.contains(&key.as_str()) {
             c.error(
                 "spec.unknown_key",
                 at("mas.account").key(key),
                 format!("unknown MAS account option `{key}`"),
-                format!("known options: {}", ACCOUNT_KEYS.join(", ")),
+                format!("known options: {}", raw::MAS_ACCOUNT_KEYS.join(", ")),
             );
         }
     }
