@@ -8,15 +8,18 @@
 //!   over every config section) accepts each phase's settings, and reads back
 //!   what the phase means (delegation on/off, the pepper from the runtime file).
 //! * `synapse_starts_and_serves_every_example`: Synapse really starts against
-//!   PostgreSQL. Prepare phase: shared-secret registration, password login and
-//!   `whoami` work. Final phase: Synapse starts with delegation on although MAS
-//!   is not running (MAS is not packaged anywhere reachable from this test
-//!   environment: not on crates.io, PyPI, Debian or npm), and no longer serves
-//!   `/_matrix/client/v3/login` nor the shared-secret register API — which is
-//!   why nginx must send the compat routes to MAS.
+//!   PostgreSQL. Prepare phase: the login flows are the ones the spec's TOML
+//!   names (read in the test, not taken from masgen's output), and
+//!   shared-secret registration, password login and `whoami` work. Final
+//!   phase: Synapse starts with delegation on although MAS is not running
+//!   (MAS is not packaged anywhere reachable from this test environment: not
+//!   on crates.io, PyPI, Debian or npm), answers 404 `M_UNRECOGNIZED` on
+//!   `/_matrix/client/v3/login` and the shared-secret register API — which
+//!   is why nginx must send the compat routes to MAS — and 401 on MAS's API.
 //! * `conflicts_table_matches_real_synapse`: every entry of
-//!   `masgen::rules::DELEGATION_CONFLICTS` is refused by Synapse's loader in a
-//!   delegating config, and by masgen's validation first.
+//!   `masgen::rules::DELEGATION_CONFLICTS` is refused by masgen's validation
+//!   in every example, and by Synapse's loader in one delegating config
+//!   (`one_final_phase` says why one is enough).
 //! * `secret_contents_never_reach_generated_files`: canary secret contents
 //!   appear nowhere in masgen's output, yet Synapse reads them from the files.
 //!
