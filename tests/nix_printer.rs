@@ -181,7 +181,8 @@ const FLOATS: &[f64] = &[
     f64::EPSILON,
     5e-324,
     -5e-324,
-    2.2250738585072009e-308,
+    // The largest subnormal.
+    2.225073858507201e-308,
 ];
 
 fn value() -> impl Strategy<Value = NixExpr> {
