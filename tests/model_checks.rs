@@ -203,3 +203,31 @@ fn legacy_oidc_block_and_provider_oidc_collide() {
         .collect();
     assert_eq!(dups, [line], "{text}");
 }
+
+/// Two `oidc_providers` entries with the same `idp_id` are refused at the
+/// second one; distinct ids are fine.
+#[test]
+fn oidc_providers_need_distinct_ids() {
+    let with_second = |id: &str| {
+        let mut text = example_text("migrate-keycloak.toml");
+        text.push_str(&format!(
+            "\n[[synapse.oidc_providers]]\nidp_id = \"{id}\"\nidp_name = \"Other\"\nissuer = \"https://other.example.net/\"\nclient_id = \"synapse\"\nclient_secret_file = \"/run/secrets/other\"\n"
+        ));
+        text
+    };
+    let text = with_second("keycloak");
+    let second = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("idp_id = \"keycloak\""))
+        .map(|(i, _)| i + 1)
+        .nth(1)
+        .expect("second provider");
+    let dups: Vec<usize> = diags(&text)
+        .into_iter()
+        .filter(|d| d.1 == "synapse.oidc.duplicate")
+        .map(|d| d.3)
+        .collect();
+    assert_eq!(dups, [second], "{text}");
+    assert!(!has(with_second("other"), "synapse.oidc.duplicate"));
+}
