@@ -74,13 +74,15 @@ fn compat_route_leaves_other_synapse_paths_alone() {
     if nginx_bin().is_none() {
         return;
     }
-    let (name, text) = example_specs()
-        .into_iter()
-        .find(|(n, _)| n == "migrate-local.toml")
-        .expect("migrate-local example");
+    for (name, text) in example_specs() {
+        compat_route_over_match(&name, &text);
+    }
+}
+
+fn compat_route_over_match(name: &str, text: &str) {
     let synapse = RecordingUpstream::start("synapse");
     let mas = RecordingUpstream::start("mas");
-    let mut checked = checked(&name, &text);
+    let mut checked = checked(name, text);
     checked.homeserver.synapse.port = synapse.port();
     checked.homeserver.synapse.listen_address = "127.0.0.1".into();
     checked.homeserver.mas.port = mas.port();
@@ -127,7 +129,7 @@ fn compat_route_leaves_other_synapse_paths_alone() {
             path,
             "synapse",
             path,
-            "compat over-match",
+            &format!("{name}: compat over-match"),
         );
     }
 }

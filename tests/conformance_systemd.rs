@@ -91,7 +91,10 @@ fn tree_units_are_render_unit_output() {
     }
 }
 
-/// The check is live: broken units fail it.
+/// The check is live: broken units fail it. One unit (migrate-local's first
+/// task) is the base of every mutation: this tests the checker, not the
+/// units, which `every_rendered_unit_passes_systemd_analyze_verify` checks
+/// for every example.
 #[test]
 fn verify_rejects_broken_units() {
     let Some(tool) = require_tool("systemd-analyze", "verifying rendered systemd units") else {

@@ -120,8 +120,7 @@ fn every_code_in_src_has_an_explanation() {
         missing.is_empty() && stale.is_empty(),
         "docs/codes.md must explain exactly the codes used in src/.\n\
          Codes without an explanation (add a \"## `CODE`\" section to docs/codes.md \
-         with why it matters, what Synapse/MAS/syn2mas do, and a **Fix:** paragraph; \
-         docs/codes-pending.md may already have one):\n  {}\n\
+         with why it matters, what Synapse/MAS/syn2mas do, and a **Fix:** paragraph):\n  {}\n\
          Explained codes no longer used in src/ (remove or rename the section):\n  {}",
         missing
             .iter()

@@ -10,10 +10,13 @@
 //! - the attribute names `outPath` and `__toString`: Nix's JSON conversion
 //!   replaces an attribute set holding them by that attribute (or the
 //!   function's result), so the JSON differs by design, not by a printer bug.
-//! - `i64::MIN`: printed as `(-9223372036854775808)`, which Nix refuses
-//!   ("invalid integer"); see [`int_min_evaluates`] (ignored until fixed).
-//! - floats: Nix 2.8 prints them in JSON with 6 significant digits, so they
-//!   are compared approximately in [`floats_evaluate_approximately`].
+//! - NaN and the infinities: they have no Nix value; the printer writes a
+//!   `throw` for them ([`non_finite_floats_throw`]).
+//!
+//! Floats are in: Nix 2.8 prints them in JSON with 6 significant digits, so
+//! the evaluated value is compared within that precision, and
+//! [`float_text_reads_back_exactly`] checks that the printed literal itself
+//! is exact (Nix reads it with `strtod`, as Rust's `parse` does).
 //!
 //! Without `nix-instantiate` the evaluation half SKIPs locally and fails in
 //! CI (`support::nix_instantiate`); the rnix half always runs.
@@ -28,20 +31,27 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Value};
 
-/// The JSON Nix gives for `expr` (no floats, imports or code fragments).
-fn expected_json(expr: &NixExpr) -> Value {
-    match expr {
-        NixExpr::Null => Value::Null,
-        NixExpr::Bool(b) => Value::Bool(*b),
-        NixExpr::Int(i) => json!(i),
-        NixExpr::Str(s) => Value::String(s.clone()),
-        NixExpr::List(items) => Value::Array(items.iter().map(expected_json).collect()),
-        NixExpr::Attrs(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), expected_json(v)))
-                .collect(),
-        ),
-        other => panic!("no JSON for {other:?}"),
+/// Whether `got` (Nix's JSON) is the value of `expr` (no imports or code
+/// fragments). Floats: Nix 2.8 writes 6 significant digits.
+fn same(got: &Value, expr: &NixExpr) -> bool {
+    match (expr, got) {
+        (NixExpr::Null, Value::Null) => true,
+        (NixExpr::Bool(b), Value::Bool(g)) => b == g,
+        (NixExpr::Int(i), Value::Number(g)) => g.as_i64() == Some(*i),
+        (NixExpr::Float(f), Value::Number(g)) => g
+            .as_f64()
+            .is_some_and(|g| (g - f).abs() <= (f.abs() * 1e-5).max(1e-323)),
+        (NixExpr::Str(s), Value::String(g)) => s == g,
+        (NixExpr::List(items), Value::Array(g)) => {
+            items.len() == g.len() && items.iter().zip(g).all(|(e, g)| same(g, e))
+        }
+        (NixExpr::Attrs(map), Value::Object(g)) => {
+            map.len() == g.len()
+                && map
+                    .iter()
+                    .all(|(k, e)| g.get(k).is_some_and(|g| same(g, e)))
+        }
+        _ => false,
     }
 }
 
@@ -75,10 +85,9 @@ fn check_value(nix: Option<&support::NixTool>, expr: &NixExpr) -> Result<(), Str
     }
     if let Some(nix) = nix {
         let got = eval(nix, &text).map_err(|e| format!("{e}\nin:\n{text}"))?;
-        let want = expected_json(expr);
-        if got != want {
+        if !same(&got, expr) {
             return Err(format!(
-                "evaluated to\n  {got}\nwant\n  {want}\nfrom:\n{text}"
+                "evaluated to\n  {got}\nwant\n  {expr:?}\nfrom:\n{text}"
             ));
         }
     }
@@ -138,12 +147,12 @@ fn attr_name() -> impl Strategy<Value = String> {
 
 fn int() -> impl Strategy<Value = i64> {
     prop_oneof![
-        // i64::MIN is left out: see `int_min_evaluates`.
-        3 => (i64::MIN + 1)..=i64::MAX,
+        3 => any::<i64>(),
         1 => prop::sample::select(vec![
             0,
             1,
             -1,
+            i64::MIN,
             i64::MIN + 1,
             i64::MAX,
             -42,
@@ -153,11 +162,45 @@ fn int() -> impl Strategy<Value = i64> {
     ]
 }
 
+/// Every finite float (normal, subnormal, both zeros), and edge values.
+fn float() -> impl Strategy<Value = f64> {
+    use prop::num::f64::{NEGATIVE, NORMAL, POSITIVE, SUBNORMAL, ZERO};
+    prop_oneof![
+        3 => POSITIVE | NEGATIVE | NORMAL | SUBNORMAL | ZERO,
+        1 => prop::sample::select(FLOATS.to_vec()),
+    ]
+}
+
+const FLOATS: &[f64] = &[
+    0.0,
+    -0.0,
+    1.0,
+    -1.5,
+    0.1,
+    1e-5,
+    9.99e-6,
+    1e16,
+    9999999999999998.0,
+    1e21,
+    1e300,
+    -1e300,
+    2.5e-300,
+    f64::MAX,
+    f64::MIN,
+    f64::MIN_POSITIVE,
+    f64::EPSILON,
+    5e-324,
+    -5e-324,
+    // The largest subnormal.
+    2.225073858507201e-308,
+];
+
 fn value() -> impl Strategy<Value = NixExpr> {
     let leaf = prop_oneof![
         1 => Just(NixExpr::Null),
         1 => any::<bool>().prop_map(NixExpr::Bool),
         2 => int().prop_map(NixExpr::Int),
+        1 => float().prop_map(NixExpr::Float),
         4 => nasty_string().prop_map(NixExpr::Str),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
@@ -291,6 +334,9 @@ fn nested_and_empty_containers() {
         NixExpr::attrs([("", NixExpr::List(vec![NixExpr::Int(-1)]))]),
         NixExpr::Int(i64::MAX),
         NixExpr::Int(i64::MIN + 1),
+        // Nix reads `-9223372036854775808` as the negation of 2^63, which
+        // overflows: the printer writes `(-9223372036854775807 - 1)`.
+        NixExpr::Int(i64::MIN),
         deep,
     ]);
     check_value(nix.as_ref(), &value).unwrap();
@@ -309,60 +355,102 @@ fn json_round_trips_through_from_json() {
     check_value(nix.as_ref(), &expr).unwrap();
 }
 
-/// Floats print in a form Nix reads; Nix's JSON keeps 6 significant digits.
-/// (`-0.0` is left out: see `negative_zero_in_a_list_parses`.)
+/// Edge floats in one list; `printed_values_parse_and_evaluate_to_themselves`
+/// draws them too, this makes sure each is tried every run.
 #[test]
-fn floats_evaluate_approximately() {
-    let floats = [
-        0.0,
-        1.0,
-        -1.5,
-        0.1,
-        1e-7,
-        2.5e-300,
-        1e21,
-        1.7976931348623157e308,
-        -3.25e10,
-    ];
-    let expr = NixExpr::List(floats.iter().map(|f| NixExpr::Float(*f)).collect());
-    let text = print(&expr);
-    assert_eq!(syntax_errors(&text), Vec::<String>::new(), "{text}");
-    let Some(nix) = support::nix_instantiate() else {
-        return;
-    };
-    let got = eval(&nix, &text).unwrap_or_else(|e| panic!("{e}\nin:\n{text}"));
-    let got = got.as_array().expect("a list");
-    for (want, got) in floats.iter().zip(got) {
-        let got = got
-            .as_f64()
-            .unwrap_or_else(|| panic!("{got} is not a number"));
-        let tolerance = want.abs() * 1e-5 + 1e-300;
-        assert!((got - want).abs() <= tolerance, "{want} evaluated to {got}");
-    }
-}
-
-/// Printer bug: `NixExpr::Int(i64::MIN)` prints as `(-9223372036854775808)`,
-/// and Nix has no negative literals, so it reads `9223372036854775808`,
-/// which overflows ("invalid integer"). Printing `(-9223372036854775807 - 1)`
-/// would work.
-#[test]
-fn int_min_evaluates() {
+fn edge_floats_evaluate() {
     let nix = support::nix_instantiate();
-    check_value(nix.as_ref(), &NixExpr::List(vec![NixExpr::Int(i64::MIN)])).unwrap();
+    let expr = NixExpr::List(FLOATS.iter().map(|f| NixExpr::Float(*f)).collect());
+    check_value(nix.as_ref(), &expr).unwrap();
 }
 
-/// Printer bug: `Float(-0.0)` is not parenthesised (`-0.0 < 0.0` is false),
-/// so in a list `[ 1.0 -0.0 ]` reads as the subtraction `1.0 - 0.0`, or as a
-/// syntax error when it comes first. Testing `f.is_sign_negative()` instead
-/// of `*f < 0.0` would fix it.
+/// Nix has no negative literals: `(-0.0)` would be `0 - 0.0` = `+0.0`. Nix
+/// writes the sign of a zero in JSON (`-0`), which serde_json drops, so the
+/// raw output is compared.
 #[test]
-fn negative_zero_in_a_list_parses() {
+fn negative_zero_keeps_its_sign() {
     let expr = NixExpr::List(vec![NixExpr::Float(1.0), NixExpr::Float(-0.0)]);
     let text = print(&expr);
     assert_eq!(syntax_errors(&text), Vec::<String>::new(), "{text}");
     let Some(nix) = support::nix_instantiate() else {
         return;
     };
-    let got = eval(&nix, &text).unwrap_or_else(|e| panic!("{e}\nin:\n{text}"));
-    assert_eq!(got.as_array().map(Vec::len), Some(2), "{got} from:\n{text}");
+    let mut file = tempfile::Builder::new().suffix(".nix").tempfile().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    let out = nix
+        .command()
+        .args(["--eval", "--strict", "--json"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "[1,-0]",
+        "from:\n{text}"
+    );
+}
+
+/// NaN and ±inf have no Nix literal, and no JSON either (Nix 2.8's toJSON
+/// writes a bare `inf`). The printer writes a `throw`: the text parses, and
+/// evaluating it stops with a message instead of carrying a wrong value.
+#[test]
+fn non_finite_floats_throw() {
+    let nix = support::nix_instantiate();
+    for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let text = print(&NixExpr::List(vec![NixExpr::Int(1), NixExpr::Float(f)]));
+        assert_eq!(syntax_errors(&text), Vec::<String>::new(), "{text}");
+        if let Some(nix) = &nix {
+            let err = eval(nix, &text).expect_err(&text);
+            assert!(err.contains("has no Nix value"), "{f}: {err}");
+        }
+    }
+}
+
+/// The printed text of a float reads back as exactly that float, as Nix
+/// reads it: decimal tokens through `strtod` (correctly rounded, like
+/// Rust's `parse`), `-x` as `0 - x`, `a * b` as one IEEE multiplication.
+/// Nix's JSON output is too coarse (6 digits) to show this.
+#[test]
+fn float_text_reads_back_exactly() {
+    fn read(text: &str) -> f64 {
+        let t = text.trim();
+        if let Some(inner) = t.strip_prefix('(').and_then(|t| t.strip_suffix(')')) {
+            return read(inner);
+        }
+        if let Some((a, b)) = t.split_once(" * ") {
+            return read(a) * read(b);
+        }
+        if let Some(x) = t.strip_prefix('-') {
+            return 0.0 - read(x);
+        }
+        // Nix's FLOAT token: digits, a dot, digits, an optional exponent.
+        let (mantissa, _) = t.split_once(['e', 'E']).unwrap_or((t, ""));
+        assert!(mantissa.contains('.'), "`{t}` is not a Nix float token");
+        let v: f64 = t.parse().unwrap_or_else(|e| panic!("`{t}`: {e}"));
+        assert!(
+            v == 0.0 || v.abs() >= f64::MIN_POSITIVE,
+            "`{t}` is subnormal: Nix 2.8 refuses it (strtod sets ERANGE)"
+        );
+        v
+    }
+    let check = |f: f64| {
+        let text = print(&NixExpr::Float(f));
+        let got = read(&text);
+        assert_eq!(got.to_bits(), f.to_bits(), "{f:e} printed as `{text}`");
+        Ok(())
+    };
+    for f in FLOATS {
+        check(*f).unwrap();
+    }
+    let mut runner = TestRunner::new(Config {
+        cases: 4096,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&float(), |f| {
+        check(f).map_err(|e: String| TestCaseError::fail(e))
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
 }

@@ -1,11 +1,12 @@
 //! Reads the Nix files masgen writes back into data: attribute sets, lists,
 //! strings, numbers, booleans, `null`, a `{ ... }:` module header and
-//! `import ./file.nix` of a sibling file in the same tree. Anything else
-//! (interpolation, `let`, operators) means the file was not written by
-//! masgen, and is an error.
+//! `import ./file.nix` of a sibling file in the same tree, and the
+//! arithmetic the printer writes for numbers without a literal (`-`, `*`).
+//! Anything else (interpolation, `let`, other operators) means the file was
+//! not written by masgen, and is an error.
 
 use camino::{Utf8Path, Utf8PathBuf};
-use rnix::ast::{self, HasEntry, InterpolPart, LiteralKind, UnaryOpKind};
+use rnix::ast::{self, BinOpKind, HasEntry, InterpolPart, LiteralKind, UnaryOpKind};
 use serde_json::{Map, Number, Value};
 
 use crate::emit::OutputTree;
@@ -108,21 +109,22 @@ impl Reader<'_> {
                 "null" => Ok(Value::Null),
                 other => Err(self.err(format!("the variable `{other}`"))),
             },
+            // Nix reads `-x` as `0 - x`.
             ast::Expr::UnaryOp(op) if op.operator() == Some(UnaryOpKind::Negate) => {
                 let inner = op.expr().ok_or_else(|| self.err("`-`"))?;
-                match self.value(&inner)? {
-                    Value::Number(n) => {
-                        if let Some(i) = n.as_i64() {
-                            Ok(Value::Number((-i).into()))
-                        } else {
-                            n.as_f64()
-                                .and_then(|f| Number::from_f64(-f))
-                                .map(Value::Number)
-                                .ok_or_else(|| self.err("a negative number"))
-                        }
-                    }
-                    _ => Err(self.err("`-` of a non-number")),
-                }
+                let x = self.value(&inner)?;
+                arith(BinOpKind::Sub, &Value::from(0), &x).ok_or_else(|| self.err("`-` of this"))
+            }
+            // `(-9223372036854775807 - 1)`, `(0.0 * -1.0)`, subnormals.
+            ast::Expr::BinOp(op) => {
+                let side = |e: Option<ast::Expr>| {
+                    e.ok_or_else(|| self.err("an operator"))
+                        .and_then(|e| self.value(&e))
+                };
+                let (a, b) = (side(op.lhs())?, side(op.rhs())?);
+                op.operator()
+                    .and_then(|kind| arith(kind, &a, &b))
+                    .ok_or_else(|| self.err(format!("`{op}`")))
             }
             ast::Expr::Apply(app) => {
                 let is_import = matches!(app.lambda(), Some(ast::Expr::Ident(id)) if id.to_string() == "import");
@@ -200,6 +202,29 @@ fn normalize(path: &Utf8Path) -> Utf8PathBuf {
     out
 }
 
+/// Nix's `-` and `*` on numbers: integers stay integers (overflow is an
+/// error in Nix too), anything with a float is IEEE double arithmetic.
+fn arith(kind: BinOpKind, a: &Value, b: &Value) -> Option<Value> {
+    let (Value::Number(a), Value::Number(b)) = (a, b) else {
+        return None;
+    };
+    if let (Some(a), Some(b)) = (a.as_i64(), b.as_i64()) {
+        let n = match kind {
+            BinOpKind::Sub => a.checked_sub(b)?,
+            BinOpKind::Mul => a.checked_mul(b)?,
+            _ => return None,
+        };
+        return Some(Value::from(n));
+    }
+    let (a, b) = (a.as_f64()?, b.as_f64()?);
+    let f = match kind {
+        BinOpKind::Sub => a - b,
+        BinOpKind::Mul => a * b,
+        _ => return None,
+    };
+    Number::from_f64(f).map(Value::Number)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +236,7 @@ mod tests {
         let data = json!({
             "m.homeserver": {"base_url": "https://x/${not}"},
             "list": [1, -2, 2.5, null, true, "a\"b\\c\nd"],
+            "edges": [i64::MIN, i64::MAX, -0.0, 5e-324, -5e-324, 1e300, -2.5e-300],
             "empty": {}, "none": [],
         });
         let mut tree = OutputTree::new();
@@ -224,6 +250,9 @@ mod tests {
         );
         let v = read(&tree, Utf8Path::new("h/default.nix")).unwrap();
         assert_eq!(v, json!({"a": {"b": data}}));
+        // `==` on JSON numbers takes -0.0 for 0.0: compare the sign too.
+        let zero = v["a"]["b"]["edges"][2].as_f64().unwrap();
+        assert!(zero == 0.0 && zero.is_sign_negative(), "{zero}");
     }
 
     #[test]
@@ -233,5 +262,9 @@ mod tests {
         assert!(read(&tree, Utf8Path::new("x.nix"))
             .unwrap_err()
             .contains("variable `b`"));
+        tree.insert("y.nix".into(), "{ a = 1 + 2; }".into());
+        assert!(read(&tree, Utf8Path::new("y.nix"))
+            .unwrap_err()
+            .contains("`1 + 2` is not masgen data"));
     }
 }

@@ -138,13 +138,7 @@ fn write_expr(out: &mut String, expr: &NixExpr, indent: usize) {
         // Nix reads `-N` as negation of N, and 2^63 overflows.
         NixExpr::Int(i) if *i == i64::MIN => out.push_str("-9223372036854775807 - 1"),
         NixExpr::Int(i) => out.push_str(&i.to_string()),
-        NixExpr::Float(f) => {
-            if f.fract() == 0.0 && f.is_finite() {
-                out.push_str(&format!("{f:.1}"));
-            } else {
-                out.push_str(&format!("{f}"));
-            }
-        }
+        NixExpr::Float(f) => out.push_str(&float(*f)),
         NixExpr::Str(s) => out.push_str(&quote(s)),
         NixExpr::List(items) if items.is_empty() => out.push_str("[]"),
         NixExpr::List(items) => {
@@ -199,7 +193,11 @@ fn write_expr(out: &mut String, expr: &NixExpr, indent: usize) {
 fn write_operand(out: &mut String, expr: &NixExpr, indent: usize) {
     let needs_parens = match expr {
         NixExpr::Int(i) => *i < 0,
-        NixExpr::Float(f) => f.is_sign_negative(),
+        // Negative, a product (subnormals, -0.0) or a `throw` (NaN, infinities).
+        NixExpr::Float(f) => {
+            let text = float(*f);
+            text.starts_with('-') || text.contains(' ')
+        }
         NixExpr::Raw(code) => code.contains(char::is_whitespace),
         NixExpr::Import(_) | NixExpr::Lambda(..) | NixExpr::Call(..) | NixExpr::Concat(..) => true,
         _ => false,
@@ -257,7 +255,10 @@ fn write_lambda(out: &mut String, pattern: &str, body: &NixExpr, indent: usize) 
     let same_line = match body {
         NixExpr::Attrs(_) | NixExpr::List(_) | NixExpr::Str(_) | NixExpr::Lambda(..) => true,
         NixExpr::Int(i) => *i >= 0,
-        NixExpr::Float(f) => !f.is_sign_negative(),
+        NixExpr::Float(f) => {
+            let text = float(*f);
+            !(text.starts_with('-') || text.contains(' '))
+        }
         _ => false,
     };
     if same_line {
@@ -268,6 +269,52 @@ fn write_lambda(out: &mut String, pattern: &str, body: &NixExpr, indent: usize) 
         out.push('\n');
         push_indent(out, body_indent);
         write_expr(out, body, body_indent);
+    }
+}
+
+/// 2^64 and its inverse, both exact in binary: scaling by them is exact.
+const TWO_64: f64 = 18446744073709551616.0;
+const INV_TWO_64: &str = "5.421010862427522e-20";
+
+/// A float as Nix text that evaluates to exactly `f`. Nix 2.8 reads a float
+/// token with `strtod` and refuses it when `errno` is set (src/libexpr/lexer.l
+/// @ 2.8.0), so subnormals, which set `ERANGE`, are written as a normal
+/// literal times 2^-64. Nix has no negative literals: `-x` is `0 - x`, which
+/// is `+0.0` for `x = 0.0`, so negative zero is `0.0 * -1.0`. NaN and the
+/// infinities have no Nix value (`builtins.toJSON` would write invalid JSON):
+/// they become a `throw`, so evaluation stops with a message instead of
+/// carrying a wrong value. masgen's data comes from JSON, which holds none.
+fn float(f: f64) -> String {
+    if !f.is_finite() {
+        return format!("throw \"masgen: the float {f} has no Nix value\"");
+    }
+    if f == 0.0 && f.is_sign_negative() {
+        return "0.0 * -1.0".into();
+    }
+    let a = f.abs();
+    let text = if a != 0.0 && a < f64::MIN_POSITIVE {
+        format!("{} * {INV_TWO_64}", float_literal(a * TWO_64))
+    } else {
+        float_literal(a)
+    };
+    if f.is_sign_negative() {
+        format!("-{text}")
+    } else {
+        text
+    }
+}
+
+/// The shortest decimal that reads back as `a` (finite, normal or zero, not
+/// negative), in the form Nix's lexer takes as a float: a dot in the
+/// mantissa, and an exponent only for very large or small numbers.
+fn float_literal(a: f64) -> String {
+    let with_dot = |m: String| if m.contains('.') { m } else { format!("{m}.0") };
+    if a == 0.0 || (1e-5..1e16).contains(&a) {
+        with_dot(format!("{a}"))
+    } else {
+        let text = format!("{a:e}");
+        let (mantissa, exponent) = text.split_once('e').expect("LowerExp has an e");
+        format!("{}e{exponent}", with_dot(mantissa.to_string()))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Stage 1: read the spec file. TOML syntax, types, unknown keys and literal
 //! secrets are checked here; meaning is checked in `model`.
 
+mod floats;
 pub mod raw;
 pub mod schema;
 mod syntax;
@@ -265,6 +266,9 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
     let mut secret_paths = BTreeSet::new();
     walk_item(doc.as_item(), &KeyPath::root(), &mut |path, key, value| {
         check_literal_secret(path, key, value, &mut diags, &mut secret_paths)
+    });
+    walk_item(doc.as_item(), &KeyPath::root(), &mut |path, _, value| {
+        floats::check_finite(path, value, &mut diags)
     });
 
     // Unknown keys: the first `MAX_SHOWN` in file order are kept, the rest

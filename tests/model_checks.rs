@@ -1,0 +1,233 @@
+//! Model checks that the bad-spec corpus does not reach, found by
+//! `cargo mutants` (docs/testing.md, "Mutation testing"): each test edits
+//! one key of an example and expects validation to refuse exactly that, and
+//! a control with a good value to pass.
+
+mod support;
+
+use support::example_text;
+
+/// `examples/<name>` with `path` (dotted; `[0]` for the first array entry)
+/// set to `value`.
+fn with(name: &str, path: &str, value: toml::Value) -> String {
+    set(&example_text(name), path, value)
+}
+
+fn set(text: &str, path: &str, value: toml::Value) -> String {
+    let mut doc: toml::Table = toml::from_str(text).expect("spec is TOML");
+    let parts: Vec<&str> = path.split('.').collect();
+    let mut cur = &mut doc;
+    for part in &parts[..parts.len() - 1] {
+        let (key, first) = match part.strip_suffix("[0]") {
+            Some(k) => (k, true),
+            None => (*part, false),
+        };
+        let item = cur
+            .entry(key.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        let item = if first {
+            &mut item.as_array_mut().expect("an array")[0]
+        } else {
+            item
+        };
+        cur = item.as_table_mut().expect("a table");
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    toml::to_string(&doc).expect("serialize spec")
+}
+
+/// Every diagnostic validation reports for `text`: (is an error, code,
+/// message, line).
+fn diags(text: &str) -> Vec<(bool, String, String, usize)> {
+    let all = match masgen::check_source(masgen::spec::Source::new("spec.toml", text)) {
+        Ok(checked) => checked.warnings,
+        Err(diags) => diags,
+    };
+    all.iter()
+        .map(|d| {
+            let error = d.severity == masgen::diag::Severity::Error;
+            (error, d.code.to_string(), d.message.clone(), d.line)
+        })
+        .collect()
+}
+
+/// The error codes and messages validation reports for `text`.
+fn errors(text: String) -> Vec<(String, String)> {
+    diags(&text)
+        .into_iter()
+        .filter(|d| d.0)
+        .map(|(_, code, message, _)| (code, message))
+        .collect()
+}
+
+fn has(text: String, code: &str) -> bool {
+    diags(&text).iter().any(|d| d.1 == code)
+}
+
+/// Optional file keys are absolute paths on the host, like the required ones.
+#[test]
+fn optional_file_keys_must_be_absolute() {
+    for (name, path) in [
+        ("fresh.toml", "mas.email.password_file"),
+        ("fresh.toml", "mas.keys_dir"),
+        ("fresh.toml", "mas.signing_keys[0].password_file"),
+        ("fresh.toml", "users[0].password_file"),
+    ] {
+        let bad = errors(with(name, path, "relative/file".into()));
+        let want = (
+            "value.path".to_string(),
+            "`relative/file` is not an absolute path".to_string(),
+        );
+        assert!(bad.contains(&want), "{name}: {path}: {bad:?}");
+        let good = errors(with(name, path, "/run/secrets/masgen-test".into()));
+        assert!(
+            good.iter().all(|(code, _)| code != "value.path"),
+            "{name}: {path}: {good:?}"
+        );
+    }
+}
+
+/// Synapse and MAS run on the homeserver's host; naming another is refused,
+/// naming the same one is fine.
+#[test]
+fn synapse_and_mas_run_on_the_homeserver_host() {
+    for path in ["synapse.host", "mas.host"] {
+        let bad = errors(with("fresh.toml", path, "elsewhere".into()));
+        assert!(
+            bad.iter().any(|(code, _)| code == "host.split_unsupported"),
+            "{path}: {bad:?}"
+        );
+        let same = errors(with("fresh.toml", path, "matrix".into()));
+        assert_eq!(same, Vec::<(String, String)>::new(), "{path}");
+    }
+}
+
+/// Over the unix socket PostgreSQL maps the service's OS user to the role of
+/// the same name (peer authentication): another role cannot log in.
+#[test]
+fn postgres_role_must_match_the_service_user() {
+    let bad = errors(with(
+        "migrate-local.toml",
+        "synapse.database.user",
+        "someone-else".into(),
+    ));
+    assert!(
+        bad.iter().any(|(code, _)| code == "database.peer_user"),
+        "{bad:?}"
+    );
+    let good = errors(with(
+        "migrate-local.toml",
+        "synapse.database.user",
+        "matrix-synapse".into(),
+    ));
+    assert_eq!(good, Vec::<(String, String)>::new());
+}
+
+/// Two listeners clash on the same port when their addresses are equal or
+/// either is a wildcard; distinct loopback addresses do not clash.
+#[test]
+fn listener_ports_clash_only_on_shared_addresses() {
+    let text = |synapse: &str, mas: &str| {
+        let t = with(
+            "mas-own-host.toml",
+            "synapse.listener.address",
+            synapse.into(),
+        );
+        let t = set(&t, "synapse.listener.port", 8090.into());
+        set(&t, "mas.listener.address", mas.into())
+    };
+    for (synapse, mas) in [
+        ("127.0.0.1", "127.0.0.1"),
+        ("0.0.0.0", "127.0.0.1"),
+        ("127.0.0.1", "::"),
+    ] {
+        assert!(has(text(synapse, mas), "value.port"), "{synapse} / {mas}");
+    }
+    assert!(!has(text("127.0.0.1", "127.0.0.2"), "value.port"));
+}
+
+/// MAS's minimum password complexity is a zxcvbn score, 0 to 4.
+#[test]
+fn password_complexity_is_a_zxcvbn_score() {
+    for (v, ok) in [(-1, false), (0, true), (4, true), (5, false)] {
+        let t = with("fresh.toml", "mas.passwords.minimum_complexity", v.into());
+        assert_eq!(!has(t, "mas.passwords.minimum_complexity"), ok, "{v}");
+    }
+}
+
+/// Turning MAS's passwords off warns only when a migration carries users
+/// who log in with passwords today.
+#[test]
+fn disabled_mas_passwords_warn_only_in_a_migration() {
+    let t = with("migrate-local.toml", "mas.passwords.enabled", false.into());
+    assert!(has(t, "mas.passwords.disabled"));
+    let t = with("fresh.toml", "mas.passwords.enabled", false.into());
+    let t = set(&t, "synapse.password_login", true.into());
+    assert!(!has(t, "mas.passwords.disabled"));
+}
+
+/// `tls = "files"` needs both files; one alone is refused.
+#[test]
+fn tls_files_needs_both_files() {
+    for key in ["proxy.certificate_file", "proxy.certificate_key_file"] {
+        assert!(
+            has(with("mas-own-host.toml", key, "".into()), "proxy.tls.files"),
+            "{key}"
+        );
+    }
+    assert!(!has(example_text("mas-own-host.toml"), "proxy.tls.files"));
+}
+
+/// An `oidc_providers` entry with the id `oidc` is the same provider as the
+/// legacy `oidc_config` block (Synapse keeps `oidc` unprefixed): refused at
+/// the legacy block.
+#[test]
+fn legacy_oidc_block_and_provider_oidc_collide() {
+    let mut text = with(
+        "migrate-keycloak.toml",
+        "synapse.oidc_providers[0].idp_id",
+        "oidc".into(),
+    );
+    text.push_str(
+        "\n[synapse.oidc_config]\nissuer = \"https://sso.example.net/realms/other\"\nclient_id = \"synapse\"\nclient_secret_file = \"/run/secrets/other\"\n",
+    );
+    let line = text
+        .lines()
+        .position(|l| l == "[synapse.oidc_config]")
+        .expect("appended")
+        + 1;
+    let dups: Vec<usize> = diags(&text)
+        .into_iter()
+        .filter(|d| d.1 == "synapse.oidc.duplicate")
+        .map(|d| d.3)
+        .collect();
+    assert_eq!(dups, [line], "{text}");
+}
+
+/// Two `oidc_providers` entries with the same `idp_id` are refused at the
+/// second one; distinct ids are fine.
+#[test]
+fn oidc_providers_need_distinct_ids() {
+    let with_second = |id: &str| {
+        let mut text = example_text("migrate-keycloak.toml");
+        text.push_str(&format!(
+            "\n[[synapse.oidc_providers]]\nidp_id = \"{id}\"\nidp_name = \"Other\"\nissuer = \"https://other.example.net/\"\nclient_id = \"synapse\"\nclient_secret_file = \"/run/secrets/other\"\n"
+        ));
+        text
+    };
+    let text = with_second("keycloak");
+    let second = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("idp_id = \"keycloak\""))
+        .map(|(i, _)| i + 1)
+        .nth(1)
+        .expect("second provider");
+    let dups: Vec<usize> = diags(&text)
+        .into_iter()
+        .filter(|d| d.1 == "synapse.oidc.duplicate")
+        .map(|d| d.3)
+        .collect();
+    assert_eq!(dups, [second], "{text}");
+    assert!(!has(with_second("other"), "synapse.oidc.duplicate"));
+}
