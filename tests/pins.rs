@@ -2,7 +2,7 @@
 //! the host's own configuration (`base_flake` / `base_config`): what
 //! `masgen check` says about a pin, the Synapse version derived from it, the
 //! ACME address an older ACME module needs, and the flake inputs emitted.
-//! Refused specs are in the bad-spec corpus (tests/bad_specs/9x-*.toml).
+//! Refused specs are in the bad-spec corpus (tests/bad_specs/100-106).
 
 mod support;
 

@@ -231,16 +231,25 @@ impl Host {
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open the journal {path}"))?;
-            f.write_all(format!("{line}\n").as_bytes())?;
+            // A torn last line (a crash mid-write) is ended first, so it
+            // does not swallow this entry when the journal is read.
+            let torn = std::fs::read(path)
+                .map(|b| b.last().is_some_and(|&c| c != b'\n'))
+                .unwrap_or(false);
+            let text = if torn {
+                format!("\n{line}\n")
+            } else {
+                format!("{line}\n")
+            };
+            f.write_all(text.as_bytes())?;
             f.sync_data()?;
             return Ok(());
         }
+        let q = quote(path.as_str());
         let script = format!(
-            "mkdir -p {} && printf '%s\\n' {} >> {} && sync {}",
+            "mkdir -p {} && {{ [ -z \"$(tail -c1 {q} 2>/dev/null)\" ] || echo >> {q}; }} && printf '%s\\n' {} >> {q} && sync {q}",
             quote(dir.as_str()),
             quote(line),
-            quote(path.as_str()),
-            quote(path.as_str())
         );
         let (code, _, err) = self.capture(&script)?;
         anyhow::ensure!(

@@ -147,6 +147,43 @@ pub fn now() -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    /// A torn last line (a crash mid-write) is ended before the next entry,
+    /// so the entry after it is read back, locally and through a shell as on
+    /// a remote host (`sh` stands in for ssh).
+    #[test]
+    fn an_entry_after_a_torn_line_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = Utf8PathBuf::from_path_buf(dir.path().to_path_buf()).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        // A stand-in `ssh HOST -- LINE`: runs LINE with the local shell.
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("ssh"), "#!/bin/sh\nshift 2\nexec sh -c \"$*\"\n").unwrap();
+        let mut perms = std::fs::metadata(bin.join("ssh")).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(bin.join("ssh"), perms).unwrap();
+        for target in [None, Some("root@host".to_string())] {
+            let host = Host::new(
+                target.clone(),
+                Some(bin.to_string()),
+                dir.clone(),
+                stop.clone(),
+            );
+            let name = if target.is_some() { "remote" } else { "local" };
+            let journal = Journal::new(&host, dir.as_str(), name);
+            std::fs::write(&journal.path, "{\"at\":\"2026-").unwrap();
+            journal
+                .write(&Entry::new("01J", Event::RunEnded, None))
+                .unwrap();
+            let entries = journal.entries().unwrap();
+            assert_eq!(entries.len(), 1, "{name}: {entries:?}");
+        }
+    }
+
     #[test]
     fn now_is_rfc3339_utc() {
         let n = super::now();

@@ -167,7 +167,8 @@ fn split_path(path: &str) -> Vec<String> {
 /// can hold the secrets themselves.
 pub const REDACTED: &str = "<redacted>";
 
-/// Whether a key names an inline secret (not a `_path`/`_file` to one).
+/// Whether a key names an inline secret (not a `_path`/`_file` to one): the
+/// spec's literal-secret names plus the token-like names a host's config holds.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     if k.ends_with("_path") || k.ends_with("_file") || k.ends_with("_dir") {
@@ -192,7 +193,10 @@ pub fn is_secret_key(key: &str) -> bool {
         "worker_replication_secret",
         "recaptcha_private_key",
     ];
-    EXACT.contains(&k.as_str())
+    // The spec's own list (smtp_pass, api_key, ...) first: a key the spec
+    // refuses as a literal secret is never printed from a host either.
+    crate::spec::is_secret_key(&k)
+        || EXACT.contains(&k.as_str())
         || k.ends_with("_secret")
         || k.ends_with("_password")
         || k.ends_with("_token")
@@ -320,5 +324,30 @@ mod tests {
         let mut v = json!({"a": {"b": 1, "c": 2}, "m.x": {"y": 1}, "d": 3});
         remove_paths(&mut v, &["a.b".into(), r#"["m.x"].y"#.into(), "d".into()]);
         assert_eq!(v, json!({"a": {"c": 2}, "m.x": {}}));
+    }
+}
+
+#[cfg(test)]
+mod secret_key_tests {
+    use super::*;
+
+    /// Every name the spec refuses as a literal secret is redacted when read
+    /// from a host (an SMTP password in a running homeserver.yaml, say).
+    #[test]
+    fn the_specs_secret_names_are_redacted() {
+        for key in [
+            "smtp_pass",
+            "api_key",
+            "access_key",
+            "secret_access_key",
+            "pepper",
+        ] {
+            assert!(is_secret_key(key), "{key}");
+            let mut v = serde_json::json!({"email": {key: "hunter2"}});
+            redact(&mut v);
+            assert_eq!(v["email"][key], REDACTED, "{key}");
+        }
+        assert!(!is_secret_key("smtp_host"));
+        assert!(!is_secret_key("client_secret_path"));
     }
 }

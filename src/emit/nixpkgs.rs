@@ -4,7 +4,7 @@
 //! that masgen leaves unset, and the `http {}` context nixpkgs' nginx module
 //! wraps around the server blocks.
 //!
-//! Texts of masgen's default pin (2026): nixpkgs
+//! Texts of 2026 nixpkgs, standing for the default pin (nixos-unstable): nixpkgs
 //! nixos/modules/services/matrix/synapse.nix and
 //! web-servers/nginx/default.nix as in siraben/nixpkgs@a0931b4d,
 //! matrix-authentication-service.nix as in siraben/nixpkgs@3c573fbc.

@@ -137,7 +137,7 @@ pub fn finish(mut ctx: Ctx, spec_name: &str) -> anyhow::Result<Imported> {
         (
             "encryption_file",
             "mas-encryption",
-            "a new MAS encryption key: `openssl rand -hex 32`",
+            "a new MAS encryption key: `openssl rand -hex 32 | tr -d '\\n'` (64 hex digits, no newline: MAS decodes the whole file), or `masgen secrets`",
         ),
         (
             "shared_secret_file",
