@@ -316,12 +316,16 @@ fn read_yaml(root: &Utf8Path, path: &str) -> Result<Map<String, Value>, String> 
     parse_yaml(&text).map_err(|e| format!("{resolved} is not YAML: {e}"))
 }
 
-/// Parses a YAML config file into JSON data. An empty file is an empty object.
+/// Parses a YAML config file into JSON data, merge keys (`<<: *base`)
+/// applied as Synapse's YAML loader does. An empty file is an empty object.
 fn parse_yaml(text: &str) -> Result<Map<String, Value>, String> {
     if text.trim().is_empty() {
         return Ok(Map::new());
     }
-    let value: Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+    let mut yaml: serde_norway::Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+    yaml.apply_merge()
+        .map_err(|e| format!("a merge key (`<<`): {e}"))?;
+    let value: Value = serde_json::to_value(&yaml).map_err(|e| e.to_string())?;
     match value {
         Value::Object(m) => Ok(m),
         Value::Null => Ok(Map::new()),
@@ -521,6 +525,18 @@ fn flag_values(words: &[String], flags: &[&str]) -> Vec<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A homeserver.yaml with anchors and merge keys reads as Synapse reads
+    /// it: the merged keys are there, and no `<<` key is left.
+    #[test]
+    fn merge_keys_are_applied() {
+        let text = "x-base: &base\n  issuer: https://sso.example.org\n  scopes: [openid]\noidc_providers:\n  - <<: *base\n    idp_id: staff\n";
+        let m = parse_yaml(text).unwrap();
+        assert_eq!(
+            m["oidc_providers"][0],
+            json!({"issuer": "https://sso.example.org", "scopes": ["openid"], "idp_id": "staff"})
+        );
+    }
 
     #[test]
     fn exec_args_reads_both_forms() {
