@@ -11,10 +11,9 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Output;
 
-use assert_cmd::Command;
+use support::check::*;
 use support::repo_root;
 
 /// (spec file stem, expected exit status, expected codes in printed order).
@@ -387,35 +386,6 @@ const CASES: &[(&str, i32, &[&str])] = &[
     ("106-warn-pin-end-of-life", 0, &["nixpkgs.end_of_life"]),
 ];
 
-fn masgen() -> Command {
-    let mut cmd = Command::cargo_bin("masgen").expect("the masgen binary");
-    cmd.env_remove("MASGEN_LOG").env_remove("RUST_LOG");
-    cmd
-}
-
-/// Runs `masgen check <rel>` from `dir`, with a relative path so the output
-/// does not depend on where the repository lives.
-fn check_in(dir: &Path, rel: &str) -> Output {
-    masgen()
-        .current_dir(dir)
-        .arg("check")
-        .arg(rel)
-        .output()
-        .expect("run masgen check")
-}
-
-fn check(rel: &str) -> Output {
-    check_in(&repo_root(), rel)
-}
-
-fn exit_code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// Panics (with the output) if masgen panicked or exited with anything but 0 or 2.
 fn assert_no_panic(what: &str, out: &Output) {
     let err = stderr(out);
@@ -446,46 +416,6 @@ fn visible(s: &str) -> String {
 
 fn snapshot_text(out: &Output) -> String {
     format!("exit: {}\n{}", exit_code(out), visible(&stderr(out)))
-}
-
-/// The codes of the diagnostics printed for `file`, in printed order. A
-/// diagnostic line is `<file>:<line>:<col>: <severity>[<code>]: <message>`.
-fn printed_codes(stderr: &str, file: &str) -> Vec<String> {
-    let mut codes = Vec::new();
-    for line in stderr.lines() {
-        let Some(rest) = line.strip_prefix(file).and_then(|r| r.strip_prefix(':')) else {
-            continue;
-        };
-        let mut parts = rest.splitn(3, ':');
-        let (Some(l), Some(c), Some(tail)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        if l.parse::<usize>().is_err() || c.parse::<usize>().is_err() {
-            continue;
-        }
-        let tail = tail.trim_start();
-        let Some(after) = tail
-            .strip_prefix("error[")
-            .or_else(|| tail.strip_prefix("warning["))
-        else {
-            continue;
-        };
-        if let Some(end) = after.find("]: ") {
-            codes.push(after[..end].to_string());
-        }
-    }
-    codes
-}
-
-fn spec_stems(dir: &Path) -> Vec<String> {
-    let mut stems: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
-        .collect();
-    stems.sort();
-    stems
 }
 
 /// One reviewed snapshot of `exit code + stderr` per spec.
@@ -597,13 +527,6 @@ fn build_of_a_bad_spec_writes_nothing() {
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "build left files behind: {left:?}");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-}
-
-fn fresh_spec() -> String {
-    // 64-warn-no-email without its first line: a valid spec (one warning).
-    let text = std::fs::read_to_string(repo_root().join("tests/bad_specs/64-warn-no-email.toml"))
-        .expect("read 64-warn-no-email.toml");
-    text.split_once('\n').unwrap().1.to_string()
 }
 
 /// Inputs too big (or too empty) to keep in the repository, written to a

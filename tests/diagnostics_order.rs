@@ -5,69 +5,8 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Output;
-
-use assert_cmd::Command;
+use support::check::*;
 use support::repo_root;
-
-/// `masgen check <rel>` run from `dir`.
-fn check_in(dir: &Path, rel: &str) -> Output {
-    Command::cargo_bin("masgen")
-        .expect("the masgen binary")
-        .env_remove("MASGEN_LOG")
-        .env_remove("RUST_LOG")
-        .current_dir(dir)
-        .arg("check")
-        .arg(rel)
-        .output()
-        .expect("run masgen check")
-}
-
-fn check(rel: &str) -> Output {
-    check_in(&repo_root(), rel)
-}
-
-fn exit_code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The codes printed for `file`, in order (`<file>:<l>:<c>: <sev>[<code>]: …`).
-fn printed_codes(stderr: &str, file: &str) -> Vec<String> {
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix(file)?.strip_prefix(':'))
-        .filter_map(|rest| {
-            let tail = rest.splitn(3, ':').nth(2)?.trim_start();
-            let after = tail
-                .strip_prefix("error[")
-                .or_else(|| tail.strip_prefix("warning["))?;
-            Some(after[..after.find("]: ")?].to_string())
-        })
-        .collect()
-}
-
-fn spec_stems(dir: &Path) -> Vec<String> {
-    let mut stems: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
-        .collect();
-    stems.sort();
-    stems
-}
-
-/// A valid spec with one warning (64-warn-no-email without its first line).
-fn fresh_spec() -> String {
-    let text = std::fs::read_to_string(repo_root().join("tests/bad_specs/64-warn-no-email.toml"))
-        .expect("read 64-warn-no-email.toml");
-    text.split_once('\n').unwrap().1.to_string()
-}
 
 /// The first bad byte is named by offset and by line and column: a Latin-1
 /// `é` in a comment on line 3.

@@ -922,6 +922,7 @@ fn serve_one(stream: TcpStream, name: &str, log: &Mutex<Vec<Value>>) -> std::io:
 
 // ------------------------------------------------------------------ nginx
 
+pub mod check;
 pub mod compare;
 mod nginx;
 pub mod routing;
