@@ -442,20 +442,7 @@ fn check_users(c: &mut Checker, spec: &SpecFile) -> Vec<User> {
 /// leaves that Synapse provider unmapped: fixing the former fixes both.
 const CAUSES: &[(&str, &str)] = &[("migrate.provider_unmapped", "mas.provider.synapse_idp_id")];
 
-/// Codes reported only when a bad value is replaced by a default (as if
-/// `Checker::defaulted` followed each): an unreadable `password_login`
-/// counts as on, which a fresh install's delegation then refuses.
-const DEFAULTED: &[&str] = &["synapse.password_login"];
-
 fn link_causes(diags: &mut [Diagnostic], fallbacks: &[usize]) {
-    let mut fallbacks = fallbacks.to_vec();
-    fallbacks.extend(
-        diags
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| DEFAULTED.contains(&d.code))
-            .map(|(i, _)| i),
-    );
     let path_of = |d: &Diagnostic| match &d.location {
         crate::diag::Location::Path(p) => Some(p.clone()),
         crate::diag::Location::Span(_) => None,
@@ -471,7 +458,7 @@ fn link_causes(diags: &mut [Diagnostic], fallbacks: &[usize]) {
             d.cause = Some(at.clone());
         }
     }
-    for i in fallbacks {
+    for &i in fallbacks {
         let Some(at) = path_of(&diags[i]) else {
             continue;
         };

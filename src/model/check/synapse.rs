@@ -115,6 +115,8 @@ fn check_password_login(c: &mut Checker, s: &raw::SynapseSpec, mode: Mode) -> Pa
                 format!("`{other}` is not a password login setting"),
                 "use `true`, `false` or `\"only_for_reauth\"`",
             );
+            // Counted as on, which a fresh install's delegation then refuses.
+            c.defaulted();
             PasswordLogin::Enabled
         }
     }
