@@ -136,12 +136,6 @@ impl Diagnostic {
         self
     }
 
-    /// Marks this diagnostic as following from the one at `cause`.
-    pub fn caused_by(mut self, cause: KeyPath) -> Self {
-        self.cause = Some(cause);
-        self
-    }
-
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }

@@ -132,17 +132,11 @@ impl Ctx {
 /// agenix / sops-nix); the operator may move them and edit the spec.
 pub const SECRETS_DIR: &str = "/run/secrets";
 
-/// Whether a key names a secret when its value is a literal: the spec's own
-/// rule (`spec::is_secret_key`).
-pub fn is_secret_key(key: &str) -> bool {
-    crate::spec::is_secret_key(key)
-}
-
 /// Whether a value holds a literal secret anywhere (by key name).
 pub fn contains_secret(v: &Value) -> bool {
     match v {
         Value::Object(m) => m.iter().any(|(k, v)| {
-            (is_secret_key(k) && matches!(v, Value::String(_) | Value::Number(_)))
+            (crate::spec::is_secret_key(k) && matches!(v, Value::String(_) | Value::Number(_)))
                 || contains_secret(v)
         }),
         Value::Array(a) => a.iter().any(contains_secret),

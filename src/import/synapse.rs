@@ -373,7 +373,7 @@ fn carry(ctx: &mut Ctx, key: &str, v: &Value, file: &str) {
         );
         return;
     }
-    if (super::is_secret_key(key) && literal) || contains_secret(v) {
+    if (crate::spec::is_secret_key(key) && literal) || contains_secret(v) {
         let path = format!("{SECRETS_DIR}/synapse-extra.yaml");
         add_extra_config_file(ctx, &path);
         ctx.secret_file(&path, &format!("a YAML file with these top-level keys copied verbatim from the running config (they hold secrets): {key} (from {file})"));
