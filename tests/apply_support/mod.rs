@@ -38,8 +38,26 @@ pub fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin("masgen")
 }
 
+/// The stand-ins of tests/fixtures/apply as one PATH directory: links named
+/// like the programs they stand in for (`mas-cli.standin` becomes `mas-cli`:
+/// the repository holds no file that looks like MAS's own binary).
 pub fn shims() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/apply")
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/apply");
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("apply-shims-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        for entry in fs::read_dir(&from).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let name = name.strip_suffix(".standin").unwrap_or(&name).to_string();
+            std::os::unix::fs::symlink(&path, dir.join(name)).unwrap();
+        }
+        dir
+    })
+    .clone()
 }
 
 impl Rig {
