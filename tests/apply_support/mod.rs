@@ -39,8 +39,8 @@ pub fn bin() -> PathBuf {
 }
 
 /// The stand-ins of tests/fixtures/apply as one PATH directory: links named
-/// like the programs they stand in for (`mas-cli.standin` becomes `mas-cli`:
-/// the repository holds no file that looks like MAS's own binary).
+/// like the programs they stand in for (`mas-standin` becomes `mas-cli`: the
+/// repository holds no file that could pass for MAS's own binary).
 pub fn shims() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
@@ -52,7 +52,11 @@ pub fn shims() -> PathBuf {
         for entry in fs::read_dir(&from).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            let name = name.strip_suffix(".standin").unwrap_or(&name).to_string();
+            let name = if name == "mas-standin" {
+                "mas-cli".to_string()
+            } else {
+                name
+            };
             std::os::unix::fs::symlink(&path, dir.join(name)).unwrap();
         }
         dir
