@@ -4,7 +4,7 @@
 //! from a clean host.
 
 use super::safety::rollback_delegated;
-use super::steps::{both_inactive, gate, step, undo, zero};
+use super::steps::{gate, step, stop_both, undo, zero};
 use super::{
     Check, Downtime, Exit, HostState, Options, Refusal, Step, StepKind, ACK_ROLLBACK,
     DRY_RUN_STAMP, MIGRATED_STAMP,
@@ -50,23 +50,7 @@ pub(super) fn rollback(
             if !opts.acknowledged.contains(ACK_ROLLBACK) {
                 return Err(rollback_delegated());
             }
-            let mut s = step(
-                host,
-                STOP,
-                "Stop Synapse and MAS (downtime starts)",
-                StepKind::Manual,
-                vec![
-                    "systemctl stop matrix-synapse.service matrix-authentication-service.service"
-                        .into(),
-                ],
-                gate("both units are inactive", vec![both_inactive()]),
-                Downtime::Down,
-                undo(
-                    true,
-                    "systemctl start matrix-synapse.service matrix-authentication-service.service",
-                ),
-                HostState::Delegated,
-            );
+            let mut s = stop_both(host, STOP, HostState::Delegated);
             s.warnings.push("sessions created through MAS stop working; users log in again with their Synapse passwords (changes made in MAS are lost)".into());
             steps.push(s);
             true

@@ -85,6 +85,24 @@ fn syn2mas_gate(condition: &str, unit: &str) -> Gate {
 /// Gate text for syn2mas exit codes (crates/cli/src/commands/syn2mas.rs).
 const SYN2MAS_EXIT: &str = "exit code 0 = clean; 11 = warnings only: read every warning in the journal and go on only if you accept each; 10 = errors: stop and fix them";
 
+/// Stops Synapse and MAS: where a migration's or a rollback's downtime
+/// starts. `id` names the step; `reaches` is the state the host is in once
+/// both are stopped.
+pub(super) fn stop_both(host: &str, id: &str, reaches: HostState) -> Step {
+    let both = format!("{} {}", unit::SYNAPSE_UNIT, unit::MAS_UNIT);
+    step(
+        host,
+        id,
+        "Stop Synapse and MAS (downtime starts)",
+        StepKind::Manual,
+        vec![format!("systemctl stop {both}")],
+        gate("both units are inactive", vec![both_inactive()]),
+        Downtime::Down,
+        undo(true, format!("systemctl start {both}")),
+        reaches,
+    )
+}
+
 /// One step; every field a reader needs is an argument, in the order the
 /// plan prints them.
 #[allow(clippy::too_many_arguments)]
@@ -274,23 +292,7 @@ pub(super) fn forward(
             undo(true, "nothing to undo: nothing was activated"),
             HostState::MasPrepared,
         ));
-        steps.push(step(
-            host,
-            STOP,
-            "Stop Synapse and MAS (downtime starts)",
-            StepKind::Manual,
-            vec![
-                "systemctl stop matrix-synapse.service matrix-authentication-service.service"
-                    .into(),
-            ],
-            gate("both units are inactive", vec![both_inactive()]),
-            Downtime::Down,
-            undo(
-                true,
-                "systemctl start matrix-synapse.service matrix-authentication-service.service",
-            ),
-            HostState::MasPrepared,
-        ));
+        steps.push(stop_both(host, STOP, HostState::MasPrepared));
         let mut migrate = step(host, MIGRATE, "Copy users, passwords, links and sessions into MAS (syn2mas migrate)", StepKind::RunUnit,
             vec![start(unit::SYN2MAS_MIGRATE), journal(unit::SYN2MAS_MIGRATE)],
             syn2mas_gate(SYN2MAS_EXIT, unit::SYN2MAS_MIGRATE),
