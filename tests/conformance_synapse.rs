@@ -49,6 +49,21 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A PostgreSQL cluster with peer authentication, the current OS user's name
+/// (Synapse runs as it here; an ident map lets it in as `matrix-synapse`),
+/// and where Synapse reaches the cluster.
+fn peer_postgres() -> Option<(PgCluster, String, PgTarget)> {
+    let pg = PgCluster::start_with_auth("peer")?;
+    let me = String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
+        .trim()
+        .to_string();
+    let target = PgTarget {
+        socket_dir: pg.socket_dir().to_path_buf(),
+        port: pg.port(),
+    };
+    Some((pg, me, target))
+}
+
 /// HMAC-SHA1 (hex) of the shared-secret registration API, computed with the
 /// venv's Python (no SHA-1 crate in masgen's dependency tree):
 /// HMAC(secret, nonce \0 user \0 password \0 "admin"|"notadmin").
@@ -130,17 +145,10 @@ fn synapse_starts_and_serves_every_example() {
     // Synapse as OS user `matrix-synapse`; here the venv lives under /root
     // (0700), so Synapse runs as the current user and an ident map lets that
     // user in as role `matrix-synapse` — still peer auth over the socket.
-    let Some(pg) = PgCluster::start_with_auth("peer") else {
+    let Some((pg, me, target)) = peer_postgres() else {
         return;
     };
     let _serial = serial();
-    let me = String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
-        .trim()
-        .to_string();
-    let target = PgTarget {
-        socket_dir: pg.socket_dir().to_path_buf(),
-        port: pg.port(),
-    };
 
     for (name, checked) in checked_examples() {
         let lowered = masgen::lower::lower(&checked.homeserver);
@@ -1031,17 +1039,10 @@ fn password_module_stops_a_delegating_synapse() {
 
     let Some(py) = synapse_python() else { return };
     require_ldap_plugin(&py);
-    let Some(pg) = PgCluster::start_with_auth("peer") else {
+    let Some((pg, me, target)) = peer_postgres() else {
         return;
     };
     let _serial = serial();
-    let me = String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
-        .trim()
-        .to_string();
-    let target = PgTarget {
-        socket_dir: pg.socket_dir().to_path_buf(),
-        port: pg.port(),
-    };
     let args = &final_phase.synapse.settings["database"]["args"];
     let (db, role) = (
         args["database"].as_str().unwrap().to_string(),
