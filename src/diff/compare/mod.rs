@@ -1,0 +1,455 @@
+//! The pure comparison: old tree (or system) + new tree → [`Changeset`].
+//! Nothing here reads the disk or runs a program.
+//!
+//! Which units change, and what `switch-to-configuration` does to them, is
+//! derived from what feeds each unit (see docs/diff.md, "How switching is
+//! predicted", for the NixOS rules and where they were checked). Split along
+//! what a reviewer reads: this file compares two trees, [`system`] a tree
+//! with a running system, [`units`] says what a switch does to each unit,
+//! [`routes`] compares nginx, [`warnings`] says what must not be missed.
+
+mod routes;
+mod system;
+mod units;
+mod warnings;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use similar::TextDiff;
+
+use crate::emit::{OutputTree, MANIFEST};
+use crate::system::{delegates, MAS_UNIT, NGINX_UNIT, SYNAPSE_UNIT};
+
+use super::changeset::*;
+use super::state::{self, ConfigState};
+use super::values;
+use routes::{compare_vhosts, compat_hosts, route_summary};
+pub use system::compare_system;
+use units::{
+    acme_units, postgres_unit, service_unit, task_unit, touches, units_of_new, NGINX_RESTART,
+    PASSWORD_CONFIG_UNIT,
+};
+use warnings::{phase_warnings, route_warnings, setting_warnings};
+
+/// Old output tree vs new output tree.
+pub fn compare_trees(
+    spec: &str,
+    against: Against,
+    old: &OutputTree,
+    new: &OutputTree,
+) -> Result<Changeset, String> {
+    let old_cfgs = state::configurations(old).map_err(|e| format!("the old tree: {e}"))?;
+    let new_cfgs = state::configurations(new).map_err(|e| format!("the new tree: {e}"))?;
+    // A new configuration compared with another phase of the same host shows
+    // its files against that phase's files (`hosts/h/prepare/…` →
+    // `hosts/h/final/…`) rather than as whole new files.
+    let mut counterparts = BTreeMap::new();
+    for n in &new_cfgs {
+        if let Some(b) = baseline(&old_cfgs, n).filter(|b| b.phase != n.phase) {
+            for top in ["hosts", "render"] {
+                counterparts.insert(
+                    format!("{top}/{}/{}/", n.host, n.phase),
+                    format!("{top}/{}/{}/", b.host, b.phase),
+                );
+            }
+        }
+    }
+    let files = file_changes(old, new, &counterparts);
+
+    let mut notes = Vec::new();
+    if files
+        .iter()
+        .any(|f| f.path.starts_with("masgen/modules/") && !old.is_empty())
+    {
+        notes.push(
+            "masgen's NixOS modules (masgen/modules) changed: the units they define (masgen tasks, \
+             masgen-synapse-password-config.service, PostgreSQL access for syn2mas) may change \
+             beyond what is listed here; read their diffs"
+                .to_string(),
+        );
+    }
+
+    let mut used = BTreeSet::new();
+    let mut configurations = Vec::new();
+    for n in &new_cfgs {
+        let base = baseline(&old_cfgs, n);
+        if let Some(b) = base {
+            used.insert(b.configuration.clone());
+        }
+        configurations.push(compare_config(base, n));
+    }
+    for o in &old_cfgs {
+        if used.contains(&o.configuration) {
+            continue;
+        }
+        configurations.push(ConfigurationChange {
+            status: Status::Removed,
+            warnings: vec![Warning {
+                code: "configuration_removed".into(),
+                message: format!(
+                    "configuration `{}` is no longer built; a host still running it keeps running it until you switch it to another configuration",
+                    o.configuration
+                ),
+            }],
+            ..empty_change(o, None)
+        });
+    }
+    configurations.sort_by(|a, b| {
+        (&a.host, state::phase_rank(&a.phase)).cmp(&(&b.host, state::phase_rank(&b.phase)))
+    });
+    Ok(finish(spec, against, configurations, files, notes))
+}
+
+pub(super) fn finish(
+    spec: &str,
+    against: Against,
+    configurations: Vec<ConfigurationChange>,
+    files: Vec<FileChange>,
+    notes: Vec<String>,
+) -> Changeset {
+    let changed = !files.is_empty() || configurations.iter().any(|c| c.is_changed());
+    Changeset {
+        schema_version: SCHEMA_VERSION,
+        spec: spec.to_string(),
+        against,
+        changed,
+        configurations,
+        files,
+        notes,
+    }
+}
+
+/// The old configuration a new one is compared with: the one of the same
+/// name, else one of the same host (the phase before it, if there is one).
+fn baseline<'a>(old: &'a [ConfigState], n: &ConfigState) -> Option<&'a ConfigState> {
+    if let Some(same) = old.iter().find(|o| o.configuration == n.configuration) {
+        return Some(same);
+    }
+    let rank = state::phase_rank(&n.phase);
+    let same_host: Vec<&ConfigState> = old.iter().filter(|o| o.host == n.host).collect();
+    same_host
+        .iter()
+        .filter(|o| state::phase_rank(&o.phase) < rank)
+        .max_by_key(|o| state::phase_rank(&o.phase))
+        .or_else(|| same_host.first())
+        .copied()
+}
+
+pub(super) fn empty_change(c: &ConfigState, baseline: Option<String>) -> ConfigurationChange {
+    ConfigurationChange {
+        host: c.host.clone(),
+        configuration: c.configuration.clone(),
+        phase: c.phase.clone(),
+        baseline,
+        status: Status::Unchanged,
+        units: Vec::new(),
+        synapse_settings: Vec::new(),
+        mas_settings: Vec::new(),
+        virtual_hosts: Vec::new(),
+        routes: Vec::new(),
+        other_options: Vec::new(),
+        unmanaged_settings: Vec::new(),
+        foreign_units: Vec::new(),
+        phase_change: None,
+        warnings: Vec::new(),
+    }
+}
+
+// ------------------------------------------------------------------ files
+
+/// Files that differ; `counterparts` maps a new directory prefix to the old
+/// one its added files are compared with.
+fn file_changes(
+    old: &OutputTree,
+    new: &OutputTree,
+    counterparts: &BTreeMap<String, String>,
+) -> Vec<FileChange> {
+    let paths: BTreeSet<_> = old.keys().chain(new.keys()).collect();
+    let mut out = Vec::new();
+    for path in paths {
+        if path.as_str() == MANIFEST {
+            continue;
+        }
+        let (mut o, n) = (old.get(path), new.get(path));
+        if o == n {
+            continue;
+        }
+        let change = match (o, n) {
+            (None, _) => Change::Added,
+            (_, None) => Change::Removed,
+            _ => Change::Changed,
+        };
+        let mut old_path = path.to_string();
+        let mut compared_with = None;
+        if o.is_none() {
+            for (new_prefix, old_prefix) in counterparts {
+                if let Some(rest) = path.as_str().strip_prefix(new_prefix.as_str()) {
+                    let candidate = format!("{old_prefix}{rest}");
+                    if let Some(text) = old.get(camino::Utf8Path::new(&candidate)) {
+                        o = Some(text);
+                        old_path = candidate.clone();
+                        compared_with = Some(candidate);
+                    }
+                }
+            }
+        }
+        let a = if o.is_some() {
+            format!("a/{old_path}")
+        } else {
+            "/dev/null".into()
+        };
+        let b = if n.is_some() {
+            format!("b/{path}")
+        } else {
+            "/dev/null".into()
+        };
+        let (os, ns) = (
+            o.map(String::as_str).unwrap_or(""),
+            n.map(String::as_str).unwrap_or(""),
+        );
+        let diff = TextDiff::from_lines(os, ns)
+            .unified_diff()
+            .context_radius(3)
+            .header(&a, &b)
+            .to_string();
+        out.push(FileChange {
+            path: path.to_string(),
+            change,
+            compared_with,
+            diff,
+        });
+    }
+    out
+}
+
+// ------------------------------------------------------- tree vs tree
+
+/// The parts of a host module that are not compared key by key elsewhere.
+fn options_view(c: &ConfigState) -> Value {
+    let mut m = c.module.clone();
+    values::remove_paths(
+        &mut m,
+        &[
+            "services.matrix-synapse.settings".into(),
+            "services.matrix-authentication-service.settings".into(),
+            "services.nginx.virtualHosts".into(),
+            "masgen.tasks".into(),
+        ],
+    );
+    m
+}
+
+/// Why a service restarts: its settings that changed (counted), then each
+/// option group (by prefix) that changed, with its label.
+fn unit_reasons(
+    (settings_label, changed_settings): (&str, usize),
+    opts: &[SettingChange],
+    groups: &[(&str, &str)],
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if changed_settings > 0 {
+        reasons.push(count(settings_label, changed_settings));
+    }
+    for (prefix, label) in groups {
+        if touches(opts, &[prefix]) {
+            reasons.push(label.to_string());
+        }
+    }
+    reasons
+}
+
+fn compare_config(old: Option<&ConfigState>, n: &ConfigState) -> ConfigurationChange {
+    let Some(o) = old else {
+        let mut change = empty_change(n, None);
+        change.status = Status::Added;
+        change.units = units_of_new(n);
+        return change;
+    };
+    let mut change = empty_change(n, Some(o.configuration.clone()));
+    change.synapse_settings = values::diff(&o.synapse_settings(), &n.synapse_settings());
+    change.mas_settings = values::diff(&o.mas_settings(), &n.mas_settings());
+    change.other_options = values::diff(&options_view(o), &options_view(n));
+    let (vhosts, routes) = compare_vhosts(&o.vhosts(), &n.vhosts());
+    change.virtual_hosts = vhosts;
+    change.routes = routes;
+
+    let mut units = service_changes(o, n, &change);
+    task_changes(&mut units, &o.tasks(), &n.tasks());
+    change.units = units.into_values().collect();
+
+    // What a reviewer must not miss.
+    let (od, nd) = (
+        delegates(&o.synapse_settings()),
+        delegates(&n.synapse_settings()),
+    );
+    let rollback_to = format!("`{}`", o.configuration);
+    phase_warnings(&mut change, od, nd, &o.phase, &n.phase, &rollback_to);
+    route_warnings(
+        &mut change,
+        &compat_hosts(&o.vhosts()),
+        &compat_hosts(&n.vhosts()),
+    );
+    setting_warnings(&mut change, Some(&o.mas_settings()), &n.mas_settings());
+
+    mark_changed(&mut change);
+    change
+}
+
+/// The long-running services of two configurations of a host: what a
+/// switch from `o` to `n` does to each, and why.
+fn service_changes(
+    o: &ConfigState,
+    n: &ConfigState,
+    change: &ConfigurationChange,
+) -> BTreeMap<(u8, String), UnitChange> {
+    let opts = &change.other_options;
+    let mut units = BTreeMap::new();
+
+    // Synapse and the unit that writes its password_config file.
+    let reasons = unit_reasons(
+        ("Synapse settings", change.synapse_settings.len()),
+        opts,
+        &[
+            (
+                "services.matrix-synapse.extraConfigFiles",
+                "services.matrix-synapse.extraConfigFiles",
+            ),
+            (
+                "services.matrix-synapse.extras",
+                "services.matrix-synapse.extras (Python packages)",
+            ),
+            (
+                "masgen.synapse.passwordConfig",
+                "password_config (masgen.synapse.passwordConfig)",
+            ),
+        ],
+    );
+    service_unit(
+        &mut units,
+        SYNAPSE_UNIT,
+        o.synapse_enabled(),
+        n.synapse_enabled(),
+        reasons,
+        "restarted",
+    );
+    service_unit(
+        &mut units,
+        PASSWORD_CONFIG_UNIT,
+        o.password_config().is_some(),
+        n.password_config().is_some(),
+        if touches(opts, &["masgen.synapse.passwordConfig"]) {
+            vec!["masgen.synapse.passwordConfig".into()]
+        } else {
+            vec![]
+        },
+        "restarted; matrix-synapse.service requires it and restarts too",
+    );
+
+    // MAS.
+    let reasons = unit_reasons(
+        ("MAS settings", change.mas_settings.len()),
+        opts,
+        &[
+            (
+                "services.matrix-authentication-service.credentials",
+                "credentials (LoadCredential=)",
+            ),
+            (
+                "services.matrix-authentication-service.extraConfigFiles",
+                "services.matrix-authentication-service.extraConfigFiles",
+            ),
+            (
+                "services.matrix-authentication-service.createDatabase",
+                "createDatabase (ordering after postgresql.service)",
+            ),
+        ],
+    );
+    service_unit(
+        &mut units,
+        MAS_UNIT,
+        o.mas_enabled(),
+        n.mas_enabled(),
+        reasons,
+        "restarted",
+    );
+
+    // nginx.
+    let mut reasons = Vec::new();
+    if !change.virtual_hosts.is_empty() || !change.routes.is_empty() {
+        reasons.push(route_summary(&change.virtual_hosts, &change.routes));
+    }
+    let nginx_opts: Vec<&SettingChange> = opts
+        .iter()
+        .filter(|c| c.path.starts_with("services.nginx.") && c.path != "services.nginx.enable")
+        .collect();
+    if !nginx_opts.is_empty() {
+        reasons.push("services.nginx options".into());
+    }
+    service_unit(
+        &mut units,
+        NGINX_UNIT,
+        o.nginx_enabled(),
+        n.nginx_enabled(),
+        reasons,
+        NGINX_RESTART,
+    );
+    acme_units(&mut units, &o.acme_hosts(), &n.acme_hosts());
+
+    // PostgreSQL.
+    postgres_unit(&mut units, o, n, opts);
+
+    units
+}
+
+/// masgen's tasks: added, removed, or changed in which of their fields.
+fn task_changes(
+    units: &mut BTreeMap<(u8, String), UnitChange>,
+    ot: &BTreeMap<String, Value>,
+    nt: &BTreeMap<String, Value>,
+) {
+    for name in ot.keys().chain(nt.keys()).collect::<BTreeSet<_>>() {
+        let unit = format!("{name}.service");
+        match (ot.get(name), nt.get(name)) {
+            (None, Some(_)) => task_unit(units, unit, Change::Added, vec![]),
+            (Some(_), None) => task_unit(units, unit, Change::Removed, vec![]),
+            (Some(a), Some(b)) if a != b => {
+                let reasons = values::diff(a, b)
+                    .iter()
+                    .map(|c| {
+                        c.path
+                            .split(['.', '['])
+                            .next()
+                            .unwrap_or_default()
+                            .to_string()
+                    })
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                task_unit(units, unit, Change::Changed, reasons);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A configuration with any difference is `Changed`.
+pub(super) fn mark_changed(change: &mut ConfigurationChange) {
+    if !(change.units.is_empty()
+        && change.synapse_settings.is_empty()
+        && change.mas_settings.is_empty()
+        && change.virtual_hosts.is_empty()
+        && change.routes.is_empty()
+        && change.other_options.is_empty())
+    {
+        change.status = Status::Changed;
+    }
+}
+
+pub(super) fn count(what: &str, n: usize) -> String {
+    if n == 1 {
+        format!("{what} (1 change)")
+    } else {
+        format!("{what} ({n} changes)")
+    }
+}
