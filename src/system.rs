@@ -34,6 +34,10 @@ pub struct SystemState {
     /// runtime config to the store file it is rendered from, credentials to
     /// the files they load).
     pub mas_config_files: Vec<String>,
+    /// Synapse's config files in the order Synapse loads them: its
+    /// `--config-path` arguments, a directory standing for its `*.yaml`
+    /// files in sorted order.
+    pub synapse_config_files: Vec<String>,
     /// The config file `nginx.service` names (`-c`) as `(path, text)`, or
     /// why it could not be read; `None` without nginx.service.
     pub nginx_config: Option<Result<(String, String), String>>,
@@ -92,6 +96,12 @@ pub fn read(root: &Utf8Path, also_read: &[String]) -> anyhow::Result<SystemState
         }
     }
 
+    if let Some(unit) = state.units.get(SYNAPSE_UNIT) {
+        let args = flag_values(&unit.exec_start(), &["--config-path", "-c"]);
+        let (files, notes) = expand_config_dirs(root, &args);
+        state.synapse_config_files = files;
+        state.notes.extend(notes);
+    }
     let mut wanted: Vec<String> = also_read.to_vec();
     wanted.extend(state.synapse_config_files());
     for f in wanted {
@@ -144,11 +154,9 @@ pub fn read(root: &Utf8Path, also_read: &[String]) -> anyhow::Result<SystemState
 impl SystemState {
     /// The files `matrix-synapse.service`'s `ExecStart` names with
     /// `--config-path` (or `-c`), in order; none without the unit.
+    /// A directory stands for its `*.yaml` files, as Synapse reads it.
     pub fn synapse_config_files(&self) -> Vec<String> {
-        self.units
-            .get(SYNAPSE_UNIT)
-            .map(|u| flag_values(&u.exec_start(), &["--config-path", "-c"]))
-            .unwrap_or_default()
+        self.synapse_config_files.clone()
     }
 
     /// `files` merged the way Synapse (`deep == false`) or MAS (`deep`)
@@ -196,6 +204,35 @@ fn merge_deep(target: &mut Map<String, Value>, file: Map<String, Value>) {
             }
         }
     }
+}
+
+/// Synapse's `--config-path` arguments as the files it loads
+/// (`synapse/config/_base.py`, `find_config_files`): a directory gives its
+/// regular `*.yaml` files in sorted order, anything else in it is ignored
+/// (with a note, as Synapse prints one).
+fn expand_config_dirs(root: &Utf8Path, args: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut files = Vec::new();
+    let mut notes = Vec::new();
+    for arg in args {
+        let Some(dir) = resolve(root, arg).filter(|p| p.is_dir()) else {
+            files.push(arg.clone());
+            continue;
+        };
+        let base = arg.trim_end_matches('/');
+        for name in sorted_entries(&dir) {
+            let path = format!("{base}/{name}");
+            if !dir.join(&name).is_file() {
+                notes.push(format!(
+                    "{path}: a subdirectory of Synapse's config directory; Synapse ignores it"
+                ));
+            } else if !name.ends_with(".yaml") {
+                notes.push(format!("{path}: does not end in .yaml; Synapse ignores it"));
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    (files, notes)
 }
 
 /// The names in a directory, sorted; none when it cannot be read.
@@ -535,6 +572,59 @@ mod tests {
         assert_eq!(
             m["oidc_providers"][0],
             json!({"issuer": "https://sso.example.org", "scopes": ["openid"], "idp_id": "staff"})
+        );
+    }
+
+    /// A `--config-path` directory is read as Synapse reads it: its `*.yaml`
+    /// files in sorted order, other entries ignored with a note.
+    #[test]
+    fn a_config_directory_stands_for_its_yaml_files() {
+        let root = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(root.path()).unwrap();
+        let units = root.join("etc/systemd/system");
+        fs::create_dir_all(&units).unwrap();
+        fs::write(
+            units.join(SYNAPSE_UNIT),
+            "[Service]\nExecStart=/nix/store/x/bin/synapse --config-path /etc/hs.yaml --config-path /etc/conf.d/\n",
+        )
+        .unwrap();
+        let conf = root.join("etc/conf.d");
+        fs::create_dir_all(conf.join("sub.yaml")).unwrap();
+        fs::write(
+            root.join("etc/hs.yaml"),
+            "server_name: a\npublic_baseurl: x\n",
+        )
+        .unwrap();
+        fs::write(conf.join("20-b.yaml"), "server_name: c\n").unwrap();
+        fs::write(
+            conf.join("10-a.yaml"),
+            "server_name: b\nreport_stats: true\n",
+        )
+        .unwrap();
+        fs::write(conf.join("30-c.yml"), "server_name: d\n").unwrap();
+        let state = read(root, &[]).unwrap();
+        assert_eq!(
+            state.synapse_config_files(),
+            [
+                "/etc/hs.yaml",
+                "/etc/conf.d/10-a.yaml",
+                "/etc/conf.d/20-b.yaml"
+            ]
+        );
+        let (merged, unreadable) = state.merged(&state.synapse_config_files(), false);
+        assert!(unreadable.is_empty(), "{unreadable:?}");
+        assert_eq!(
+            merged,
+            json!({"server_name": "c", "public_baseurl": "x", "report_stats": true})
+        );
+        let notes = state.notes.join("\n");
+        assert!(
+            notes.contains("/etc/conf.d/30-c.yml: does not end in .yaml"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("/etc/conf.d/sub.yaml: a subdirectory"),
+            "{notes}"
         );
     }
 
