@@ -496,3 +496,48 @@ fn an_existing_spec_is_replaced_only_with_force() {
         .unwrap()
         .contains("[homeserver]"));
 }
+
+/// A Synapse that already delegates (either form) has nothing left to
+/// migrate: import says so at the key; a disabled `msc3861` block is dropped.
+#[test]
+fn an_already_delegating_synapse_needs_a_human() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "server_name: example.org\nreport_stats: false\n";
+    for (name, block, delegating) in [
+        (
+            "stable",
+            "matrix_authentication_service:\n  enabled: true\n  endpoint: http://localhost:8080/\n",
+            true,
+        ),
+        (
+            "msc3861",
+            "experimental_features:\n  msc3861:\n    enabled: true\n",
+            true,
+        ),
+        (
+            "off",
+            "experimental_features:\n  msc3861:\n    enabled: false\n  msc3266_enabled: true\n",
+            false,
+        ),
+    ] {
+        let path = Utf8PathBuf::from_path_buf(dir.path().join(format!("{name}.yaml"))).unwrap();
+        std::fs::write(&path, format!("{base}{block}")).unwrap();
+        let imported = import::synapse::import(&[path], "spec.toml").unwrap();
+        let report = import::render_text(&imported.report);
+        assert_eq!(
+            report.contains("delegates to MAS already"),
+            delegating,
+            "{name}:\n{report}"
+        );
+        if !delegating {
+            // The disabled block is dropped (Synapse 1.163 refuses it), the
+            // rest of `experimental_features` is carried.
+            assert!(!imported.spec.contains("msc3861"), "{}", imported.spec);
+            assert!(
+                imported.spec.contains("msc3266_enabled"),
+                "{}",
+                imported.spec
+            );
+        }
+    }
+}

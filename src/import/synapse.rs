@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::system;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::{Map, Value};
 
@@ -208,8 +209,27 @@ pub(super) fn top_level(
             email(ctx, v, file);
             carry(ctx, key, v, file);
         }
-        "matrix_authentication_service" | "experimental_features" if delegating(key, v) => {
+        "matrix_authentication_service" | "experimental_features"
+            if system::delegates(&serde_json::json!({ key: v })) =>
+        {
             ctx.human(file, key, "this Synapse delegates to MAS already: there is nothing left to migrate; import the configuration from before delegation");
+        }
+        // A disabled `msc3861` block does nothing, but Synapse 1.136 and
+        // newer refuse to start with any non-empty one
+        // (synapse/config/experimental.py).
+        "experimental_features" if v.get("msc3861").is_some() => {
+            ctx.dropped(
+                file,
+                "experimental_features.msc3861",
+                "delegation is off; Synapse 1.136 and newer refuse the block whatever it says (masgen writes the stable `matrix_authentication_service` block in the final phase)",
+            );
+            let mut rest = v.clone();
+            if let Value::Object(m) = &mut rest {
+                m.remove("msc3861");
+                if !m.is_empty() {
+                    carry(ctx, key, &rest, file);
+                }
+            }
         }
         _ => {
             if let Some((_, why)) = SET_BY_NIXOS.iter().find(|(k, _)| *k == key) {
@@ -330,14 +350,6 @@ fn app_services(ctx: &mut Ctx, v: &Value, file: &str) {
         &["synapse.app_services"],
         "check `encrypted` and `kind` for each bridge or bot",
     );
-}
-
-fn delegating(key: &str, v: &Value) -> bool {
-    let on = |p: &str| v.pointer(p) == Some(&Value::Bool(true));
-    match key {
-        "matrix_authentication_service" => on("/enabled"),
-        _ => on("/msc3861/enabled"),
-    }
 }
 
 /// A setting masgen does not model: carried verbatim into
