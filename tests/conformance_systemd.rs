@@ -81,7 +81,7 @@ fn tree_units_are_render_unit_output() {
                 let file = tree
                     .get(&camino::Utf8PathBuf::from(&rel))
                     .unwrap_or_else(|| panic!("{name}: no {rel}"));
-                let unit = masgen::emit::render_unit(task, &phase.synapse.extra_config_files);
+                let unit = masgen::emit::render_unit(task_name, task, phase);
                 assert!(
                     file.ends_with(&unit),
                     "{name}: {rel} is not render_unit's output"
@@ -108,7 +108,7 @@ fn verify_rejects_broken_units() {
     let lowered = masgen::lower::lower(&checked.homeserver);
     let phase = &lowered.phases[0];
     let (task_name, task) = phase.tasks.iter().next().expect("a task");
-    let good = masgen::emit::render_unit(task, &phase.synapse.extra_config_files);
+    let good = masgen::emit::render_unit(task_name, task, phase);
 
     let cases: Vec<(&str, String, &str)> = vec![
         (
@@ -177,7 +177,7 @@ fn conflicting_units_are_ordered() {
         let lowered = masgen::lower::lower(&checked.homeserver);
         for phase in &lowered.phases {
             for (task_name, task) in &phase.tasks {
-                let unit = masgen::emit::render_unit(task, &phase.synapse.extra_config_files);
+                let unit = masgen::emit::render_unit(task_name, task, phase);
                 let list = |key: &str| -> Vec<String> {
                     unit.lines()
                         .filter_map(|l| l.strip_prefix(&format!("{key}=")))

@@ -143,7 +143,7 @@ fn rendered_unit(phase: &HostPhase, name: &str) -> Unit {
         .tasks
         .get(name)
         .unwrap_or_else(|| panic!("no task {name} in {:?}", phase.tasks.keys()));
-    let text = masgen::emit::render_unit(task, &phase.synapse.extra_config_files);
+    let text = masgen::emit::render_unit(name, task, phase);
     Unit::parse(&text)
 }
 

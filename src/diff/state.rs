@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use crate::emit::OutputTree;
-use crate::lower::{configuration_name, Phase};
+use crate::lower::{configuration_name, tasks, Phase};
 
 use super::changeset::RouteTarget;
 use super::nixdata;
@@ -165,12 +165,62 @@ impl ConfigState {
             .collect()
     }
 
+    /// masgen's tasks as modules/tasks.nix makes them: each task's own
+    /// fields with what its placeholders imply, so a change of MAS's
+    /// credentials shows on the tasks that load them.
     pub fn tasks(&self) -> BTreeMap<String, Value> {
+        let mas = self.mas_credentials();
+        let password_config = self.password_config().is_some();
         self.get(&["masgen", "tasks"])
             .as_object()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), with_implied(k, v, &mas, password_config)))
+                    .collect()
+            })
             .unwrap_or_default()
     }
+}
+
+fn with_implied(
+    name: &str,
+    task: &Value,
+    mas_credentials: &BTreeMap<String, String>,
+    password_config: bool,
+) -> Value {
+    let Value::Object(fields) = task else {
+        return task.clone();
+    };
+    let own: BTreeMap<String, String> = fields
+        .get("credentials")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    let implied = tasks::implied(
+        name,
+        &strings(fields.get("command").unwrap_or(&Value::Null)),
+        &own,
+        fields.get("runtimeDirectory").and_then(Value::as_str),
+        mas_credentials,
+        password_config,
+    );
+    let mut out = fields.clone();
+    out.insert("credentials".into(), json!(implied.credentials));
+    for key in ["after", "requires"] {
+        let mut list = strings(fields.get(key).unwrap_or(&Value::Null));
+        for unit in &implied.after_requires {
+            if !list.contains(unit) {
+                list.push(unit.clone());
+            }
+        }
+        out.insert(key.into(), json!(list));
+    }
+    if let Some(d) = implied.runtime_directory {
+        out.insert("runtimeDirectory".into(), json!(d));
+    }
+    Value::Object(out)
 }
 
 fn object(v: &Value) -> Value {

@@ -44,16 +44,19 @@ fn task(t: &Task) -> NixExpr {
             t.user.as_ref().map(NixExpr::str).unwrap_or(NixExpr::Null),
         ),
         ("dynamicUser", NixExpr::Bool(t.dynamic_user)),
-        (
+        ("command", NixExpr::list_of_strs(&t.command)),
+    ];
+    // Only the task's own: modules/tasks.nix adds MAS's for `@mas-config@`.
+    if !t.credentials.is_empty() {
+        attrs.push((
             "credentials",
             NixExpr::attrs(
                 t.credentials
                     .iter()
                     .map(|(k, v)| (k.clone(), NixExpr::str(v))),
             ),
-        ),
-        ("command", NixExpr::list_of_strs(&t.command)),
-    ];
+        ));
+    }
     if let Some(d) = &t.runtime_directory {
         attrs.push(("runtimeDirectory", NixExpr::str(d)));
     }

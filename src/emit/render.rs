@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::lower::tasks::PASSWORD_CONFIG_UNIT;
+use crate::lower::tasks::{self, PASSWORD_CONFIG_UNIT};
 use crate::lower::{
     HostPhase, PasswordConfigOut, Task, TlsMode, VirtualHost, PASSWORD_CONFIG_PATH,
 };
@@ -99,7 +99,7 @@ pub(super) fn files(
             "# systemd.services.{name} as NixOS writes it (modules/tasks.nix). Store paths are shown\n\
              # under /run/current-system/sw; `#| ` lines are what NixOS adds to every service.\n"
         ));
-        unit.push_str(&render_unit(task, &phase.synapse.extra_config_files));
+        unit.push_str(&render_unit(name, task, phase));
         out.push((format!("units/{name}.service"), unit));
     }
     Ok(out)
@@ -263,13 +263,19 @@ pub fn synapse_config_args(extra_files: &[String]) -> Vec<(String, Option<(Strin
     out
 }
 
-/// A `.service` file equivalent to what modules/tasks.nix makes of a task.
-pub fn render_unit(task: &Task, synapse_extra_files: &[String]) -> String {
-    let mut credentials: Vec<(String, String)> = task
-        .credentials
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+/// A `.service` file equivalent to what modules/tasks.nix makes of the task
+/// `name` on the host of `phase`, with the module's implicit additions.
+pub fn render_unit(name: &str, task: &Task, phase: &HostPhase) -> String {
+    let synapse_extra_files = &phase.synapse.extra_config_files;
+    let implied = tasks::implied(
+        name,
+        &task.command,
+        &task.credentials,
+        task.runtime_directory.as_deref(),
+        &phase.mas.credentials,
+        phase.synapse.password_config.is_some(),
+    );
+    let mut credentials: Vec<(String, String)> = implied.credentials.into_iter().collect();
     let mut argv = Vec::new();
     for arg in &task.command {
         match arg.as_str() {
@@ -301,9 +307,18 @@ pub fn render_unit(task: &Task, synapse_extra_files: &[String]) -> String {
         "Description={}\n",
         task.description.replace('%', "%%")
     ));
+    let with_implied = |list: &[String]| {
+        let mut all = list.to_vec();
+        for u in &implied.after_requires {
+            if !all.contains(u) {
+                all.push(u.clone());
+            }
+        }
+        all
+    };
     for (key, list) in [
-        ("After", &task.after),
-        ("Requires", &task.requires),
+        ("After", &with_implied(&task.after)),
+        ("Requires", &with_implied(&task.requires)),
         ("Conflicts", &task.conflicts),
     ] {
         if !list.is_empty() {
@@ -331,7 +346,7 @@ pub fn render_unit(task: &Task, synapse_extra_files: &[String]) -> String {
             path.replace('%', "%%")
         ));
     }
-    if let Some(d) = &task.runtime_directory {
+    if let Some(d) = &implied.runtime_directory {
         u.push_str(&format!(
             "RuntimeDirectory={d}\nRuntimeDirectoryMode=0700\n"
         ));

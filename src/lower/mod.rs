@@ -190,7 +190,7 @@ fn lower_phase(hs: &Homeserver, host: &str, phase: Phase) -> HostPhase {
     let mas = mas::lower(hs);
     let nginx = nginx::lower(hs, phase);
     let postgres = postgres(hs);
-    let tasks = tasks::lower(hs, phase, &synapse, &mas);
+    let tasks = tasks::lower(hs, phase, &synapse);
     HostPhase {
         host: host.to_string(),
         phase,

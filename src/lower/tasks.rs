@@ -1,12 +1,18 @@
 //! masgen's oneshot units: the migration and follow-up tasks the plan runs
 //! with `systemctl start`. The module `modules/tasks.nix` turns each into a
 //! `systemd.services.<name>`; tokens like `@mas-cli@` become store paths there.
+//!
+//! A task states only its own needs. What its placeholders imply (MAS's
+//! credentials for `@mas-config@`, the password-config unit for
+//! `@synapse-config-args@`, a runtime directory for `@masgen-mas-run@`) is
+//! added by the module; the reference renders and `masgen diff` follow the
+//! module through [`implied`], the one place Rust states those rules.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{MasOut, Phase, SynapseOut};
+use super::{Phase, SynapseOut};
 use crate::model::{Homeserver, Mode};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -58,14 +64,54 @@ pub fn register_user_task(localpart: &str) -> String {
     format!("masgen-register-{safe}")
 }
 
-/// A task that runs `mas-cli` with the MAS config and its credentials, as
-/// MAS's own dynamic user (peer auth to its database works for it).
-fn mas_cli(
+/// What modules/tasks.nix adds to a task because of the placeholders its
+/// command uses (see the module's header, "Implicit additions").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Implied {
+    /// `LoadCredential=` names and files: MAS's credentials for a task using
+    /// `@mas-config@` with the task's own winning a clash, in name order
+    /// (as Nix lists an attribute set), without the extra config files
+    /// (`@synapse-config-args@` names those where it expands).
+    pub credentials: BTreeMap<String, String>,
+    /// Added to both `After=` and `Requires=` (each unit named once).
+    pub after_requires: Vec<String>,
+    pub runtime_directory: Option<String>,
+}
+
+/// The module's implicit additions for the task `name` (its `command`, own
+/// `credentials` and `runtime_directory`) on a host whose MAS service loads
+/// `mas_credentials` and whose Synapse has (or not) the password-config file.
+pub fn implied(
     name: &str,
-    description: &str,
-    args: &[&str],
-    credentials: &BTreeMap<String, String>,
-) -> Task {
+    command: &[String],
+    own_credentials: &BTreeMap<String, String>,
+    runtime_directory: Option<&str>,
+    mas_credentials: &BTreeMap<String, String>,
+    password_config: bool,
+) -> Implied {
+    let uses = |token: &str| command.iter().any(|w| w == token);
+    let mut credentials = BTreeMap::new();
+    if uses("@mas-config@") {
+        credentials.extend(mas_credentials.clone());
+    }
+    credentials.extend(own_credentials.clone());
+    Implied {
+        credentials,
+        after_requires: if uses("@synapse-config-args@") && password_config {
+            vec![PASSWORD_CONFIG_UNIT.to_string()]
+        } else {
+            vec![]
+        },
+        runtime_directory: runtime_directory
+            .or(uses("@masgen-mas-run@").then_some(name))
+            .map(str::to_string),
+    }
+}
+
+/// A task that runs `mas-cli` with the MAS config (the module adds MAS's
+/// credentials and a runtime directory), as MAS's own dynamic user (peer
+/// auth to its database works for it).
+fn mas_cli(description: &str, args: &[&str]) -> Task {
     let mut command = vec![
         "@masgen-mas-run@".to_string(),
         "@mas-config@".into(),
@@ -80,31 +126,21 @@ fn mas_cli(
         conflicts: vec![],
         user: Some(MAS_USER.into()),
         dynamic_user: true,
-        credentials: credentials.clone(),
+        credentials: BTreeMap::new(),
         command,
-        runtime_directory: Some(name.into()),
+        runtime_directory: None,
         success_stamp: None,
         clear_stamp_at_start: false,
     }
 }
 
-pub(super) fn lower(
-    hs: &Homeserver,
-    phase: Phase,
-    synapse: &SynapseOut,
-    mas: &MasOut,
-) -> BTreeMap<String, Task> {
+pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTreeMap<String, Task> {
     let mut tasks = BTreeMap::new();
-    // The same credentials as the MAS service (modules/tasks.nix adds them
-    // too; listing them here keeps the reference units complete).
-    let creds = mas.credentials.clone();
     tasks.insert(
         MAS_CONFIG_CHECK.to_string(),
         mas_cli(
-            MAS_CONFIG_CHECK,
             "masgen: check the MAS configuration",
             &["config", "check", "@CONFIG@"],
-            &creds,
         ),
     );
 
@@ -138,27 +174,21 @@ pub(super) fn lower(
         );
         // syn2mas reads the phase-1 Synapse config (it still lists the
         // pepper and the OIDC providers), so these tasks exist only here.
-        let syn2mas = |name: &str, description: &str, sub: &[&str]| {
+        // (The module orders them after the unit that writes the
+        // pepper-bearing password-config file: `@synapse-config-args@`.)
+        let syn2mas = |description: &str, sub: &[&str]| {
             let mut args = vec!["syn2mas", "@CONFIG@", "@synapse-config-args@"];
             args.extend_from_slice(sub);
-            let mut task = mas_cli(name, description, &args, &creds);
-            // modules/synapse-secrets.nix writes the pepper-bearing file syn2mas reads.
-            if synapse.password_config.is_some() {
-                task.after.push(PASSWORD_CONFIG_UNIT.into());
-                task.requires.push(PASSWORD_CONFIG_UNIT.into());
-            }
-            task
+            mas_cli(description, &args)
         };
         tasks.insert(
             SYN2MAS_CHECK.into(),
             syn2mas(
-                SYN2MAS_CHECK,
                 "masgen: syn2mas check (exit 0 clean, 11 warnings, 10 errors)",
                 &["check"],
             ),
         );
         let mut dry_run = syn2mas(
-            SYN2MAS_DRY_RUN,
             "masgen: syn2mas migrate --dry-run (writes to MAS, then empties it)",
             &["migrate", "--dry-run"],
         );
@@ -167,7 +197,6 @@ pub(super) fn lower(
         dry_run.clear_stamp_at_start = true;
         tasks.insert(SYN2MAS_DRY_RUN.into(), dry_run);
         let mut migrate = syn2mas(
-            SYN2MAS_MIGRATE,
             "masgen: syn2mas migrate (Synapse and MAS must be stopped)",
             &["migrate"],
         );
@@ -186,10 +215,8 @@ pub(super) fn lower(
         tasks.insert(
             MAS_DOCTOR.to_string(),
             mas_cli(
-                MAS_DOCTOR,
                 "masgen: mas-cli doctor against the public URL",
                 &["doctor", "@CONFIG@"],
-                &creds,
             ),
         );
         for user in &hs.users {
@@ -208,21 +235,18 @@ pub(super) fn lower(
             if user.admin {
                 command.push("--admin".into());
             }
-            let mut task_creds = creds.clone();
-            if let Some(f) = &user.password_file {
-                task_creds.insert("user-password".into(), f.clone());
-                command.push("--password-file".into());
-                command.push("user-password".into());
-            }
             let mut task = mas_cli(
-                &name,
                 &format!(
                     "masgen: register @{}:{} in MAS",
                     user.localpart, hs.server_name
                 ),
                 &[],
-                &task_creds,
             );
+            if let Some(f) = &user.password_file {
+                task.credentials.insert("user-password".into(), f.clone());
+                command.push("--password-file".into());
+                command.push("user-password".into());
+            }
             task.command = command;
             task.after.push(MAS_UNIT.into());
             tasks.insert(name, task);

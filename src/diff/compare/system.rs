@@ -346,14 +346,13 @@ fn tasks_against(
         .map(|u| u.trim_end_matches(".service").to_string())
         .collect();
     let names: BTreeSet<&String> = ours.keys().chain(sys_tasks.iter()).collect();
-    let mas_creds = n.mas_credentials();
     for name in names {
         let unit = format!("{name}.service");
         match (sys.units.get(&unit), ours.get(name)) {
             (None, Some(_)) => task_unit(units, unit, Change::Added, vec![]),
             (Some(_), None) => task_unit(units, unit, Change::Removed, vec![]),
             (Some(u), Some(t)) => {
-                let reasons = task_differences(u, t, &mas_creds);
+                let reasons = task_differences(u, t);
                 if !reasons.is_empty() {
                     task_unit(units, unit, Change::Changed, reasons);
                 }

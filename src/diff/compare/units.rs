@@ -243,11 +243,7 @@ pub(super) fn is_known_unit(unit: &str) -> bool {
 /// How a system's task unit differs from masgen's task: description,
 /// conflicts, the command's literal arguments (store paths and masgen's
 /// `@tool@` placeholders left out) and credentials.
-pub(super) fn task_differences(
-    unit: &Unit,
-    task: &Value,
-    mas_creds: &BTreeMap<String, String>,
-) -> Vec<String> {
+pub(super) fn task_differences(unit: &Unit, task: &Value) -> Vec<String> {
     let mut reasons = Vec::new();
     let description = task
         .get("description")
@@ -295,15 +291,15 @@ pub(super) fn task_differences(
     if literal != sys_literal {
         reasons.push("command".into());
     }
-    let mut creds: BTreeMap<String, String> = BTreeMap::new();
-    if command.iter().any(|w| w == "@mas-config@") {
-        creds.extend(mas_creds.clone());
-    }
-    if let Some(m) = task.get("credentials").and_then(Value::as_object) {
-        for (k, v) in m {
-            creds.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
-        }
-    }
+    // The task as the module makes it (ConfigState::tasks), MAS's
+    // credentials included.
+    let creds: BTreeMap<String, String> = task
+        .get("credentials")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
     let sys_creds: BTreeMap<String, String> = unit
         .credentials()
         .into_iter()
