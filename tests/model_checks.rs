@@ -231,3 +231,52 @@ fn oidc_providers_need_distinct_ids() {
     assert_eq!(dups, [second], "{text}");
     assert!(!has(with_second("other"), "synapse.oidc.duplicate"));
 }
+
+/// Inline tables inside arrays are read like any other table: a literal
+/// secret or a non-finite number there is refused at its own path.
+#[test]
+fn secrets_and_numbers_inside_arrays_of_inline_tables() {
+    let base = example_text("migrate-local.toml");
+    assert!(!base.contains("[synapse.extra_settings]"));
+    let text = format!(
+        "{base}\n[synapse.extra_settings]\nfoo = [{{ bar = nan }}]\nbaz = [[{{ client_secret = \"hunter2\" }}]]\n"
+    );
+    let errors = errors(text);
+    assert!(
+        errors.iter().any(|(code, message)| code == "value.non_finite"
+            && message.contains("synapse.extra_settings.foo[0].bar")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|(code, message)| code == "secret.literal"
+            && message.contains("synapse.extra_settings.baz[0][0].client_secret")),
+        "{errors:?}"
+    );
+    assert!(
+        !errors.iter().any(|(_, message)| message.contains("hunter2")),
+        "{errors:?}"
+    );
+}
+
+/// Unknown keys past the first `MAX_SHOWN` are counted, exactly, and not
+/// shown.
+#[test]
+fn unknown_keys_past_the_cap_are_counted_exactly() {
+    let cap = masgen::diag::MAX_SHOWN;
+    let mut text = example_text("migrate-local.toml");
+    for i in 0..cap + 3 {
+        text = set(&text, &format!("mas.zz{i:03}"), toml::Value::Integer(1));
+    }
+    let report = match masgen::check_source(masgen::spec::Source::new("spec.toml", text)) {
+        Ok(_) => panic!("unknown keys must be refused"),
+        Err(report) => report,
+    };
+    let shown: Vec<_> = report
+        .iter()
+        .filter(|d| d.code == "spec.unknown_key")
+        .collect();
+    assert_eq!(shown.len(), cap, "{report}");
+    assert!(shown[0].message.contains("mas.zz000"), "{report}");
+    assert_eq!(report.errors, cap + 3, "{report}");
+    assert_eq!(report.omitted(), 3, "{report}");
+}

@@ -685,3 +685,44 @@ fn a_check_judges_exit_status_and_whole_lines() {
         .contains("exit status 1"));
     assert!(c.judge(None, "Result=success\n").is_err());
 }
+
+/// Every form of Synapse password authentication stops a migration plan
+/// until acknowledged: legacy providers, `[synapse.ldap]`, a module that
+/// checks passwords, a password module in `extra_settings`.
+#[test]
+fn every_form_of_password_auth_is_refused() {
+    let base = fs::read_to_string("examples/migrate-local.toml").unwrap();
+    let ldap = "uri = \"ldap://ldap.example.net:389\"\nbase = \"ou=users,dc=example,dc=net\"\n\
+                attributes = { uid = \"uid\", mail = \"mail\", name = \"cn\" }\n";
+    let forms = [
+        (
+            "password_providers",
+            "\n[[synapse.password_providers]]\nmodule = \"shared_secret_authenticator.SharedSecretAuthProvider\"\n".to_string(),
+        ),
+        ("[synapse.ldap]", format!("\n[synapse.ldap]\n{ldap}")),
+        (
+            "a module with password_auth",
+            "\n[[synapse.modules]]\nmodule = \"my_auth.PasswordChecker\"\npassword_auth = true\n".to_string(),
+        ),
+        (
+            "extra_settings.ldap_config",
+            format!("\n[synapse.extra_settings.ldap_config]\nenabled = true\n{ldap}"),
+        ),
+    ];
+    for (form, extra) in forms {
+        let spec = support::checked("providers.toml", &(base.clone() + &extra));
+        assert!(spec.homeserver.synapse.password_auth_in_use(), "{form}");
+        let r = refusal(&spec, HostState::SynapseOnly, opts(false, &[]));
+        assert_eq!(r.code, "plan.password_providers", "{form}");
+    }
+    // Without any, the plan goes ahead.
+    let plain = support::checked("plain.toml", &base);
+    assert!(!plain.homeserver.synapse.password_auth_in_use());
+    plan::plan(
+        &plain.homeserver,
+        HostState::SynapseOnly,
+        "t",
+        &opts(false, &[]),
+    )
+    .expect("no password providers: no refusal");
+}
