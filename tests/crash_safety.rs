@@ -152,6 +152,7 @@ fn interrupted_at_every_step_leaves_old_or_new() {
             });
             let err = res.expect_err("the observer stops the write");
             assert!(err.downcast_ref::<Interrupted>().is_some(), "{err:#}");
+            assert!(err.to_string().contains("interrupted"), "{err:#}");
             let what = format!("{from} → {to}, stopped after {event}");
             let now = contents(out.as_std_path());
             if stop < committed_at {
@@ -397,4 +398,21 @@ fn a_symlinked_out_dir_stays_a_symlink() {
     let mut names: Vec<String> = siblings(dir.path());
     names.retain(|n| n != "real");
     assert_eq!(names, Vec::<String>::new());
+}
+
+/// A manifest that exists but cannot be read is an error naming it, not a
+/// first build: the tree it lists must not be mistaken for foreign files
+/// (or, worse, for none).
+#[test]
+fn an_unreadable_manifest_is_an_error_not_a_first_build() {
+    let tree = library_tree("fresh.toml");
+    let (_dir, out) = out_with(&tree);
+    let manifest = out.join(MANIFEST);
+    // Not UTF-8: reading it fails with InvalidData, not NotFound.
+    fs::write(&manifest, b"{\"files\": \xff}").unwrap();
+    let before = contents(out.as_std_path());
+    let err = write_tree(&out, &tree, false).expect_err("an unreadable manifest");
+    let msg = format!("{err:#}");
+    assert!(msg.contains(&format!("reading {manifest}")), "{msg}");
+    assert_eq!(contents(out.as_std_path()), before, "out/ was touched");
 }

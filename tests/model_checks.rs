@@ -243,8 +243,10 @@ fn secrets_and_numbers_inside_arrays_of_inline_tables() {
     );
     let errors = errors(text);
     assert!(
-        errors.iter().any(|(code, message)| code == "value.non_finite"
-            && message.contains("synapse.extra_settings.foo[0].bar")),
+        errors
+            .iter()
+            .any(|(code, message)| code == "value.non_finite"
+                && message.contains("synapse.extra_settings.foo[0].bar")),
         "{errors:?}"
     );
     assert!(
@@ -253,7 +255,9 @@ fn secrets_and_numbers_inside_arrays_of_inline_tables() {
         "{errors:?}"
     );
     assert!(
-        !errors.iter().any(|(_, message)| message.contains("hunter2")),
+        !errors
+            .iter()
+            .any(|(_, message)| message.contains("hunter2")),
         "{errors:?}"
     );
 }
