@@ -427,12 +427,7 @@ fn import(
     };
     match output {
         Some(path) => {
-            // Whole or nothing: a temporary file renamed into place.
-            let tmp = Utf8Path::new(path.parent().map_or("", |p| p.as_str()))
-                .join(format!(".{}.tmp", path.file_name().unwrap_or("spec.toml")));
-            std::fs::write(&tmp, &imported.spec)
-                .and_then(|()| std::fs::rename(&tmp, path))
-                .map_err(|e| anyhow::anyhow!("cannot write {path}: {e}"))?;
+            masgen::write::write_file(path, imported.spec.as_bytes())?;
         }
         None => std::io::stdout()
             .lock()

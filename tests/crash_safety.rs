@@ -416,3 +416,19 @@ fn an_unreadable_manifest_is_an_error_not_a_first_build() {
     assert!(msg.contains(&format!("reading {manifest}")), "{msg}");
     assert_eq!(contents(out.as_std_path()), before, "out/ was touched");
 }
+
+/// One file written whole: replaced in place, no temporary left beside it,
+/// and a failure leaves the old file.
+#[test]
+fn single_files_are_replaced_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Utf8PathBuf::from_path_buf(dir.path().to_path_buf()).unwrap();
+    let spec = root.join("spec.toml");
+    masgen::write::write_file(&spec, b"one\n").unwrap();
+    masgen::write::write_file(&spec, b"two\n").unwrap();
+    assert_eq!(fs::read_to_string(&spec).unwrap(), "two\n");
+    assert_eq!(siblings(dir.path()), ["spec.toml"]);
+    let err = masgen::write::write_file(&root.join("missing/spec.toml"), b"x").unwrap_err();
+    assert!(format!("{err:#}").contains("cannot write"), "{err:#}");
+    assert_eq!(siblings(dir.path()), ["spec.toml"]);
+}

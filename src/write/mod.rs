@@ -68,6 +68,32 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
+/// Writes one file whole or not at all: a temporary sibling, synced, renamed
+/// over `path`, then the directory synced, so a crash leaves the old file or
+/// the new one (for single files such as `masgen import -o spec.toml`).
+pub fn write_file(path: &Utf8Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(p) if !p.as_str().is_empty() => p,
+        _ => Utf8Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{path} names no file"))?;
+    let tmp = dir.join(format!(".{name}.{}.partial", std::process::id()));
+    let written = (|| -> std::io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        fs::File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("cannot write {path}"))
+}
+
 /// Files of the previous build, from its manifest: path → sha256.
 pub fn previous_manifest(out: &Utf8Path) -> Result<BTreeMap<Utf8PathBuf, String>> {
     let path = out.join(MANIFEST);
