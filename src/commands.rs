@@ -167,7 +167,8 @@ fn man(out_dir: Option<&Utf8Path>) -> Result<ExitCode> {
 }
 
 fn print_diagnostics(diags: &Report) {
-    let _ = write!(std::io::stderr().lock(), "{diags}");
+    let text = diags.to_text(stderr_color());
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 fn summary(diags: &Report) -> String {
@@ -449,11 +450,21 @@ fn import(
 /// colour when stdout is a terminal.
 fn stdout_color() -> bool {
     use std::io::IsTerminal;
+    color_for(std::io::stdout().is_terminal())
+}
+
+/// The same for stderr, where diagnostics go.
+fn stderr_color() -> bool {
+    use std::io::IsTerminal;
+    color_for(std::io::stderr().is_terminal())
+}
+
+fn color_for(terminal: bool) -> bool {
     let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
     decide_color(
         var("NO_COLOR").is_some(),
         var("CLICOLOR_FORCE").is_some_and(|v| v != "0"),
-        std::io::stdout().is_terminal(),
+        terminal,
     )
 }
 

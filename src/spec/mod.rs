@@ -13,7 +13,8 @@ pub use raw::SpecFile;
 use toml_edit::{ImDocument, Item, Value};
 
 use crate::diag::{
-    excerpt, Diagnostic, Key, KeyPath, LineIndex, Location, Rendered, Report, Severity, MAX_SHOWN,
+    Diagnostic, Excerpt, Key, KeyPath, LineIndex, Location, Related, Rendered, Report, Severity,
+    MAX_SHOWN,
 };
 use crate::rules::secrets;
 
@@ -26,6 +27,9 @@ pub struct Source {
     pub text: String,
     doc: Result<ImDocument<String>, toml_edit::TomlError>,
     lines: LineIndex,
+    /// How many diagnostics are kept (and rendered with source excerpts);
+    /// `None` keeps every one, without excerpts, for the machine formats.
+    cap: Option<usize>,
 }
 
 impl Source {
@@ -38,7 +42,21 @@ impl Source {
             text,
             doc,
             lines,
+            cap: Some(MAX_SHOWN),
         }
+    }
+
+    /// Keeps every diagnostic instead of the first [`MAX_SHOWN`] (for
+    /// `masgen check --format json|github`), without source excerpts: the
+    /// cost stays linear in the number of diagnostics and the file's size.
+    pub fn all_diagnostics(mut self) -> Self {
+        self.cap = None;
+        self
+    }
+
+    /// How many diagnostics of a kind are kept; `usize::MAX` for all.
+    pub(crate) fn cap(&self) -> usize {
+        self.cap.unwrap_or(usize::MAX)
     }
 
     /// Byte range of the value at `path`, or of the deepest part of it that exists.
@@ -82,45 +100,85 @@ impl Source {
         }
     }
 
-    pub fn render(&self, diag: &Diagnostic) -> Rendered {
-        let span = match &diag.location {
+    /// The span a location points at, a span that takes in its line's
+    /// newline ending on that line.
+    fn span(&self, location: &Location) -> Range<usize> {
+        let span = match location {
             Location::Path(path) => self.span_of(path),
             Location::Span(span) => span.clone(),
         };
-        let (line, column) = self.line_col(span.start);
-        let (excerpt, caret) = excerpt(self.lines.line(&self.text, line), column);
-        // A span that takes in its line's newline ends on that line.
         let end = match self.text.as_bytes().get(span.end.wrapping_sub(1)) {
             Some(b'\n') if span.end > span.start + 1 => span.end - 1,
             _ => span.end.max(span.start),
         };
-        let (end_line, end_column) = self.line_col(end);
-        Rendered {
-            severity: diag.severity,
-            code: diag.code,
-            file: self.name.clone(),
-            line,
-            column,
-            end_line,
-            end_column,
-            message: match &diag.cause {
-                Some(cause) => format!("{} (follows from `{cause}`, reported above)", diag.message),
-                None => diag.message.clone(),
-            },
-            help: diag.help.as_deref().map(str::to_string),
-            excerpt,
-            caret,
-            related: diag.related.as_ref().map(|(path, label)| {
-                let (line, column) = self.line_col(self.span_of(path).start);
-                format!("{}:{line}:{column}: {label}", self.name)
-            }),
+        span.start..end
+    }
+
+    /// The excerpt of the line at `line` for a span starting there.
+    fn excerpt(&self, line: usize, span: &Range<usize>) -> Excerpt {
+        let range = self.lines.line_range(&self.text, line);
+        let start = span.start.saturating_sub(range.start);
+        let end = span.end.saturating_sub(range.start);
+        Excerpt::new(line, &self.text[range], start, end)
+    }
+
+    /// Resolves diagnostics to lines and columns (all offsets in one pass),
+    /// with source excerpts when `excerpts`.
+    fn render(&self, diags: &[&Diagnostic], excerpts: bool) -> Vec<Rendered> {
+        let spans: Vec<(Range<usize>, Option<Range<usize>>)> = diags
+            .iter()
+            .map(|d| {
+                let related = d.related.as_ref().map(|(p, _)| self.span_of(p));
+                (self.span(&d.location), related)
+            })
+            .collect();
+        let mut offsets = Vec::with_capacity(spans.len() * 3);
+        for (span, related) in &spans {
+            offsets.extend([span.start, span.end]);
+            offsets.push(related.as_ref().map_or(0, |r| r.start));
         }
+        let positions = self.lines.line_cols(&self.text, &offsets);
+        diags
+            .iter()
+            .zip(&spans)
+            .zip(positions.chunks(3))
+            .map(|((diag, (span, related)), pos)| {
+                let [(line, column), (end_line, end_column), (rel_line, rel_column)] =
+                    [pos[0], pos[1], pos[2]];
+                Rendered {
+                    severity: diag.severity,
+                    code: diag.code,
+                    file: self.name.clone(),
+                    line,
+                    column,
+                    end_line,
+                    end_column,
+                    message: match &diag.cause {
+                        Some(cause) => {
+                            format!("{} (follows from `{cause}`, reported above)", diag.message)
+                        }
+                        None => diag.message.clone(),
+                    },
+                    help: diag.help.as_deref().map(str::to_string),
+                    excerpt: excerpts.then(|| self.excerpt(line, span)),
+                    related: diag.related.as_ref().zip(related.as_ref()).map(
+                        |((_, label), span)| Related {
+                            line: rel_line,
+                            column: rel_column,
+                            label: label.clone(),
+                            excerpt: excerpts.then(|| self.excerpt(rel_line, span)),
+                        },
+                    ),
+                }
+            })
+            .collect()
     }
 
     /// Errors first, then warnings; each in file order, except that a
     /// diagnostic with a `cause` comes right after the one at its cause.
-    /// Only the first [`MAX_SHOWN`] are rendered, all are counted: the cost
-    /// is one span lookup per diagnostic plus the rendering of the shown ones.
+    /// Only the first [`MAX_SHOWN`] are rendered unless
+    /// [`Self::all_diagnostics`] was asked for; all are counted. The cost is
+    /// a span lookup and a sort per diagnostic plus one pass over the text.
     pub fn render_all(&self, diags: &[Diagnostic]) -> Report {
         let mut keyed: Vec<(Severity, usize, bool, usize, &Diagnostic)> = diags
             .iter()
@@ -151,14 +209,10 @@ impl Source {
                 .map(|k| 1 + k.4.omitted)
                 .sum()
         };
-        let errors = count(Severity::Error);
+        let kept: Vec<&Diagnostic> = keyed.iter().take(self.cap()).map(|k| k.4).collect();
         Report {
-            shown: keyed
-                .iter()
-                .take(MAX_SHOWN)
-                .map(|k| self.render(k.4))
-                .collect(),
-            errors,
+            shown: self.render(&kept, self.cap.is_some()),
+            errors: count(Severity::Error),
             warnings: count(Severity::Warning),
         }
     }
@@ -272,7 +326,8 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
     });
 
     // Unknown keys: the first `MAX_SHOWN` in file order are kept, the rest
-    // only counted, so that a huge spec of typos costs no memory per key.
+    // only counted, so that a huge spec of typos costs no memory per key
+    // (the machine formats keep them all).
     let mut unknown: BinaryHeap<(usize, KeyPath)> = BinaryHeap::new();
     let mut more_unknown = 0;
     let de = toml::Deserializer::new(&source.text);
@@ -282,7 +337,7 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
             return;
         }
         unknown.push((source.span_of(&path).start, path));
-        if unknown.len() > MAX_SHOWN {
+        if unknown.len() > source.cap() {
             unknown.pop();
             more_unknown += 1;
         }
