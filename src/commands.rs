@@ -208,7 +208,8 @@ fn check(spec: &Utf8Path, format: CheckFormat) -> Result<ExitCode> {
         CheckFormat::Json => format::json_lines,
         CheckFormat::Github => format::github,
     };
-    let result = match check_file(spec) {
+    // Every diagnostic: the cap of the text format is for a reader.
+    let result = match masgen::check_file_all(spec) {
         Ok(result) => result,
         Err(err) => {
             if format == CheckFormat::Github {

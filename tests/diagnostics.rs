@@ -575,7 +575,7 @@ fn generated_nasty_inputs() {
     // The key after the 2 MB string: its line is the last, its column counts
     // the characters before it.
     let want = format!(
-        "\n --> line.toml:{}:{}\n",
+        "--> line.toml:{}:{}\n",
         line.lines().count(),
         "blob = { data = \"".len() + 2_000_000 + "\", ".len() + 1
     );
