@@ -87,6 +87,7 @@ fn secrets(spec: &Utf8Path, dir: &Utf8Path) -> Result<ExitCode> {
                 problems += 1;
                 eprintln!("warning: kept {target}, but {p}; fix or remove it and run again");
             }
+            Outcome::OnHost => eprintln!("skipped: {} for {}: {}", f.path, f.key, f.describe()),
             Outcome::External => eprintln!(
                 "not made: {target} for {} ({}); create it yourself",
                 f.key,

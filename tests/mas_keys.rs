@@ -317,3 +317,28 @@ fn run_exec_start(openssl: &Path, eval: &nixos::NixosEval, what: &str) {
         );
     }
 }
+
+/// A task given a key the host makes (as a credential) requires and follows
+/// the keys unit: it may run before MAS has ever started on the host.
+#[test]
+fn tasks_reading_generated_keys_wait_for_them() {
+    let mut seen = 0;
+    for (name, checked) in checked_examples() {
+        let lowered = masgen::lower::lower(&checked.homeserver);
+        let generated = checked.homeserver.mas.generated_keys();
+        for phase in &lowered.phases {
+            for (task_name, task) in &phase.tasks {
+                let reads = task
+                    .credentials
+                    .values()
+                    .any(|f| generated.iter().any(|(_, g)| g == f));
+                let what = format!("{name} {task_name}");
+                let unit = UNIT.to_string();
+                assert_eq!(task.requires.contains(&unit), reads, "{what}");
+                assert_eq!(task.after.contains(&unit), reads, "{what}");
+                seen += usize::from(reads);
+            }
+        }
+    }
+    assert!(seen > 0, "no task reads a generated key");
+}
