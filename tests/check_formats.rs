@@ -289,7 +289,7 @@ fn machine_formats_print_every_diagnostic_past_the_text_cap() {
         spec.push_str(&format!("unknown_{i:03} = 1\n"));
     }
     fs::write(dir.path().join("many.toml"), &spec).unwrap();
-    assert!(200 > masgen::diag::MAX_SHOWN);
+    const { assert!(200 > masgen::diag::MAX_SHOWN) };
 
     let (code, stdout, stderr) = check(dir.path(), "many.toml", "json");
     assert_eq!(code, 2, "{stderr}");
