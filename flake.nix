@@ -39,8 +39,9 @@
         # nix-instantiate; they run in CI (.ci/run), not in the sandbox.
         doCheck = false;
 
-        # Completions and man pages come from the binary itself (clap_complete,
-        # clap_mangen), so they always match its flags; a cross build cannot run it.
+        # Completions, man pages and the spec's JSON Schema come from the binary
+        # itself (clap_complete, clap_mangen, schemars), so they always match it;
+        # a cross build cannot run it. Tested in tests/shell_integration.rs.
         nativeBuildInputs = [pkgs.installShellFiles];
         postInstall = lib.optionalString (pkgs.stdenv.buildPlatform.canExecute pkgs.stdenv.hostPlatform) ''
           installShellCompletion --cmd masgen \
@@ -49,6 +50,8 @@
             --zsh <($out/bin/masgen completions zsh)
           $out/bin/masgen man --out-dir man
           installManPage man/*.1
+          mkdir -p $out/share/masgen
+          $out/bin/masgen schema > $out/share/masgen/spec.schema.json
         '';
 
         meta = {

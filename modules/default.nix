@@ -20,6 +20,7 @@ in {
       ./tasks.nix
       ./synapse-secrets.nix
       ./syn2mas-access.nix
+      ./mas-keys.nix
     ]
     ++ (
       if upstream.hasCredentials

@@ -87,6 +87,7 @@ fn secrets(spec: &Utf8Path, dir: &Utf8Path) -> Result<ExitCode> {
                 problems += 1;
                 eprintln!("warning: kept {target}, but {p}; fix or remove it and run again");
             }
+            Outcome::OnHost => eprintln!("skipped: {} for {}: {}", f.path, f.key, f.describe()),
             Outcome::External => eprintln!(
                 "not made: {target} for {} ({}); create it yourself",
                 f.key,
@@ -167,7 +168,8 @@ fn man(out_dir: Option<&Utf8Path>) -> Result<ExitCode> {
 }
 
 fn print_diagnostics(diags: &Report) {
-    let _ = write!(std::io::stderr().lock(), "{diags}");
+    let text = diags.to_text(stderr_color());
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 fn summary(diags: &Report) -> String {
@@ -207,7 +209,8 @@ fn check(spec: &Utf8Path, format: CheckFormat) -> Result<ExitCode> {
         CheckFormat::Json => format::json_lines,
         CheckFormat::Github => format::github,
     };
-    let result = match check_file(spec) {
+    // Every diagnostic: the cap of the text format is for a reader.
+    let result = match masgen::check_file_all(spec) {
         Ok(result) => result,
         Err(err) => {
             if format == CheckFormat::Github {
@@ -444,11 +447,21 @@ fn import(
 /// colour when stdout is a terminal.
 fn stdout_color() -> bool {
     use std::io::IsTerminal;
+    color_for(std::io::stdout().is_terminal())
+}
+
+/// The same for stderr, where diagnostics go.
+fn stderr_color() -> bool {
+    use std::io::IsTerminal;
+    color_for(std::io::stderr().is_terminal())
+}
+
+fn color_for(terminal: bool) -> bool {
     let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
     decide_color(
         var("NO_COLOR").is_some(),
         var("CLICOLOR_FORCE").is_some_and(|v| v != "0"),
-        std::io::stdout().is_terminal(),
+        terminal,
     )
 }
 

@@ -4,6 +4,9 @@ use std::borrow::Cow;
 use std::fmt;
 
 pub mod format;
+mod text;
+
+pub use text::Excerpt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -155,37 +158,33 @@ pub struct Rendered {
     pub end_column: usize,
     pub message: String,
     pub help: Option<String>,
-    /// At most [`EXCERPT_WIDTH`] characters of the source line around the
-    /// column, control characters escaped; empty when there is no line.
-    pub excerpt: String,
-    /// Where the caret goes under `excerpt`, in characters.
-    pub caret: usize,
-    /// `file:line:column: label` of the related key, if any.
-    pub related: Option<String>,
+    /// The piece of the source line the text rendering shows; `None` for
+    /// diagnostics kept for the machine formats, which print no source.
+    pub excerpt: Option<Excerpt>,
+    /// A second place the diagnostic is about.
+    pub related: Option<Related>,
+}
+
+/// The second place of a diagnostic, with what is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Related {
+    pub line: usize,
+    pub column: usize,
+    pub label: String,
+    pub excerpt: Option<Excerpt>,
+}
+
+impl Rendered {
+    /// The text rendering (annotate-snippets, see `diag/text.rs`), with
+    /// ANSI colours when `color`; ends without a newline.
+    pub fn to_text(&self, color: bool) -> String {
+        text::render(self, color)
+    }
 }
 
 impl fmt::Display for Rendered {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let level = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        writeln!(
-            f,
-            "{}:{}:{}: {level}[{}]: {}",
-            self.file, self.line, self.column, self.code, self.message
-        )?;
-        if !self.excerpt.is_empty() {
-            writeln!(f, "    | {}", self.excerpt)?;
-            writeln!(f, "    | {}^", " ".repeat(self.caret))?;
-        }
-        if let Some(related) = &self.related {
-            writeln!(f, "    = note: {related}")?;
-        }
-        if let Some(help) = &self.help {
-            writeln!(f, "    = help: {help}")?;
-        }
-        Ok(())
+        writeln!(f, "{}", self.to_text(false))
     }
 }
 
@@ -194,8 +193,10 @@ impl fmt::Display for Rendered {
 /// the one to fix (a wrong table name makes every key below it unknown).
 pub const MAX_SHOWN: usize = 50;
 
-/// The diagnostics of one spec, in print order, at most [`MAX_SHOWN`] of
-/// them; `errors` and `warnings` count all of them.
+/// The diagnostics of one spec, in print order: at most [`MAX_SHOWN`] of
+/// them for the text format, all of them (without source excerpts) for the
+/// machine formats (see `spec::Source::all_diagnostics`); `errors` and
+/// `warnings` count all of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     pub shown: Vec<Rendered>,
@@ -222,60 +223,28 @@ impl std::ops::Deref for Report {
     }
 }
 
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Report {
+    /// The text rendering: each shown diagnostic and a blank line (as rustc
+    /// prints them), then how many were not shown. ANSI colours when `color`.
+    pub fn to_text(&self, color: bool) -> String {
+        let mut out = String::new();
         for d in &self.shown {
-            write!(f, "{d}")?;
+            out.push_str(&d.to_text(color));
+            out.push_str("\n\n");
         }
         if self.omitted() > 0 {
-            writeln!(
-                f,
-                "note: and {} more diagnostic(s), not shown; fix the ones above and check again",
+            out.push_str(&format!(
+                "note: and {} more diagnostic(s), not shown; fix the ones above and check again\n",
                 self.omitted()
-            )?;
+            ));
         }
-        Ok(())
+        out
     }
 }
 
-/// How many characters of a source line an excerpt shows.
-pub const EXCERPT_WIDTH: usize = 120;
-
-/// At most `EXCERPT_WIDTH` characters of a source line around `column`, every
-/// control character escaped (a raw TAB or ESC would move the caret or
-/// reach the terminal), and the caret's offset in what is shown.
-pub fn excerpt(line: &str, column: usize) -> (String, usize) {
-    let col = column.saturating_sub(1);
-    let start = col.saturating_sub(EXCERPT_WIDTH / 2);
-    let mut shown = String::new();
-    let mut caret = 0;
-    if start > 0 {
-        shown.push('…');
-        caret += 1;
-    }
-    let mut chars = line.chars().skip(start).enumerate();
-    for (i, c) in chars.by_ref() {
-        if i == EXCERPT_WIDTH {
-            shown.push('…');
-            break;
-        }
-        let escaped = escape_char(c);
-        if start + i < col {
-            caret += escaped.chars().count();
-        }
-        shown.push_str(&escaped);
-    }
-    (shown, caret)
-}
-
-/// A character as printed in an excerpt: control characters as `\t`,
-/// `\r` or `\u{1b}`, the rest as they are.
-fn escape_char(c: char) -> String {
-    match c {
-        '\t' => "\\t".into(),
-        '\r' => "\\r".into(),
-        c if c.is_control() => format!("\\u{{{:x}}}", c as u32),
-        c => c.to_string(),
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_text(false))
     }
 }
 
@@ -303,6 +272,46 @@ impl LineIndex {
         let line = self.starts.partition_point(|&s| s <= offset);
         let start = self.starts[line - 1];
         (line, text[start..offset].chars().count() + 1)
+    }
+
+    /// [`Self::line_col`] of many offsets at once, in their order: one pass
+    /// over the text in offset order, so many offsets on one long line cost
+    /// the line's length once, not once per offset.
+    pub fn line_cols(&self, text: &str, offsets: &[usize]) -> Vec<(usize, usize)> {
+        let mut order: Vec<usize> = (0..offsets.len()).collect();
+        order.sort_by_key(|&i| offsets[i]);
+        let mut out = vec![(0, 0); offsets.len()];
+        // The last offset resolved: (byte offset, line, column).
+        let mut last: Option<(usize, usize, usize)> = None;
+        for i in order {
+            let mut offset = offsets[i].min(text.len());
+            while !text.is_char_boundary(offset) {
+                offset -= 1;
+            }
+            let line = self.starts.partition_point(|&s| s <= offset);
+            let (from, col) = match last {
+                Some((at, l, c)) if l == line => (at, c),
+                _ => (self.starts[line - 1], 1),
+            };
+            let col = col + text[from..offset].chars().count();
+            out[i] = (line, col);
+            last = Some((offset, line, col));
+        }
+        out
+    }
+
+    /// Byte range of a 1-based line in the text, without its line ending.
+    pub fn line_range(&self, text: &str, line: usize) -> std::ops::Range<usize> {
+        let Some(&start) = self.starts.get(line.wrapping_sub(1)) else {
+            return text.len()..text.len();
+        };
+        let end = self.starts.get(line).map_or(text.len(), |&e| e - 1);
+        let end = if text[start..end].ends_with('\r') {
+            end - 1
+        } else {
+            end
+        };
+        start..end
     }
 
     /// The text of a 1-based line, without its line ending.
@@ -345,19 +354,13 @@ mod tests {
     }
 
     #[test]
-    fn excerpts_escape_control_characters_and_keep_the_caret() {
-        // The caret column counts the escape's width: `\t` is two characters.
-        assert_eq!(excerpt("\tport = 0", 2), ("\\tport = 0".into(), 2));
-        assert_eq!(excerpt("a\u{1b}[31mb", 7), ("a\\u{1b}[31mb".into(), 11));
-        assert_eq!(excerpt("x = 1\r", 1), ("x = 1\\r".into(), 0));
-    }
-
-    #[test]
-    fn long_lines_are_cut_around_the_column() {
-        let line = "a".repeat(1000) + "X" + &"b".repeat(1000);
-        let (shown, caret) = excerpt(&line, 1001);
-        assert_eq!(shown.chars().nth(caret), Some('X'));
-        assert!(shown.starts_with('…') && shown.ends_with('…'));
-        assert_eq!(shown.chars().count(), EXCERPT_WIDTH + 2);
+    fn many_offsets_resolve_like_one() {
+        let src = "a = 1\nbé = 2\r\nlast";
+        let idx = LineIndex::new(src);
+        let offsets = [15, 0, 10, 99, 6, 5, 10];
+        let want: Vec<_> = offsets.iter().map(|&o| idx.line_col(src, o)).collect();
+        assert_eq!(idx.line_cols(src, &offsets), want);
+        assert_eq!(&src[idx.line_range(src, 2)], "bé = 2");
+        assert_eq!(idx.line_range(src, 9), src.len()..src.len());
     }
 }

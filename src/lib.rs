@@ -51,11 +51,29 @@ pub fn check_source(source: spec::Source) -> Result<Checked, Report> {
     }
 }
 
-/// Reads a spec file from disk and validates it.
+/// Reads a spec file from disk and validates it; the report keeps the
+/// first [`diag::MAX_SHOWN`] diagnostics, with source excerpts.
 pub fn check_file(path: &Utf8Path) -> anyhow::Result<Result<Checked, Report>> {
+    read_and_check(path, false)
+}
+
+/// As [`check_file`], but the report keeps every diagnostic, without source
+/// excerpts: for the machine formats (`masgen check --format json|github`).
+pub fn check_file_all(path: &Utf8Path) -> anyhow::Result<Result<Checked, Report>> {
+    read_and_check(path, true)
+}
+
+fn read_and_check(path: &Utf8Path, all: bool) -> anyhow::Result<Result<Checked, Report>> {
     let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read spec {path}: {e}"))?;
     Ok(match String::from_utf8(bytes) {
-        Ok(text) => check_source(spec::Source::new(path.as_str(), text)),
+        Ok(text) => {
+            let source = spec::Source::new(path.as_str(), text);
+            check_source(if all {
+                source.all_diagnostics()
+            } else {
+                source
+            })
+        }
         Err(e) => Err(spec::not_utf8(path.as_str(), e.as_bytes(), e.utf8_error())),
     })
 }

@@ -33,6 +33,9 @@ pub enum Kind {
     EcP256,
     /// Not made by masgen: why, and where it comes from.
     External(String),
+    /// Made by the host itself when missing (`generate = true`:
+    /// `masgen-mas-keys.service`, before MAS): not made here, not deployed.
+    OnHost(crate::model::KeyType),
 }
 
 /// One secret file the spec names.
@@ -62,6 +65,10 @@ impl SecretFile {
             Kind::Rsa => "MAS signing key: RSA 2048, PEM".into(),
             Kind::EcP256 => "MAS signing key: EC P-256, PEM".into(),
             Kind::External(why) => why.clone(),
+            Kind::OnHost(t) => format!(
+                "`generate = true`: the host makes this {} key at boot when it is missing (masgen-mas-keys.service)",
+                t.name()
+            ),
         }
     }
 }
@@ -101,10 +108,15 @@ pub fn secret_files(hs: &Homeserver) -> Vec<SecretFile> {
     };
     let ext = |s: &str| Kind::External(s.to_string());
     let mas = &hs.mas;
+    let encryption = if mas.generate_encryption {
+        Kind::OnHost(crate::model::KeyType::Encryption)
+    } else {
+        Kind::MasEncryption
+    };
     add(
         "mas.encryption_file".into(),
         &mas.encryption_file,
-        Kind::MasEncryption,
+        encryption,
         "root",
     );
     // Synapse reads it too (`secret_path`), as matrix-synapse.
@@ -116,9 +128,10 @@ pub fn secret_files(hs: &Homeserver) -> Vec<SecretFile> {
     );
     for (i, k) in mas.signing_keys.iter().enumerate() {
         let key = format!("mas.signing_keys[{i}].key_file");
-        match &k.password_file {
-            None => add(key, &k.key_file, key_kind(&k.kid), "root"),
-            Some(p) => {
+        match (&k.password_file, k.generate) {
+            (_, Some(t)) => add(key, &k.key_file, Kind::OnHost(t), "root"),
+            (None, None) => add(key, &k.key_file, key_kind(&k.kid), "root"),
+            (Some(p), None) => {
                 let why = "an encrypted signing key: make it with `openssl genpkey … -aes-256-cbc -pass file:<password_file>`";
                 add(key, &k.key_file, ext(why), "root");
                 let pkey = format!("mas.signing_keys[{i}].password_file");
@@ -227,6 +240,8 @@ pub enum Outcome {
     },
     /// masgen does not make it.
     External,
+    /// The host makes it (`generate = true`); skipped here.
+    OnHost,
 }
 
 /// Makes every missing secret masgen can make in `dir` (created 0700 when
@@ -255,6 +270,7 @@ pub fn create_missing(files: &[SecretFile], dir: &Utf8Path) -> Result<Vec<Outcom
         let target = dir.join(f.name());
         let outcome = match &f.kind {
             Kind::External(_) => Outcome::External,
+            Kind::OnHost(_) => Outcome::OnHost,
             _ if target.exists() || target.is_symlink() => Outcome::Kept {
                 problem: check_existing(f, &target),
             },
@@ -288,6 +304,7 @@ pub fn generate(kind: &Kind) -> Result<Vec<u8>> {
             "ec_paramgen_curve:P-256",
         ]),
         Kind::External(why) => bail!("masgen does not make this secret: {why}"),
+        Kind::OnHost(t) => bail!("the host makes this {} key itself", t.name()),
     }
 }
 
@@ -356,11 +373,17 @@ fn check_existing(f: &SecretFile, path: &Utf8Path) -> Option<String> {
 /// `secrets/` directory of the operator's configuration, with the commands
 /// that encrypt them from `dir`.
 pub fn deploy_lines(files: &[SecretFile], dir: &Utf8Path) -> String {
+    // A key the host makes is not deployed: sops-nix or agenix would put
+    // another file in its place.
+    let files: Vec<&SecretFile> = files
+        .iter()
+        .filter(|f| !matches!(f.kind, Kind::OnHost(_)))
+        .collect();
     let mut s = String::new();
     s.push_str(&format!(
         "# sops-nix: encrypt each file with `sops --encrypt {dir}/NAME > secrets/NAME`\n"
     ));
-    for f in files {
+    for f in &files {
         s.push_str(&format!(
             "sops.secrets.\"{name}\" = {{ format = \"binary\"; sopsFile = ./secrets/{name}; path = \"{path}\"; owner = \"{owner}\"; mode = \"0400\"; }};\n",
             name = f.name(),

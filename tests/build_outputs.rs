@@ -897,6 +897,13 @@ const MASGEN_OPTIONS: &[(&str, &str)] = &[
     ("masgen.syn2masAccess.synapseDatabase", "string"),
     ("masgen.syn2masAccess.synapseRole", "string"),
     ("masgen.syn2masAccess.masUser", "string"),
+    ("masgen.masKeys.generate", "list of (submodule)"),
+    (
+        "masgen.masKeys.generate.*.type",
+        "one of \"encryption\", \"rsa\", \"ec-p256\"",
+    ),
+    ("masgen.masKeys.generate.*.file", "string"),
+    ("masgen.masKeys.masUnit", "string"),
 ];
 
 /// Option paths the host modules set outside the namespaces of
@@ -1143,6 +1150,9 @@ fn masgen_options_match_the_modules() {
                     name.to_string()
                 } else if ns == "masgen.tasks" {
                     format!("masgen.tasks.<name>.{name}")
+                } else if ns == "masgen.masKeys" && ["type", "file"].contains(&name) {
+                    // The options of one `generate` entry (a submodule).
+                    format!("masgen.masKeys.generate.*.{name}")
                 } else {
                     format!("{ns}.{name}")
                 });

@@ -275,3 +275,53 @@ fn an_unreadable_spec_is_an_error_annotation() {
     );
     assert!(stderr.contains("cannot read spec"), "{stderr}");
 }
+
+/// The machine formats print every diagnostic, not the first 50 that the
+/// text format shows: 200 unknown keys are 200 objects and 200 commands,
+/// in file order, and the summary on stderr counts them all.
+#[test]
+fn machine_formats_print_every_diagnostic_past_the_text_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = fs::read_to_string(support::repo_root().join("examples/fresh.toml")).unwrap();
+    spec.push_str("\n[migration]\n");
+    let first_line = spec.lines().count() + 1;
+    for i in 0..200 {
+        spec.push_str(&format!("unknown_{i:03} = 1\n"));
+    }
+    fs::write(dir.path().join("many.toml"), &spec).unwrap();
+    const { assert!(200 > masgen::diag::MAX_SHOWN) };
+
+    let (code, stdout, stderr) = check(dir.path(), "many.toml", "json");
+    assert_eq!(code, 2, "{stderr}");
+    let objects: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objects.len(), 200, "{stdout}");
+    for (i, o) in objects.iter().enumerate() {
+        assert_eq!(o["code"], "spec.unknown_key");
+        assert_eq!(o["line"], first_line + i, "{o}");
+        assert_eq!(o["column"], 1);
+        assert_eq!(
+            o["message"],
+            format!("unknown key `migration.unknown_{i:03}`")
+        );
+    }
+    assert!(
+        stderr.contains("many.toml: failed (200 error(s), 0 warning(s))"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("more diagnostic(s)"), "{stdout}");
+
+    let (code, stdout, _) = check(dir.path(), "many.toml", "github");
+    assert_eq!(code, 2);
+    let commands: Vec<RunnerCommand> = stdout.lines().map(|l| runner_parse(l).unwrap()).collect();
+    assert_eq!(commands.len(), 200, "{stdout}");
+    let last = &commands[199];
+    assert_eq!(last.properties["line"], (first_line + 199).to_string());
+    assert!(
+        last.data.starts_with("unknown key `migration.unknown_199`"),
+        "{}",
+        last.data
+    );
+}

@@ -1,6 +1,7 @@
-//! Colour on stdout (`masgen plan`, `masgen diff`) follows the common
-//! conventions: none when stdout is not a terminal (as here), unless
-//! `CLICOLOR_FORCE` asks for it; never with `NO_COLOR`.
+//! Colour on stdout (`masgen plan`, `masgen diff`) and of diagnostics on
+//! stderr follows the common conventions: none when the stream is not a
+//! terminal (as here), unless `CLICOLOR_FORCE` asks for it; never with
+//! `NO_COLOR`.
 
 const SPEC: &str = "examples/migrate-local.toml";
 
@@ -38,4 +39,43 @@ fn clicolor_force_colours_a_pipe_unless_no_color() {
     assert_eq!(plan(&[("CLICOLOR_FORCE", "")]), plain);
     // NO_COLOR wins.
     assert_eq!(plan(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]), plain);
+}
+
+/// `masgen check` of a spec with an error; its stderr (a pipe here), where
+/// diagnostics go.
+fn check_stderr(vars: &[(&str, &str)]) -> String {
+    let mut cmd = assert_cmd::Command::cargo_bin("masgen").unwrap();
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["check", "tests/bad_specs/93-warn-issuer-mismatch.toml"]);
+    for var in ["NO_COLOR", "CLICOLOR_FORCE", "CLICOLOR"] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.assert().success().get_output().stderr.clone();
+    String::from_utf8(out).unwrap()
+}
+
+/// Diagnostics on stderr follow the same conventions, decided for stderr.
+#[test]
+fn diagnostics_are_coloured_by_the_same_conventions() {
+    let plain = check_stderr(&[]);
+    assert!(
+        plain.contains("warning[mas.provider.issuer_mismatch]"),
+        "{plain}"
+    );
+    assert!(!plain.contains('\x1b'), "{plain}");
+    let forced = check_stderr(&[("CLICOLOR_FORCE", "1")]);
+    assert!(forced.contains("\x1b["), "{forced}");
+    let mut stripped = forced.clone();
+    while let Some(at) = stripped.find('\x1b') {
+        let end = at + stripped[at..].find('m').unwrap() + 1;
+        stripped.replace_range(at..end, "");
+    }
+    assert_eq!(stripped, plain);
+    assert_eq!(
+        check_stderr(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]),
+        plain
+    );
 }

@@ -245,7 +245,7 @@ fn scripts_pass_bash_n() {
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect::<Vec<_>>(),
-        ["backup.sh", "mas-run.sh", "register-user.sh"]
+        ["backup.sh", "mas-keys.sh", "mas-run.sh", "register-user.sh"]
     );
     for file in &files {
         run_ok(Command::new("bash").arg("-n").arg(file));
@@ -1569,7 +1569,12 @@ in {{ none = pick "none"; june = pick "june"; july = pick "july"; }}"#,
         root = tmp.path().display()
     );
     let v = eval_case(&nix, &expr);
-    let ours = ["tasks.nix", "synapse-secrets.nix", "syn2mas-access.nix"];
+    let ours = [
+        "tasks.nix",
+        "synapse-secrets.nix",
+        "syn2mas-access.nix",
+        "mas-keys.nix",
+    ];
     let with_compat = [&ours[..], &["mas-compat.nix"]].concat();
     assert_eq!(v["none"]["imports"], serde_json::json!(with_compat));
     assert_eq!(v["none"]["disabledModules"], serde_json::json!([]));

@@ -254,3 +254,36 @@ fn synapse_reads_the_tokens() {
         ]
     );
 }
+
+/// Keys with `generate = true` are the host's to make: `masgen secrets`
+/// makes none of them, says so for each, and gives sops-nix / agenix no line
+/// for them (a deployed file would take the generated key's place).
+#[test]
+fn keys_the_host_generates_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("secrets");
+    let out = secrets(&example("mas-own-host.toml"), &out_dir);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let names: Vec<String> = contents(&out_dir).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["mas-synapse-secret"]);
+    let stderr = text(&out.stderr);
+    for (key, path) in [
+        ("mas.encryption_file", "/var/lib/masgen-keys/mas-encryption"),
+        (
+            "mas.signing_keys[0].key_file",
+            "/var/lib/masgen-keys/mas-rsa.pem",
+        ),
+        (
+            "mas.signing_keys[1].key_file",
+            "/var/lib/masgen-keys/mas-ec-p256.pem",
+        ),
+    ] {
+        assert!(
+            stderr.contains(&format!("skipped: {path} for {key}: `generate = true`")),
+            "{key}: {stderr}"
+        );
+    }
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("masgen-keys"), "{stdout}");
+    assert!(stdout.contains("mas-synapse-secret"), "{stdout}");
+}

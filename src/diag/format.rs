@@ -105,8 +105,7 @@ mod tests {
             end_column: 9,
             message: "100% wrong\r\nreally".into(),
             help: help.map(str::to_string),
-            excerpt: String::new(),
-            caret: 0,
+            excerpt: None,
             related: None,
         }
     }

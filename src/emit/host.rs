@@ -175,6 +175,19 @@ fn module(phase: &HostPhase, inputs: &Inputs<'_>) -> String {
         ));
     }
 
+    if !phase.mas.generated_keys.is_empty() {
+        let keys = phase.mas.generated_keys.iter().map(|k| {
+            NixExpr::attrs([
+                ("type", NixExpr::str(k.key_type)),
+                ("file", NixExpr::str(&k.file)),
+            ])
+        });
+        masgen.push((
+            "masKeys",
+            NixExpr::attrs([("generate", NixExpr::List(keys.collect()))]),
+        ));
+    }
+
     let mut config = vec![
         (
             "services",

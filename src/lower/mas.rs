@@ -252,5 +252,13 @@ pub(super) fn lower(hs: &Homeserver) -> MasOut {
         settings: Value::Object(m),
         credentials,
         create_database: uses_default_database(hs),
+        generated_keys: mas
+            .generated_keys()
+            .into_iter()
+            .map(|(t, file)| super::GeneratedKey {
+                key_type: t.name(),
+                file: file.to_string(),
+            })
+            .collect(),
     }
 }

@@ -110,6 +110,17 @@ pub struct MasOut {
     /// LoadCredential name → secret file on the host.
     pub credentials: BTreeMap<String, String>,
     pub create_database: bool,
+    /// Keys the host makes when missing, before MAS starts
+    /// (`masgen.masKeys.generate`, modules/mas-keys.nix).
+    pub generated_keys: Vec<GeneratedKey>,
+}
+
+/// One key of `masgen.masKeys.generate`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GeneratedKey {
+    /// `encryption`, `rsa` or `ec-p256`.
+    pub key_type: &'static str,
+    pub file: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

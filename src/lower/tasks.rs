@@ -35,6 +35,8 @@ pub struct Task {
 
 pub const SYNAPSE_UNIT: &str = "matrix-synapse.service";
 pub const MAS_UNIT: &str = "matrix-authentication-service.service";
+/// Makes MAS's keys with `generate = true` when missing (modules/mas-keys.nix).
+pub const MAS_KEYS_UNIT: &str = "masgen-mas-keys.service";
 pub const MAS_USER: &str = "matrix-authentication-service";
 pub const PASSWORD_CONFIG_UNIT: &str = "masgen-synapse-password-config.service";
 /// Left in /var/lib/masgen when `syn2mas migrate` succeeds (`plan --system` reads it).
@@ -250,6 +252,19 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
             task.command = command;
             task.after.push(MAS_UNIT.into());
             tasks.insert(name, task);
+        }
+    }
+    // A task given a key the host makes waits for it: a task may run before
+    // MAS has ever started on this host.
+    let generated: Vec<&str> = mas.generated_keys.iter().map(|k| k.file.as_str()).collect();
+    for task in tasks.values_mut() {
+        if task
+            .credentials
+            .values()
+            .any(|f| generated.contains(&f.as_str()))
+        {
+            task.after.push(MAS_KEYS_UNIT.into());
+            task.requires.push(MAS_KEYS_UNIT.into());
         }
     }
     tasks

@@ -210,6 +210,8 @@ pub struct Mas {
     pub health_port: u16,
     pub database: Database,
     pub encryption_file: String,
+    /// `encryption_file` is made on the host when missing.
+    pub generate_encryption: bool,
     pub shared_secret_file: String,
     pub signing_keys: Vec<SigningKey>,
     pub keys_dir: Option<String>,
@@ -224,6 +226,19 @@ pub struct Mas {
 }
 
 impl Mas {
+    /// The keys the host makes when they are missing: (type, file), the
+    /// encryption key first, then the signing keys in spec order.
+    pub fn generated_keys(&self) -> Vec<(KeyType, &str)> {
+        let encryption = self
+            .generate_encryption
+            .then_some((KeyType::Encryption, self.encryption_file.as_str()));
+        let signing = self
+            .signing_keys
+            .iter()
+            .filter_map(|k| k.generate.map(|t| (t, k.key_file.as_str())));
+        encryption.into_iter().chain(signing).collect()
+    }
+
     /// `https://matrix.example.com/auth/`: MAS's `http.public_base`.
     pub fn public_base(&self) -> String {
         let scheme = self.public_scheme;
@@ -258,6 +273,31 @@ pub struct SigningKey {
     pub kid: String,
     pub key_file: String,
     pub password_file: Option<String>,
+    /// Made on the host when missing (`generate = true`), of this type.
+    pub generate: Option<KeyType>,
+}
+
+/// A key masgen's host-side oneshot makes when it is missing
+/// (modules/mas-keys.nix, `masgen.masKeys`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    /// MAS's encryption key: 32 random bytes as 64 hex characters.
+    Encryption,
+    /// An RSA 2048 signing key, PEM.
+    Rsa,
+    /// An EC P-256 signing key, PEM.
+    EcP256,
+}
+
+impl KeyType {
+    /// The name modules/mas-keys.nix and its script take.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyType::Encryption => "encryption",
+            KeyType::Rsa => "rsa",
+            KeyType::EcP256 => "ec-p256",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -3,6 +3,7 @@
 
 mod floats;
 pub mod raw;
+mod render;
 pub mod schema;
 mod syntax;
 
@@ -12,9 +13,7 @@ use std::ops::Range;
 pub use raw::SpecFile;
 use toml_edit::{ImDocument, Item, Value};
 
-use crate::diag::{
-    excerpt, Diagnostic, Key, KeyPath, LineIndex, Location, Rendered, Report, Severity, MAX_SHOWN,
-};
+use crate::diag::{Diagnostic, Key, KeyPath, LineIndex, Location, Report, Severity, MAX_SHOWN};
 use crate::rules::secrets;
 
 /// The spec format this masgen reads.
@@ -26,6 +25,9 @@ pub struct Source {
     pub text: String,
     doc: Result<ImDocument<String>, toml_edit::TomlError>,
     lines: LineIndex,
+    /// How many diagnostics are kept (and rendered with source excerpts);
+    /// `None` keeps every one, without excerpts, for the machine formats.
+    cap: Option<usize>,
 }
 
 impl Source {
@@ -38,7 +40,21 @@ impl Source {
             text,
             doc,
             lines,
+            cap: Some(MAX_SHOWN),
         }
+    }
+
+    /// Keeps every diagnostic instead of the first [`MAX_SHOWN`] (for
+    /// `masgen check --format json|github`), without source excerpts: the
+    /// cost stays linear in the number of diagnostics and the file's size.
+    pub fn all_diagnostics(mut self) -> Self {
+        self.cap = None;
+        self
+    }
+
+    /// How many diagnostics of a kind are kept; `usize::MAX` for all.
+    pub(crate) fn cap(&self) -> usize {
+        self.cap.unwrap_or(usize::MAX)
     }
 
     /// Byte range of the value at `path`, or of the deepest part of it that exists.
@@ -79,87 +95,6 @@ impl Source {
         match location {
             Location::Path(path) => self.span_of(path).start,
             Location::Span(span) => span.start,
-        }
-    }
-
-    pub fn render(&self, diag: &Diagnostic) -> Rendered {
-        let span = match &diag.location {
-            Location::Path(path) => self.span_of(path),
-            Location::Span(span) => span.clone(),
-        };
-        let (line, column) = self.line_col(span.start);
-        let (excerpt, caret) = excerpt(self.lines.line(&self.text, line), column);
-        // A span that takes in its line's newline ends on that line.
-        let end = match self.text.as_bytes().get(span.end.wrapping_sub(1)) {
-            Some(b'\n') if span.end > span.start + 1 => span.end - 1,
-            _ => span.end.max(span.start),
-        };
-        let (end_line, end_column) = self.line_col(end);
-        Rendered {
-            severity: diag.severity,
-            code: diag.code,
-            file: self.name.clone(),
-            line,
-            column,
-            end_line,
-            end_column,
-            message: match &diag.cause {
-                Some(cause) => format!("{} (follows from `{cause}`, reported above)", diag.message),
-                None => diag.message.clone(),
-            },
-            help: diag.help.as_deref().map(str::to_string),
-            excerpt,
-            caret,
-            related: diag.related.as_ref().map(|(path, label)| {
-                let (line, column) = self.line_col(self.span_of(path).start);
-                format!("{}:{line}:{column}: {label}", self.name)
-            }),
-        }
-    }
-
-    /// Errors first, then warnings; each in file order, except that a
-    /// diagnostic with a `cause` comes right after the one at its cause.
-    /// Only the first [`MAX_SHOWN`] are rendered, all are counted: the cost
-    /// is one span lookup per diagnostic plus the rendering of the shown ones.
-    pub fn render_all(&self, diags: &[Diagnostic]) -> Report {
-        let mut keyed: Vec<(Severity, usize, bool, usize, &Diagnostic)> = diags
-            .iter()
-            .map(|d| {
-                let own = self.offset(&d.location);
-                let anchor = d.cause.as_ref().map_or(own, |c| self.span_of(c).start);
-                (d.severity, anchor, d.cause.is_some(), own, d)
-            })
-            .collect();
-        keyed.sort_by(|a, b| {
-            (a.0, a.1, a.2, a.3, a.4.code, &a.4.message).cmp(&(
-                b.0,
-                b.1,
-                b.2,
-                b.3,
-                b.4.code,
-                &b.4.message,
-            ))
-        });
-        keyed.dedup_by(|a, b| {
-            (a.0, a.3, a.4.code, &a.4.message, &a.4.help)
-                == (b.0, b.3, b.4.code, &b.4.message, &b.4.help)
-        });
-        let count = |sev: Severity| -> usize {
-            keyed
-                .iter()
-                .filter(|k| k.0 == sev)
-                .map(|k| 1 + k.4.omitted)
-                .sum()
-        };
-        let errors = count(Severity::Error);
-        Report {
-            shown: keyed
-                .iter()
-                .take(MAX_SHOWN)
-                .map(|k| self.render(k.4))
-                .collect(),
-            errors,
-            warnings: count(Severity::Warning),
         }
     }
 }
@@ -272,7 +207,8 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
     });
 
     // Unknown keys: the first `MAX_SHOWN` in file order are kept, the rest
-    // only counted, so that a huge spec of typos costs no memory per key.
+    // only counted, so that a huge spec of typos costs no memory per key
+    // (the machine formats keep them all).
     let mut unknown: BinaryHeap<(usize, KeyPath)> = BinaryHeap::new();
     let mut more_unknown = 0;
     let de = toml::Deserializer::new(&source.text);
@@ -282,7 +218,7 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
             return;
         }
         unknown.push((source.span_of(&path).start, path));
-        if unknown.len() > MAX_SHOWN {
+        if unknown.len() > source.cap() {
             unknown.pop();
             more_unknown += 1;
         }

@@ -290,6 +290,9 @@ pub struct MasSpec {
     pub database: DatabaseSpec,
     /// A file holding MAS's encryption key (32 bytes as hex).
     pub encryption_file: Option<String>,
+    /// Create `encryption_file` on the host at first boot when it is missing
+    /// (a oneshot ordered before MAS); it must be on persistent storage.
+    pub generate_encryption: Option<bool>,
     /// A file holding the secret Synapse and MAS share (readable by `matrix-synapse`).
     pub shared_secret_file: Option<String>,
     /// MAS's signing keys (or `keys_dir`).
@@ -328,6 +331,12 @@ pub struct SigningKeySpec {
     pub key_file: String,
     /// A file holding the key's password, when it is encrypted.
     pub password_file: Option<String>,
+    /// Create `key_file` on the host at first boot when it is missing (a
+    /// oneshot ordered before MAS); it must be on persistent storage.
+    pub generate: Option<bool>,
+    /// With `generate`: `rsa` (RSA 2048, the default) or `ec-p256`.
+    #[schemars(extend("enum" = ["rsa", "ec-p256"]))]
+    pub key_type: Option<String>,
 }
 
 /// MAS password logins.

@@ -144,6 +144,10 @@ in
 # evaluate without what they ask for (e.g. ACME before 2026 without an e-mail).
 // lib.optionalAttrs (failedAssertions == [ ]) {
   units = lib.genAttrs unitNames (n: config.systemd.units.${n}.text);
+  # The units that pull each one in (NixOS makes these `.wants`/`.requires`
+  # links, not lines of the unit's text).
+  requiredBy = lib.genAttrs unitNames (n: config.systemd.units.${n}.requiredBy);
+  wantedBy = lib.genAttrs unitNames (n: config.systemd.units.${n}.wantedBy);
   exec = lib.genAttrs services execOf;
   synapseConfigFile =
     if config.services.matrix-synapse.enable then toString config.services.matrix-synapse.configFile else null;

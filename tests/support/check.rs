@@ -38,33 +38,60 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// The codes of the diagnostics printed for `file`, in printed order. A
-/// diagnostic line is `<file>:<line>:<col>: <severity>[<code>]: <message>`.
-pub fn printed_codes(stderr: &str, file: &str) -> Vec<String> {
-    let mut codes = Vec::new();
-    for line in stderr.lines() {
-        let Some(rest) = line.strip_prefix(file).and_then(|r| r.strip_prefix(':')) else {
-            continue;
-        };
-        let mut parts = rest.splitn(3, ':');
-        let (Some(l), Some(c), Some(tail)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        if l.parse::<usize>().is_err() || c.parse::<usize>().is_err() {
-            continue;
-        }
-        let tail = tail.trim_start();
-        let Some(after) = tail
-            .strip_prefix("error[")
-            .or_else(|| tail.strip_prefix("warning["))
+/// A diagnostic as printed (annotate-snippets' layout, as rustc's):
+/// `<severity>[<code>]: <message>` and, on the next line,
+/// `--> <file>:<line>:<column>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Printed {
+    pub severity: String,
+    pub code: String,
+    pub message: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Every diagnostic printed for `file`, in printed order. Panics when a
+/// diagnostic's title is not followed by its `--> file:line:column` line:
+/// every message has its place.
+pub fn printed(stderr: &str, file: &str) -> Vec<Printed> {
+    let mut out = Vec::new();
+    let mut lines = stderr.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some((severity, after)) = ["error[", "warning["]
+            .iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (&p[..p.len() - 1], rest)))
         else {
             continue;
         };
-        if let Some(end) = after.find("]: ") {
-            codes.push(after[..end].to_string());
-        }
+        let Some((code, message)) = after.split_once("]: ") else {
+            continue;
+        };
+        let at = lines.next().unwrap_or_default().trim_start();
+        let place = at
+            .strip_prefix("--> ")
+            .and_then(|r| r.strip_prefix(file))
+            .and_then(|r| r.strip_prefix(':'))
+            .and_then(|r| r.split_once(':'))
+            .and_then(|(l, c)| Some((l.parse().ok()?, c.parse().ok()?)));
+        let Some((line, column)) = place else {
+            panic!(
+                "`{line}` is not followed by `--> {file}:<line>:<column>` but by `{at}`:\n{stderr}"
+            );
+        };
+        out.push(Printed {
+            severity: severity.to_string(),
+            code: code.to_string(),
+            message: message.to_string(),
+            line,
+            column,
+        });
     }
-    codes
+    out
+}
+
+/// The codes of the diagnostics printed for `file`, in printed order.
+pub fn printed_codes(stderr: &str, file: &str) -> Vec<String> {
+    printed(stderr, file).into_iter().map(|p| p.code).collect()
 }
 
 pub fn spec_stems(dir: &Path) -> Vec<String> {

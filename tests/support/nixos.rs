@@ -113,6 +113,10 @@ pub struct NixosEval {
     /// postgresql and every `masgen-*` unit, keyed by unit name
     /// ("nginx.service").
     pub units: BTreeMap<String, String>,
+    /// Per unit of `units`: the units that require / want it (`requiredBy`,
+    /// `wantedBy`; NixOS makes links for them, not lines of the text).
+    pub required_by: BTreeMap<String, Vec<String>>,
+    pub wanted_by: BTreeMap<String, Vec<String>>,
     /// Per service (no `.service`): `ExecStart`, `ExecStartPre`, ... as
     /// texts (a script file's text in place of its path), `script`, `preStart`.
     pub exec: BTreeMap<String, Value>,
@@ -387,6 +391,23 @@ fn from_json(json: &Value, files: BTreeMap<String, GeneratedFile>, stderr: Strin
             })
             .unwrap_or_default()
     };
+    let lists = |k: &str| -> BTreeMap<String, Vec<String>> {
+        json[k]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(n, v)| {
+                        let items = v.as_array().map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str().map(String::from))
+                                .collect()
+                        });
+                        (n.clone(), items.unwrap_or_default())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let exec = json["exec"]
         .as_object()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -400,6 +421,8 @@ fn from_json(json: &Value, files: BTreeMap<String, GeneratedFile>, stderr: Strin
         failed_assertions: strings("failedAssertions"),
         warnings: strings("warnings"),
         units: string_map("units"),
+        required_by: lists("requiredBy"),
+        wanted_by: lists("wantedBy"),
         exec,
         etc: string_map("etc"),
         files,

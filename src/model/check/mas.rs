@@ -33,6 +33,7 @@ pub(super) fn check_mas(
     }
 
     let (encryption_file, shared_secret_file) = check_mas_secrets(c, m);
+    let (generate_encryption, generated) = super::generate::check_generated(c, m);
 
     let (passwords_enabled, minimum_complexity) = check_mas_passwords(c, m, mode, synapse);
 
@@ -69,14 +70,17 @@ pub(super) fn check_mas(
         health_port,
         database,
         encryption_file,
+        generate_encryption,
         shared_secret_file,
         signing_keys: m
             .signing_keys
             .iter()
-            .map(|k| SigningKey {
+            .zip(generated)
+            .map(|(k, generate)| SigningKey {
                 kid: k.kid.clone(),
                 key_file: k.key_file.clone(),
                 password_file: k.password_file.clone(),
+                generate,
             })
             .collect(),
         keys_dir: m.keys_dir.clone(),

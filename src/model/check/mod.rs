@@ -10,6 +10,7 @@ use crate::rules;
 use crate::spec::raw::{self, SpecFile};
 
 mod database;
+mod generate;
 mod host;
 mod mas;
 mod password_auth;
