@@ -37,6 +37,8 @@
 #   extraConfigFiles entry (masgen-synapse-config-<i>) and, when
 #   masgen.synapse.passwordConfig is enabled, Requires=/After= the unit that
 #   writes the password_config file;
+# - a task using @mas-config@ on a host that makes MAS keys
+#   (masgen.masKeys.generate) gets Requires=/After= masgen-mas-keys.service;
 # - a task using @masgen-mas-run@ without runtimeDirectory gets
 #   RuntimeDirectory=<name>.
 # All tasks run with UMask=0077.
@@ -55,6 +57,7 @@
   synCfg = config.services.matrix-synapse;
   pgCfg = config.services.postgresql;
   passwordConfigEnabled = config.masgen.synapse.passwordConfig.enable or false;
+  masKeysEnabled = (config.masgen.masKeys.generate or []) != [];
 
   pgPackage =
     if pgCfg.enable
@@ -255,6 +258,8 @@
     passwordConfigUnits = lib.optional (
       usesSynapse && passwordConfigEnabled
     ) "${mlib.passwordConfigUnit}.service";
+    # MAS's credentials include the keys the host makes (modules/mas-keys.nix).
+    masKeysUnits = lib.optional (usesMasConfig && masKeysEnabled) "masgen-mas-keys.service";
 
     runtimeDirectory =
       if task.runtimeDirectory != null
@@ -266,8 +271,8 @@
     inherit (task) description wants conflicts;
     # The spec's lowering may already list the unit (syn2mas tasks do);
     # name it once, as the reference render does.
-    after = lib.unique (task.after ++ passwordConfigUnits);
-    requires = lib.unique (task.requires ++ passwordConfigUnits);
+    after = lib.unique (task.after ++ passwordConfigUnits ++ masKeysUnits);
+    requires = lib.unique (task.requires ++ passwordConfigUnits ++ masKeysUnits);
     environment =
       task.environment
       // lib.optionalAttrs (masExtraConfigs != []) {

@@ -318,8 +318,10 @@ fn run_exec_start(openssl: &Path, eval: &nixos::NixosEval, what: &str) {
     }
 }
 
-/// A task given a key the host makes (as a credential) requires and follows
-/// the keys unit: it may run before MAS has ever started on the host.
+/// A task given a key the host makes (through MAS's credentials) requires
+/// and follows the keys unit: it may run before MAS has ever started on the
+/// host. Read from the rendered units, which `conformance_nixpkgs` checks
+/// against the units modules/tasks.nix makes.
 #[test]
 fn tasks_reading_generated_keys_wait_for_them() {
     let mut seen = 0;
@@ -328,14 +330,20 @@ fn tasks_reading_generated_keys_wait_for_them() {
         let generated = checked.homeserver.mas.generated_keys();
         for phase in &lowered.phases {
             for (task_name, task) in &phase.tasks {
-                let reads = task
-                    .credentials
-                    .values()
-                    .any(|f| generated.iter().any(|(_, g)| g == f));
-                let what = format!("{name} {task_name}");
-                let unit = UNIT.to_string();
-                assert_eq!(task.requires.contains(&unit), reads, "{what}");
-                assert_eq!(task.after.contains(&unit), reads, "{what}");
+                let unit = masgen::emit::render_unit(task_name, task, phase);
+                let line = |key: &str| {
+                    unit.lines()
+                        .filter_map(|l| l.strip_prefix(key))
+                        .flat_map(str::split_whitespace)
+                        .any(|u| u == UNIT)
+                };
+                let reads = unit
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("LoadCredential="))
+                    .any(|c| generated.iter().any(|(_, g)| c.ends_with(&format!(":{g}"))));
+                let what = format!("{name} {task_name}:\n{unit}");
+                assert_eq!(line("Requires="), reads, "{what}");
+                assert_eq!(line("After="), reads, "{what}");
                 seen += usize::from(reads);
             }
         }

@@ -169,25 +169,27 @@ impl ConfigState {
     /// fields with what its placeholders imply, so a change of MAS's
     /// credentials shows on the tasks that load them.
     pub fn tasks(&self) -> BTreeMap<String, Value> {
-        let mas = self.mas_credentials();
-        let password_config = self.password_config().is_some();
+        let mas_credentials = self.mas_credentials();
+        let host = tasks::HostWiring {
+            mas_credentials: &mas_credentials,
+            password_config: self.password_config().is_some(),
+            mas_keys: self
+                .get(&["masgen", "masKeys", "generate"])
+                .as_array()
+                .is_some_and(|keys| !keys.is_empty()),
+        };
         self.get(&["masgen", "tasks"])
             .as_object()
             .map(|m| {
                 m.iter()
-                    .map(|(k, v)| (k.clone(), with_implied(k, v, &mas, password_config)))
+                    .map(|(k, v)| (k.clone(), with_implied(k, v, &host)))
                     .collect()
             })
             .unwrap_or_default()
     }
 }
 
-fn with_implied(
-    name: &str,
-    task: &Value,
-    mas_credentials: &BTreeMap<String, String>,
-    password_config: bool,
-) -> Value {
+fn with_implied(name: &str, task: &Value, host: &tasks::HostWiring<'_>) -> Value {
     let Value::Object(fields) = task else {
         return task.clone();
     };
@@ -203,8 +205,7 @@ fn with_implied(
         &strings(fields.get("command").unwrap_or(&Value::Null)),
         &own,
         fields.get("runtimeDirectory").and_then(Value::as_str),
-        mas_credentials,
-        password_config,
+        host,
     );
     let mut out = fields.clone();
     out.insert("credentials".into(), json!(implied.credentials));

@@ -272,8 +272,11 @@ pub fn render_unit(name: &str, task: &Task, phase: &HostPhase) -> String {
         &task.command,
         &task.credentials,
         task.runtime_directory.as_deref(),
-        &phase.mas.credentials,
-        phase.synapse.password_config.is_some(),
+        &tasks::HostWiring {
+            mas_credentials: &phase.mas.credentials,
+            password_config: phase.synapse.password_config.is_some(),
+            mas_keys: !phase.mas.generated_keys.is_empty(),
+        },
     );
     let mut credentials: Vec<(String, String)> = implied.credentials.into_iter().collect();
     let mut argv = Vec::new();

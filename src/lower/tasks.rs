@@ -75,35 +75,51 @@ pub struct Implied {
     /// (as Nix lists an attribute set), without the extra config files
     /// (`@synapse-config-args@` names those where it expands).
     pub credentials: BTreeMap<String, String>,
-    /// Added to both `After=` and `Requires=` (each unit named once).
+    /// Added to both `After=` and `Requires=` (each unit named once): the
+    /// password-config unit for `@synapse-config-args@`, the MAS keys unit
+    /// for `@mas-config@` on a host that makes keys.
     pub after_requires: Vec<String>,
     pub runtime_directory: Option<String>,
 }
 
+/// What of the host the implicit additions depend on.
+#[derive(Debug, Clone)]
+pub struct HostWiring<'a> {
+    /// The credentials the MAS service loads.
+    pub mas_credentials: &'a BTreeMap<String, String>,
+    /// Whether Synapse reads the password-config file masgen writes at boot.
+    pub password_config: bool,
+    /// Whether the host makes MAS keys (`masgen.masKeys`) before MAS starts.
+    pub mas_keys: bool,
+}
+
 /// The module's implicit additions for the task `name` (its `command`, own
-/// `credentials` and `runtime_directory`) on a host whose MAS service loads
-/// `mas_credentials` and whose Synapse has (or not) the password-config file.
+/// `credentials` and `runtime_directory`) on a host wired as `host`.
 pub fn implied(
     name: &str,
     command: &[String],
     own_credentials: &BTreeMap<String, String>,
     runtime_directory: Option<&str>,
-    mas_credentials: &BTreeMap<String, String>,
-    password_config: bool,
+    host: &HostWiring<'_>,
 ) -> Implied {
     let uses = |token: &str| command.iter().any(|w| w == token);
     let mut credentials = BTreeMap::new();
     if uses("@mas-config@") {
-        credentials.extend(mas_credentials.clone());
+        credentials.extend(host.mas_credentials.clone());
     }
     credentials.extend(own_credentials.clone());
+    let mut after_requires = Vec::new();
+    if uses("@synapse-config-args@") && host.password_config {
+        after_requires.push(PASSWORD_CONFIG_UNIT.to_string());
+    }
+    // MAS's credentials include the keys the host makes: a task may run
+    // before MAS has ever started on this host.
+    if uses("@mas-config@") && host.mas_keys {
+        after_requires.push(MAS_KEYS_UNIT.to_string());
+    }
     Implied {
         credentials,
-        after_requires: if uses("@synapse-config-args@") && password_config {
-            vec![PASSWORD_CONFIG_UNIT.to_string()]
-        } else {
-            vec![]
-        },
+        after_requires,
         runtime_directory: runtime_directory
             .or(uses("@masgen-mas-run@").then_some(name))
             .map(str::to_string),
@@ -252,19 +268,6 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
             task.command = command;
             task.after.push(MAS_UNIT.into());
             tasks.insert(name, task);
-        }
-    }
-    // A task given a key the host makes waits for it: a task may run before
-    // MAS has ever started on this host.
-    let generated: Vec<&str> = mas.generated_keys.iter().map(|k| k.file.as_str()).collect();
-    for task in tasks.values_mut() {
-        if task
-            .credentials
-            .values()
-            .any(|f| generated.contains(&f.as_str()))
-        {
-            task.after.push(MAS_KEYS_UNIT.into());
-            task.requires.push(MAS_KEYS_UNIT.into());
         }
     }
     tasks
