@@ -325,3 +325,29 @@ fn machine_formats_print_every_diagnostic_past_the_text_cap() {
         last.data
     );
 }
+
+/// A missing value: TOML's error points at the newline. The JSON range and
+/// the GitHub annotation end on that line, not on the next.
+#[test]
+fn a_missing_value_is_annotated_on_its_own_line() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("spec.toml"),
+        "version = 1\nserver_name = \n",
+    )
+    .unwrap();
+    let (code, out, _) = check(dir.path(), "spec.toml", "json");
+    assert_eq!(code, 2, "{out}");
+    let d: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (&d["code"], &d["line"], &d["end_line"]),
+        (
+            &Value::from("toml.syntax"),
+            &Value::from(2),
+            &Value::from(2)
+        ),
+        "{out}"
+    );
+    let (_, out, _) = check(dir.path(), "spec.toml", "github");
+    assert!(out.contains("line=2,col=15,endLine=2,"), "{out}");
+}

@@ -7,15 +7,17 @@ use super::Source;
 use crate::diag::{Diagnostic, Excerpt, Location, Related, Rendered, Report, Severity};
 
 impl Source {
-    /// The span a location points at, a span that takes in its line's
-    /// newline ending on that line.
+    /// The span a location points at. A span that takes in its line's
+    /// newline ends on that line (TOML's errors point at the newline where a
+    /// value is missing): a GitHub annotation or JSON range must not run
+    /// into the next line.
     fn span(&self, location: &Location) -> Range<usize> {
         let span = match location {
             Location::Path(path) => self.span_of(path),
             Location::Span(span) => span.clone(),
         };
         let end = match self.text.as_bytes().get(span.end.wrapping_sub(1)) {
-            Some(b'\n') if span.end > span.start + 1 => span.end - 1,
+            Some(b'\n') if span.end > span.start => span.end - 1,
             _ => span.end.max(span.start),
         };
         span.start..end
@@ -122,5 +124,24 @@ impl Source {
             errors: count(Severity::Error),
             warnings: count(Severity::Warning),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spans that end with their line's newline end on that line; others,
+    /// and empty ones, are kept as they are.
+    #[test]
+    fn spans_end_on_their_line() {
+        let source = Source::new("s.toml", "a = 1\nb = \nc = 3\n".to_string());
+        let span = |r: Range<usize>| source.span(&Location::Span(r));
+        assert_eq!(span(10..11), 10..10, "the newline alone");
+        assert_eq!(span(6..11), 6..10, "a line with its newline");
+        assert_eq!(span(6..9), 6..9, "within a line");
+        assert_eq!(span(6..6), 6..6, "empty");
+        assert_eq!(span(11..11), 11..11, "empty, right after a newline");
+        assert_eq!(span(0..17), 0..16, "the whole file");
     }
 }
