@@ -162,15 +162,11 @@
             })
             data.script.check_users)
           // lib.optionalAttrs (data.script.kind == "fresh") {
-            masgen-rehearsal-register = masTask "masgen rehearsal: register a user in MAS" [
-              "manage"
-              "register-user"
-              "--yes"
-              "--no-admin"
-              "--password"
-              data.script.password
-              (builtins.head data.script.check_users)
-            ];
+            masgen-rehearsal-register = masTask "masgen rehearsal: register a user in MAS" (
+              ["manage" "register-user" "--yes" "--no-admin"]
+              ++ lib.optionals data.script.mas_password_login ["--password" data.script.password]
+              ++ [(builtins.head data.script.check_users)]
+            );
           };
       }
       (lib.mkIf (config.masgen.rehearsal.phase == "prepare") {
