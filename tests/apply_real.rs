@@ -17,7 +17,7 @@
 //!
 //! The cheap stand-ins of tests/apply.rs cover the rest (resume after a
 //! failure at every step, signals, the prompt); this test covers the full
-//! path once, in two runs: `--until backup`, then the rest.
+//! path once, in one `apply --yes`.
 
 mod apply_support;
 mod support;
@@ -223,12 +223,9 @@ fn a_full_migration_against_a_real_synapse() {
     };
     let log = |unit: &str| fs::read_to_string(rig.state.join("log").join(unit)).unwrap_or_default();
 
-    // Phase 1: the switch restarted the real Synapse, which still logs users
-    // in itself (password flows, no auth_metadata).
-    let (code, err) = apply(&["--yes", "--until", "backup"]);
-    assert_eq!(code, 0, "{err}\n{}", log("matrix-synapse.service"));
-    assert_eq!(rig.host_state(), HostState::MasPrepared);
-    let port = synapse_port(&rig);
+    // Synapse with the first phase's config (the switch to `-prepare`
+    // restarts it with the same files) logs users in itself: password
+    // flows, no auth_metadata.
     let (status, flows) = get(port, "/_matrix/client/v3/login");
     assert_eq!(status, 200, "{flows}");
     assert!(
@@ -240,8 +237,9 @@ fn a_full_migration_against_a_real_synapse() {
     );
     assert_eq!(get(port, "/_matrix/client/v1/auth_metadata").0, 404);
 
-    // The rest: Synapse stopped (for real) before syn2mas, then started with
-    // the final config; the final switch's gates ask it.
+    // One command: Synapse restarted for phase 1, stopped (for real) before
+    // syn2mas, then started with the final config; the final switch's
+    // gates ask it.
     let (code, err) = apply(&["--yes"]);
     assert_eq!(code, 0, "{err}\n{}", log("matrix-synapse.service"));
     assert_eq!(rig.host_state(), HostState::Delegated, "{err}");
