@@ -121,6 +121,47 @@ fn write_phases(rig: &Rig, py: &Path, pg: &PgTarget, mas_port: u16) -> Vec<Synap
     setups
 }
 
+/// A directory with `masgen-backup` (the real modules/scripts/backup.sh) and
+/// a `pg_dump` pointed at the test cluster, or None (a SKIP note) without
+/// root or runuser: the backup stand-in runs then.
+fn real_backup(pg: &PgCluster) -> Option<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let why = "the real backup script in the real-process apply test";
+    if !support::is_root() || support::find_tool("runuser").is_none() {
+        eprintln!("SKIP: {why} needs root and runuser; the masgen-backup stand-in runs instead");
+        return None;
+    }
+    // pg_dump runs as `postgres` (runuser): the wrappers must be reachable,
+    // so not under the rig's 0700 temp dir.
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path();
+    let exe = |name: &str, text: String| {
+        let p = bin.join(name);
+        fs::write(&p, text).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    exe(
+        "pg_dump",
+        format!(
+            "#!/bin/sh\nexec '{}' -h '{}' -p '{}' \"$@\"\n",
+            pg.bin_dir().join("pg_dump").display(),
+            pg.socket_dir().display(),
+            pg.port()
+        ),
+    );
+    let script = support::repo_root().join("modules/scripts/backup.sh");
+    exe(
+        "masgen-backup",
+        format!(
+            "#!/bin/sh\nPG_DUMP='{}' exec bash '{}' \"$@\"\n",
+            bin.join("pg_dump").display(),
+            script.display()
+        ),
+    );
+    Some(dir)
+}
+
 #[test]
 fn a_full_migration_against_a_real_synapse() {
     let Some(py) = support::synapse_python() else {
@@ -211,9 +252,29 @@ fn a_full_migration_against_a_real_synapse() {
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
 
+    // The backup step with the REAL modules/scripts/backup.sh against the
+    // real cluster, where it can run (root, for `runuser -u postgres`); the
+    // runtime password config it copies is the real Synapse's.
+    let runtime = real.join("run");
+    fs::create_dir_all(&runtime).unwrap();
+    std::os::unix::fs::symlink(
+        setups[0].dir.path().join("run/masgen-synapse"),
+        runtime.join("masgen-synapse"),
+    )
+    .unwrap();
+    let backup_bin = real_backup(&pg);
+    let path = match &backup_bin {
+        Some(bin) => format!(
+            "{}:{}",
+            bin.path().display(),
+            apply_support::shims().display()
+        ),
+        None => apply_support::shims().display().to_string(),
+    };
     let apply = |args: &[&str]| {
         let out = rig
             .command(args)
+            .env("MASGEN_APPLY_PATH", &path)
             .env("SHIM_REAL", &real)
             .env("SHIM_CURL", &curl)
             .output()
@@ -280,5 +341,19 @@ fn a_full_migration_against_a_real_synapse() {
             .count()
     };
     assert_eq!((starts(&setups[0]), starts(&setups[1])), (2, 1));
+    if backup_bin.is_some() {
+        let dump = fs::read_dir(rig._tmp.path().join("backup"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "dump"))
+            .expect("a dump");
+        let list = Command::new(pg.bin_dir().join("pg_restore"))
+            .arg("--list")
+            .arg(&dump)
+            .output()
+            .unwrap();
+        let list = String::from_utf8_lossy(&list.stdout);
+        assert!(list.contains("TABLE public users"), "{list}");
+    }
     drop(setups);
 }
