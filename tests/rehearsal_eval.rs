@@ -6,8 +6,9 @@
 //! checked is that the machine and its `final` specialisation evaluate
 //! without failed assertions, that the system, VM, driver and test
 //! derivations instantiate with stand-in packages, and that the test script
-//! the driver would run passes Python's parser and pyflakes (with the
-//! driver's globals). docs/testing.md, "The rehearsal check".
+//! the driver would run passes Python's parser, pyflakes (with the driver's
+//! globals) and mypy (with the driver's types, as the driver derivation
+//! runs it). docs/testing.md, "The rehearsal check".
 //!
 //! The tree is fetched, not installed: a missing tree is a loud SKIP.
 
@@ -129,6 +130,48 @@ fn python_check(script: &str) -> Result<bool, String> {
     }
 }
 
+/// mypy on `script` as nixpkgs' driver derivation runs it
+/// (nixos/lib/testing/driver.nix): the tree's `test-script-prepend.py`, the
+/// machine's type line, then the script, with the tree's `test_driver`
+/// package on MYPYPATH (its own third-party imports are not followed: they
+/// are not installed here). `Ok(false)`: mypy is missing (SKIP; a failure
+/// in CI, where the setup script installs Debian's `mypy`).
+fn mypy_check(script: &str, tree: &Tree) -> Result<bool, String> {
+    let Some(mypy) = support::find_tool("mypy") else {
+        assert!(
+            !support::in_ci(),
+            "mypy is required; run scripts/setup-test-deps.sh"
+        );
+        eprintln!("SKIP: mypy is not installed; the test script was not type-checked. Run scripts/setup-test-deps.sh");
+        return Ok(false);
+    };
+    let lib = tree.path.join("nixos/lib");
+    let prepend = std::fs::read_to_string(lib.join("test-script-prepend.py"))
+        .map_err(|e| format!("the tree has no test-script-prepend.py: {e}"))?;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("testScriptWithTypes");
+    std::fs::write(&file, format!("{prepend}machine: Machine;\n\n{script}")).unwrap();
+    let out = Command::new(mypy)
+        .args([
+            "--no-implicit-optional",
+            "--pretty",
+            "--no-color-output",
+            "--follow-imports=silent",
+            "--ignore-missing-imports",
+            "--cache-dir",
+        ])
+        .arg(dir.path().join(".mypy_cache"))
+        .arg(&file)
+        .env("MYPYPATH", lib.join("test-driver"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(true)
+    } else {
+        Err(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
 /// The machine and its specialisation as the rehearsal needs them.
 fn check_nodes(nodes: &Value, migration: bool) -> Result<(), String> {
     let machine = &nodes["machine"];
@@ -229,6 +272,10 @@ fn every_example_carries_a_rehearsal_that_evaluates() {
                 Ok(linted) => eprintln!("{what}: test script parses (pyflakes ran: {linted})"),
                 Err(e) => failures.push(format!("{what}: test script: {e}")),
             }
+            match mypy_check(script.as_str().unwrap(), &tree) {
+                Ok(checked) => eprintln!("{what}: test script type-checks (mypy ran: {checked})"),
+                Err(e) => failures.push(format!("{what}: mypy: {e}")),
+            }
             // How far the derivations instantiate with stand-in packages.
             for attr in ["toplevel", "vm", "driver", "test"] {
                 match stage(out.path(), &check, &tree, attr) {
@@ -264,4 +311,13 @@ fn the_rehearsal_checks_can_fail() {
     });
     let err = check_nodes(&acme, false).unwrap_err();
     assert!(err.contains("ACME"), "{err}");
+    // mypy with the driver's types: a str is not an int.
+    if let Some(tree) = tree("the_rehearsal_checks_can_fail") {
+        match mypy_check("x: int = machine.succeed('true')\n", &tree) {
+            Ok(false) => {}
+            Ok(true) => panic!("mypy accepted a str as an int"),
+            Err(e) => assert!(e.contains("Incompatible types"), "{e}"),
+        }
+        assert!(mypy_check("print(machine.succeed('true'))\n", &tree).is_ok());
+    }
 }
