@@ -233,7 +233,7 @@ fn steps(plan: &Value, host: &str, boot: &str, final_configuration: &str) -> Vec
             .filter_map(Value::as_str)
             .collect();
         let mut checks = step["gate"]["check"].clone();
-        if commands.is_empty() && checks.as_array().is_none_or(|c| c.is_empty()) {
+        if commands.is_empty() && checks.as_array().map_or(true, |c| c.is_empty()) {
             continue;
         }
         let mut run = Vec::new();
@@ -306,4 +306,58 @@ fn synapse_password_login(phase: &HostPhase) -> bool {
             .cloned()
     });
     matches!(enabled, None | Some(Value::Bool(true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(id: &str, kind: &str, commands: &[&str]) -> Value {
+        json!({"id": id, "host": "matrix", "title": id, "kind": kind, "commands": commands,
+            "gate": {"condition": "c", "check": [{"command": "true", "exit": "zero",
+                "stdout_has": [], "stdout_lacks": []}], "warnings_only": null}})
+    }
+
+    #[test]
+    fn the_plans_switches_become_the_vms() {
+        let plan = json!({"steps": [
+            step("switch-prepare", "rebuild", &["nixos-rebuild switch --flake ./out#matrix-prepare"]),
+            step("backup", "run-unit", &["systemctl start masgen-backup.service"]),
+            step("build-final", "rebuild", &["nixos-rebuild build --flake ./out#matrix"]),
+            step("switch-final", "rebuild", &["nixos-rebuild switch --flake ./out#matrix"]),
+            {"id": "other-host", "host": "other", "commands": ["x"], "gate": {"check": []}},
+            {"id": "follow-ups", "host": "matrix", "commands": [], "gate": {"check": []}},
+        ]});
+        let steps = steps(&plan, "matrix", "matrix-prepare", "matrix");
+        let ids: Vec<&str> = steps.iter().map(|s| s["id"].as_str().unwrap()).collect();
+        assert_eq!(
+            ids,
+            ["switch-prepare", "backup", "build-final", "switch-final"]
+        );
+        // Booted in it: only the gate.
+        assert_eq!(steps[0]["commands"], json!([]));
+        assert_eq!(steps[0]["checks"][0]["command"], "true");
+        assert_eq!(
+            steps[1]["commands"],
+            json!(["systemctl start masgen-backup.service"])
+        );
+        // The final configuration is built already: its gate checks it.
+        assert_eq!(steps[2]["commands"], json!([]));
+        assert_eq!(steps[2]["checks"][0]["command"], "test -e @FINAL@");
+        assert_eq!(
+            steps[3]["commands"],
+            json!(["@FINAL@/bin/switch-to-configuration test"])
+        );
+    }
+
+    #[test]
+    fn a_fresh_install_boots_its_final_configuration() {
+        let plan = json!({"steps": [
+            step("switch-final", "rebuild", &["nixos-rebuild switch --flake ./out#matrix"]),
+        ]});
+        let steps = steps(&plan, "matrix", "matrix", "matrix");
+        assert_eq!(steps[0]["commands"], json!([]));
+        assert_eq!(check_name(Mode::Fresh, "matrix"), "matrix-fresh");
+        assert_eq!(check_name(Mode::Migrate, "matrix"), "matrix-migration");
+    }
 }
