@@ -7,8 +7,11 @@
 //! tests/support/synapse.rs (`write_phase`: loopback and a free port, the
 //! test cluster's socket, secrets and data under a temp dir) and, in the
 //! final phase, MAS's endpoint moved to the MAS HTTP STAND-IN
-//! (tests/fixtures/apply/mas-http-standin). Still stand-ins: mas-cli (unless
-//! MASGEN_MAS_CLI; see docs/testing.md), MAS's HTTP side, the proxy's routing
+//! (tests/fixtures/apply/mas-http-standin). masgen's tasks run their whole
+//! command line: the real masgen-mas-run renders MAS's config from the
+//! unit's credentials (stand-in secret files) into its runtime directory.
+//! Still stand-ins: mas-cli (unless MASGEN_MAS_CLI; see docs/testing.md),
+//! MAS's HTTP side, the proxy's routing
 //! (the `curl` stand-in sends each gate's request to Synapse or to the MAS
 //! stand-in the way the final nginx.conf routes it, then runs the real curl),
 //! and the backup script. The gates that ask Synapse (`systemctl is-active`
@@ -115,9 +118,46 @@ fn write_phases(rig: &Rig, py: &Path, pg: &PgTarget, mas_port: u16) -> Vec<Synap
             setup.data_dir.display()
         );
         fs::write(real.join(format!("{name}.exec")), &exec).unwrap();
+        fs::copy(
+            &setup.config_files[0],
+            real.join(format!("{name}.homeserver.yaml")),
+        )
+        .unwrap();
         fs::write(real.join(format!("{name}.port")), setup.port.to_string()).unwrap();
         setups.push(setup);
     }
+    // /run/secrets as the tasks' credentials see it: Synapse's stand-ins
+    // where Synapse reads the file too, a stand-in value otherwise.
+    let secrets = real.join("secrets");
+    fs::create_dir_all(&secrets).unwrap();
+    for f in masgen::secrets::secret_files(&checked.homeserver) {
+        let Some(name) = f.path.strip_prefix("/run/secrets/") else {
+            continue;
+        };
+        let from_synapse = setups.iter().find_map(|s| s.secrets.files.get(&f.path));
+        match from_synapse {
+            Some((path, _)) => {
+                fs::copy(path, secrets.join(name)).unwrap();
+            }
+            None => fs::write(secrets.join(name), format!("stand-in {name}")).unwrap(),
+        }
+    }
+    // masgen-mas-run is the real script.
+    let bin = real.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let mas_run = bin.join("masgen-mas-run");
+    fs::write(
+        &mas_run,
+        format!(
+            "#!/bin/sh\nexec bash '{}' \"$@\"\n",
+            support::repo_root()
+                .join("modules/scripts/mas-run.sh")
+                .display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&mas_run, fs::Permissions::from_mode(0o755)).unwrap();
     setups
 }
 
@@ -263,14 +303,14 @@ fn a_full_migration_against_a_real_synapse() {
     )
     .unwrap();
     let backup_bin = real_backup(&pg);
-    let path = match &backup_bin {
-        Some(bin) => format!(
-            "{}:{}",
-            bin.path().display(),
-            apply_support::shims().display()
-        ),
-        None => apply_support::shims().display().to_string(),
-    };
+    let mut path = format!(
+        "{}:{}",
+        real.join("bin").display(),
+        apply_support::shims().display()
+    );
+    if let Some(bin) = &backup_bin {
+        path = format!("{}:{path}", bin.path().display());
+    }
     let apply = |args: &[&str]| {
         let out = rig
             .command(args)
@@ -315,6 +355,19 @@ fn a_full_migration_against_a_real_synapse() {
     assert!(
         calls.contains("https://matrix.example.com/_matrix/client/v1/auth_metadata"),
         "the final switch's gate asked Synapse: {calls}"
+    );
+    // The real masgen-mas-run rendered MAS's config from the unit's
+    // credentials (the stand-in mas-cli checks it) and passed it on; syn2mas
+    // read the real Synapse's config files.
+    let migrate = calls
+        .lines()
+        .find(|l| l.starts_with("mas-cli syn2mas --config ") && l.ends_with(" migrate"))
+        .unwrap_or_else(|| panic!("no rendered syn2mas migrate call:\n{calls}"));
+    assert!(
+        migrate.contains("/runtime.")
+            && migrate.contains("/share/masgen/homeserver.yaml --synapse-config ")
+            && migrate.contains("/masgen-synapse-config-0"),
+        "{migrate}"
     );
     // Synapse delegates: its own /login is gone (docs/notes.md), its
     // auth_metadata comes from MAS; the user row is still there.
