@@ -194,6 +194,11 @@ fn check_nodes(nodes: &Value, migration: bool) -> Result<(), String> {
                     "{what}: {name} still asks ACME (no network in a VM)"
                 ));
             }
+            if vhost["forceSSL"] != true && vhost["addSSL"] != true {
+                return Err(format!(
+                    "{what}: {name} serves no TLS (the plan's gates use https)"
+                ));
+            }
             if !node["hosts"]
                 .as_array()
                 .is_some_and(|h| h.contains(&Value::from(name.as_str())))
@@ -242,52 +247,67 @@ fn check_nodes(nodes: &Value, migration: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Evaluates every stage of every check `checked` builds; failures as lines.
+fn evaluate_checks(name: &str, checked: &masgen::Checked, tree: &Tree) -> Vec<String> {
+    let mut failures = Vec::new();
+    let out = nixos::build_output(checked).unwrap();
+    let migration = checked.homeserver.mode == masgen::model::Mode::Migrate;
+    let found = checks(out.path());
+    let hosts = checked.homeserver.hosts.len();
+    assert_eq!(found.len(), hosts, "{name}: one check per host: {found:?}");
+    for (system, check) in found {
+        let suffix = if migration { "-migration" } else { "-fresh" };
+        assert!(check.ends_with(suffix), "{name}: {check}");
+        let what = format!("{name} × checks.{system}.{check}");
+        let nodes = stage(out.path(), &check, tree, "nodes")
+            .and_then(|n| check_nodes(&n, migration).map(|()| n));
+        if let Err(e) = nodes {
+            failures.push(format!("{what}: nodes: {e}"));
+            continue;
+        }
+        let script = stage(out.path(), &check, tree, "testScript").unwrap();
+        match python_check(script.as_str().unwrap()) {
+            Ok(linted) => eprintln!("{what}: test script parses (pyflakes ran: {linted})"),
+            Err(e) => failures.push(format!("{what}: test script: {e}")),
+        }
+        match mypy_check(script.as_str().unwrap(), tree) {
+            Ok(checked) => eprintln!("{what}: test script type-checks (mypy ran: {checked})"),
+            Err(e) => failures.push(format!("{what}: mypy: {e}")),
+        }
+        // How far the derivations instantiate with stand-in packages.
+        for attr in ["toplevel", "vm", "driver", "test"] {
+            match stage(out.path(), &check, tree, attr) {
+                Ok(Value::String(drv)) if drv.ends_with(".drv") => {
+                    eprintln!("{what}: {attr} instantiates: {drv}")
+                }
+                Ok(other) => failures.push(format!("{what}: {attr}: {other}")),
+                Err(e) => failures.push(format!("{what}: {attr}: {e}")),
+            }
+        }
+    }
+    failures
+}
+
 #[test]
 fn every_example_carries_a_rehearsal_that_evaluates() {
     let what = "every_example_carries_a_rehearsal_that_evaluates";
     let Some(tree) = tree(what) else { return };
     let mut failures = Vec::new();
     for (name, checked) in support::checked_examples() {
-        let out = nixos::build_output(&checked).unwrap();
-        let migration = checked.homeserver.mode == masgen::model::Mode::Migrate;
-        let found = checks(out.path());
-        let hosts: Vec<&String> = checked.homeserver.hosts.keys().collect();
-        assert_eq!(
-            found.len(),
-            hosts.len(),
-            "{name}: one check per host: {found:?}"
-        );
-        for (system, check) in found {
-            let suffix = if migration { "-migration" } else { "-fresh" };
-            assert!(check.ends_with(suffix), "{name}: {check}");
-            let what = format!("{name} × checks.{system}.{check}");
-            let nodes = stage(out.path(), &check, &tree, "nodes")
-                .and_then(|n| check_nodes(&n, migration).map(|()| n));
-            if let Err(e) = nodes {
-                failures.push(format!("{what}: nodes: {e}"));
-                continue;
-            }
-            let script = stage(out.path(), &check, &tree, "testScript").unwrap();
-            match python_check(script.as_str().unwrap()) {
-                Ok(linted) => eprintln!("{what}: test script parses (pyflakes ran: {linted})"),
-                Err(e) => failures.push(format!("{what}: test script: {e}")),
-            }
-            match mypy_check(script.as_str().unwrap(), &tree) {
-                Ok(checked) => eprintln!("{what}: test script type-checks (mypy ran: {checked})"),
-                Err(e) => failures.push(format!("{what}: mypy: {e}")),
-            }
-            // How far the derivations instantiate with stand-in packages.
-            for attr in ["toplevel", "vm", "driver", "test"] {
-                match stage(out.path(), &check, &tree, attr) {
-                    Ok(Value::String(drv)) if drv.ends_with(".drv") => {
-                        eprintln!("{what}: {attr} instantiates: {drv}")
-                    }
-                    Ok(other) => failures.push(format!("{what}: {attr}: {other}")),
-                    Err(e) => failures.push(format!("{what}: {attr}: {e}")),
-                }
-            }
-        }
+        failures.extend(evaluate_checks(&name, &checked, &tree));
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// TLS that ends in front of nginx (`proxy.tls = "external"`): in the VM,
+/// nginx serves the test certificate itself, so the plan's https gates work.
+#[test]
+fn external_tls_is_served_in_the_vm() {
+    let what = "external_tls_is_served_in_the_vm";
+    let Some(tree) = tree(what) else { return };
+    let text = support::example_text("migrate-local.toml") + "\n[proxy]\ntls = \"external\"\n";
+    let checked = support::checked("migrate-local-external.toml", &text);
+    let failures = evaluate_checks("migrate-local, tls external", &checked, &tree);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
@@ -305,12 +325,17 @@ fn the_rehearsal_checks_can_fail() {
     assert!(python_check("machine.succeed('true')\nstart_all()\n").is_ok());
     let acme = serde_json::json!({
         "machine": {"failedAssertions": [], "warnings": [], "hosts": ["m.example"],
-            "nginx": {"m.example": {"enableACME": true}}, "units": ["masgen-rehearsal-secrets"],
+            "nginx": {"m.example": {"enableACME": true, "forceSSL": true}}, "units": ["masgen-rehearsal-secrets"],
             "phase": "final", "delegates": true, "synapseExtraConfigFiles": []},
         "final": null,
     });
     let err = check_nodes(&acme, false).unwrap_err();
     assert!(err.contains("ACME"), "{err}");
+    let mut plain = acme.clone();
+    plain["machine"]["nginx"]["m.example"] =
+        serde_json::json!({"enableACME": false, "forceSSL": false, "addSSL": false});
+    let err = check_nodes(&plain, false).unwrap_err();
+    assert!(err.contains("serves no TLS"), "{err}");
     // mypy with the driver's types: a str is not an int.
     if let Some(tree) = tree("the_rehearsal_checks_can_fail") {
         match mypy_check("x: int = machine.succeed('true')\n", &tree) {

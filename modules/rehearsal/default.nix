@@ -23,8 +23,8 @@
 # is made inside the VM at boot (random, in the format masgen's `secrets`
 # command makes it); TLS uses a certificate authority made at build time and
 # trusted by the VM (its key is in the store: it is a throwaway test key), in
-# place of ACME or the spec's certificate files; the proxy's host names
-# resolve to the VM itself.
+# place of ACME, the spec's certificate files or a TLS proxy in front; the
+# proxy's host names resolve to the VM itself.
 {
   pkgs,
   self,
@@ -41,7 +41,7 @@
       openssl req -x509 -newkey rsa:2048 -nodes -days 3650 \
         -subj "/CN=masgen rehearsal CA" -addext basicConstraints=critical,CA:TRUE \
         -keyout ca.key -out $out/ca.pem
-      openssl req -newkey rsa:2048 -nodes -subj "/CN=${builtins.head data.hostNames}" \
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=masgen rehearsal" \
         -keyout $out/key.pem -out server.csr
       printf 'subjectAltName=%s\n' ${lib.escapeShellArg (lib.concatMapStringsSep "," (n: "DNS:${n}") data.hostNames)} > ext.cnf
       openssl x509 -req -in server.csr -CA $out/ca.pem -CAkey ca.key -CAcreateserial \
@@ -123,12 +123,17 @@
           cores = 2;
         };
         networking.hosts."127.0.0.1" = data.hostNames;
-        security.pki.certificateFiles = ["${testTls}/ca.pem"];
-        services.nginx.virtualHosts = lib.genAttrs data.tlsHosts (_: {
-          enableACME = lib.mkForce false;
-          sslCertificate = lib.mkForce "${testTls}/cert.pem";
-          sslCertificateKey = lib.mkForce "${testTls}/key.pem";
-        });
+        security.pki.certificateFiles = lib.optional (data.hostNames != []) "${testTls}/ca.pem";
+        # Every vhost serves the test certificate; one without TLS of its own
+        # (`proxy.tls` "external" or "none") gets it too, standing in for the
+        # TLS in front of it.
+        services.nginx.virtualHosts = lib.genAttrs data.hostNames (name:
+          {
+            enableACME = lib.mkForce false;
+            sslCertificate = lib.mkForce "${testTls}/cert.pem";
+            sslCertificateKey = lib.mkForce "${testTls}/key.pem";
+          }
+          // lib.optionalAttrs (!builtins.elem name data.tlsHosts) {addSSL = true;});
         environment.systemPackages = [pkgs.curl pkgs.jq];
 
         systemd.services.masgen-rehearsal-secrets = {

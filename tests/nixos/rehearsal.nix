@@ -55,7 +55,7 @@ let
     );
     secretsScript = config.systemd.services.masgen-rehearsal-secrets.script;
     nginx = lib.mapAttrs (_: v: {
-      inherit (v) enableACME forceSSL;
+      inherit (v) enableACME forceSSL addSSL;
       sslCertificate = toString v.sslCertificate;
     }) config.services.nginx.virtualHosts;
   };
