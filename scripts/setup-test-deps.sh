@@ -38,6 +38,9 @@ done
 # tests/tasks_postgres.rs runs a stand-in mas-cli with Debian's python3 as
 # an unprivileged user, who cannot reach the Synapse venv: it needs PyYAML.
 /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || missing+=("python3-yaml")
+# The rehearsal's test script is checked with pyflakes and mypy (tests/rehearsal_eval.rs).
+/usr/bin/python3 -c 'import pyflakes' >/dev/null 2>&1 || missing+=("python3-pyflakes")
+have mypy || missing+=("mypy")
 # psycopg2 is built from source, so the python used for the venv needs venv + headers.
 PYTHON="${MASGEN_PYTHON:-python3}"
 if ! have "$PYTHON"; then
@@ -53,7 +56,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update >&2
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
     nix-bin postgresql nginx systemd libpq-dev gettext-base jq shellcheck openssl \
-    python3 python3-venv python3-dev python3-yaml gcc libc6-dev \
+    python3 python3-venv python3-dev python3-yaml python3-pyflakes mypy gcc libc6-dev \
     man-db groff-base zsh fish git util-linux nodejs npm >&2
 else
   log "system packages already installed"

@@ -22,6 +22,23 @@ use std::time::{Duration, Instant};
 use apply_support::{bin, injection, Rig, STEPS};
 use masgen::plan::HostState;
 
+/// `MASGEN_MAS_CLI` names the mas-cli the shims link; without it the
+/// stand-in is used (and said to be).
+#[test]
+fn mas_cli_is_the_one_masgen_mas_cli_names() {
+    use std::os::unix::fs::PermissionsExt;
+    let standin = apply_support::mas_cli_from(None);
+    assert!(standin.ends_with("tests/fixtures/apply/mas-standin"));
+    assert_eq!(apply_support::mas_cli_from(Some("".into())), standin);
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("mas-cli");
+    fs::write(&real, "#!/bin/sh\n").unwrap();
+    fs::set_permissions(&real, fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(apply_support::mas_cli_from(Some(real.clone().into())), real);
+    let linked = fs::read_link(apply_support::shims().join("mas-cli")).unwrap();
+    assert_eq!(linked, apply_support::mas_cli());
+}
+
 #[test]
 fn a_full_migration_in_one_command() {
     let rig = Rig::new();

@@ -71,10 +71,15 @@ pub(super) fn flake(lowered: &Lowered, inputs: &Inputs<'_>) -> String {
         ));
     }
 
-    let outputs = NixExpr::attrs([
+    let mut outputs = vec![
         ("nixosModules", NixExpr::attrs(modules)),
         ("nixosConfigurations", NixExpr::attrs(configurations)),
-    ]);
+    ];
+    // The VM rehearsal of each host's plan (src/emit/rehearsal.rs).
+    if let Some(checks) = super::rehearsal::checks(lowered) {
+        outputs.push(("checks", checks));
+    }
+    let outputs = NixExpr::attrs(outputs);
     let body = NixExpr::attrs([
         (
             "description",

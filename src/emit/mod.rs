@@ -4,6 +4,7 @@
 mod flake;
 mod host;
 pub mod nixpkgs;
+pub mod rehearsal;
 mod render;
 
 use std::collections::BTreeMap;

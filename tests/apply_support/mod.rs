@@ -40,7 +40,9 @@ pub fn bin() -> PathBuf {
 
 /// The stand-ins of tests/fixtures/apply as one PATH directory: links named
 /// like the programs they stand in for (`mas-standin` becomes `mas-cli`: the
-/// repository holds no file that could pass for MAS's own binary).
+/// repository holds no file that could pass for MAS's own binary). With
+/// `MASGEN_MAS_CLI` set to a real mas-cli binary, that binary is linked as
+/// `mas-cli` instead (see [`mas_cli`]).
 pub fn shims() -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
@@ -52,16 +54,56 @@ pub fn shims() -> PathBuf {
         for entry in fs::read_dir(&from).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            let name = if name == "mas-standin" {
-                "mas-cli".to_string()
+            let (name, path) = if name == "mas-standin" {
+                ("mas-cli".to_string(), mas_cli())
             } else {
-                name
+                (name, path)
             };
             std::os::unix::fs::symlink(&path, dir.join(name)).unwrap();
         }
         dir
     })
     .clone()
+}
+
+/// What the apply tests run as `mas-cli`: `$MASGEN_MAS_CLI` (a real mas-cli
+/// binary) when set, else the STAND-IN tests/fixtures/apply/mas-standin.
+/// Either way the tests run; which one is said on stderr, loudly.
+pub fn mas_cli() -> PathBuf {
+    mas_cli_from(std::env::var_os("MASGEN_MAS_CLI"))
+}
+
+/// [`mas_cli`] for a given value of `MASGEN_MAS_CLI`.
+pub fn mas_cli_from(var: Option<std::ffi::OsString>) -> PathBuf {
+    let standin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/apply/mas-standin");
+    match var.filter(|v| !v.is_empty()) {
+        Some(real) => {
+            let real = PathBuf::from(real);
+            assert!(
+                is_executable(&real),
+                "MASGEN_MAS_CLI={} is not an executable file",
+                real.display()
+            );
+            eprintln!(
+                "NOTE: mas-cli in the apply tests is the REAL binary {} (MASGEN_MAS_CLI)",
+                real.display()
+            );
+            real
+        }
+        None => {
+            eprintln!(
+                "NOTE: MASGEN_MAS_CLI is not set: mas-cli in the apply tests is the STAND-IN \
+                 tests/fixtures/apply/mas-standin (the tests still run; set MASGEN_MAS_CLI to a \
+                 real mas-cli binary to use it instead; docs/testing.md)"
+            );
+            standin
+        }
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 impl Rig {

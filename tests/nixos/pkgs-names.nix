@@ -96,4 +96,5 @@
   "desktop-file-utils"
   "mdadm"
   "libarchive"
+  "mypy"
 ]

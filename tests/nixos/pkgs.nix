@@ -15,7 +15,14 @@
 # (`pkgs.makeInitrd { ... }` is the stand-in again). Anything evaluation
 # forces that is not here fails with "attribute missing", which names what
 # to add. Versions a module compares are in `versioned`.
-{ lib, system ? "x86_64-linux" }:
+{
+  lib,
+  system ? "x86_64-linux",
+  # A nixpkgs tree with nixos/lib/testing: `testers.runNixOSTest` runs the
+  # tree's own test framework (tests/nixos/rehearsal.nix). Without it,
+  # `testers` is empty.
+  tree ? null,
+}:
 
 let
   platform = lib.systems.elaborate system;
@@ -236,6 +243,7 @@ let
     "matrix-synapse"
     "matrix-synapse-unwrapped"
     "pglast"
+    "pyflakes"
   ] (n: mk n { }) // {
     buildPythonPackage = a: mk (a.pname or "python-package") { };
     buildPythonApplication = a: mk (a.pname or "python-application") { };
@@ -483,7 +491,18 @@ let
       fetchzip = a: mk "fetchzip" { };
       fetchFromGitHub = a: mk "source" { };
       unixtools = set [ "xxd" "hostname" "ifconfig" "netstat" "ping" "route" "top" "whereis" "wall" "write" "script" "getopt" "more" "procps" "util-linux" "nettools" "logger" "fdisk" ];
-      testers = { };
+      # Like nixpkgs' pkgs/build-support/testers (written for these tests):
+      # the tree's `nixos/lib` runTest, with this set as host and node pkgs.
+      testers = lib.optionalAttrs (tree != null) {
+        runNixOSTest =
+          testModule:
+          (import "${tree}/nixos/lib" { inherit lib; }).runTest {
+            _file = "stand-in pkgs.testers.runNixOSTest";
+            imports = [ testModule ];
+            hostPkgs = self;
+            node.pkgs = self;
+          };
+      };
       nixosTests = { };
 
       runtimeShell = "${self.bash}/bin/bash";
@@ -557,6 +576,19 @@ let
       grub2 = mk "grub" { };
       grub2_efi = mk "grub" { };
       busybox = mk "busybox" { };
+      # The NixOS test framework (tests/nixos/rehearsal.nix).
+      qemu_test = mk "qemu" { ga = mk "qemu-ga" { }; inherit (self) stdenv; };
+      qemu = self.qemu_test;
+      qemu_kvm = self.qemu_test;
+      makeInitrd = a: mk (a.name or "initrd") {
+        compressorExecutableFunction = _: "${self.gzip}/bin/gzip";
+        extension = ".gz";
+        compressorArgs = [ ];
+        outputs = [ "out" ];
+      };
+      makeInitrdNG = self.makeInitrd;
+      OVMF = mk "OVMF" { fd = mk "OVMF-fd" { systemManagementModeRequired = false; firmware = "/nix/store/00000000000000000000000000000000-OVMF/FV/OVMF_CODE.fd"; variables = "/nix/store/00000000000000000000000000000000-OVMF/FV/OVMF_VARS.fd"; }; firmware = "/nix/store/00000000000000000000000000000000-OVMF/FV/OVMF_CODE.fd"; variables = "/nix/store/00000000000000000000000000000000-OVMF/FV/OVMF_VARS.fd"; };
+      nixos-artwork.wallpapers.simple-dark-gray-bootloader = mk "wallpaper" { gnomeFilePath = "/nix/store/00000000000000000000000000000000-masgen-standin-wallpaper.png"; };
       stdenvAdapters = { };
       lib-override = { };
     };
