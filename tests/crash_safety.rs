@@ -432,3 +432,25 @@ fn single_files_are_replaced_whole() {
     assert!(format!("{err:#}").contains("cannot write"), "{err:#}");
     assert_eq!(siblings(dir.path()), ["spec.toml"]);
 }
+
+/// A previous manifest that names a path outside `out/` (hand-edited, or
+/// written by something else) is refused before anything is read or
+/// removed there, even when the file it names has the listed hash.
+#[test]
+fn a_manifest_naming_paths_outside_out_is_refused() {
+    let tree = library_tree("fresh.toml");
+    for escape in ["../victim", "/ABS/victim"] {
+        let (dir, out) = out_with(&tree);
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "not masgen's\n").unwrap();
+        let listed = escape.replace("/ABS", dir.path().to_str().unwrap());
+        let manifest = out.join(MANIFEST);
+        let mut m: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&manifest).unwrap()).unwrap();
+        m["files"][&listed] = serde_json::json!(masgen::emit::sha256_hex(b"not masgen's\n"));
+        fs::write(&manifest, serde_json::to_string(&m).unwrap()).unwrap();
+        let err = write_tree(&out, &tree, false).expect_err("an escaping manifest");
+        assert!(format!("{err:#}").contains("escapes"), "{err:#}");
+        assert!(victim.exists(), "{listed}: a file outside out/ was removed");
+    }
+}
