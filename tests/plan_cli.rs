@@ -254,7 +254,9 @@ fn a_claim_the_system_confirms_is_accepted() {
     assert_eq!(json["from"], "mas-prepared");
     let source = json["source"].as_str().unwrap();
     assert!(
-        source.contains("--from mas-prepared") && source.contains("system root"),
+        source.contains("--from mas-prepared")
+            && source.contains(", confirmed by ")
+            && source.contains("system root"),
         "{source}"
     );
 }
@@ -278,6 +280,8 @@ fn a_claim_behind_the_system_needs_the_acknowledgement_and_the_plan_says_it_repe
         "plan-repeats-done-steps",
     ]);
     assert_eq!(json["from"], "synapse-only");
+    let source = json["source"].as_str().unwrap();
+    assert!(source.contains(", against "), "{source}");
     let warnings = json["warnings"].to_string();
     assert!(warnings.contains("repeat"), "{warnings}");
     let first = &json["steps"][0];
