@@ -518,6 +518,57 @@ fn over_ssh_with_the_journal_on_the_host() {
     );
 }
 
+/// Over SSH, one run at a time too: a run holding the lock on the host
+/// (here a `flock` holding the journal's lock file) refuses a second, and
+/// the lock is released with the run that held it.
+#[test]
+fn over_ssh_one_run_at_a_time() {
+    let rig = Rig::new();
+    let remote_journal = rig._tmp.path().join("remote-journal");
+    fs::create_dir_all(&remote_journal).unwrap();
+    let lock = remote_journal.join("matrix.jsonl.lock");
+    let args = [
+        "--yes",
+        "--target-host",
+        "root@matrix.example.net",
+        "--journal",
+        remote_journal.to_str().unwrap(),
+    ];
+    // `-o`: the flock process itself holds the lock, not the sleep it runs.
+    let mut holder = Command::new("flock")
+        .arg("-o")
+        .arg(&lock)
+        .args(["sleep", "60"])
+        .spawn()
+        .unwrap();
+    // Wait until the holder has it.
+    let t = Instant::now();
+    while Command::new("flock")
+        .args(["-n", lock.to_str().unwrap(), "true"])
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(t.elapsed() < Duration::from_secs(10), "flock never held");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, err) = rig.apply(&args);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("another `masgen apply` is running"), "{err}");
+    assert_eq!(rig.host_state(), HostState::SynapseOnly);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let (code, err) = rig.apply(&args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(rig.host_state(), HostState::Delegated);
+    // The run released its lock when it ended.
+    assert!(Command::new("flock")
+        .args(["-n", lock.to_str().unwrap(), "true"])
+        .status()
+        .unwrap()
+        .success());
+}
+
 /// A gate check that hangs is stopped by a signal too, and the step does
 /// not run.
 #[test]

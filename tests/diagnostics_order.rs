@@ -33,16 +33,19 @@ fn a_truncated_character_names_all_its_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let mut bytes = b"version = 1
 
-# price in ".to_vec();
+# price in "
+        .to_vec();
     bytes.extend_from_slice(&[0xe2, 0x82]); // the first two bytes of `€`
     std::fs::write(tmp.path().join("cut.toml"), &bytes).unwrap();
     let out = check_in(tmp.path(), "cut.toml");
     assert_eq!(exit_code(&out), 2);
     let err = stderr(&out);
     assert!(
-        err.starts_with("error[spec.encoding]: the spec is not valid UTF-8: byte offset 24 holds 0xe2 0x82
+        err.starts_with(
+            "error[spec.encoding]: the spec is not valid UTF-8: byte offset 24 holds 0xe2 0x82
  --> cut.toml:3:12
-"),
+"
+        ),
         "{err}"
     );
 }

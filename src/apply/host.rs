@@ -73,6 +73,45 @@ fn wait(
     }
 }
 
+/// `flock -E`: the exit status that says another run holds the lock.
+const BUSY: i32 = 75;
+
+/// A run's hold on the host: released when dropped.
+pub enum Lock {
+    /// The open file holds the flock; closing it releases it.
+    Local(#[allow(dead_code)] std::fs::File),
+    Remote(Child),
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if let Lock::Remote(child) = self {
+            // Closing stdin ends `cat`, and with it the remote flock.
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+    }
+}
+
+/// An exclusive lock on this machine; `None` when another run holds it.
+fn local_lock(path: &Utf8Path) -> Result<Option<std::fs::File>> {
+    use rustix::fs::{flock, FlockOperation};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {dir}: {e}"))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open {path}: {e}"))?;
+    match flock(&f, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(f)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("cannot lock {path}: {e}")),
+    }
+}
+
 impl Host {
     pub fn new(
         target: Option<String>,
@@ -90,6 +129,45 @@ impl Host {
 
     pub fn target(&self) -> Option<&str> {
         self.target.as_deref()
+    }
+
+    /// Locks `path` (flock) on the host for as long as the guard lives;
+    /// `None` when another run holds it. Over SSH the lock is held by a
+    /// session running `flock` that ends when masgen closes its stdin or
+    /// dies, so a lost connection releases it too.
+    pub fn lock(&self, path: &Utf8Path) -> Result<Option<Lock>> {
+        if self.target.is_none() {
+            return local_lock(path).map(|f| f.map(Lock::Local));
+        }
+        let dir = path.parent().map(|d| d.as_str()).unwrap_or("/");
+        let script = format!(
+            "mkdir -p {dir} && exec flock -n -E {BUSY} {path} sh -c 'echo locked; exec cat >/dev/null'",
+            dir = quote(dir),
+            path = quote(path.as_str()),
+        );
+        let mut child = self
+            .command(&script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot lock {path} on {}", self.describe()))?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            BufReader::new(out).read_line(&mut line)?;
+        }
+        if line.trim() == "locked" {
+            return Ok(Some(Lock::Remote(child)));
+        }
+        let out = child.wait_with_output()?;
+        match out.status.code() {
+            Some(BUSY) => Ok(None),
+            _ => anyhow::bail!(
+                "cannot lock {path} on {}: {}",
+                self.describe(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        }
     }
 
     fn command(&self, script: &str) -> Command {

@@ -155,15 +155,10 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
         return Ok(Outcome::Refused);
     }
     // One run at a time on a host (the journal's directory is on it).
-    let _lock = match host.target() {
-        None => match lock(&journal.path)? {
-            Some(f) => Some(f),
-            None => {
-                say!("refused: another `masgen apply` is running on this host (it holds {}.lock); wait for it and read the journal", journal.path);
-                return Ok(Outcome::Refused);
-            }
-        },
-        Some(_) => None,
+    let lock_path = Utf8PathBuf::from(format!("{}.lock", journal.path));
+    let Some(_lock) = host.lock(&lock_path)? else {
+        say!("refused: another `masgen apply` is running on this host (it holds {lock_path}); wait for it and read the journal");
+        return Ok(Outcome::Refused);
     };
     start_run(&journal, &plan, &steps, open)?;
     let mut outcome = Outcome::Done;
@@ -217,26 +212,6 @@ fn start_run(
         )),
     )?;
     Ok(())
-}
-
-/// An exclusive lock beside the journal; `None` when another run holds it.
-fn lock(journal: &Utf8Path) -> Result<Option<std::fs::File>> {
-    use rustix::fs::{flock, FlockOperation};
-    if let Some(dir) = journal.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {dir}: {e}"))?;
-    }
-    let path = format!("{journal}.lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| anyhow::anyhow!("cannot open {path}: {e}"))?;
-    match flock(&f, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(Some(f)),
-        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-        Err(e) => Err(anyhow::anyhow!("cannot lock {path}: {e}")),
-    }
 }
 
 /// The plan from the host's system root, as `masgen plan --system` makes it.
