@@ -12,7 +12,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
 
-use crate::model::{EmailTransport, Homeserver};
+use crate::model::{EmailTransport, Homeserver, Mas, Synapse};
 
 /// What a secret file holds, and so how masgen makes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,39 +88,59 @@ pub fn key_kind(kid: &str) -> Kind {
     }
 }
 
-/// Every secret file the spec names, once per path, in spec order.
+/// Every secret file the spec names, once per path, in spec order: one
+/// function per part of the spec that names secret files.
 pub fn secret_files(hs: &Homeserver) -> Vec<SecretFile> {
-    let mut out: Vec<SecretFile> = Vec::new();
-    let mut add = |key: String, path: &str, kind: Kind, owner: &'static str| {
-        if let Some(same) = out.iter_mut().find(|f| f.path == path) {
+    let mut files = Collected(Vec::new());
+    mas_keys(&mut files, &hs.mas);
+    synapse_secrets(&mut files, &hs.synapse);
+    provider_secrets(&mut files, hs);
+    email_password(&mut files, &hs.mas);
+    user_passwords(&mut files, hs);
+    files.0
+}
+
+/// The secret files found so far, in the order the spec names them.
+struct Collected(Vec<SecretFile>);
+
+impl Collected {
+    fn add(&mut self, key: String, path: &str, kind: Kind, owner: &'static str) {
+        if let Some(same) = self.0.iter_mut().find(|f| f.path == path) {
             // One file, two readers: Synapse's needs win.
             if owner == "matrix-synapse" {
                 same.owner = owner;
             }
             return;
         }
-        out.push(SecretFile {
+        self.0.push(SecretFile {
             key,
             path: path.to_string(),
             kind,
             owner,
         });
-    };
-    let ext = |s: &str| Kind::External(s.to_string());
-    let mas = &hs.mas;
+    }
+}
+
+/// A file only the operator can make; `s` says what it must hold.
+fn ext(s: &str) -> Kind {
+    Kind::External(s.to_string())
+}
+
+/// MAS's `secrets` section and the secret it shares with Synapse.
+fn mas_keys(files: &mut Collected, mas: &Mas) {
     let encryption = if mas.generate_encryption {
         Kind::OnHost(crate::model::KeyType::Encryption)
     } else {
         Kind::MasEncryption
     };
-    add(
+    files.add(
         "mas.encryption_file".into(),
         &mas.encryption_file,
         encryption,
         "root",
     );
     // Synapse reads it too (`secret_path`), as matrix-synapse.
-    add(
+    files.add(
         "mas.shared_secret_file".into(),
         &mas.shared_secret_file,
         Kind::Token,
@@ -129,13 +149,13 @@ pub fn secret_files(hs: &Homeserver) -> Vec<SecretFile> {
     for (i, k) in mas.signing_keys.iter().enumerate() {
         let key = format!("mas.signing_keys[{i}].key_file");
         match (&k.password_file, k.generate) {
-            (_, Some(t)) => add(key, &k.key_file, Kind::OnHost(t), "root"),
-            (None, None) => add(key, &k.key_file, key_kind(&k.kid), "root"),
+            (_, Some(t)) => files.add(key, &k.key_file, Kind::OnHost(t), "root"),
+            (None, None) => files.add(key, &k.key_file, key_kind(&k.kid), "root"),
             (Some(p), None) => {
                 let why = "an encrypted signing key: make it with `openssl genpkey … -aes-256-cbc -pass file:<password_file>`";
-                add(key, &k.key_file, ext(why), "root");
+                files.add(key, &k.key_file, ext(why), "root");
                 let pkey = format!("mas.signing_keys[{i}].password_file");
-                add(
+                files.add(
                     pkey,
                     p,
                     ext("the password of an encrypted signing key"),
@@ -146,9 +166,13 @@ pub fn secret_files(hs: &Homeserver) -> Vec<SecretFile> {
     }
     if let Some(dir) = &mas.keys_dir {
         let why = "a directory of PEM keys: put at least one RSA key in it";
-        add("mas.keys_dir".into(), dir, ext(why), "root");
+        files.add("mas.keys_dir".into(), dir, ext(why), "root");
     }
-    let s = &hs.synapse;
+}
+
+/// Synapse's own secrets (it opens them itself, as matrix-synapse), and the
+/// pepper MAS needs to check migrated passwords.
+fn synapse_secrets(files: &mut Collected, s: &Synapse) {
     for (key, file) in [
         (
             "synapse.macaroon_secret_key_file",
@@ -161,13 +185,19 @@ pub fn secret_files(hs: &Homeserver) -> Vec<SecretFile> {
         ("synapse.form_secret_file", &s.form_secret_file),
     ] {
         if let Some(f) = file {
-            add(key.into(), f, Kind::Token, "matrix-synapse");
+            files.add(key.into(), f, Kind::Token, "matrix-synapse");
         }
     }
     if let Some(f) = &s.pepper_file {
         let why = "Synapse's own `password_config.pepper`, byte for byte (no trailing newline); masgen never makes it";
-        add("synapse.pepper_file".into(), f, ext(why), "root");
+        files.add("synapse.pepper_file".into(), f, ext(why), "root");
     }
+}
+
+/// Client secrets of identity providers: Synapse's (legacy `oidc_config`
+/// and `oidc_providers`) and MAS's `upstream_oauth2` providers.
+fn provider_secrets(files: &mut Collected, hs: &Homeserver) {
+    let s = &hs.synapse;
     let legacy = s
         .legacy_oidc
         .iter()
@@ -180,7 +210,7 @@ pub fn secret_files(hs: &Homeserver) -> Vec<SecretFile> {
                 "the client secret `{}` has at the identity provider",
                 p.client_id
             );
-            add(
+            files.add(
                 format!("{at}.client_secret_file"),
                 f,
                 Kind::External(why),
@@ -188,13 +218,13 @@ pub fn secret_files(hs: &Homeserver) -> Vec<SecretFile> {
             );
         }
     }
-    for (i, p) in mas.upstream_providers.iter().enumerate() {
+    for (i, p) in hs.mas.upstream_providers.iter().enumerate() {
         if let Some(f) = &p.client_secret_file {
             let why = format!(
                 "the client secret `{}` has at the identity provider",
                 p.client_id
             );
-            add(
+            files.add(
                 format!("mas.upstream_providers[{i}].client_secret_file"),
                 f,
                 Kind::External(why),
@@ -202,13 +232,17 @@ pub fn secret_files(hs: &Homeserver) -> Vec<SecretFile> {
             );
         }
     }
+}
+
+/// MAS's `email` section: the SMTP relay's password.
+fn email_password(files: &mut Collected, mas: &Mas) {
     if let Some(email) = &mas.email {
         if let EmailTransport::Smtp {
             password_file: Some(f),
             ..
         } = &email.transport
         {
-            add(
+            files.add(
                 "mas.email.password_file".into(),
                 f,
                 ext("the SMTP relay's password"),
@@ -216,10 +250,14 @@ pub fn secret_files(hs: &Homeserver) -> Vec<SecretFile> {
             );
         }
     }
+}
+
+/// The initial passwords of the spec's `[[users]]`.
+fn user_passwords(files: &mut Collected, hs: &Homeserver) {
     for (i, u) in hs.users.iter().enumerate() {
         if let Some(f) = &u.password_file {
             let why = format!("the initial password of `{}`", u.localpart);
-            add(
+            files.add(
                 format!("users[{i}].password_file"),
                 f,
                 Kind::External(why),
@@ -227,10 +265,8 @@ pub fn secret_files(hs: &Homeserver) -> Vec<SecretFile> {
             );
         }
     }
-    out
 }
 
-/// What happened to one secret file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Created,

@@ -69,7 +69,55 @@ fn task(t: &Task) -> NixExpr {
     NixExpr::attrs(attrs)
 }
 
+/// `default.nix`: one function per NixOS service it configures, then
+/// masgen's own options, the firewall and ACME.
 fn module(phase: &HostPhase, inputs: &Inputs<'_>) -> String {
+    let mut config = vec![
+        (
+            "services",
+            NixExpr::attrs([
+                ("matrix-synapse", synapse(phase)),
+                ("matrix-authentication-service", mas(phase)),
+                ("postgresql", postgresql(phase)),
+                ("nginx", nginx(phase)),
+            ]),
+        ),
+        ("masgen", masgen_options(phase)),
+        (
+            "networking",
+            NixExpr::attrs([(
+                "firewall",
+                NixExpr::attrs([(
+                    "allowedTCPPorts",
+                    NixExpr::List(vec![NixExpr::Int(80), NixExpr::Int(443)]),
+                )]),
+            )]),
+        ),
+    ];
+    if let Some(acme) = &phase.acme {
+        config.push(("security", NixExpr::attrs([("acme", security_acme(acme))])));
+    }
+
+    let mut text = header("#", inputs);
+    text.push_str(&format!(
+        "# NixOS configuration `{}`: {}.\n",
+        phase.configuration,
+        match phase.phase {
+            crate::lower::Phase::Prepare =>
+                "migration phase 1, MAS installed and idle, Synapse unchanged for users",
+            crate::lower::Phase::Final => "Synapse delegates authentication to MAS",
+        }
+    ));
+    text.push_str(&print(&NixExpr::Lambda(
+        "{...}",
+        Box::new(NixExpr::attrs(config)),
+    )));
+    text.push('\n');
+    text
+}
+
+/// `services.matrix-synapse`: settings live in `synapse-settings.nix`.
+fn synapse(phase: &HostPhase) -> NixExpr {
     let mut synapse = vec![
         ("enable", NixExpr::Bool(true)),
         ("settings", NixExpr::Import("./synapse-settings.nix")),
@@ -85,7 +133,12 @@ fn module(phase: &HostPhase, inputs: &Inputs<'_>) -> String {
     if !extra_files.is_empty() {
         synapse.push(("extraConfigFiles", NixExpr::list_of_strs(extra_files)));
     }
+    NixExpr::attrs(synapse)
+}
 
+/// `services.matrix-authentication-service`: settings live in
+/// `mas-settings.nix`; secrets are passed as credentials.
+fn mas(phase: &HostPhase) -> NixExpr {
     let mut mas = vec![
         ("enable", NixExpr::Bool(true)),
         ("settings", NixExpr::Import("./mas-settings.nix")),
@@ -103,7 +156,11 @@ fn module(phase: &HostPhase, inputs: &Inputs<'_>) -> String {
     if phase.mas.create_database {
         mas.push(("createDatabase", NixExpr::Bool(true)));
     }
+    NixExpr::attrs(mas)
+}
 
+/// `services.postgresql`: the databases and owners masgen creates.
+fn postgresql(phase: &HostPhase) -> NixExpr {
     let mut postgres = vec![("enable", NixExpr::Bool(true))];
     if !phase.postgres.databases.is_empty() {
         postgres.push((
@@ -134,8 +191,12 @@ fn module(phase: &HostPhase, inputs: &Inputs<'_>) -> String {
             NixExpr::list_of_strs(["--locale=C", "--encoding=UTF8"]),
         ));
     }
+    NixExpr::attrs(postgres)
+}
 
-    let nginx = NixExpr::attrs([
+/// `services.nginx`: one virtual host per public name.
+fn nginx(phase: &HostPhase) -> NixExpr {
+    NixExpr::attrs([
         ("enable", NixExpr::Bool(true)),
         ("recommendedProxySettings", NixExpr::Bool(true)),
         ("recommendedTlsSettings", NixExpr::Bool(true)),
@@ -148,8 +209,12 @@ fn module(phase: &HostPhase, inputs: &Inputs<'_>) -> String {
                     .map(|v| (v.server_name.clone(), virtual_host(v))),
             ),
         ),
-    ]);
+    ])
+}
 
+/// `masgen.*`: the options of masgen's own modules (tasks, Synapse's
+/// password config, syn2mas's database access, MAS key generation).
+fn masgen_options(phase: &HostPhase) -> NixExpr {
     let mut masgen = vec![("tasks", NixExpr::Import("./tasks.nix"))];
     if let Some(pc) = &phase.synapse.password_config {
         masgen.push((
@@ -174,7 +239,6 @@ fn module(phase: &HostPhase, inputs: &Inputs<'_>) -> String {
             ]),
         ));
     }
-
     if !phase.mas.generated_keys.is_empty() {
         let keys = phase.mas.generated_keys.iter().map(|k| {
             NixExpr::attrs([
@@ -187,53 +251,16 @@ fn module(phase: &HostPhase, inputs: &Inputs<'_>) -> String {
             NixExpr::attrs([("generate", NixExpr::List(keys.collect()))]),
         ));
     }
+    NixExpr::attrs(masgen)
+}
 
-    let mut config = vec![
-        (
-            "services",
-            NixExpr::attrs([
-                ("matrix-synapse", NixExpr::attrs(synapse)),
-                ("matrix-authentication-service", NixExpr::attrs(mas)),
-                ("postgresql", NixExpr::attrs(postgres)),
-                ("nginx", nginx),
-            ]),
-        ),
-        ("masgen", NixExpr::attrs(masgen)),
-        (
-            "networking",
-            NixExpr::attrs([(
-                "firewall",
-                NixExpr::attrs([(
-                    "allowedTCPPorts",
-                    NixExpr::List(vec![NixExpr::Int(80), NixExpr::Int(443)]),
-                )]),
-            )]),
-        ),
-    ];
-    if let Some(Acme { email }) = &phase.acme {
-        let mut acme = vec![("acceptTerms", NixExpr::Bool(true))];
-        if let Some(e) = email {
-            acme.push(("defaults", NixExpr::attrs([("email", NixExpr::str(e))])));
-        }
-        config.push(("security", NixExpr::attrs([("acme", NixExpr::attrs(acme))])));
+/// `security.acme`: Let's Encrypt's terms, and the contact when given.
+fn security_acme(Acme { email }: &Acme) -> NixExpr {
+    let mut acme = vec![("acceptTerms", NixExpr::Bool(true))];
+    if let Some(e) = email {
+        acme.push(("defaults", NixExpr::attrs([("email", NixExpr::str(e))])));
     }
-
-    let mut text = header("#", inputs);
-    text.push_str(&format!(
-        "# NixOS configuration `{}`: {}.\n",
-        phase.configuration,
-        match phase.phase {
-            crate::lower::Phase::Prepare =>
-                "migration phase 1, MAS installed and idle, Synapse unchanged for users",
-            crate::lower::Phase::Final => "Synapse delegates authentication to MAS",
-        }
-    ));
-    text.push_str(&print(&NixExpr::Lambda(
-        "{...}",
-        Box::new(NixExpr::attrs(config)),
-    )));
-    text.push('\n');
-    text
+    NixExpr::attrs(acme)
 }
 
 fn virtual_host(v: &VirtualHost) -> NixExpr {

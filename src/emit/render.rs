@@ -266,7 +266,6 @@ pub fn synapse_config_args(extra_files: &[String]) -> Vec<(String, Option<(Strin
 /// A `.service` file equivalent to what modules/tasks.nix makes of the task
 /// `name` on the host of `phase`, with the module's implicit additions.
 pub fn render_unit(name: &str, task: &Task, phase: &HostPhase) -> String {
-    let synapse_extra_files = &phase.synapse.extra_config_files;
     let implied = tasks::implied(
         name,
         &task.command,
@@ -279,32 +278,11 @@ pub fn render_unit(name: &str, task: &Task, phase: &HostPhase) -> String {
         },
     );
     let mut credentials: Vec<(String, String)> = implied.credentials.into_iter().collect();
-    let mut argv = Vec::new();
-    for arg in &task.command {
-        match arg.as_str() {
-            "@synapse-config-args@" => {
-                for (path, cred) in synapse_config_args(synapse_extra_files) {
-                    argv.push("--synapse-config".to_string());
-                    // `%d` is systemd's credentials directory specifier: keep it unescaped.
-                    argv.push(if path.starts_with("%d/") {
-                        quote_exec(&path)
-                    } else {
-                        exec_arg(&path)
-                    });
-                    credentials.extend(cred);
-                }
-            }
-            "@mas-config@" => argv.push(exec_arg(STORE_MAS_CONFIG)),
-            tool if tool.len() > 2
-                && tool.starts_with('@')
-                && tool.ends_with('@')
-                && tool != "@CONFIG@" =>
-            {
-                argv.push(format!("{STORE_BIN}/{}", &tool[1..tool.len() - 1]));
-            }
-            other => argv.push(exec_arg(other)),
-        }
-    }
+    let argv = exec_start(
+        &task.command,
+        &phase.synapse.extra_config_files,
+        &mut credentials,
+    );
     let mut u = String::from("[Unit]\n");
     u.push_str(&format!(
         "Description={}\n",
@@ -366,6 +344,42 @@ pub fn render_unit(name: &str, task: &Task, phase: &HostPhase) -> String {
         ));
     }
     u
+}
+
+/// `ExecStart=`'s words: placeholders expanded as modules/tasks.nix does;
+/// `@synapse-config-args@` also adds the credentials its files need.
+fn exec_start(
+    command: &[String],
+    synapse_extra_files: &[String],
+    credentials: &mut Vec<(String, String)>,
+) -> Vec<String> {
+    let mut argv = Vec::new();
+    for arg in command {
+        match arg.as_str() {
+            "@synapse-config-args@" => {
+                for (path, cred) in synapse_config_args(synapse_extra_files) {
+                    argv.push("--synapse-config".to_string());
+                    // `%d` is systemd's credentials directory specifier: keep it unescaped.
+                    argv.push(if path.starts_with("%d/") {
+                        quote_exec(&path)
+                    } else {
+                        exec_arg(&path)
+                    });
+                    credentials.extend(cred);
+                }
+            }
+            "@mas-config@" => argv.push(exec_arg(STORE_MAS_CONFIG)),
+            tool if tool.len() > 2
+                && tool.starts_with('@')
+                && tool.ends_with('@')
+                && tool != "@CONFIG@" =>
+            {
+                argv.push(format!("{STORE_BIN}/{}", &tool[1..tool.len() - 1]));
+            }
+            other => argv.push(exec_arg(other)),
+        }
+    }
+    argv
 }
 
 /// One ExecStart argument: `%` doubled, quoted when it has spaces or quotes.

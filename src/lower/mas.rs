@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::{merge, MasOut};
-use crate::model::{bracket_v6, EmailTransport, Homeserver, Mode};
+use crate::model::{bracket_v6, EmailTransport, Homeserver, Mas, Mode, UpstreamProvider};
 
 /// The client id MAS's docs use for Synapse under MSC3861 (Synapse < 1.136).
 pub const SYNAPSE_CLIENT_ID: &str = "0000000000000000000SYNAPSE";
@@ -24,13 +24,64 @@ pub(super) fn uses_default_database(hs: &Homeserver) -> bool {
     d.local && d.name == NIXPKGS_DB && d.user == NIXPKGS_DB
 }
 
+/// LoadCredential name → secret file on the host, filled by each section.
+type Credentials = BTreeMap<String, String>;
+
 /// MAS's settings are the same in both phases: in phase 1 it is only
-/// unreachable from outside (see `nginx`).
+/// unreachable from outside (see `nginx`). One function per section of
+/// MAS's config.yaml; maps keep insertion order, so the order of the calls
+/// is the order of the sections in the rendered file.
 pub(super) fn lower(hs: &Homeserver) -> MasOut {
     let mas = &hs.mas;
     let mut credentials = BTreeMap::new();
     let mut m = Map::new();
 
+    m.insert("http".into(), http(mas));
+    m.insert("database".into(), database(mas));
+    m.insert("matrix".into(), matrix(hs, &mut credentials));
+    m.insert("secrets".into(), secrets(mas, &mut credentials));
+    m.insert("passwords".into(), passwords(hs, &mut credentials));
+    m.insert("email".into(), email(mas, &mut credentials));
+    if !mas.account.is_empty() {
+        m.insert("account".into(), json!(mas.account));
+    }
+    if !mas.admin_users.is_empty() {
+        m.insert(
+            "policy".into(),
+            json!({"data": {"admin_users": mas.admin_users}}),
+        );
+    }
+    if !mas.upstream_providers.is_empty() {
+        let providers: Vec<Value> = mas
+            .upstream_providers
+            .iter()
+            .map(|p| upstream_provider(p, &mut credentials))
+            .collect();
+        m.insert("upstream_oauth2".into(), json!({"providers": providers}));
+    }
+    if !hs.synapse.version.has_stable_delegation() {
+        m.insert("clients".into(), msc3861_clients());
+    }
+
+    merge(&mut m, &mas.extra_settings);
+    MasOut {
+        settings: Value::Object(m),
+        credentials,
+        create_database: uses_default_database(hs),
+        generated_keys: mas
+            .generated_keys()
+            .into_iter()
+            .map(|(t, file)| super::GeneratedKey {
+                key_type: t.name(),
+                file: file.to_string(),
+            })
+            .collect(),
+    }
+}
+
+/// `http`: the public web listener (behind the proxy, under the path
+/// prefix) and the internal health listener.
+fn http(mas: &Mas) -> Value {
     let mut web = json!({
         "name": "web",
         "resources": [
@@ -43,42 +94,45 @@ pub(super) fn lower(hs: &Homeserver) -> MasOut {
     if mas.path_prefix != "/" {
         web["prefix"] = json!(mas.path_prefix);
     }
-    m.insert(
-        "http".into(),
-        json!({
-            "public_base": mas.public_base(),
-            "trusted_proxies": mas.trusted_proxies,
-            "listeners": [
-                web,
-                {
-                    "name": "internal",
-                    "resources": [{"name": "health"}],
-                    "binds": [{"host": mas.listen_address, "port": mas.health_port}],
-                    "proxy_protocol": false,
-                },
-            ],
-        }),
-    );
+    json!({
+        "public_base": mas.public_base(),
+        "trusted_proxies": mas.trusted_proxies,
+        "listeners": [
+            web,
+            {
+                "name": "internal",
+                "resources": [{"name": "health"}],
+                "binds": [{"host": mas.listen_address, "port": mas.health_port}],
+                "proxy_protocol": false,
+            },
+        ],
+    })
+}
 
+/// `database`: a URI, so a socket directory can be the host.
+fn database(mas: &Mas) -> Value {
     let d = &mas.database;
     let mut uri = format!("postgresql:///{}?host={}&user={}", d.name, d.host, d.user);
     if let Some(port) = d.port {
         uri.push_str(&format!("&port={port}"));
     }
-    let database = json!({ "uri": uri });
-    m.insert("database".into(), database);
+    json!({ "uri": uri })
+}
 
-    credentials.insert("matrix-secret".into(), mas.shared_secret_file.clone());
-    m.insert(
-        "matrix".into(),
-        json!({
-            "kind": "synapse",
-            "homeserver": hs.server_name,
-            "endpoint": format!("http://{}:{}/", bracket_v6(&hs.synapse.listen_address), hs.synapse.port),
-            "secret_file": cred("matrix-secret"),
-        }),
-    );
+/// `matrix`: the link to Synapse, with the secret both share.
+fn matrix(hs: &Homeserver, credentials: &mut Credentials) -> Value {
+    credentials.insert("matrix-secret".into(), hs.mas.shared_secret_file.clone());
+    json!({
+        "kind": "synapse",
+        "homeserver": hs.server_name,
+        "endpoint": format!("http://{}:{}/", bracket_v6(&hs.synapse.listen_address), hs.synapse.port),
+        "secret_file": cred("matrix-secret"),
+    })
+}
 
+/// `secrets`: the encryption key and the signing keys, either a directory
+/// of keys or each key by file.
+fn secrets(mas: &Mas, credentials: &mut Credentials) -> Value {
     credentials.insert("encryption".into(), mas.encryption_file.clone());
     let mut secrets = json!({"encryption_file": cred("encryption")});
     if let Some(dir) = &mas.keys_dir {
@@ -101,10 +155,13 @@ pub(super) fn lower(hs: &Homeserver) -> MasOut {
         }
         secrets["keys"] = json!(keys);
     }
-    m.insert("secrets".into(), secrets);
+    secrets
+}
 
-    // Migrated Synapse hashes are bcrypt with Synapse's pepper: keep them as
-    // version 1 and re-hash to argon2id (version 2) at the next login.
+/// `passwords`: migrated Synapse hashes are bcrypt with Synapse's pepper:
+/// keep them as version 1 and re-hash to argon2id (version 2) at the next
+/// login.
+fn passwords(hs: &Homeserver, credentials: &mut Credentials) -> Value {
     let schemes = match hs.mode {
         Mode::Fresh => json!([{"version": 1, "algorithm": "argon2id"}]),
         Mode::Migrate => {
@@ -117,148 +174,114 @@ pub(super) fn lower(hs: &Homeserver) -> MasOut {
             json!([bcrypt, {"version": 2, "algorithm": "argon2id"}])
         }
     };
-    m.insert(
-        "passwords".into(),
-        json!({
-            "enabled": mas.passwords_enabled,
-            "minimum_complexity": mas.minimum_complexity,
-            "schemes": schemes,
-        }),
-    );
+    json!({
+        "enabled": hs.mas.passwords_enabled,
+        "minimum_complexity": hs.mas.minimum_complexity,
+        "schemes": schemes,
+    })
+}
 
-    let email = match &mas.email {
-        None => json!({"transport": "blackhole"}),
-        Some(e) => {
-            let mut o = json!({"from": e.from});
-            if let Some(r) = &e.reply_to {
-                o["reply_to"] = json!(r);
-            }
-            match &e.transport {
-                EmailTransport::Smtp {
-                    mode,
-                    hostname,
-                    port,
-                    username,
-                    password_file,
-                } => {
-                    o["transport"] = json!("smtp");
-                    o["mode"] = json!(mode);
-                    o["hostname"] = json!(hostname);
-                    if let Some(p) = port {
-                        o["port"] = json!(p);
-                    }
-                    if let Some(u) = username {
-                        o["username"] = json!(u);
-                    }
-                    if let Some(f) = password_file {
-                        credentials.insert("smtp-password".into(), f.clone());
-                        o["password_file"] = json!(cred("smtp-password"));
-                    }
-                }
-                EmailTransport::Sendmail { command } => {
-                    o["transport"] = json!("sendmail");
-                    if let Some(c) = command {
-                        o["command"] = json!(c);
-                    }
-                }
-            }
-            o
-        }
+/// `email`: without a transport MAS drops mail (`blackhole`).
+fn email(mas: &Mas, credentials: &mut Credentials) -> Value {
+    let Some(e) = &mas.email else {
+        return json!({"transport": "blackhole"});
     };
-    m.insert("email".into(), email);
+    let mut o = json!({"from": e.from});
+    if let Some(r) = &e.reply_to {
+        o["reply_to"] = json!(r);
+    }
+    match &e.transport {
+        EmailTransport::Smtp {
+            mode,
+            hostname,
+            port,
+            username,
+            password_file,
+        } => {
+            o["transport"] = json!("smtp");
+            o["mode"] = json!(mode);
+            o["hostname"] = json!(hostname);
+            if let Some(p) = port {
+                o["port"] = json!(p);
+            }
+            if let Some(u) = username {
+                o["username"] = json!(u);
+            }
+            if let Some(f) = password_file {
+                credentials.insert("smtp-password".into(), f.clone());
+                o["password_file"] = json!(cred("smtp-password"));
+            }
+        }
+        EmailTransport::Sendmail { command } => {
+            o["transport"] = json!("sendmail");
+            if let Some(c) = command {
+                o["command"] = json!(c);
+            }
+        }
+    }
+    o
+}
 
-    if !mas.account.is_empty() {
-        m.insert("account".into(), json!(mas.account));
+/// One entry of `upstream_oauth2.providers`; the spec's extra keys (`more`)
+/// go last and win over the modelled ones.
+fn upstream_provider(p: &UpstreamProvider, credentials: &mut Credentials) -> Value {
+    let mut o = Map::new();
+    o.insert("id".into(), json!(p.id));
+    let optional = [
+        ("synapse_idp_id", &p.synapse_idp_id),
+        ("issuer", &p.issuer),
+        ("human_name", &p.human_name),
+        ("brand_name", &p.brand_name),
+    ];
+    for (k, v) in optional {
+        if let Some(v) = v {
+            o.insert(k.into(), json!(v));
+        }
     }
-    if !mas.admin_users.is_empty() {
-        m.insert(
-            "policy".into(),
-            json!({"data": {"admin_users": mas.admin_users}}),
-        );
+    o.insert("client_id".into(), json!(p.client_id));
+    if let Some(f) = &p.client_secret_file {
+        let name = format!("upstream-{}", p.id.to_ascii_lowercase());
+        credentials.insert(name.clone(), f.clone());
+        o.insert("client_secret_file".into(), json!(cred(&name)));
     }
+    o.insert(
+        "token_endpoint_auth_method".into(),
+        json!(p.token_endpoint_auth_method),
+    );
+    let optional = [
+        (
+            "token_endpoint_auth_signing_alg",
+            &p.token_endpoint_auth_signing_alg,
+        ),
+        ("discovery_mode", &p.discovery_mode),
+        ("pkce_method", &p.pkce_method),
+        ("authorization_endpoint", &p.authorization_endpoint),
+        ("token_endpoint", &p.token_endpoint),
+        ("userinfo_endpoint", &p.userinfo_endpoint),
+        ("jwks_uri", &p.jwks_uri),
+    ];
+    o.insert("scope".into(), json!(p.scope));
+    for (k, v) in optional {
+        if let Some(v) = v {
+            o.insert(k.into(), json!(v));
+        }
+    }
+    if let Some(f) = p.fetch_userinfo {
+        o.insert("fetch_userinfo".into(), json!(f));
+    }
+    if let Some(ci) = &p.claims_imports {
+        o.insert("claims_imports".into(), ci.clone());
+    }
+    o.extend(p.more.clone());
+    Value::Object(o)
+}
 
-    if !mas.upstream_providers.is_empty() {
-        let providers: Vec<Value> = mas
-            .upstream_providers
-            .iter()
-            .map(|p| {
-                let mut o = Map::new();
-                o.insert("id".into(), json!(p.id));
-                let optional = [
-                    ("synapse_idp_id", &p.synapse_idp_id),
-                    ("issuer", &p.issuer),
-                    ("human_name", &p.human_name),
-                    ("brand_name", &p.brand_name),
-                ];
-                for (k, v) in optional {
-                    if let Some(v) = v {
-                        o.insert(k.into(), json!(v));
-                    }
-                }
-                o.insert("client_id".into(), json!(p.client_id));
-                if let Some(f) = &p.client_secret_file {
-                    let name = format!("upstream-{}", p.id.to_ascii_lowercase());
-                    credentials.insert(name.clone(), f.clone());
-                    o.insert("client_secret_file".into(), json!(cred(&name)));
-                }
-                o.insert(
-                    "token_endpoint_auth_method".into(),
-                    json!(p.token_endpoint_auth_method),
-                );
-                let optional = [
-                    (
-                        "token_endpoint_auth_signing_alg",
-                        &p.token_endpoint_auth_signing_alg,
-                    ),
-                    ("discovery_mode", &p.discovery_mode),
-                    ("pkce_method", &p.pkce_method),
-                    ("authorization_endpoint", &p.authorization_endpoint),
-                    ("token_endpoint", &p.token_endpoint),
-                    ("userinfo_endpoint", &p.userinfo_endpoint),
-                    ("jwks_uri", &p.jwks_uri),
-                ];
-                o.insert("scope".into(), json!(p.scope));
-                for (k, v) in optional {
-                    if let Some(v) = v {
-                        o.insert(k.into(), json!(v));
-                    }
-                }
-                if let Some(f) = p.fetch_userinfo {
-                    o.insert("fetch_userinfo".into(), json!(f));
-                }
-                if let Some(ci) = &p.claims_imports {
-                    o.insert("claims_imports".into(), ci.clone());
-                }
-                o.extend(p.more.clone());
-                Value::Object(o)
-            })
-            .collect();
-        m.insert("upstream_oauth2".into(), json!({"providers": providers}));
-    }
-
-    if !hs.synapse.version.has_stable_delegation() {
-        m.insert(
-            "clients".into(),
-            json!([{
-                "client_id": SYNAPSE_CLIENT_ID,
-                "client_auth_method": "client_secret_basic",
-                "client_secret_file": cred("matrix-secret"),
-            }]),
-        );
-    }
-
-    merge(&mut m, &mas.extra_settings);
-    MasOut {
-        settings: Value::Object(m),
-        credentials,
-        create_database: uses_default_database(hs),
-        generated_keys: mas
-            .generated_keys()
-            .into_iter()
-            .map(|(t, file)| super::GeneratedKey {
-                key_type: t.name(),
-                file: file.to_string(),
-            })
-            .collect(),
-    }
+/// `clients`: Synapse before stable delegation (MSC3861) authenticates to
+/// MAS as an OAuth client with the shared secret.
+fn msc3861_clients() -> Value {
+    json!([{
+        "client_id": SYNAPSE_CLIENT_ID,
+        "client_auth_method": "client_secret_basic",
+        "client_secret_file": cred("matrix-secret"),
+    }])
 }

@@ -60,6 +60,9 @@ impl Location {
     }
 }
 
+/// The virtual hosts of one phase: Synapse's public hostname, MAS's (when
+/// it has its own) and the server name's (when `.well-known` is served
+/// there); route groups share a host when the names coincide.
 pub(super) fn lower(hs: &Homeserver, phase: Phase) -> Vec<VirtualHost> {
     let synapse = format!(
         "http://{}:{}",
@@ -71,107 +74,18 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> Vec<VirtualHost> {
         bracket_v6(&hs.mas.listen_address),
         hs.mas.port
     );
-    let prefix = &hs.mas.path_prefix;
     let final_phase = phase == Phase::Final;
-    let tls = match &hs.proxy.tls {
-        Tls::Acme { .. } => TlsMode::Acme,
-        Tls::Files { certificate, key } => TlsMode::Files {
-            certificate: certificate.clone(),
-            key: key.clone(),
-        },
-        Tls::External | Tls::None => TlsMode::None,
-    };
+    let tls = tls_mode(hs);
 
-    let mut matrix = Vec::new();
-    // Uploads pass through nginx first: allow what Synapse allows
-    // (`max_upload_size`, Synapse's default 50M).
-    let max_upload = hs
-        .synapse
-        .extra_settings
-        .get("max_upload_size")
-        .and_then(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .or_else(|| v.as_u64().map(|n| n.to_string()))
-        })
-        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric()))
-        .unwrap_or_else(|| "50M".into());
-    let body_size = || vec![format!("client_max_body_size {max_upload}")];
-    matrix.push(Location::proxy(
-        "/_matrix",
-        "synapse",
-        synapse.clone(),
-        body_size(),
-    ));
-    matrix.push(Location::proxy(
-        "/_synapse/client",
-        "synapse",
-        synapse.clone(),
-        vec![],
-    ));
-    if final_phase {
-        matrix.push(Location::proxy(
-            "/_synapse/mas",
-            "synapse",
-            synapse.clone(),
-            vec![],
-        ));
-        // MAS expects the compat API under its own prefix.
-        let directives = if prefix == "/" {
-            vec![]
-        } else {
-            vec![format!("rewrite ^(.*)$ {prefix}$1 break")]
-        };
-        matrix.push(Location::proxy(
-            COMPAT_ROUTE,
-            "mas",
-            mas.clone(),
-            directives,
-        ));
-    }
-
-    let mut hosts = Vec::new();
-    let mut mas_locations = Vec::new();
-    if !final_phase {
-        // MAS must stay unreachable until syn2mas has run: a user created
-        // through it now would make syn2mas refuse the empty-database check.
-        // The location (and for its own hostname, the certificate) exists
-        // already, so the final switch changes only where it points.
-        let matcher = if prefix == "/" {
-            "/".to_string()
-        } else {
-            format!("{prefix}/")
-        };
-        mas_locations.push(Location {
-            matcher,
-            upstream: "static".into(),
-            proxy_pass: None,
-            directives: vec![],
-            return_value: Some("503".into()),
-        });
-    } else if prefix == "/" {
-        mas_locations.push(Location::proxy("/", "mas", mas.clone(), vec![]));
-    } else {
-        mas_locations.push(Location::proxy(
-            format!("{prefix}/"),
-            "mas",
-            mas.clone(),
-            vec![],
-        ));
-        mas_locations.push(Location {
-            matcher: format!("= {prefix}"),
-            upstream: "static".into(),
-            proxy_pass: None,
-            directives: vec![],
-            return_value: Some(format!("301 {prefix}/")),
-        });
-    }
-
+    let mut matrix = synapse_routes(hs, &synapse, &mas, final_phase);
+    let mas_locations = mas_routes(&hs.mas.path_prefix, &mas, final_phase);
     let well_known = if hs.proxy.well_known {
         well_known(hs, final_phase)
     } else {
         vec![]
     };
+
+    let mut hosts = Vec::new();
     if hs.mas.hostname == hs.synapse.public_hostname {
         matrix.extend(mas_locations);
     } else {
@@ -206,6 +120,96 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> Vec<VirtualHost> {
     }
     hosts.sort_by(|a, b| a.server_name.cmp(&b.server_name));
     hosts
+}
+
+/// Every virtual host uses the proxy's TLS; an external terminator means
+/// plain HTTP here.
+fn tls_mode(hs: &Homeserver) -> TlsMode {
+    match &hs.proxy.tls {
+        Tls::Acme { .. } => TlsMode::Acme,
+        Tls::Files { certificate, key } => TlsMode::Files {
+            certificate: certificate.clone(),
+            key: key.clone(),
+        },
+        Tls::External | Tls::None => TlsMode::None,
+    }
+}
+
+/// Uploads pass through nginx first: allow what Synapse allows
+/// (`max_upload_size`, Synapse's default 50M).
+fn max_upload_size(hs: &Homeserver) -> String {
+    hs.synapse
+        .extra_settings
+        .get("max_upload_size")
+        .and_then(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .or_else(|| v.as_u64().map(|n| n.to_string()))
+        })
+        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric()))
+        .unwrap_or_else(|| "50M".into())
+}
+
+/// Synapse's public hostname: the client-server and admin APIs, and once
+/// Synapse delegates, MAS's endpoint in Synapse and the compat routes.
+fn synapse_routes(hs: &Homeserver, synapse: &str, mas: &str, final_phase: bool) -> Vec<Location> {
+    let prefix = &hs.mas.path_prefix;
+    let body_size = vec![format!("client_max_body_size {}", max_upload_size(hs))];
+    let mut matrix = vec![
+        Location::proxy("/_matrix", "synapse", synapse.into(), body_size),
+        Location::proxy("/_synapse/client", "synapse", synapse.into(), vec![]),
+    ];
+    if final_phase {
+        matrix.push(Location::proxy(
+            "/_synapse/mas",
+            "synapse",
+            synapse.into(),
+            vec![],
+        ));
+        // MAS expects the compat API under its own prefix.
+        let directives = if prefix == "/" {
+            vec![]
+        } else {
+            vec![format!("rewrite ^(.*)$ {prefix}$1 break")]
+        };
+        matrix.push(Location::proxy(COMPAT_ROUTE, "mas", mas.into(), directives));
+    }
+    matrix
+}
+
+/// MAS under its prefix (on its own hostname or Synapse's).
+fn mas_routes(prefix: &str, mas: &str, final_phase: bool) -> Vec<Location> {
+    if !final_phase {
+        // MAS must stay unreachable until syn2mas has run: a user created
+        // through it now would make syn2mas refuse the empty-database check.
+        // The location (and for its own hostname, the certificate) exists
+        // already, so the final switch changes only where it points.
+        let matcher = if prefix == "/" {
+            "/".to_string()
+        } else {
+            format!("{prefix}/")
+        };
+        return vec![Location {
+            matcher,
+            upstream: "static".into(),
+            proxy_pass: None,
+            directives: vec![],
+            return_value: Some("503".into()),
+        }];
+    }
+    if prefix == "/" {
+        return vec![Location::proxy("/", "mas", mas.into(), vec![])];
+    }
+    vec![
+        Location::proxy(format!("{prefix}/"), "mas", mas.into(), vec![]),
+        Location {
+            matcher: format!("= {prefix}"),
+            upstream: "static".into(),
+            proxy_pass: None,
+            directives: vec![],
+            return_value: Some(format!("301 {prefix}/")),
+        },
+    ]
 }
 
 /// `/.well-known/matrix/{client,server}`. Clients learn about MAS through

@@ -8,98 +8,24 @@ use super::{
 use crate::model::{DbEngine, Homeserver, PasswordLogin, Synapse, SynapseOidc};
 use crate::rules;
 
+/// One function per group of homeserver.yaml settings; maps keep insertion
+/// order, so the order of the calls is the order in the rendered file.
 pub(super) fn lower(hs: &Homeserver, phase: Phase) -> (SynapseOut, Vec<Dropped>) {
     let s = &hs.synapse;
     let delegated = phase == Phase::Final;
     let mut m = Map::new();
     m.insert("server_name".into(), json!(hs.server_name));
     m.insert("public_baseurl".into(), json!(s.public_baseurl()));
-    m.insert(
-        "listeners".into(),
-        json!([{
-            "port": s.port,
-            "bind_addresses": [s.listen_address],
-            "type": "http",
-            "tls": false,
-            "x_forwarded": true,
-            "resources": [{"names": ["client", "federation"], "compress": false}],
-        }]),
-    );
+    m.insert("listeners".into(), listeners(s));
     m.insert("database".into(), database(hs));
-    for (key, file) in [
-        ("macaroon_secret_key_path", &s.macaroon_secret_key_file),
-        (
-            "registration_shared_secret_path",
-            &s.registration_shared_secret_file,
-        ),
-        ("form_secret_path", &s.form_secret_file),
-        ("signing_key_path", &s.signing_key_path),
-    ] {
-        if let Some(file) = file {
-            m.insert(key.into(), json!(file));
-        }
-    }
-    if !s.app_services.is_empty() {
-        m.insert(
-            "app_service_config_files".into(),
-            json!(s
-                .app_services
-                .iter()
-                .map(|a| a.registration_file.clone())
-                .collect::<Vec<_>>()),
-        );
-    }
-    let mut modules: Vec<Value> = s
-        .modules
-        .iter()
-        .map(|x| json!({"module": x.module, "config": x.config}))
-        .collect();
-    if let (Some(config), false) = (&s.ldap_module, delegated) {
-        modules.push(json!({"module": rules::LDAP_MODULE, "config": config}));
-    }
-    if !modules.is_empty() {
-        m.insert("modules".into(), Value::Array(modules));
-    }
-
+    secret_paths(s, &mut m);
+    app_services_and_modules(s, delegated, &mut m);
     todays_settings(s, &mut m);
-
-    let password_enabled = match s.password_login {
-        PasswordLogin::Enabled => json!(true),
-        PasswordLogin::Disabled => json!(false),
-        PasswordLogin::OnlyForReauth => json!("only_for_reauth"),
-    };
-    let mut password_config = None;
-    if !delegated {
-        match &s.pepper_file {
-            // Synapse merges extra config files key by key at the top level,
-            // so the whole password_config block goes into the runtime file.
-            Some(pepper) => {
-                password_config = Some(PasswordConfigOut {
-                    settings: json!({"enabled": password_enabled}),
-                    pepper_file: pepper.clone(),
-                })
-            }
-            None => {
-                m.insert(
-                    "password_config".into(),
-                    json!({"enabled": password_enabled}),
-                );
-            }
-        }
-    }
+    let mut password_config = password_config(s, delegated, &mut m);
 
     merge(&mut m, &s.extra_settings);
-    // With a pepper file the block lives in the runtime file, which Synapse
-    // merges over homeserver.yaml key by key: an extra `password_config`
-    // would be replaced, so it joins the runtime block instead.
     if let Some(pc) = &mut password_config {
-        if let Some(Value::Object(extra)) = m.remove("password_config") {
-            if let Value::Object(settings) = &mut pc.settings {
-                for (k, v) in extra {
-                    settings.entry(k).or_insert(v);
-                }
-            }
-        }
+        join_extra_password_config(pc, &mut m);
     }
     let mut dropped = Vec::new();
     if delegated {
@@ -122,6 +48,107 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> (SynapseOut, Vec<Dropped>)
         },
         dropped,
     )
+}
+
+/// `listeners`: one plain-HTTP listener behind the proxy, for clients and
+/// federation.
+fn listeners(s: &Synapse) -> Value {
+    json!([{
+        "port": s.port,
+        "bind_addresses": [s.listen_address],
+        "type": "http",
+        "tls": false,
+        "x_forwarded": true,
+        "resources": [{"names": ["client", "federation"], "compress": false}],
+    }])
+}
+
+/// The `*_path` settings: Synapse reads each secret from its file.
+fn secret_paths(s: &Synapse, m: &mut Map<String, Value>) {
+    for (key, file) in [
+        ("macaroon_secret_key_path", &s.macaroon_secret_key_file),
+        (
+            "registration_shared_secret_path",
+            &s.registration_shared_secret_file,
+        ),
+        ("form_secret_path", &s.form_secret_file),
+        ("signing_key_path", &s.signing_key_path),
+    ] {
+        if let Some(file) = file {
+            m.insert(key.into(), json!(file));
+        }
+    }
+}
+
+/// `app_service_config_files` and `modules`; the LDAP module only until
+/// Synapse delegates (password login moves to MAS).
+fn app_services_and_modules(s: &Synapse, delegated: bool, m: &mut Map<String, Value>) {
+    if !s.app_services.is_empty() {
+        m.insert(
+            "app_service_config_files".into(),
+            json!(s
+                .app_services
+                .iter()
+                .map(|a| a.registration_file.clone())
+                .collect::<Vec<_>>()),
+        );
+    }
+    let mut modules: Vec<Value> = s
+        .modules
+        .iter()
+        .map(|x| json!({"module": x.module, "config": x.config}))
+        .collect();
+    if let (Some(config), false) = (&s.ldap_module, delegated) {
+        modules.push(json!({"module": rules::LDAP_MODULE, "config": config}));
+    }
+    if !modules.is_empty() {
+        m.insert("modules".into(), Value::Array(modules));
+    }
+}
+
+/// `password_config` until Synapse delegates: in homeserver.yaml, or with a
+/// pepper file in the runtime file masgen writes at boot (returned).
+fn password_config(
+    s: &Synapse,
+    delegated: bool,
+    m: &mut Map<String, Value>,
+) -> Option<PasswordConfigOut> {
+    if delegated {
+        return None;
+    }
+    let password_enabled = match s.password_login {
+        PasswordLogin::Enabled => json!(true),
+        PasswordLogin::Disabled => json!(false),
+        PasswordLogin::OnlyForReauth => json!("only_for_reauth"),
+    };
+    match &s.pepper_file {
+        // Synapse merges extra config files key by key at the top level,
+        // so the whole password_config block goes into the runtime file.
+        Some(pepper) => Some(PasswordConfigOut {
+            settings: json!({"enabled": password_enabled}),
+            pepper_file: pepper.clone(),
+        }),
+        None => {
+            m.insert(
+                "password_config".into(),
+                json!({"enabled": password_enabled}),
+            );
+            None
+        }
+    }
+}
+
+/// With a pepper file the block lives in the runtime file, which Synapse
+/// merges over homeserver.yaml key by key: an extra `password_config`
+/// would be replaced, so it joins the runtime block instead.
+fn join_extra_password_config(pc: &mut PasswordConfigOut, m: &mut Map<String, Value>) {
+    if let Some(Value::Object(extra)) = m.remove("password_config") {
+        if let Value::Object(settings) = &mut pc.settings {
+            for (k, v) in extra {
+                settings.entry(k).or_insert(v);
+            }
+        }
+    }
 }
 
 /// nixpkgs' `services.matrix-synapse.extras` for a phase.

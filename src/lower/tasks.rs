@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Phase, SynapseOut};
-use crate::model::{Homeserver, Mode};
+use crate::model::{Homeserver, Mode, User};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Task {
@@ -152,6 +152,9 @@ fn mas_cli(description: &str, args: &[&str]) -> Task {
     }
 }
 
+/// The tasks of one phase: the config check always; the backup and syn2mas
+/// before the switch of a migration; the doctor and user registrations
+/// once MAS serves users.
 pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTreeMap<String, Task> {
     let mut tasks = BTreeMap::new();
     tasks.insert(
@@ -161,74 +164,10 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
             &["config", "check", "@CONFIG@"],
         ),
     );
-
     if hs.mode == Mode::Migrate && phase == Phase::Prepare {
-        // The pepper-bearing runtime file is among the files it copies.
-        let mut backup_deps = vec!["postgresql.service".to_string()];
-        if synapse.password_config.is_some() {
-            backup_deps.push(PASSWORD_CONFIG_UNIT.to_string());
-        }
-        let mut backup_cmd = vec![
-            "@masgen-backup@".to_string(),
-            hs.synapse.database.name.clone(),
-            hs.backup_dir.clone(),
-        ];
-        backup_cmd.extend(synapse.extra_config_files.iter().cloned());
-        tasks.insert(
-            BACKUP.to_string(),
-            Task {
-                description: "masgen: back up the Synapse database and config files".into(),
-                after: backup_deps.clone(),
-                requires: backup_deps,
-                conflicts: vec![],
-                user: None,
-                dynamic_user: false,
-                credentials: BTreeMap::new(),
-                command: backup_cmd,
-                runtime_directory: None,
-                success_stamp: None,
-                clear_stamp_at_start: false,
-            },
-        );
-        // syn2mas reads the phase-1 Synapse config (it still lists the
-        // pepper and the OIDC providers), so these tasks exist only here.
-        // (The module orders them after the unit that writes the
-        // pepper-bearing password-config file: `@synapse-config-args@`.)
-        let syn2mas = |description: &str, sub: &[&str]| {
-            let mut args = vec!["syn2mas", "@CONFIG@", "@synapse-config-args@"];
-            args.extend_from_slice(sub);
-            mas_cli(description, &args)
-        };
-        tasks.insert(
-            SYN2MAS_CHECK.into(),
-            syn2mas(
-                "masgen: syn2mas check (exit 0 clean, 11 warnings, 10 errors)",
-                &["check"],
-            ),
-        );
-        let mut dry_run = syn2mas(
-            "masgen: syn2mas migrate --dry-run (writes to MAS, then empties it)",
-            &["migrate", "--dry-run"],
-        );
-        dry_run.success_stamp = Some(DRY_RUN_STAMP.into());
-        // A later dry run with errors must not leave an earlier clean one on record.
-        dry_run.clear_stamp_at_start = true;
-        tasks.insert(SYN2MAS_DRY_RUN.into(), dry_run);
-        let mut migrate = syn2mas(
-            "masgen: syn2mas migrate (Synapse and MAS must be stopped)",
-            &["migrate"],
-        );
-        // Starting the real migration stops Synapse and MAS: syn2mas only
-        // takes table locks and does not enforce Synapse being offline.
-        migrate.conflicts = vec![SYNAPSE_UNIT.into(), MAS_UNIT.into()];
-        // Conflicts= alone does not order: wait until both have stopped.
-        migrate
-            .after
-            .extend([SYNAPSE_UNIT.to_string(), MAS_UNIT.to_string()]);
-        migrate.success_stamp = Some(MIGRATED_STAMP.into());
-        tasks.insert(SYN2MAS_MIGRATE.into(), migrate);
+        tasks.insert(BACKUP.to_string(), backup(hs, synapse));
+        tasks.extend(syn2mas_tasks());
     }
-
     if phase == Phase::Final {
         tasks.insert(
             MAS_DOCTOR.to_string(),
@@ -238,37 +177,111 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
             ),
         );
         for user in &hs.users {
-            let name = register_user_task(&user.localpart);
-            // masgen-register-user wraps `mas-cli manage register-user`: an
-            // existing user is not an error, so the task can be re-run.
-            let mut command = vec![
-                "@masgen-mas-run@".to_string(),
-                "@mas-config@".into(),
-                "--".into(),
-                "@masgen-register-user@".into(),
-                "@mas-cli@".into(),
-                "@CONFIG@".into(),
-                user.localpart.clone(),
-            ];
-            if user.admin {
-                command.push("--admin".into());
-            }
-            let mut task = mas_cli(
-                &format!(
-                    "masgen: register @{}:{} in MAS",
-                    user.localpart, hs.server_name
-                ),
-                &[],
-            );
-            if let Some(f) = &user.password_file {
-                task.credentials.insert("user-password".into(), f.clone());
-                command.push("--password-file".into());
-                command.push("user-password".into());
-            }
-            task.command = command;
-            task.after.push(MAS_UNIT.into());
-            tasks.insert(name, task);
+            tasks.insert(register_user_task(&user.localpart), register_user(hs, user));
         }
     }
     tasks
+}
+
+/// `masgen-backup`: Synapse's database and config files, before syn2mas.
+fn backup(hs: &Homeserver, synapse: &SynapseOut) -> Task {
+    // The pepper-bearing runtime file is among the files it copies.
+    let mut backup_deps = vec!["postgresql.service".to_string()];
+    if synapse.password_config.is_some() {
+        backup_deps.push(PASSWORD_CONFIG_UNIT.to_string());
+    }
+    let mut backup_cmd = vec![
+        "@masgen-backup@".to_string(),
+        hs.synapse.database.name.clone(),
+        hs.backup_dir.clone(),
+    ];
+    backup_cmd.extend(synapse.extra_config_files.iter().cloned());
+    Task {
+        description: "masgen: back up the Synapse database and config files".into(),
+        after: backup_deps.clone(),
+        requires: backup_deps,
+        conflicts: vec![],
+        user: None,
+        dynamic_user: false,
+        credentials: BTreeMap::new(),
+        command: backup_cmd,
+        runtime_directory: None,
+        success_stamp: None,
+        clear_stamp_at_start: false,
+    }
+}
+
+/// `syn2mas check`, `migrate --dry-run` and `migrate`.
+///
+/// syn2mas reads the phase-1 Synapse config (it still lists the pepper and
+/// the OIDC providers), so these tasks exist only in phase 1. (The module
+/// orders them after the unit that writes the pepper-bearing
+/// password-config file: `@synapse-config-args@`.)
+fn syn2mas_tasks() -> [(String, Task); 3] {
+    let syn2mas = |description: &str, sub: &[&str]| {
+        let mut args = vec!["syn2mas", "@CONFIG@", "@synapse-config-args@"];
+        args.extend_from_slice(sub);
+        mas_cli(description, &args)
+    };
+    let check = syn2mas(
+        "masgen: syn2mas check (exit 0 clean, 11 warnings, 10 errors)",
+        &["check"],
+    );
+    let mut dry_run = syn2mas(
+        "masgen: syn2mas migrate --dry-run (writes to MAS, then empties it)",
+        &["migrate", "--dry-run"],
+    );
+    dry_run.success_stamp = Some(DRY_RUN_STAMP.into());
+    // A later dry run with errors must not leave an earlier clean one on record.
+    dry_run.clear_stamp_at_start = true;
+    let mut migrate = syn2mas(
+        "masgen: syn2mas migrate (Synapse and MAS must be stopped)",
+        &["migrate"],
+    );
+    // Starting the real migration stops Synapse and MAS: syn2mas only
+    // takes table locks and does not enforce Synapse being offline.
+    migrate.conflicts = vec![SYNAPSE_UNIT.into(), MAS_UNIT.into()];
+    // Conflicts= alone does not order: wait until both have stopped.
+    migrate
+        .after
+        .extend([SYNAPSE_UNIT.to_string(), MAS_UNIT.to_string()]);
+    migrate.success_stamp = Some(MIGRATED_STAMP.into());
+    [
+        (SYN2MAS_CHECK.into(), check),
+        (SYN2MAS_DRY_RUN.into(), dry_run),
+        (SYN2MAS_MIGRATE.into(), migrate),
+    ]
+}
+
+/// `masgen-register-<localpart>`: one of the spec's `[[users]]` in MAS.
+fn register_user(hs: &Homeserver, user: &User) -> Task {
+    // masgen-register-user wraps `mas-cli manage register-user`: an
+    // existing user is not an error, so the task can be re-run.
+    let mut command = vec![
+        "@masgen-mas-run@".to_string(),
+        "@mas-config@".into(),
+        "--".into(),
+        "@masgen-register-user@".into(),
+        "@mas-cli@".into(),
+        "@CONFIG@".into(),
+        user.localpart.clone(),
+    ];
+    if user.admin {
+        command.push("--admin".into());
+    }
+    let mut task = mas_cli(
+        &format!(
+            "masgen: register @{}:{} in MAS",
+            user.localpart, hs.server_name
+        ),
+        &[],
+    );
+    if let Some(f) = &user.password_file {
+        task.credentials.insert("user-password".into(), f.clone());
+        command.push("--password-file".into());
+        command.push("user-password".into());
+    }
+    task.command = command;
+    task.after.push(MAS_UNIT.into());
+    task
 }
