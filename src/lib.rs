@@ -11,6 +11,7 @@ pub mod diag;
 pub mod diff;
 pub mod emit;
 pub mod explain;
+pub mod fleet;
 pub mod import;
 pub mod lower;
 pub mod model;
@@ -93,7 +94,14 @@ pub fn build_tree_for(
         spec_text: &checked.source.text,
     };
 
-    // The build's own plan starts where a host of this mode starts.
+    let extra = own_plan(hs, out_dir);
+    let tree = emit::emit(&lowered, &inputs, extra)?;
+    Ok((lowered, tree))
+}
+
+/// The build's own plan (`PLAN.md`, `plan.json`): from where a host of the
+/// spec's mode starts.
+pub fn own_plan(hs: &model::Homeserver, out_dir: &str) -> emit::OutputTree {
     let from = match hs.mode {
         model::Mode::Fresh => plan::HostState::Fresh,
         model::Mode::Migrate => plan::HostState::SynapseOnly,
@@ -103,7 +111,7 @@ pub fn build_tree_for(
         ..Default::default()
     };
     let mut extra = emit::OutputTree::new();
-    match plan::plan(hs, from, "the spec's mode (a host without MAS)", &opts) {
+    match plan::plan(hs, from, OWN_PLAN_SOURCE, &opts) {
         Ok(p) => {
             extra.insert("PLAN.md".into(), plan::render_markdown(&p));
             extra.insert("plan.json".into(), plan::render_json(&p));
@@ -115,9 +123,11 @@ pub fn build_tree_for(
             );
         }
     }
-    let tree = emit::emit(&lowered, &inputs, extra)?;
-    Ok((lowered, tree))
+    extra
 }
+
+/// Where the build's own plan starts, as its heading says.
+pub const OWN_PLAN_SOURCE: &str = "the spec's mode (a host without MAS)";
 
 /// The annotated starter spec `masgen init` prints: an example, whose
 /// `#:schema` directive points into this repository, with one that points
