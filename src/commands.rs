@@ -80,7 +80,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     Some(spec) => spec,
                     None => return Ok(ExitCode::from(2)),
                 },
-                (_, None) => return crate::fleet_cmd::diff(&files, against, against_rev, system, format),
+                (_, None) => {
+                    return crate::fleet_cmd::diff(&files, against, against_rev, system, format)
+                }
             };
             diff(&spec, against, against_rev, system, &output, format)
         }

@@ -178,9 +178,7 @@ pub fn diff(
         .map_err(|e| anyhow::anyhow!("cannot compare: {e}"))?;
     changeset.notes.splice(0..0, notes);
     let text = match format {
-        crate::cli::Format::Text => {
-            diff::render::text(&changeset, crate::commands::stdout_color())
-        }
+        crate::cli::Format::Text => diff::render::text(&changeset, crate::commands::stdout_color()),
         crate::cli::Format::Markdown => diff::render::markdown(&changeset),
         crate::cli::Format::Json => diff::render::json(&changeset),
     };

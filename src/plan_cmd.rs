@@ -119,7 +119,10 @@ fn plan_one(checked: &masgen::Checked, args: &PlanArgs) -> Result<Result<Plan, E
 
 /// Every selected homeserver of a fleet, each from where a host of its
 /// spec's mode starts: where each host is cannot be one flag for all.
-fn plan_fleet(selected: &[masgen::Checked], args: &PlanArgs) -> Result<Result<Vec<Plan>, ExitCode>> {
+fn plan_fleet(
+    selected: &[masgen::Checked],
+    args: &PlanArgs,
+) -> Result<Result<Vec<Plan>, ExitCode>> {
     if args.from.is_some() || args.against.is_some() || args.system.is_some() {
         anyhow::bail!(
             "--from, --against and --system say where one host is: with several homeservers, add --only NAME (a server name or spec file stem)"

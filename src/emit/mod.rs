@@ -76,9 +76,10 @@ pub struct Member<'a> {
 
 /// The output tree of a fleet: one flake for every homeserver (a
 /// configuration per host and phase), masgen's modules once, each
-/// homeserver's host and render files, and the manifest listing every spec.
-pub fn emit_fleet(members: Vec<Member<'_>>) -> anyhow::Result<OutputTree> {
-    let mut tree = OutputTree::new();
+/// homeserver's host and render files, `extra` (the fleet's own files), and
+/// the manifest listing every spec.
+pub fn emit_fleet(members: Vec<Member<'_>>, extra: OutputTree) -> anyhow::Result<OutputTree> {
+    let mut tree = extra;
     let lowered: Vec<&Lowered> = members.iter().map(|m| m.lowered).collect();
     let header = format!(
         "# {GENERATED_MARKER} {MASGEN_VERSION} from {} specs (listed in {MANIFEST}); do not edit: change a spec and run `masgen build`.\n",

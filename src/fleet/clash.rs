@@ -151,9 +151,27 @@ fn claims(hs: &Homeserver, source: &Source) -> Vec<Held> {
         });
     }
     let ports = [
-        (&hs.synapse.host, hs.synapse.port, "synapse.listener.port", "synapse", "Synapse's listener"),
-        (&hs.mas.host, hs.mas.port, "mas.listener.port", "mas", "MAS's listener"),
-        (&hs.mas.host, hs.mas.health_port, "mas.listener.health_port", "mas", "MAS's health listener"),
+        (
+            &hs.synapse.host,
+            hs.synapse.port,
+            "synapse.listener.port",
+            "synapse",
+            "Synapse's listener",
+        ),
+        (
+            &hs.mas.host,
+            hs.mas.port,
+            "mas.listener.port",
+            "mas",
+            "MAS's listener",
+        ),
+        (
+            &hs.mas.host,
+            hs.mas.health_port,
+            "mas.listener.health_port",
+            "mas",
+            "MAS's health listener",
+        ),
     ];
     for (host, port, path, fallback, what) in ports {
         out.push(Held {
@@ -164,9 +182,24 @@ fn claims(hs: &Homeserver, source: &Source) -> Vec<Held> {
         });
     }
     let names = [
-        (&hs.server_name, "homeserver.server_name", "homeserver", "the server name"),
-        (&hs.synapse.public_hostname, "synapse.public_hostname", "homeserver.server_name", "Synapse's public hostname"),
-        (&hs.mas.hostname, "mas.hostname", "synapse.public_hostname", "MAS's public hostname"),
+        (
+            &hs.server_name,
+            "homeserver.server_name",
+            "homeserver",
+            "the server name",
+        ),
+        (
+            &hs.synapse.public_hostname,
+            "synapse.public_hostname",
+            "homeserver.server_name",
+            "Synapse's public hostname",
+        ),
+        (
+            &hs.mas.hostname,
+            "mas.hostname",
+            "synapse.public_hostname",
+            "MAS's public hostname",
+        ),
     ];
     let mut seen = Vec::new();
     for (name, path, fallback, what) in names {

@@ -41,7 +41,11 @@ pub fn read_fleet_file(path: &Utf8Path) -> anyhow::Result<Result<Vec<Utf8PathBuf
             let span = e.span().unwrap_or(0..0);
             let d = Diagnostic {
                 location: Location::Span(span),
-                ..Diagnostic::error("fleet.file", KeyPath::root(), e.message().trim().to_string())
+                ..Diagnostic::error(
+                    "fleet.file",
+                    KeyPath::root(),
+                    e.message().trim().to_string(),
+                )
             };
             return Ok(Err(source.render_all(&[d])));
         }
@@ -93,12 +97,8 @@ fn listed(root: &toml_edit::Table, dir: &Utf8Path) -> (Vec<Utf8PathBuf>, Vec<Dia
         let spec = dir.join(rel);
         if !spec.is_file() {
             diags.push(
-                Diagnostic::error(
-                    "fleet.spec_missing",
-                    here,
-                    format!("no spec file {spec}"),
-                )
-                .help("paths are relative to the fleet file's directory"),
+                Diagnostic::error("fleet.spec_missing", here, format!("no spec file {spec}"))
+                    .help("paths are relative to the fleet file's directory"),
             );
         } else if is_fleet_file(&spec) {
             diags.push(error(

@@ -152,9 +152,8 @@ pub fn build_tree(
             extra,
         });
     }
-    let index = plan_index(members, &lowered);
-    let mut tree = emit::emit_fleet(parts)?;
-    tree.insert("PLAN.md".into(), index);
+    let index = OutputTree::from([("PLAN.md".into(), plan_index(members, &lowered))]);
+    let tree = emit::emit_fleet(parts, index)?;
     Ok((lowered, tree))
 }
 
