@@ -80,7 +80,10 @@ fn bench(n: usize) {
         let (_, tree) = masgen::fleet::build_tree(&members, &masgen::flake_ref(&out)).unwrap();
         masgen::write::write_tree(&out, &tree, false).unwrap()
     });
-    assert!(report.is_clean(), "a rebuild with nothing changed writes nothing");
+    assert!(
+        report.is_clean(),
+        "a rebuild with nothing changed writes nothing"
+    );
     let (steps, plan, plan_mem) = measure(|| plan_all(&members));
     let (changed, diff, diff_mem) = measure(|| diff_against(&members, &out));
     assert!(!changed, "the fleet's own tree has no changes");
