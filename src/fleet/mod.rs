@@ -118,6 +118,12 @@ pub fn load(specs: &[Utf8PathBuf]) -> anyhow::Result<Fleet> {
         });
     }
     clash::check(&mut fleet.specs);
+    // Every diagnostic is rendered: the documents are not needed any more.
+    for spec in &mut fleet.specs {
+        if let Ok(checked) = &mut spec.result {
+            checked.source.release_document();
+        }
+    }
     Ok(fleet)
 }
 
