@@ -76,6 +76,10 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             };
             let spec = match (files.as_slice(), only) {
                 ([spec], _) => spec.clone(),
+                // A fleet's tree holds every homeserver: one built alone differs.
+                (_, Some(_)) if against.is_some() => anyhow::bail!(
+                    "--against compares the whole fleet's tree: drop --only (it is for --against-rev and --system)"
+                ),
                 (_, Some(name)) => match crate::fleet_cmd::only_spec(&files, &name)? {
                     Some(spec) => spec,
                     None => return Ok(ExitCode::from(2)),

@@ -529,6 +529,19 @@ fn diff_of_a_fleet_compares_the_whole_tree() {
         out.contains("== host matrix-org, configuration `matrix-org` (final): unchanged =="),
         "{out}"
     );
+    let (code, _, err) = run(
+        work.path(),
+        &[
+            "diff",
+            "fleet.toml",
+            "--only",
+            "example.net",
+            "--against",
+            "out",
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("drop --only"), "{err}");
     // --against-rev and --system are about one homeserver.
     let (code, _, err) = run(
         work.path(),
@@ -542,11 +555,17 @@ fn diff_of_a_fleet_compares_the_whole_tree() {
 fn a_host_named_like_a_colmena_reserved_name_is_refused() {
     let work = tempfile::tempdir().unwrap();
     let text = fs::read_to_string(fleet_dir().join("example-org.toml")).unwrap();
-    fs::write(work.path().join("a.toml"), text.replace("matrix-org", "meta")).unwrap();
+    fs::write(
+        work.path().join("a.toml"),
+        text.replace("matrix-org", "meta"),
+    )
+    .unwrap();
     let (code, _, err) = run(work.path(), &["check", "a.toml"]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("a.toml:12:8: error[host.colmena_reserved]: host `meta` would be the node `meta`"),
+        err.contains(
+            "a.toml:12:8: error[host.colmena_reserved]: host `meta` would be the node `meta`"
+        ),
         "{err}"
     );
 }
