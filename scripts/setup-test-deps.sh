@@ -35,6 +35,8 @@ for tool in nix-instantiate nginx systemd-analyze pg_config envsubst jq shellche
   have "$tool" || missing+=("$tool")
 done
 [ -n "$(pg_bin_dir)" ] || missing+=("pg_ctl")
+# /usr/bin/time (not the shell keyword): scripts/bench-fleet.sh's peak memory.
+[ -x /usr/bin/time ] || missing+=("time")
 # tests/tasks_postgres.rs runs a stand-in mas-cli with Debian's python3 as
 # an unprivileged user, who cannot reach the Synapse venv: it needs PyYAML.
 /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || missing+=("python3-yaml")
@@ -57,7 +59,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
     nix-bin postgresql nginx systemd libpq-dev gettext-base jq shellcheck openssl \
     python3 python3-venv python3-dev python3-yaml python3-pyflakes mypy gcc libc6-dev \
-    man-db groff-base zsh fish git util-linux nodejs npm >&2
+    man-db groff-base zsh fish git util-linux nodejs npm time >&2
 else
   log "system packages already installed"
 fi

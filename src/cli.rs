@@ -24,17 +24,24 @@ pub enum Command {
     },
     /// Print a new ULID, for `mas.upstream_providers[].id`.
     Ulid,
-    /// Validate a spec: print diagnostics, exit 0 (ok, maybe warnings) or 2.
+    /// Validate specs: print diagnostics, exit 0 (ok, maybe warnings) or 2.
+    /// Several specs (or a fleet file listing them) are also checked against
+    /// each other: hosts, ports on a host, hostnames.
     Check {
-        spec: Utf8PathBuf,
+        /// Spec files, or fleet files listing specs.
+        #[arg(required = true, value_name = "SPEC")]
+        specs: Vec<Utf8PathBuf>,
         /// How to print the diagnostics: text (stderr), json (one object per line, stdout)
         /// or github (GitHub Actions workflow commands, stdout: annotations on the PR's lines).
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
     },
-    /// Write the flake, host modules, reference renders and plan.
+    /// Write the flake, host modules, reference renders and plan; several
+    /// specs (a fleet) make one flake for all of them.
     Build {
-        spec: Utf8PathBuf,
+        /// Spec files, or fleet files listing specs.
+        #[arg(required = true, value_name = "SPEC")]
+        specs: Vec<Utf8PathBuf>,
         /// Output directory.
         #[arg(short, long, default_value = "out")]
         output: Utf8PathBuf,
@@ -44,7 +51,15 @@ pub enum Command {
     },
     /// Print the ordered activation steps from the host's current state.
     Plan {
-        spec: Utf8PathBuf,
+        /// Spec files, or fleet files listing specs.
+        #[arg(required = true, value_name = "SPEC")]
+        specs: Vec<Utf8PathBuf>,
+        /// Of a fleet, only this homeserver: its server name or its spec's file stem.
+        #[arg(long, value_name = "NAME")]
+        only: Option<String>,
+        /// How the rebuild steps deploy a configuration.
+        #[arg(long, value_enum, default_value_t = Deploy::NixosRebuild)]
+        deploy: Deploy,
         /// The current state as you claim it: fresh, synapse-only, mas-prepared, migrated,
         /// delegated. With --system, the system must agree.
         #[arg(long)]
@@ -88,7 +103,13 @@ pub enum Command {
     Apply(crate::apply_cmd::ApplyArgs),
     /// Show what a build would change, against a previous tree, a git revision or a system.
     Diff {
-        spec: Utf8PathBuf,
+        /// Spec files, or fleet files listing specs.
+        #[arg(required = true, value_name = "SPEC")]
+        specs: Vec<Utf8PathBuf>,
+        /// Of a fleet, only this homeserver (its server name or spec file stem),
+        /// compared as if built alone; needed for --against-rev and --system.
+        #[arg(long, value_name = "NAME")]
+        only: Option<String>,
         /// A previous output tree.
         #[arg(long)]
         against: Option<Utf8PathBuf>,
@@ -169,4 +190,13 @@ pub enum CheckFormat {
     Text,
     Json,
     Github,
+}
+
+/// How a plan's rebuild steps deploy a configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Deploy {
+    /// `nixos-rebuild switch --flake OUT#CONFIGURATION`.
+    NixosRebuild,
+    /// `colmena apply --on CONFIGURATION`, with the flake's `colmena` hive.
+    Colmena,
 }

@@ -18,14 +18,24 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", ulid::Ulid::new());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { spec, format } => check(&spec, format),
+        Command::Check { specs, format } => {
+            let Some(files) = crate::fleet_cmd::resolve(&specs)? else {
+                return Ok(ExitCode::from(2));
+            };
+            match files.as_slice() {
+                [spec] => check(spec, format),
+                _ => crate::fleet_cmd::check(&files, format),
+            }
+        }
         Command::Build {
-            spec,
+            specs,
             output,
             check,
-        } => build(&spec, &output, check),
+        } => build(&specs, &output, check),
         Command::Plan {
-            spec,
+            specs,
+            only,
+            deploy,
             from,
             against,
             system,
@@ -33,16 +43,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             format,
             rollback,
             acknowledge,
-        } => plan(
-            &spec,
+        } => crate::plan_cmd::plan(crate::plan_cmd::PlanArgs {
+            specs,
+            only,
+            deploy,
             from,
             against,
             system,
-            &output,
+            output,
             format,
             rollback,
             acknowledge,
-        ),
+        }),
         Command::Import {
             source,
             output,
@@ -51,13 +63,33 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => import(source, output.as_deref(), force, format),
         Command::Apply(args) => crate::apply_cmd::run(args),
         Command::Diff {
-            spec,
+            specs,
+            only,
             against,
             against_rev,
             system,
             output,
             format,
-        } => diff(&spec, against, against_rev, system, &output, format),
+        } => {
+            let Some(files) = crate::fleet_cmd::resolve(&specs)? else {
+                return Ok(ExitCode::from(2));
+            };
+            let spec = match (files.as_slice(), only) {
+                ([spec], _) => spec.clone(),
+                // A fleet's tree holds every homeserver: one built alone differs.
+                (_, Some(_)) if against.is_some() => anyhow::bail!(
+                    "--against compares the whole fleet's tree: drop --only (it is for --against-rev and --system)"
+                ),
+                (_, Some(name)) => match crate::fleet_cmd::only_spec(&files, &name)? {
+                    Some(spec) => spec,
+                    None => return Ok(ExitCode::from(2)),
+                },
+                (_, None) => {
+                    return crate::fleet_cmd::diff(&files, against, against_rev, system, format)
+                }
+            };
+            diff(&spec, against, against_rev, system, &output, format)
+        }
         Command::Secrets { spec, out } => secrets(&spec, &out),
         Command::Explain { code } => explain(code.as_deref()),
         Command::Schema => {
@@ -254,20 +286,35 @@ fn check_text(spec: &Utf8Path) -> Result<ExitCode> {
     }
 }
 
-fn build(spec: &Utf8Path, output: &Utf8Path, check_only: bool) -> Result<ExitCode> {
-    let Some(checked) = load(spec, "nothing was written")? else {
+fn build(specs: &[camino::Utf8PathBuf], output: &Utf8Path, check_only: bool) -> Result<ExitCode> {
+    let Some(files) = crate::fleet_cmd::resolve(specs)? else {
         return Ok(ExitCode::from(2));
     };
-    let (lowered, tree) = build_tree_for(&checked, &masgen::flake_ref(output))?;
-    eprintln!("note: {}", pin_note(&checked));
-    for phase in &lowered.phases {
-        for d in &phase.dropped {
-            eprintln!(
-                "note: `{}` is dropped from `{}`: {}",
-                d.setting, phase.configuration, d.reason
-            );
+    let tree = match files.as_slice() {
+        [spec] => {
+            let Some(checked) = load(spec, "nothing was written")? else {
+                return Ok(ExitCode::from(2));
+            };
+            let (lowered, tree) = build_tree_for(&checked, &masgen::flake_ref(output))?;
+            eprintln!("note: {}", pin_note(&checked));
+            for phase in &lowered.phases {
+                for d in &phase.dropped {
+                    eprintln!(
+                        "note: `{}` is dropped from `{}`: {}",
+                        d.setting, phase.configuration, d.reason
+                    );
+                }
+            }
+            tree
         }
-    }
+        _ => {
+            let Some(fleet) = crate::fleet_cmd::load(&files, "nothing was written")? else {
+                return Ok(ExitCode::from(2));
+            };
+            crate::fleet_cmd::build_tree(&fleet, output)?
+        }
+    };
+    let spec = crate::fleet_cmd::spec_args(specs);
     let report = write::write_tree(output, &tree, check_only)?;
     if check_only {
         if report.is_clean() {
@@ -301,64 +348,7 @@ fn build(spec: &Utf8Path, output: &Utf8Path, check_only: bool) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn plan(
-    spec: &Utf8Path,
-    from: Option<String>,
-    against: Option<camino::Utf8PathBuf>,
-    system: Option<camino::Utf8PathBuf>,
-    output: &Utf8Path,
-    format: crate::cli::Format,
-    rollback: bool,
-    acknowledge: Vec<String>,
-) -> Result<ExitCode> {
-    use masgen::plan::{self, StateSource};
-    let Some(checked) = load(spec, "no plan")? else {
-        return Ok(ExitCode::from(2));
-    };
-    let claim = match (&from, &against) {
-        (Some(_), Some(_)) => anyhow::bail!(
-            "give one of --from and --against: both say where the host is (add --system to check either against the host)"
-        ),
-        (Some(f), None) => Some(StateSource::Flag(f)),
-        (None, Some(a)) => Some(StateSource::Manifest(a)),
-        (None, None) => None,
-    };
-    for ack in &acknowledge {
-        if !plan::ACKNOWLEDGEMENTS.contains(&ack.as_str()) {
-            anyhow::bail!(
-                "unknown acknowledgement `{ack}`; known: {}",
-                plan::ACKNOWLEDGEMENTS.join(", ")
-            );
-        }
-    }
-    let located = plan::locate(claim.as_ref(), system.as_deref())?;
-    let opts = plan::Options {
-        out_dir: masgen::flake_ref(output),
-        rollback,
-        acknowledged: acknowledge.into_iter().collect(),
-        record: located.record,
-    };
-    let plan = match plan::plan(&checked.homeserver, located.state, &located.how, &opts) {
-        Ok(p) => p,
-        Err(refusal) => {
-            eprintln!("{refusal}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let text = match format {
-        crate::cli::Format::Text => {
-            let color = stdout_color();
-            plan::render_text(&plan, color)
-        }
-        crate::cli::Format::Markdown => plan::render_markdown(&plan),
-        crate::cli::Format::Json => plan::render_json(&plan),
-    };
-    std::io::stdout().lock().write_all(text.as_bytes())?;
-    Ok(ExitCode::SUCCESS)
-}
-
-fn diff(
+pub(crate) fn diff(
     spec: &Utf8Path,
     against: Option<camino::Utf8PathBuf>,
     against_rev: Option<String>,
@@ -445,7 +435,7 @@ fn import(
 /// `CLICOLOR_FORCE` (non-empty, not `0`) turns it on even when stdout is not
 /// a terminal, e.g. in CI logs (https://bixense.com/clicolors/); otherwise
 /// colour when stdout is a terminal.
-fn stdout_color() -> bool {
+pub(crate) fn stdout_color() -> bool {
     use std::io::IsTerminal;
     color_for(std::io::stdout().is_terminal())
 }

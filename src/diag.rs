@@ -168,6 +168,8 @@ pub struct Rendered {
 /// The second place of a diagnostic, with what is there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Related {
+    /// The file it is in: the diagnostic's own, or another spec of a fleet.
+    pub file: String,
     pub line: usize,
     pub column: usize,
     pub label: String,

@@ -3,6 +3,8 @@
 mod apply_cmd;
 mod cli;
 mod commands;
+mod fleet_cmd;
+mod plan_cmd;
 
 use std::process::ExitCode;
 

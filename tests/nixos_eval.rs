@@ -430,3 +430,103 @@ fn a_host_input_that_is_not_a_flake_is_imported_from_its_directory() {
     );
     assert!(eval.units.contains_key("nginx.service"));
 }
+
+// ------------------------------------------------ fleets and the Colmena hive
+
+fn example_fleet() -> Vec<std::path::PathBuf> {
+    vec![support::repo_root().join("examples/fleet/fleet.toml")]
+}
+
+/// Every configuration of the example fleet's one flake (two nixpkgs pins,
+/// both evaluated on the 2026 tree as eval.nix maps every nixpkgs input to it).
+#[test]
+fn every_configuration_of_the_example_fleet_evaluates_on_the_2026_tree() {
+    let Some(tree) =
+        tree_2026("every_configuration_of_the_example_fleet_evaluates_on_the_2026_tree")
+    else {
+        return;
+    };
+    let (out, servers) = nixos::build_fleet_output(&example_fleet()).unwrap();
+    let configurations = nixos::configurations(out.path()).unwrap();
+    assert_eq!(
+        configurations,
+        servers.keys().cloned().collect::<Vec<_>>(),
+        "the flake's configurations are the fleet's hosts and phases"
+    );
+    assert_eq!(configurations.len(), 5);
+    let mut failures = Vec::new();
+    for configuration in &configurations {
+        match nixos::evaluate(out.path(), configuration, &tree.path)
+            .map_err(|e| first_lines(&e, 8))
+            .and_then(|e| check_deployment(&e, &servers[configuration]))
+        {
+            Ok(()) => eprintln!("fleet × {configuration}: evaluates"),
+            Err(e) => failures.push(format!("fleet × {configuration}: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The `colmena` hive: every node evaluates as Colmena evaluates it (with a
+/// stand-in for Colmena's `deployment.*` option declarations, see
+/// tests/nixos/colmena.nix), deploys to its host, carries its phase tag and
+/// gets its homeserver's nixpkgs pin.
+#[test]
+fn the_colmena_hive_of_the_example_fleet_evaluates() {
+    let Some(tree) = tree_2026("the_colmena_hive_of_the_example_fleet_evaluates") else {
+        return;
+    };
+    let (out, servers) = nixos::build_fleet_output(&example_fleet()).unwrap();
+    let hive = nixos::evaluate_hive(out.path(), &tree.path).unwrap();
+    assert_eq!(hive["meta"]["allowApplyAll"], false);
+    assert_eq!(hive["meta"]["defaultPin"], "nixpkgs");
+    let nodes = hive["nodes"].as_object().unwrap();
+    let names: Vec<&String> = nodes.keys().collect();
+    assert_eq!(
+        names,
+        servers.keys().collect::<Vec<_>>(),
+        "a node per configuration"
+    );
+    for (name, node) in nodes {
+        let host = name.trim_end_matches("-prepare");
+        let phase = if name.ends_with("-prepare") {
+            "prepare"
+        } else {
+            "final"
+        };
+        assert_eq!(node["deployment"]["targetHost"], host.to_string(), "{name}");
+        assert_eq!(
+            node["deployment"]["tags"],
+            serde_json::json!([format!("phase-{phase}"), servers[name]]),
+            "{name}"
+        );
+        let pin = if host == "matrix-net" {
+            "nixpkgs-2"
+        } else {
+            "nixpkgs"
+        };
+        assert_eq!(node["pin"], pin, "{name}");
+        assert_eq!(node["serverName"], servers[name].to_string(), "{name}");
+        assert_eq!(node["failedAssertions"], serde_json::json!([]), "{name}");
+        assert!(
+            node["toplevel"].as_str().unwrap().ends_with(".drv"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_misspelt_deployment_option_fails_the_hive() {
+    let Some(tree) = tree_2026("a_misspelt_deployment_option_fails_the_hive") else {
+        return;
+    };
+    let (out, _) = nixos::build_fleet_output(&example_fleet()).unwrap();
+    let flake = out.path().join("flake.nix");
+    let text = fs::read_to_string(&flake).unwrap();
+    fs::write(&flake, text.replacen("targetHost = ", "targetHots = ", 1)).unwrap();
+    let err = nixos::evaluate_hive(out.path(), &tree.path).unwrap_err();
+    assert!(
+        err.contains("deployment.targetHots' does not exist"),
+        "{err}"
+    );
+}

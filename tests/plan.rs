@@ -23,6 +23,7 @@ fn opts(rollback: bool, acks: &[&str]) -> Options {
         rollback,
         acknowledged: acks.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
         record: Record::default(),
+        deploy: Default::default(),
     }
 }
 

@@ -240,6 +240,7 @@ fn make_plan(hs: &Homeserver, opts: &Options, host: &Host) -> Result<Result<Plan
         rollback: opts.rollback,
         acknowledged: opts.acknowledged.clone(),
         record: located.record.clone(),
+        deploy: plan::Deploy::default(),
     };
     Ok(plan::plan(hs, located.state, &how, &popts).and_then(|p| {
         // The selection must be safe on its own, too (e.g. `--only

@@ -178,18 +178,20 @@ pub fn render(d: &Rendered, color: bool) -> String {
         }
     };
     let related_label = d.related.as_ref().map(|r| visible(&r.label));
+    let related_file = d.related.as_ref().map(|r| visible(&r.file));
     let mut group = group;
-    if let (Some(r), Some(label)) = (&d.related, &related_label) {
+    if let (Some(r), Some(label), Some(related_file)) = (&d.related, &related_label, &related_file)
+    {
         group = match r.excerpt.as_ref().filter(|e| !e.elided) {
             Some(e) => group.element(snippet(
                 e,
-                file.as_ref(),
+                related_file.as_ref(),
                 AnnotationKind::Context,
                 Some(label.as_ref()),
             )),
             None => group
                 .element(
-                    Origin::path(file.as_ref())
+                    Origin::path(related_file.as_ref())
                         .line(r.line)
                         .char_column(r.column),
                 )
@@ -291,6 +293,7 @@ mod tests {
     fn a_related_location_is_shown_with_its_label() {
         let mut d = diag(Some(Excerpt::new(7, "port = 0", 7, 8)), 8);
         d.related = Some(Related {
+            file: "spec.toml".into(),
             line: 3,
             column: 10,
             label: "the issuer MAS discovers".into(),

@@ -1,6 +1,7 @@
 //! Stage 4: the output tree, in memory. Every file is a pure function of the
 //! lowered homeserver; nothing here touches the disk.
 
+mod colmena;
 mod flake;
 mod host;
 pub mod nixpkgs;
@@ -14,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::lower::Lowered;
 
+pub use colmena::{phase_tag, RESERVED_NODE_NAMES};
 pub use render::{password_config, render_nginx, render_unit, RenderOptions};
 
 include!(concat!(env!("OUT_DIR"), "/modules_bundle.rs"));
@@ -54,13 +56,62 @@ pub fn emit(
     extra: OutputTree,
 ) -> anyhow::Result<OutputTree> {
     let mut tree = OutputTree::new();
-    tree.insert("flake.nix".into(), flake::flake(lowered, inputs));
+    tree.insert(
+        "flake.nix".into(),
+        flake::flake(&[lowered], header("#", inputs)),
+    );
+    insert_modules(&mut tree);
+    host_files(lowered, inputs, &mut tree)?;
+    tree.extend(extra);
+    let spec = serde_json::json!({"name": inputs.spec_name, "sha256": sha256_hex(inputs.spec_text.as_bytes())});
+    finish(tree, ("spec", spec))
+}
+
+/// One homeserver of a fleet: what it is made from, and its own files
+/// outside `hosts/` and `render/` (its plan), by path in the tree.
+pub struct Member<'a> {
+    pub lowered: &'a Lowered,
+    pub inputs: Inputs<'a>,
+    pub extra: OutputTree,
+}
+
+/// The output tree of a fleet: one flake for every homeserver (a
+/// configuration per host and phase), masgen's modules once, each
+/// homeserver's host and render files, `extra` (the fleet's own files), and
+/// the manifest listing every spec.
+pub fn emit_fleet(members: Vec<Member<'_>>, extra: OutputTree) -> anyhow::Result<OutputTree> {
+    let mut tree = extra;
+    let lowered: Vec<&Lowered> = members.iter().map(|m| m.lowered).collect();
+    let header = format!(
+        "# {GENERATED_MARKER} {MASGEN_VERSION} from {} specs (listed in {MANIFEST}); do not edit: change a spec and run `masgen build`.\n",
+        members.len()
+    );
+    tree.insert("flake.nix".into(), flake::flake(&lowered, header));
+    insert_modules(&mut tree);
+    let mut specs = Vec::new();
+    for member in members {
+        host_files(member.lowered, &member.inputs, &mut tree)?;
+        tree.extend(member.extra);
+        specs.push(serde_json::json!({
+            "name": member.inputs.spec_name,
+            "server_name": member.lowered.server_name,
+            "sha256": sha256_hex(member.inputs.spec_text.as_bytes()),
+        }));
+    }
+    finish(tree, ("specs", serde_json::Value::Array(specs)))
+}
+
+fn insert_modules(tree: &mut OutputTree) {
     for (path, text) in MODULE_FILES {
         tree.insert(
             Utf8PathBuf::from("masgen/modules").join(path),
             text.to_string(),
         );
     }
+}
+
+/// `hosts/<host>/<phase>/…` and `render/<host>/<phase>/…` of a homeserver.
+fn host_files(lowered: &Lowered, inputs: &Inputs<'_>, tree: &mut OutputTree) -> anyhow::Result<()> {
     for phase in &lowered.phases {
         let dir = Utf8PathBuf::from("hosts")
             .join(&phase.host)
@@ -75,7 +126,12 @@ pub fn emit(
             tree.insert(rdir.join(name), text);
         }
     }
-    tree.extend(extra);
+    Ok(())
+}
+
+/// Checks that every Nix file parses and adds the manifest, which names the
+/// spec (or specs) under `source.0`.
+fn finish(mut tree: OutputTree, source: (&str, serde_json::Value)) -> anyhow::Result<OutputTree> {
     for (path, text) in &tree {
         if path.extension() == Some("nix") {
             let errors = crate::nix::syntax_errors(text);
@@ -85,23 +141,23 @@ pub fn emit(
             );
         }
     }
-    let manifest = manifest(&tree, inputs);
+    let manifest = manifest(&tree, source);
     tree.insert(MANIFEST.into(), manifest);
     Ok(tree)
 }
 
-fn manifest(tree: &OutputTree, inputs: &Inputs<'_>) -> String {
+fn manifest(tree: &OutputTree, source: (&str, serde_json::Value)) -> String {
     let files: BTreeMap<&str, String> = tree
         .iter()
         .map(|(p, t)| (p.as_str(), sha256_hex(t.as_bytes())))
         .collect();
-    let value = serde_json::json!({
+    let mut value = serde_json::json!({
         "generator": "masgen",
         "masgen_version": MASGEN_VERSION,
         "manifest_version": 1,
-        "spec": {"name": inputs.spec_name, "sha256": sha256_hex(inputs.spec_text.as_bytes())},
-        "files": files,
     });
+    value[source.0] = source.1;
+    value["files"] = serde_json::json!(files);
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text.push('\n');
     text

@@ -35,10 +35,30 @@ fn data_path(host: &str) -> String {
     format!("rehearsal/{host}.nix")
 }
 
-/// The flake's `checks` output: one rehearsal per host, under its system.
-pub(super) fn checks(lowered: &Lowered) -> Option<NixExpr> {
+/// The flake's `checks` output: one rehearsal per host of every homeserver,
+/// under its system, with the nixpkgs input its homeserver is pinned to.
+pub(super) fn checks<'a>(
+    members: impl IntoIterator<Item = (&'a Lowered, &'a str)>,
+) -> Option<NixExpr> {
     let mut systems: std::collections::BTreeMap<String, Vec<(String, NixExpr)>> =
         Default::default();
+    for (lowered, pin) in members {
+        add_checks(&mut systems, lowered, pin);
+    }
+    (!systems.is_empty()).then(|| {
+        NixExpr::attrs(
+            systems
+                .into_iter()
+                .map(|(system, checks)| (system, NixExpr::attrs(checks))),
+        )
+    })
+}
+
+fn add_checks(
+    systems: &mut std::collections::BTreeMap<String, Vec<(String, NixExpr)>>,
+    lowered: &Lowered,
+    pin: &str,
+) {
     for host in &lowered.hosts {
         let test = NixExpr::Call(
             "import ./masgen/modules/rehearsal",
@@ -46,7 +66,7 @@ pub(super) fn checks(lowered: &Lowered) -> Option<NixExpr> {
                 (
                     "pkgs",
                     NixExpr::Select(vec![
-                        "nixpkgs".into(),
+                        pin.into(),
                         "legacyPackages".into(),
                         host.system.clone(),
                     ]),
@@ -69,13 +89,6 @@ pub(super) fn checks(lowered: &Lowered) -> Option<NixExpr> {
             .or_default()
             .push((check_name(lowered.mode, &host.name), test));
     }
-    (!systems.is_empty()).then(|| {
-        NixExpr::attrs(
-            systems
-                .into_iter()
-                .map(|(system, checks)| (system, NixExpr::attrs(checks))),
-        )
-    })
 }
 
 /// `rehearsal/<host>.nix` for every host. `plan` is the build's plan.json

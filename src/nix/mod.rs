@@ -26,6 +26,9 @@ pub enum NixExpr {
     Lambda(&'static str, Box<NixExpr>),
     /// `function argument`, with a function fixed at compile time.
     Call(&'static str, Box<NixExpr>),
+    /// `function argument` where the function is a selection, e.g.
+    /// `inputs.nixpkgs-2.lib.nixosSystem` (a fleet's second nixpkgs pin).
+    Apply(Box<NixExpr>, Box<NixExpr>),
     /// An attribute selection such as `inputs.host-matrix.nixosModules.default`;
     /// each element is escaped like an attribute name.
     Select(Vec<String>),
@@ -175,6 +178,11 @@ fn write_expr(out: &mut String, expr: &NixExpr, indent: usize) {
             out.push(' ');
             write_operand(out, arg, indent);
         }
+        NixExpr::Apply(function, arg) => {
+            write_operand(out, function, indent);
+            out.push(' ');
+            write_operand(out, arg, indent);
+        }
         NixExpr::Concat(left, right) => {
             write_operand(out, left, indent);
             out.push_str(" + ");
@@ -199,7 +207,11 @@ fn write_operand(out: &mut String, expr: &NixExpr, indent: usize) {
             text.starts_with('-') || text.contains(' ')
         }
         NixExpr::Raw(code) => code.contains(char::is_whitespace),
-        NixExpr::Import(_) | NixExpr::Lambda(..) | NixExpr::Call(..) | NixExpr::Concat(..) => true,
+        NixExpr::Import(_)
+        | NixExpr::Lambda(..)
+        | NixExpr::Call(..)
+        | NixExpr::Apply(..)
+        | NixExpr::Concat(..) => true,
         _ => false,
     };
     if !needs_parens {

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-pub use render::{render_json, render_markdown, render_text};
+pub use render::{render_json, render_markdown, render_text, to_value};
 pub use safety::check_safety;
 pub use state::{
     detect, locate, HostState, Located, Record, StateSource, DRY_RUN_STAMP, MIGRATED_STAMP,
@@ -206,6 +206,42 @@ pub struct Options {
     pub acknowledged: BTreeSet<String>,
     /// What the system root shows (nothing when none was read).
     pub record: Record,
+    /// How rebuild steps deploy a configuration.
+    pub deploy: Deploy,
+}
+
+/// The tool a plan's rebuild steps deploy with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Deploy {
+    /// `nixos-rebuild switch --flake OUT#CONFIGURATION`, run on the host.
+    #[default]
+    NixosRebuild,
+    /// `colmena apply --on CONFIGURATION`, run where the flake is, with the
+    /// flake's `colmena` hive (its node of that name deploys to the host).
+    Colmena,
+}
+
+impl Options {
+    /// The command that builds configuration `cfg` and makes it the host's.
+    pub fn switch_command(&self, cfg: &str) -> String {
+        let out = &self.out_dir;
+        match self.deploy {
+            Deploy::NixosRebuild => format!("nixos-rebuild switch --flake {out}#{cfg}"),
+            Deploy::Colmena => {
+                format!("colmena apply --config {out}/flake.nix --on {cfg} switch")
+            }
+        }
+    }
+
+    /// The command that builds configuration `cfg` without activating it.
+    pub fn build_command(&self, cfg: &str) -> String {
+        let out = &self.out_dir;
+        match self.deploy {
+            Deploy::NixosRebuild => format!("nixos-rebuild build --flake {out}#{cfg}"),
+            Deploy::Colmena => format!("colmena build --config {out}/flake.nix --on {cfg}"),
+        }
+    }
 }
 
 /// Plans the steps from `from` to the spec's target (or back, with `rollback`).

@@ -158,6 +158,11 @@ pub fn render_markdown(plan: &Plan) -> String {
     out
 }
 
+/// The plan as JSON data (what `render_json` prints).
+pub fn to_value(plan: &Plan) -> serde_json::Value {
+    serde_json::to_value(plan).unwrap_or_default()
+}
+
 pub fn render_json(plan: &Plan) -> String {
     let mut s = serde_json::to_string_pretty(plan).unwrap_or_default();
     s.push('\n');

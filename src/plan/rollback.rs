@@ -63,11 +63,7 @@ pub(super) fn rollback(
 
 /// Back to the generation before MAS: Synapse on its own logins again.
 fn switch_back(hs: &Homeserver, host: &str, from: HostState, down: bool, opts: &Options) -> Step {
-    let prepare = format!(
-        "{}#{}",
-        opts.out_dir,
-        configuration_name(host, Phase::Prepare)
-    );
+    let prepare = opts.switch_command(&configuration_name(host, Phase::Prepare));
     let url = |path: &str| format!("https://{}{path}", hs.synapse.public_hostname);
     let mut s = step(
         host,
@@ -109,7 +105,7 @@ fn switch_back(hs: &Homeserver, host: &str, from: HostState, down: bool, opts: &
         ),
         if down { Downtime::Down } else { Downtime::Restart },
         if from == HostState::MasPrepared {
-            undo(true, format!("nixos-rebuild switch --flake {prepare}"))
+            undo(true, prepare.clone())
         } else {
             undo(false, "migrate again: the full migration plan from synapse-only")
         },
@@ -118,7 +114,7 @@ fn switch_back(hs: &Homeserver, host: &str, from: HostState, down: bool, opts: &
     if from == HostState::Delegated {
         s.warnings.push("accounts created through MAS since the switch have no Synapse password: set one with Synapse's admin API (`PUT /_synapse/admin/v2/users/<user id>` with `password`) or let them log in through Synapse's own SSO".into());
     }
-    s.warnings.push(format!("if no generation without MAS is left (collected), switch to the configuration the host ran before MAS instead; `nixos-rebuild switch --flake {prepare}` also gives Synapse its own logins back, with MAS idle beside it (`mas-prepared`)"));
+    s.warnings.push(format!("if no generation without MAS is left (collected), switch to the configuration the host ran before MAS instead; `{prepare}` also gives Synapse its own logins back, with MAS idle beside it (`mas-prepared`)"));
     s
 }
 

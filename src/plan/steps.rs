@@ -182,7 +182,6 @@ pub(super) fn forward(
     from: HostState,
     opts: &Options,
 ) -> Result<(HostState, Vec<Step>), Refusal> {
-    let out = &opts.out_dir;
     let final_cfg = configuration_name(host, Phase::Final);
     let prepare_cfg = configuration_name(host, Phase::Prepare);
     let mut steps = Vec::new();
@@ -219,7 +218,7 @@ pub(super) fn forward(
     if hs.mode == Mode::Migrate && from < HostState::Migrated {
         if from < HostState::MasPrepared {
             steps.push(step(host, SWITCH_PREPARE, "Install MAS idle beside Synapse (migration phase 1)", StepKind::Rebuild,
-                vec![format!("nixos-rebuild switch --flake {out}#{prepare_cfg}")],
+                vec![opts.switch_command(&prepare_cfg)],
                 gate("MAS and Synapse are active; MAS's config check passes; Synapse still logs users in itself", vec![
                     zero("systemctl is-active matrix-synapse.service matrix-authentication-service.service"),
                     zero(start(unit::MAS_CONFIG_CHECK)),
@@ -283,11 +282,8 @@ pub(super) fn forward(
             BUILD_FINAL,
             "Build the final configuration without activating it",
             StepKind::Rebuild,
-            vec![format!("nixos-rebuild build --flake {out}#{final_cfg}")],
-            gate(
-                "the build succeeds, so the later switch only activates",
-                vec![zero("test -e ./result")],
-            ),
+            vec![opts.build_command(&final_cfg)],
+            build_gate(opts, &final_cfg),
             Downtime::None,
             undo(true, "nothing to undo: nothing was activated"),
             HostState::MasPrepared,
@@ -309,7 +305,7 @@ pub(super) fn forward(
         let mut switch = step(host, SWITCH_FINAL,
             if migrating { "Switch Synapse to MAS delegation (downtime ends)" } else { "Switch to the configuration" },
             StepKind::Rebuild,
-            vec![format!("nixos-rebuild switch --flake {out}#{final_cfg}")],
+            vec![opts.switch_command(&final_cfg)],
             gate("Synapse and MAS are active; Synapse delegates to MAS (it serves /_matrix/client/v1/auth_metadata only then); /_matrix/client/v3/login is answered through the proxy", vec![
                 zero("systemctl is-active matrix-synapse.service matrix-authentication-service.service"),
                 Check {
@@ -386,4 +382,18 @@ pub(super) fn forward(
         }
     }
     Ok((HostState::Delegated, steps))
+}
+
+/// What shows that the final configuration built: nixos-rebuild leaves
+/// `./result`; Colmena keeps no link, and building again is a no-op that
+/// succeeds only when the first build did.
+fn build_gate(opts: &Options, final_cfg: &str) -> Gate {
+    let check = match opts.deploy {
+        super::Deploy::NixosRebuild => zero("test -e ./result"),
+        super::Deploy::Colmena => zero(opts.build_command(final_cfg)),
+    };
+    gate(
+        "the build succeeds, so the later switch only activates",
+        vec![check],
+    )
 }

@@ -57,6 +57,13 @@ impl Source {
         self.cap.unwrap_or(usize::MAX)
     }
 
+    /// Frees the parsed document (it holds several times the text) once no
+    /// diagnostic will point into the spec: a fleet keeps a thousand specs.
+    /// Spans are `0..0` afterwards.
+    pub fn release_document(&mut self) {
+        self.doc = ImDocument::parse(String::new());
+    }
+
     /// Byte range of the value at `path`, or of the deepest part of it that exists.
     pub fn span_of(&self, path: &KeyPath) -> Range<usize> {
         let Ok(doc) = &self.doc else { return 0..0 };

@@ -72,6 +72,7 @@ impl Source {
                     excerpt: excerpts.then(|| self.excerpt(line, span)),
                     related: diag.related.as_ref().zip(related.as_ref()).map(
                         |((_, label), span)| Related {
+                            file: self.name.clone(),
                             line: rel_line,
                             column: rel_column,
                             label: label.clone(),

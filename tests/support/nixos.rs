@@ -472,3 +472,67 @@ fn named_file(eval: &NixosEval, service: &str, name: &str) -> Option<String> {
         .flat_map(|t| store_paths(t))
         .find(|p| eval.files.get(p).is_some_and(|f| f.name.ends_with(name)))
 }
+
+/// Builds the fleet of `specs` (spec or fleet files) into a temporary
+/// directory; returns it with each configuration's server name.
+pub fn build_fleet_output(
+    specs: &[PathBuf],
+) -> Result<(tempfile::TempDir, BTreeMap<String, String>), String> {
+    let paths: Vec<camino::Utf8PathBuf> = specs
+        .iter()
+        .map(|p| camino::Utf8PathBuf::from_path_buf(p.clone()).map_err(|p| format!("{p:?}")))
+        .collect::<Result<_, _>>()?;
+    let files = masgen::fleet::expand(&paths)
+        .map_err(|e| e.to_string())?
+        .map_err(|r| r.to_string())?;
+    let fleet = masgen::fleet::load(&files).map_err(|e| e.to_string())?;
+    if !fleet.is_ok() {
+        return Err("the fleet does not validate".into());
+    }
+    let (lowered, tree) =
+        masgen::fleet::build_tree(&fleet.checked(), "./out").map_err(|e| format!("{e:#}"))?;
+    let dir = tempfile::Builder::new()
+        .prefix("masgen-fleet-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let out = camino::Utf8Path::from_path(dir.path()).ok_or("non-UTF-8 temp dir")?;
+    masgen::write::write_tree(out, &tree, false).map_err(|e| format!("write_tree: {e:#}"))?;
+    let servers = lowered
+        .iter()
+        .flat_map(|l| {
+            l.phases
+                .iter()
+                .map(|p| (p.configuration.clone(), l.server_name.clone()))
+        })
+        .collect();
+    Ok((dir, servers))
+}
+
+/// Evaluates every node of the flake's `colmena` hive (tests/nixos/colmena.nix).
+pub fn evaluate_hive(out_dir: &Path, tree: &Path) -> Result<Value, String> {
+    let nix = nix_instantiate().ok_or("nix-instantiate is not available")?;
+    let host_dir = host_dir(out_dir)?;
+    let output = nix
+        .command()
+        .args(["--eval", "--strict", "--json"])
+        .arg(repo_root().join("tests/nixos/colmena.nix"))
+        .arg("--argstr")
+        .arg("tree")
+        .arg(tree)
+        .arg("--argstr")
+        .arg("out")
+        .arg(out_dir)
+        .arg("--argstr")
+        .arg("hostDir")
+        .arg(host_dir.path())
+        .output()
+        .map_err(|e| format!("cannot run nix-instantiate: {e}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (_, stderr) = parse_traces(&stderr);
+    if !output.status.success() {
+        let error = stderr.find("error:").map_or(&stderr[..], |i| &stderr[i..]);
+        return Err(error.trim_end().to_string());
+    }
+    serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("invalid JSON from colmena.nix ({e})"))
+}

@@ -13,6 +13,14 @@ pub(super) fn check_host_base(
     about: KeyPath,
 ) -> Option<String> {
     let path = |key: &str| at("hosts").key(name).key(key);
+    if crate::emit::RESERVED_NODE_NAMES.contains(&name) {
+        c.error(
+            "host.colmena_reserved",
+            about.clone(),
+            format!("host `{name}` would be the node `{name}` of the flake's Colmena hive, a name Colmena reserves"),
+            "rename the host: Colmena reserves `meta`, `defaults` and `network`",
+        );
+    }
     match (&h.base_flake, &h.base_config) {
         (None, None) => {
             c.warn(

@@ -1,0 +1,187 @@
+//! The fleet side of `check`, `build`, `plan` and `diff`: several specs
+//! (or fleet files listing them) given at once.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use camino::{Utf8Path, Utf8PathBuf};
+
+use masgen::fleet::{self, Fleet};
+
+use crate::cli::CheckFormat;
+
+/// The spec files the arguments name, fleet files expanded; `None` after
+/// printing a fleet file's diagnostics.
+pub fn resolve(inputs: &[Utf8PathBuf]) -> Result<Option<Vec<Utf8PathBuf>>> {
+    match fleet::expand(inputs)? {
+        Ok(specs) => Ok(Some(specs)),
+        Err(report) => {
+            let _ = write!(std::io::stderr().lock(), "{report}");
+            eprintln!("fleet file failed ({}); nothing was read", report.summary());
+            Ok(None)
+        }
+    }
+}
+
+/// Reads and validates every spec of a fleet and checks them against each
+/// other, printing each spec's diagnostics and whether it is fine. `None`:
+/// some spec failed, and the command should exit 2.
+pub fn load(specs: &[Utf8PathBuf], what_happened: &str) -> Result<Option<Fleet>> {
+    let fleet = fleet::load(specs)?;
+    let mut failed = 0;
+    let mut err = std::io::stderr().lock();
+    for spec in &fleet.specs {
+        match &spec.result {
+            Ok(checked) => {
+                write!(err, "{}", checked.warnings)?;
+                writeln!(err, "{}: ok ({})", spec.path, checked.warnings.summary())?;
+            }
+            Err(report) => {
+                failed += 1;
+                write!(err, "{report}")?;
+                writeln!(err, "{}: failed ({})", spec.path, report.summary())?;
+            }
+        }
+    }
+    let total = fleet.specs.len();
+    if failed > 0 {
+        writeln!(
+            err,
+            "fleet: {failed} of {total} specs failed, {} fine; {what_happened}",
+            total - failed
+        )?;
+        return Ok(None);
+    }
+    Ok(Some(fleet))
+}
+
+/// `masgen check` of several specs.
+pub fn check(specs: &[Utf8PathBuf], format: CheckFormat) -> Result<ExitCode> {
+    use masgen::diag::format as fmt;
+    if format == CheckFormat::Text {
+        return Ok(match load(specs, "nothing was written")? {
+            Some(fleet) => {
+                let mut out = std::io::stdout().lock();
+                for spec in &fleet.specs {
+                    if let Ok(checked) = &spec.result {
+                        let note = masgen::model::nixpkgs::describe(&checked.homeserver.nixpkgs);
+                        writeln!(out, "{}: {note}", spec.path)?;
+                    }
+                }
+                eprintln!("fleet: {} specs ok", fleet.specs.len());
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::from(2),
+        });
+    }
+    let render = match format {
+        CheckFormat::Github => fmt::github,
+        _ => fmt::json_lines,
+    };
+    let fleet = fleet::load(specs)?;
+    let mut out = std::io::stdout().lock();
+    let mut failed = 0;
+    for spec in &fleet.specs {
+        let (diags, ok) = match &spec.result {
+            Ok(checked) => (&checked.warnings, true),
+            Err(report) => (report, false),
+        };
+        failed += usize::from(!ok);
+        out.write_all(render(&diags[..]).as_bytes())?;
+        eprintln!(
+            "{}: {} ({})",
+            spec.path,
+            if ok { "ok" } else { "failed" },
+            diags.summary()
+        );
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The output tree of a fleet, after printing what the build drops.
+pub fn build_tree(fleet: &Fleet, output: &Utf8Path) -> Result<masgen::emit::OutputTree> {
+    let members = fleet.checked();
+    let (lowered, tree) = fleet::build_tree(&members, &masgen::flake_ref(output))?;
+    for l in &lowered {
+        for phase in &l.phases {
+            for d in &phase.dropped {
+                eprintln!(
+                    "note: `{}` is dropped from `{}`: {}",
+                    d.setting, phase.configuration, d.reason
+                );
+            }
+        }
+    }
+    Ok(tree)
+}
+
+/// How the fleet's specs are named in a hint to run a command again.
+pub fn spec_args(specs: &[Utf8PathBuf]) -> String {
+    let names: Vec<&str> = specs.iter().map(|s| s.as_str()).collect();
+    names.join(" ")
+}
+
+/// The spec of the homeserver `--only NAME` names; `None` after printing
+/// why the fleet failed.
+pub fn only_spec(specs: &[Utf8PathBuf], name: &str) -> Result<Option<Utf8PathBuf>> {
+    let Some(fleet) = load(specs, "nothing compared")? else {
+        return Ok(None);
+    };
+    let selected = fleet.select(Some(name)).map_err(anyhow::Error::msg)?;
+    let Some(checked) = selected.first() else {
+        anyhow::bail!("--only {name}: no homeserver selected");
+    };
+    let path = fleet
+        .specs
+        .iter()
+        .find(|s| s.path.as_str() == checked.source.name)
+        .map(|s| s.path.clone());
+    Ok(path)
+}
+
+/// `masgen diff` of a whole fleet: its tree against a previous output tree.
+pub fn diff(
+    specs: &[Utf8PathBuf],
+    against: Option<Utf8PathBuf>,
+    against_rev: Option<String>,
+    system: Option<Utf8PathBuf>,
+    format: crate::cli::Format,
+) -> Result<ExitCode> {
+    use masgen::diff::{self, Against};
+    let dir = match (against, against_rev, system) {
+        (Some(dir), None, None) => dir,
+        (None, None, None) => anyhow::bail!(
+            "`masgen diff` needs exactly one of --against DIR, --against-rev REV, --system ROOT"
+        ),
+        (None, _, _) => anyhow::bail!(
+            "--against-rev and --system compare one homeserver: add --only NAME (a server name or spec file stem)"
+        ),
+        _ => anyhow::bail!(
+            "`masgen diff` needs exactly one of --against DIR, --against-rev REV, --system ROOT"
+        ),
+    };
+    let Some(fleet) = load(specs, "nothing compared")? else {
+        return Ok(ExitCode::from(2));
+    };
+    let tree = build_tree(&fleet, &dir)?;
+    let (old, notes) = diff::input::read_tree(&dir)?;
+    let label = format!("fleet of {} specs", fleet.specs.len());
+    let against = Against::Tree {
+        path: dir.to_string(),
+    };
+    let mut changeset = diff::compare::compare_trees(&label, against, &old, &tree)
+        .map_err(|e| anyhow::anyhow!("cannot compare: {e}"))?;
+    changeset.notes.splice(0..0, notes);
+    let text = match format {
+        crate::cli::Format::Text => diff::render::text(&changeset, crate::commands::stdout_color()),
+        crate::cli::Format::Markdown => diff::render::markdown(&changeset),
+        crate::cli::Format::Json => diff::render::json(&changeset),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(ExitCode::from(u8::from(changeset.changed)))
+}

@@ -1,0 +1,185 @@
+//! `masgen plan`: one homeserver from where its host is, or every
+//! homeserver of a fleet (`--only NAME` for one of them).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use camino::Utf8PathBuf;
+
+use masgen::plan::{self, Plan, StateSource};
+
+use crate::cli::{Deploy, Format};
+
+pub struct PlanArgs {
+    pub specs: Vec<Utf8PathBuf>,
+    pub only: Option<String>,
+    pub deploy: Deploy,
+    pub from: Option<String>,
+    pub against: Option<Utf8PathBuf>,
+    pub system: Option<Utf8PathBuf>,
+    pub output: Utf8PathBuf,
+    pub format: Format,
+    pub rollback: bool,
+    pub acknowledge: Vec<String>,
+}
+
+pub fn plan(args: PlanArgs) -> Result<ExitCode> {
+    for ack in &args.acknowledge {
+        if !plan::ACKNOWLEDGEMENTS.contains(&ack.as_str()) {
+            anyhow::bail!(
+                "unknown acknowledgement `{ack}`; known: {}",
+                plan::ACKNOWLEDGEMENTS.join(", ")
+            );
+        }
+    }
+    let Some(files) = crate::fleet_cmd::resolve(&args.specs)? else {
+        return Ok(ExitCode::from(2));
+    };
+    let selected: Vec<masgen::Checked> = match files.as_slice() {
+        [spec] => {
+            let Some(checked) = crate::commands::load(spec, "no plan")? else {
+                return Ok(ExitCode::from(2));
+            };
+            if let Some(name) = &args.only {
+                let stem = spec.file_stem().unwrap_or_default();
+                anyhow::ensure!(
+                    *name == checked.homeserver.server_name || name == stem,
+                    "--only {name}: the spec's homeserver is `{}` (file stem `{stem}`)",
+                    checked.homeserver.server_name
+                );
+            }
+            vec![checked]
+        }
+        _ => {
+            let Some(mut fleet) = crate::fleet_cmd::load(&files, "no plan")? else {
+                return Ok(ExitCode::from(2));
+            };
+            let keep: Vec<String> = fleet
+                .select(args.only.as_deref())
+                .map_err(anyhow::Error::msg)?
+                .iter()
+                .map(|c| c.source.name.clone())
+                .collect();
+            fleet
+                .specs
+                .drain(..)
+                .filter_map(|s| s.result.ok())
+                .filter(|c| keep.contains(&c.source.name))
+                .collect()
+        }
+    };
+    let plans = match selected.as_slice() {
+        [one] => match plan_one(one, &args)? {
+            Ok(p) => vec![p],
+            Err(code) => return Ok(code),
+        },
+        many => match plan_fleet(many, &args)? {
+            Ok(plans) => plans,
+            Err(code) => return Ok(code),
+        },
+    };
+    let text = render(&plans, args.format);
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn options(args: &PlanArgs, record: plan::Record) -> plan::Options {
+    plan::Options {
+        out_dir: masgen::flake_ref(&args.output),
+        rollback: args.rollback,
+        acknowledged: args.acknowledge.iter().cloned().collect(),
+        record,
+        deploy: match args.deploy {
+            Deploy::NixosRebuild => plan::Deploy::NixosRebuild,
+            Deploy::Colmena => plan::Deploy::Colmena,
+        },
+    }
+}
+
+/// One homeserver, from where its host is (`--from`, `--against`, `--system`).
+fn plan_one(checked: &masgen::Checked, args: &PlanArgs) -> Result<Result<Plan, ExitCode>> {
+    let claim = match (&args.from, &args.against) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "give one of --from and --against: both say where the host is (add --system to check either against the host)"
+        ),
+        (Some(f), None) => Some(StateSource::Flag(f)),
+        (None, Some(a)) => Some(StateSource::Manifest(a)),
+        (None, None) => None,
+    };
+    let located = plan::locate(claim.as_ref(), args.system.as_deref())?;
+    let opts = options(args, located.record);
+    Ok(
+        plan::plan(&checked.homeserver, located.state, &located.how, &opts).map_err(|refusal| {
+            eprintln!("{refusal}");
+            ExitCode::from(2)
+        }),
+    )
+}
+
+/// Every selected homeserver of a fleet, each from where a host of its
+/// spec's mode starts: where each host is cannot be one flag for all.
+fn plan_fleet(
+    selected: &[masgen::Checked],
+    args: &PlanArgs,
+) -> Result<Result<Vec<Plan>, ExitCode>> {
+    if args.from.is_some() || args.against.is_some() || args.system.is_some() {
+        anyhow::bail!(
+            "--from, --against and --system say where one host is: with several homeservers, add --only NAME (a server name or spec file stem)"
+        );
+    }
+    let opts = options(args, plan::Record::default());
+    let mut plans = Vec::new();
+    let mut refused = false;
+    for checked in selected {
+        let hs = &checked.homeserver;
+        let from = match hs.mode {
+            masgen::model::Mode::Fresh => plan::HostState::Fresh,
+            masgen::model::Mode::Migrate => plan::HostState::SynapseOnly,
+        };
+        match plan::plan(hs, from, masgen::OWN_PLAN_SOURCE, &opts) {
+            Ok(p) => plans.push(p),
+            Err(refusal) => {
+                refused = true;
+                eprintln!("{}: {refusal}", hs.server_name);
+            }
+        }
+    }
+    Ok(if refused {
+        Err(ExitCode::from(2))
+    } else {
+        Ok(plans)
+    })
+}
+
+fn render(plans: &[Plan], format: Format) -> String {
+    match (plans, format) {
+        ([one], Format::Text) => plan::render_text(one, crate::commands::stdout_color()),
+        ([one], Format::Markdown) => plan::render_markdown(one),
+        ([one], Format::Json) => plan::render_json(one),
+        (many, Format::Json) => {
+            let values: Vec<serde_json::Value> = many
+                .iter()
+                .map(|p| serde_json::from_str(&plan::render_json(p)).unwrap_or_default())
+                .collect();
+            let value = serde_json::json!({
+                "schema_version": plan::PLAN_SCHEMA_VERSION,
+                "plans": values,
+            });
+            let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+            text.push('\n');
+            text
+        }
+        (many, format) => {
+            let color = crate::commands::stdout_color();
+            let parts: Vec<String> = many
+                .iter()
+                .map(|p| match format {
+                    Format::Markdown => plan::render_markdown(p),
+                    _ => plan::render_text(p, color),
+                })
+                .collect();
+            parts.join("\n")
+        }
+    }
+}
