@@ -249,23 +249,36 @@ fn check_nodes(nodes: &Value, migration: bool) -> Result<(), String> {
 
 /// Evaluates every stage of every check `checked` builds; failures as lines.
 fn evaluate_checks(name: &str, checked: &masgen::Checked, tree: &Tree) -> Vec<String> {
-    let mut failures = Vec::new();
     let out = nixos::build_output(checked).unwrap();
     let migration = checked.homeserver.mode == masgen::model::Mode::Migrate;
     let found = checks(out.path());
     let hosts = checked.homeserver.hosts.len();
     assert_eq!(found.len(), hosts, "{name}: one check per host: {found:?}");
-    for (system, check) in found {
+    for (_, check) in &found {
         let suffix = if migration { "-migration" } else { "-fresh" };
         assert!(check.ends_with(suffix), "{name}: {check}");
+    }
+    evaluate_found(name, out.path(), found, tree)
+}
+
+/// Evaluates each of `found` (system, check) of the flake in `out`.
+fn evaluate_found(
+    name: &str,
+    out: &Path,
+    found: Vec<(String, String)>,
+    tree: &Tree,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (system, check) in found {
+        let migration = check.ends_with("-migration");
         let what = format!("{name} × checks.{system}.{check}");
-        let nodes = stage(out.path(), &check, tree, "nodes")
-            .and_then(|n| check_nodes(&n, migration).map(|()| n));
+        let nodes =
+            stage(out, &check, tree, "nodes").and_then(|n| check_nodes(&n, migration).map(|()| n));
         if let Err(e) = nodes {
             failures.push(format!("{what}: nodes: {e}"));
             continue;
         }
-        let script = stage(out.path(), &check, tree, "testScript").unwrap();
+        let script = stage(out, &check, tree, "testScript").unwrap();
         match python_check(script.as_str().unwrap()) {
             Ok(linted) => eprintln!("{what}: test script parses (pyflakes ran: {linted})"),
             Err(e) => failures.push(format!("{what}: test script: {e}")),
@@ -276,7 +289,7 @@ fn evaluate_checks(name: &str, checked: &masgen::Checked, tree: &Tree) -> Vec<St
         }
         // How far the derivations instantiate with stand-in packages.
         for attr in ["toplevel", "vm", "driver", "test"] {
-            match stage(out.path(), &check, tree, attr) {
+            match stage(out, &check, tree, attr) {
                 Ok(Value::String(drv)) if drv.ends_with(".drv") => {
                     eprintln!("{what}: {attr} instantiates: {drv}")
                 }
@@ -296,6 +309,27 @@ fn every_example_carries_a_rehearsal_that_evaluates() {
     for (name, checked) in support::checked_examples() {
         failures.extend(evaluate_checks(&name, &checked, &tree));
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A fleet's one flake carries a rehearsal per host of every homeserver,
+/// each with its homeserver's nixpkgs pin (the example fleet has two).
+#[test]
+fn every_host_of_the_example_fleet_has_a_rehearsal_that_evaluates() {
+    let what = "every_host_of_the_example_fleet_has_a_rehearsal_that_evaluates";
+    let Some(tree) = tree(what) else { return };
+    let fleet = support::repo_root().join("examples/fleet/fleet.toml");
+    let (out, _) = nixos::build_fleet_output(&[fleet]).unwrap();
+    let found = checks(out.path());
+    let names: Vec<&str> = found.iter().map(|(_, c)| c.as_str()).collect();
+    assert!(names.iter().any(|c| c.ends_with("-fresh")), "{names:?}");
+    assert!(names.iter().any(|c| c.ends_with("-migration")), "{names:?}");
+    let flake = std::fs::read_to_string(out.path().join("flake.nix")).unwrap();
+    assert!(
+        flake.contains("pkgs = inputs.nixpkgs-2.legacyPackages"),
+        "{flake}"
+    );
+    let failures = evaluate_found("the example fleet", out.path(), found, &tree);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 

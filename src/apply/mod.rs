@@ -145,6 +145,10 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
         print_dry_run(&steps, opts);
         return Ok(Outcome::Done);
     }
+    if let Some(why) = remote_tree_differs(&host, opts)? {
+        say!("refused: {why}");
+        return Ok(Outcome::Refused);
+    }
     let asks: Vec<&str> = steps
         .iter()
         .filter(|s| needs_confirmation(s).is_some())
@@ -212,6 +216,33 @@ fn start_run(
         )),
     )?;
     Ok(())
+}
+
+/// With `--target-host` the commands run on the host, with the flake in its
+/// login directory: that tree must be the one checked against the spec here
+/// (same manifest), or the host would switch to something nobody reviewed.
+fn remote_tree_differs(host: &Host, opts: &Options) -> Result<Option<String>> {
+    let Some(target) = host.target() else {
+        return Ok(None);
+    };
+    let name = crate::flake_ref(&opts.output);
+    let local = std::fs::read_to_string(opts.output.join(crate::emit::MANIFEST)).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read {}: {e}",
+            opts.output.join(crate::emit::MANIFEST)
+        )
+    })?;
+    let remote_path = Utf8PathBuf::from(format!("{name}/{}", crate::emit::MANIFEST));
+    let state = match host.read(&remote_path)? {
+        Some(remote) if remote == local => return Ok(None),
+        Some(_) => "differs from",
+        None => "is missing, not",
+    };
+    let dir = name.trim_start_matches("./");
+    Ok(Some(format!(
+        "{name} on {target} {state} the tree built here from the spec (the commands run there); copy it first: `rsync -a --delete {out}/ {target}:{dir}/`",
+        out = opts.output
+    )))
 }
 
 /// The plan from the host's system root, as `masgen plan --system` makes it.

@@ -65,11 +65,19 @@ fn add_checks(
             Box::new(NixExpr::attrs([
                 (
                     "pkgs",
-                    NixExpr::Select(vec![
-                        pin.into(),
-                        "legacyPackages".into(),
-                        host.system.clone(),
-                    ]),
+                    // Only `nixpkgs` is an argument of `outputs`; a fleet's
+                    // other pins are reached through `inputs`.
+                    NixExpr::Select(
+                        (pin != "nixpkgs")
+                            .then(|| "inputs".to_string())
+                            .into_iter()
+                            .chain([
+                                pin.to_string(),
+                                "legacyPackages".into(),
+                                host.system.clone(),
+                            ])
+                            .collect(),
+                    ),
                 ),
                 ("self", NixExpr::Raw("self")),
                 (

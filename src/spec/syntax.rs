@@ -157,5 +157,14 @@ mod tests {
         let t = "s = \"\"\"abc\n'''\n";
         assert_eq!(unclosed_opener(t, t.len()), Some((4, "multi-line string")));
         assert_eq!(unclosed_opener("a = [1]\n[b]\n", 12), None);
+        // A table header is one line even when indented (or after CRLF
+        // line ends): its `[` is not an array left open.
+        for t in [
+            "a = 1\n  [b\nc = 2\n",
+            "a = 1\n\t[b\n",
+            "a = 1\r\n[b\r\nc = 2\r\n",
+        ] {
+            assert_eq!(unclosed_opener(t, t.len()), None, "{t:?}");
+        }
     }
 }

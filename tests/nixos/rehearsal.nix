@@ -29,7 +29,9 @@ let
   };
   # The rehearsal uses no host input: any access to one fails here.
   hostInput = throw "the rehearsal must not use the host's own configuration";
-  inputs = lib.mapAttrs (n: _: if n == "nixpkgs" then nixpkgs else hostInput) (flake.inputs or { }) // {
+  # A fleet's other pins (`nixpkgs-2`, …) are the same tree.
+  isPin = n: n == "nixpkgs" || lib.hasPrefix "nixpkgs-" n;
+  inputs = lib.mapAttrs (n: _: if isPin n then nixpkgs else hostInput) (flake.inputs or { }) // {
     inherit self nixpkgs;
   };
   self = flake.outputs inputs // {
