@@ -157,6 +157,16 @@ mod tests {
         let t = "s = \"\"\"abc\n'''\n";
         assert_eq!(unclosed_opener(t, t.len()), Some((4, "multi-line string")));
         assert_eq!(unclosed_opener("a = [1]\n[b]\n", 12), None);
+        // An escaped quote does not end a string; a `[` inside one opens
+        // nothing.
+        let t = "a = [\"x\\\"[\", 1";
+        assert_eq!(unclosed_opener(t, t.len()), Some((4, "array `[`")), "{t}");
+        // A multi-line string may end in more than three quotes; what
+        // follows it is read again.
+        let t = "s = \"\"\"x\"\"\"\"\nt = [1, 2\n";
+        assert_eq!(unclosed_opener(t, t.len()), Some((17, "array `[`")), "{t}");
+        let t = "s = \"\"\"x\"\"\"\"";
+        assert_eq!(unclosed_opener(t, t.len()), None, "{t}");
         // A table header is one line even when indented (or after CRLF
         // line ends): its `[` is not an array left open.
         for t in [
