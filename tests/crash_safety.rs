@@ -400,6 +400,24 @@ fn a_symlinked_out_dir_stays_a_symlink() {
     assert_eq!(names, Vec::<String>::new());
 }
 
+/// An `-o` that cannot be resolved for another reason than not existing
+/// (a symbolic link to itself) is an error, and the link stays: only a
+/// missing directory is created.
+#[test]
+fn an_unresolvable_out_dir_is_an_error_and_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Utf8Path::from_path(dir.path()).unwrap();
+    let out = root.join("out");
+    std::os::unix::fs::symlink("out", &out).unwrap();
+    let err = write_tree(&out, &library_tree("fresh.toml"), false).expect_err("a link loop");
+    assert!(
+        format!("{err:#}").contains(&format!("resolving {out}")),
+        "{err:#}"
+    );
+    assert_eq!(fs::read_link(&out).unwrap().to_str(), Some("out"));
+    assert_eq!(siblings(dir.path()), Vec::<String>::new());
+}
+
 /// A manifest that exists but cannot be read is an error naming it, not a
 /// first build: the tree it lists must not be mistaken for foreign files
 /// (or, worse, for none).

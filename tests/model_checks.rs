@@ -284,3 +284,35 @@ fn unknown_keys_past_the_cap_are_counted_exactly() {
     assert_eq!(report.errors, cap + 3, "{report}");
     assert_eq!(report.omitted(), 3, "{report}");
 }
+
+/// A database name is a plain PostgreSQL identifier: letters, digits, `-`
+/// and `_` are fine, anything else is refused.
+#[test]
+fn database_names_are_plain_identifiers() {
+    let named = |name: &str| {
+        let text = with(
+            "migrate-local.toml",
+            "synapse.database.name",
+            toml::Value::String(name.into()),
+        );
+        set(
+            &text,
+            "synapse.database.user",
+            toml::Value::String(name.into()),
+        )
+    };
+    for good in ["matrix_synapse", "matrix-synapse", "synapse2"] {
+        let errors = errors(named(good));
+        assert!(
+            !errors.iter().any(|(code, _)| code == "database.name"),
+            "{good}: {errors:?}"
+        );
+    }
+    for bad in ["matrix.synapse", "matrix synapse", ""] {
+        let errors = errors(named(bad));
+        assert!(
+            errors.iter().any(|(code, _)| code == "database.name"),
+            "{bad:?}: {errors:?}"
+        );
+    }
+}
