@@ -182,10 +182,22 @@ pub(super) fn forward(
     from: HostState,
     opts: &Options,
 ) -> Result<(HostState, Vec<Step>), Refusal> {
-    let final_cfg = configuration_name(host, Phase::Final);
-    let prepare_cfg = configuration_name(host, Phase::Prepare);
+    refuse(hs, from, opts)?;
     let mut steps = Vec::new();
+    if hs.mode == Mode::Migrate && from < HostState::Migrated {
+        steps.extend(migration(hs, host, from, opts));
+    }
+    if hs.mode == Mode::Fresh || from <= HostState::Migrated || from == HostState::Delegated {
+        steps.extend(final_switch(hs, host, from, opts));
+        steps.extend(registrations(hs, host));
+        steps.extend(follow_ups(hs, host));
+    }
+    Ok((HostState::Delegated, steps))
+}
 
+/// Transitions no plan makes: a fresh install over a running Synapse, a
+/// migration without one, password providers nobody acknowledged.
+fn refuse(hs: &Homeserver, from: HostState, opts: &Options) -> Result<(), Refusal> {
     match (hs.mode, from) {
         (Mode::Fresh, HostState::SynapseOnly | HostState::MasPrepared | HostState::Migrated) => {
             return Err(Refusal {
@@ -214,174 +226,197 @@ pub(super) fn forward(
             help: format!("move those users to MAS (upstream OIDC, e.g. Dex in front of LDAP) and remove the providers, or pass --acknowledge {ACK_PASSWORD_PROVIDERS}"),
         });
     }
+    Ok(())
+}
 
-    if hs.mode == Mode::Migrate && from < HostState::Migrated {
-        if from < HostState::MasPrepared {
-            steps.push(step(host, SWITCH_PREPARE, "Install MAS idle beside Synapse (migration phase 1)", StepKind::Rebuild,
-                vec![opts.switch_command(&prepare_cfg)],
-                gate("MAS and Synapse are active; MAS's config check passes; Synapse still logs users in itself", vec![
-                    zero("systemctl is-active matrix-synapse.service matrix-authentication-service.service"),
-                    zero(start(unit::MAS_CONFIG_CHECK)),
-                    ran_ok(unit::MAS_CONFIG_CHECK),
-                ]),
-                Downtime::Restart,
-                undo(true, "nixos-rebuild switch --rollback (MAS's database stays empty; nothing to clean up)"),
-                HostState::MasPrepared));
-        }
-        let mut check = step(
-            host,
-            CHECK,
-            "Check the homeserver for syn2mas",
-            StepKind::Check,
-            vec![start(unit::SYN2MAS_CHECK), journal(unit::SYN2MAS_CHECK)],
-            syn2mas_gate(SYN2MAS_EXIT, unit::SYN2MAS_CHECK),
-            Downtime::None,
-            undo(true, "nothing to undo: the check only reads"),
-            HostState::MasPrepared,
-        );
-        if hs.synapse.pepper_file.is_some() {
-            check.warnings.push(format!(
-                "MAS reads the pepper file byte for byte while Synapse's side strips a trailing newline: write {} without one (`printf '%s' PEPPER > FILE`), or the check reports a pepper mismatch",
-                hs.synapse.pepper_file.as_deref().unwrap_or_default()
-            ));
-        }
-        check.warnings.push("a leftover `oauth-delegated` external id from an earlier MAS attempt is an error; the message gives the DELETE statement to run".into());
-        steps.push(check);
-        steps.push(step(host, DRY_RUN, "Rehearse the migration (syn2mas migrate --dry-run)", StepKind::RunUnit,
-            vec![start(unit::SYN2MAS_DRY_RUN), journal(unit::SYN2MAS_DRY_RUN)],
-            syn2mas_gate(&format!("{SYN2MAS_EXIT}. The dry run writes to MAS and then empties it, so its duration (`systemctl show -p ExecMainStartTimestamp -p ExecMainExitTimestamp {}.service`) is how long the real migration keeps Synapse down", unit::SYN2MAS_DRY_RUN), unit::SYN2MAS_DRY_RUN),
-            Downtime::None, undo(true, "nothing to undo: MAS's database is emptied again"), HostState::MasPrepared));
+/// Phase 1 and the migration itself: MAS installed idle, syn2mas checked
+/// and rehearsed, a backup, the final configuration built, then Synapse
+/// and MAS stopped for `syn2mas migrate`.
+fn migration(hs: &Homeserver, host: &str, from: HostState, opts: &Options) -> Vec<Step> {
+    let final_cfg = configuration_name(host, Phase::Final);
+    let prepare_cfg = configuration_name(host, Phase::Prepare);
+    let mut steps = Vec::new();
+    if from < HostState::MasPrepared {
+        steps.push(step(host, SWITCH_PREPARE, "Install MAS idle beside Synapse (migration phase 1)", StepKind::Rebuild,
+            vec![opts.switch_command(&prepare_cfg)],
+            gate("MAS and Synapse are active; MAS's config check passes; Synapse still logs users in itself", vec![
+                zero("systemctl is-active matrix-synapse.service matrix-authentication-service.service"),
+                zero(start(unit::MAS_CONFIG_CHECK)),
+                ran_ok(unit::MAS_CONFIG_CHECK),
+            ]),
+            Downtime::Restart,
+            undo(true, "nixos-rebuild switch --rollback (MAS's database stays empty; nothing to clean up)"),
+            HostState::MasPrepared));
+    }
+    let mut check = step(
+        host,
+        CHECK,
+        "Check the homeserver for syn2mas",
+        StepKind::Check,
+        vec![start(unit::SYN2MAS_CHECK), journal(unit::SYN2MAS_CHECK)],
+        syn2mas_gate(SYN2MAS_EXIT, unit::SYN2MAS_CHECK),
+        Downtime::None,
+        undo(true, "nothing to undo: the check only reads"),
+        HostState::MasPrepared,
+    );
+    if hs.synapse.pepper_file.is_some() {
+        check.warnings.push(format!(
+            "MAS reads the pepper file byte for byte while Synapse's side strips a trailing newline: write {} without one (`printf '%s' PEPPER > FILE`), or the check reports a pepper mismatch",
+            hs.synapse.pepper_file.as_deref().unwrap_or_default()
+        ));
+    }
+    check.warnings.push("a leftover `oauth-delegated` external id from an earlier MAS attempt is an error; the message gives the DELETE statement to run".into());
+    steps.push(check);
+    steps.push(step(host, DRY_RUN, "Rehearse the migration (syn2mas migrate --dry-run)", StepKind::RunUnit,
+        vec![start(unit::SYN2MAS_DRY_RUN), journal(unit::SYN2MAS_DRY_RUN)],
+        syn2mas_gate(&format!("{SYN2MAS_EXIT}. The dry run writes to MAS and then empties it, so its duration (`systemctl show -p ExecMainStartTimestamp -p ExecMainExitTimestamp {}.service`) is how long the real migration keeps Synapse down", unit::SYN2MAS_DRY_RUN), unit::SYN2MAS_DRY_RUN),
+        Downtime::None, undo(true, "nothing to undo: MAS's database is emptied again"), HostState::MasPrepared));
+    steps.push(step(
+        host,
+        BACKUP,
+        "Back up the Synapse database and config files",
+        StepKind::RunUnit,
+        vec![start(unit::BACKUP), journal(unit::BACKUP)],
+        gate(
+            &format!(
+                "the unit succeeded and its last journal line names a non-empty dump under {}",
+                hs.backup_dir
+            ),
+            vec![
+                ran_ok(unit::BACKUP),
+                zero(format!(
+                    "test -n \"$(find {} -maxdepth 1 -name '*.dump' -size +0c)\"",
+                    hs.backup_dir
+                )),
+            ],
+        ),
+        Downtime::None,
+        undo(
+            true,
+            format!("delete the dump from {} if unwanted", hs.backup_dir),
+        ),
+        HostState::MasPrepared,
+    ));
+    steps.push(step(
+        host,
+        BUILD_FINAL,
+        "Build the final configuration without activating it",
+        StepKind::Rebuild,
+        vec![opts.build_command(&final_cfg)],
+        build_gate(opts, &final_cfg),
+        Downtime::None,
+        undo(true, "nothing to undo: nothing was activated"),
+        HostState::MasPrepared,
+    ));
+    steps.push(stop_both(host, STOP, HostState::MasPrepared));
+    let mut migrate = step(host, MIGRATE, "Copy users, passwords, links and sessions into MAS (syn2mas migrate)", StepKind::RunUnit,
+        vec![start(unit::SYN2MAS_MIGRATE), journal(unit::SYN2MAS_MIGRATE)],
+        syn2mas_gate(SYN2MAS_EXIT, unit::SYN2MAS_MIGRATE),
+        Downtime::Down,
+        undo(true, format!("clean: syn2mas never writes to Synapse's database. Drop and recreate MAS's database (`sudo -u postgres dropdb {db}; sudo -u postgres createdb -O {user} {db}`), then `systemctl start matrix-synapse.service`", db = hs.mas.database.name, user = hs.mas.database.user)),
+        HostState::Migrated);
+    migrate.warnings.push("it reads the phase-1 Synapse config files (pepper, OIDC providers); do not switch to the final configuration first".into());
+    migrate.warnings.push("until the final switch, do not reboot and do not run another `nixos-rebuild switch`: either starts Synapse again on its own logins (and starting Synapse stops a running migration, whose unit conflicts with it)".into());
+    steps.push(migrate);
+    steps
+}
+
+/// The switch to the final configuration (the end of the downtime when
+/// migrating) and mas-cli doctor.
+fn final_switch(hs: &Homeserver, host: &str, from: HostState, opts: &Options) -> Vec<Step> {
+    let final_cfg = configuration_name(host, Phase::Final);
+    let mut steps = Vec::new();
+    let migrating = hs.mode == Mode::Migrate && from < HostState::Delegated;
+    let mut switch = step(host, SWITCH_FINAL,
+        if migrating { "Switch Synapse to MAS delegation (downtime ends)" } else { "Switch to the configuration" },
+        StepKind::Rebuild,
+        vec![opts.switch_command(&final_cfg)],
+        gate("Synapse and MAS are active; Synapse delegates to MAS (it serves /_matrix/client/v1/auth_metadata only then); /_matrix/client/v3/login is answered through the proxy", vec![
+            zero("systemctl is-active matrix-synapse.service matrix-authentication-service.service"),
+            Check {
+                command: format!("curl -s -o /dev/null -w '%{{http_code}}\\n' {}_matrix/client/v1/auth_metadata", hs.synapse.public_baseurl()),
+                exit: Exit::Zero,
+                stdout_has: vec!["200".into()],
+                stdout_lacks: vec![],
+            },
+            zero(format!("curl -fsS {}_matrix/client/v3/login", hs.synapse.public_baseurl())),
+        ]),
+        if migrating { Downtime::Down } else { Downtime::Restart },
+        if migrating {
+            undo(false, format!("only with `masgen plan --rollback --acknowledge {ACK_ROLLBACK}`: sessions created through MAS break when Synapse takes logins back"))
+        } else {
+            undo(true, "nixos-rebuild switch --rollback")
+        },
+        HostState::Delegated);
+    if migrating {
+        switch.warnings.push("from here on users log in through MAS; going back breaks every session created after this step".into());
+    }
+    steps.push(switch);
+    steps.push(step(host, DOCTOR, "Verify the installation with mas-cli doctor", StepKind::Check,
+        vec![start(unit::MAS_DOCTOR), journal(unit::MAS_DOCTOR)],
+        gate("doctor reports no error (it checks that the legacy login API is served by MAS through the public URL)", vec![ran_ok(unit::MAS_DOCTOR)]),
+        Downtime::None, undo(true, "nothing to undo: doctor only reads"), HostState::Delegated));
+    steps
+}
+
+/// One step per user the spec registers in MAS.
+fn registrations(hs: &Homeserver, host: &str) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for user in &hs.users {
+        let task = unit::register_user_task(&user.localpart);
+        let who = if user.bot { "bot" } else { "user" };
         steps.push(step(
             host,
-            BACKUP,
-            "Back up the Synapse database and config files",
+            &format!("register-{}", user.localpart),
+            &format!(
+                "Register the {who} @{}:{} in MAS",
+                user.localpart, hs.server_name
+            ),
             StepKind::RunUnit,
-            vec![start(unit::BACKUP), journal(unit::BACKUP)],
+            vec![start(&task), journal(&task)],
             gate(
-                &format!(
-                    "the unit succeeded and its last journal line names a non-empty dump under {}",
-                    hs.backup_dir
-                ),
-                vec![
-                    ran_ok(unit::BACKUP),
-                    zero(format!(
-                        "test -n \"$(find {} -maxdepth 1 -name '*.dump' -size +0c)\"",
-                        hs.backup_dir
-                    )),
-                ],
+                "the unit succeeded (an existing user is not an error)",
+                vec![ran_ok(&task)],
             ),
             Downtime::None,
             undo(
                 true,
-                format!("delete the dump from {} if unwanted", hs.backup_dir),
+                format!(
+                    "mas-cli manage lock-user {} (or deactivate it)",
+                    user.localpart
+                ),
             ),
-            HostState::MasPrepared,
+            HostState::Delegated,
         ));
-        steps.push(step(
-            host,
-            BUILD_FINAL,
-            "Build the final configuration without activating it",
-            StepKind::Rebuild,
-            vec![opts.build_command(&final_cfg)],
-            build_gate(opts, &final_cfg),
-            Downtime::None,
-            undo(true, "nothing to undo: nothing was activated"),
-            HostState::MasPrepared,
-        ));
-        steps.push(stop_both(host, STOP, HostState::MasPrepared));
-        let mut migrate = step(host, MIGRATE, "Copy users, passwords, links and sessions into MAS (syn2mas migrate)", StepKind::RunUnit,
-            vec![start(unit::SYN2MAS_MIGRATE), journal(unit::SYN2MAS_MIGRATE)],
-            syn2mas_gate(SYN2MAS_EXIT, unit::SYN2MAS_MIGRATE),
-            Downtime::Down,
-            undo(true, format!("clean: syn2mas never writes to Synapse's database. Drop and recreate MAS's database (`sudo -u postgres dropdb {db}; sudo -u postgres createdb -O {user} {db}`), then `systemctl start matrix-synapse.service`", db = hs.mas.database.name, user = hs.mas.database.user)),
-            HostState::Migrated);
-        migrate.warnings.push("it reads the phase-1 Synapse config files (pepper, OIDC providers); do not switch to the final configuration first".into());
-        migrate.warnings.push("until the final switch, do not reboot and do not run another `nixos-rebuild switch`: either starts Synapse again on its own logins (and starting Synapse stops a running migration, whose unit conflicts with it)".into());
-        steps.push(migrate);
     }
+    steps
+}
 
-    if hs.mode == Mode::Fresh || from <= HostState::Migrated || from == HostState::Delegated {
-        let migrating = hs.mode == Mode::Migrate && from < HostState::Delegated;
-        let mut switch = step(host, SWITCH_FINAL,
-            if migrating { "Switch Synapse to MAS delegation (downtime ends)" } else { "Switch to the configuration" },
-            StepKind::Rebuild,
-            vec![opts.switch_command(&final_cfg)],
-            gate("Synapse and MAS are active; Synapse delegates to MAS (it serves /_matrix/client/v1/auth_metadata only then); /_matrix/client/v3/login is answered through the proxy", vec![
-                zero("systemctl is-active matrix-synapse.service matrix-authentication-service.service"),
-                Check {
-                    command: format!("curl -s -o /dev/null -w '%{{http_code}}\\n' {}_matrix/client/v1/auth_metadata", hs.synapse.public_baseurl()),
-                    exit: Exit::Zero,
-                    stdout_has: vec!["200".into()],
-                    stdout_lacks: vec![],
-                },
-                zero(format!("curl -fsS {}_matrix/client/v3/login", hs.synapse.public_baseurl())),
-            ]),
-            if migrating { Downtime::Down } else { Downtime::Restart },
-            if migrating {
-                undo(false, format!("only with `masgen plan --rollback --acknowledge {ACK_ROLLBACK}`: sessions created through MAS break when Synapse takes logins back"))
-            } else {
-                undo(true, "nixos-rebuild switch --rollback")
-            },
-            HostState::Delegated);
-        if migrating {
-            switch.warnings.push("from here on users log in through MAS; going back breaks every session created after this step".into());
-        }
-        steps.push(switch);
-        steps.push(step(host, DOCTOR, "Verify the installation with mas-cli doctor", StepKind::Check,
-            vec![start(unit::MAS_DOCTOR), journal(unit::MAS_DOCTOR)],
-            gate("doctor reports no error (it checks that the legacy login API is served by MAS through the public URL)", vec![ran_ok(unit::MAS_DOCTOR)]),
-            Downtime::None, undo(true, "nothing to undo: doctor only reads"), HostState::Delegated));
-        for user in &hs.users {
-            let task = unit::register_user_task(&user.localpart);
-            let who = if user.bot { "bot" } else { "user" };
-            steps.push(step(
-                host,
-                &format!("register-{}", user.localpart),
-                &format!(
-                    "Register the {who} @{}:{} in MAS",
-                    user.localpart, hs.server_name
-                ),
-                StepKind::RunUnit,
-                vec![start(&task), journal(&task)],
-                gate(
-                    "the unit succeeded (an existing user is not an error)",
-                    vec![ran_ok(&task)],
-                ),
-                Downtime::None,
-                undo(
-                    true,
-                    format!(
-                        "mas-cli manage lock-user {} (or deactivate it)",
-                        user.localpart
-                    ),
-                ),
-                HostState::Delegated,
-            ));
-        }
-        let mut notes = Vec::new();
-        if hs.mode == Mode::Migrate {
-            notes.push("Synapse admins were migrated with `can_request_admin`; new password (compat) logins never get admin rights: use an OAuth session asking for `urn:synapse:admin:*` (e.g. Element Admin), or `mas-cli manage issue-compatibility-token --yes-i-want-to-grant-synapse-admin-privileges <user>`".to_string());
-        }
-        if hs.mas.email.is_none() {
-            notes.push("email is off: users cannot recover passwords; verify addresses by hand with `mas-cli manage add-email` if needed".into());
-        }
-        if !notes.is_empty() {
-            let mut s = step(
-                host,
-                "follow-ups",
-                "Follow-ups for admins and email",
-                StepKind::Manual,
-                vec![],
-                gate("read and done", vec![]),
-                Downtime::None,
-                undo(true, "nothing to undo"),
-                HostState::Delegated,
-            );
-            s.warnings = notes;
-            steps.push(s);
-        }
+/// What admins must know afterwards (admin rights, email), if anything.
+fn follow_ups(hs: &Homeserver, host: &str) -> Option<Step> {
+    let mut notes = Vec::new();
+    if hs.mode == Mode::Migrate {
+        notes.push("Synapse admins were migrated with `can_request_admin`; new password (compat) logins never get admin rights: use an OAuth session asking for `urn:synapse:admin:*` (e.g. Element Admin), or `mas-cli manage issue-compatibility-token --yes-i-want-to-grant-synapse-admin-privileges <user>`".to_string());
     }
-    Ok((HostState::Delegated, steps))
+    if hs.mas.email.is_none() {
+        notes.push("email is off: users cannot recover passwords; verify addresses by hand with `mas-cli manage add-email` if needed".into());
+    }
+    if notes.is_empty() {
+        return None;
+    }
+    let mut s = step(
+        host,
+        "follow-ups",
+        "Follow-ups for admins and email",
+        StepKind::Manual,
+        vec![],
+        gate("read and done", vec![]),
+        Downtime::None,
+        undo(true, "nothing to undo"),
+        HostState::Delegated,
+    );
+    s.warnings = notes;
+    Some(s)
 }
 
 /// What shows that the final configuration built: nixos-rebuild leaves
