@@ -316,3 +316,50 @@ fn database_names_are_plain_identifiers() {
         );
     }
 }
+
+/// MAS's path prefix is plain URL path segments: an empty segment or a
+/// character that needs escaping is refused, a plain one is fine.
+#[test]
+fn mas_path_prefixes_need_no_escaping() {
+    let prefixed = |p: &str| {
+        with(
+            "migrate-local.toml",
+            "mas.path_prefix",
+            toml::Value::String(p.into()),
+        )
+    };
+    let escaping = |errors: &[(String, String)]| {
+        errors
+            .iter()
+            .any(|(code, m)| code == "mas.path_prefix" && m.contains("need escaping"))
+    };
+    for good in ["/auth", "/auth/v1", "/a-b_c.d~e"] {
+        let errors = errors(prefixed(good));
+        assert!(!escaping(&errors), "{good}: {errors:?}");
+    }
+    for bad in ["/auth x", "/auth//x", "/a%20b"] {
+        let errors = errors(prefixed(bad));
+        assert!(escaping(&errors), "{bad}: {errors:?}");
+    }
+}
+
+/// Every way of configuring LDAP installs Synapse's LDAP plugin in phase 1:
+/// the flag, `[synapse.ldap]`, or settings in `extra_settings.ldap_config`.
+#[test]
+fn every_ldap_form_installs_the_plugin() {
+    let base = example_text("migrate-local.toml");
+    let ldap = "uri = \"ldap://ldap.example.net:389\"\nbase = \"ou=users,dc=example,dc=net\"\n\
+                attributes = { uid = \"uid\", mail = \"mail\", name = \"cn\" }\n";
+    for (form, extra) in [
+        ("[synapse.ldap]", format!("\n[synapse.ldap]\n{ldap}")),
+        (
+            "extra_settings.ldap_config",
+            format!("\n[synapse.extra_settings.ldap_config]\nenabled = true\n{ldap}"),
+        ),
+    ] {
+        let checked = support::checked("ldap.toml", &(base.clone() + &extra));
+        assert!(checked.homeserver.synapse.ldap, "{form}");
+    }
+    let plain = support::checked("plain.toml", &base);
+    assert!(!plain.homeserver.synapse.ldap);
+}
