@@ -69,17 +69,28 @@ pub(super) fn compare_vhosts(
                 (Some(x), Some(y)) if x != y => Change::Changed,
                 _ => continue,
             };
-            routes.push(RouteChange {
-                server_name: name.clone(),
-                matcher: matcher.clone(),
-                change,
-                old: a.cloned(),
-                new: b.cloned(),
-                compat: is_compat(matcher),
-            });
+            routes.push(route(name, matcher, change, a, b));
         }
     }
     (vhosts, routes)
+}
+
+/// One route that changed, old and new target as they are.
+fn route(
+    server_name: &str,
+    matcher: &str,
+    change: Change,
+    old: Option<&RouteTarget>,
+    new: Option<&RouteTarget>,
+) -> RouteChange {
+    RouteChange {
+        server_name: server_name.to_string(),
+        matcher: matcher.to_string(),
+        change,
+        old: old.cloned(),
+        new: new.cloned(),
+        compat: is_compat(matcher),
+    }
 }
 
 pub(super) fn describe_options(options: &Map<String, Value>) -> Vec<String> {
@@ -198,14 +209,7 @@ pub(super) fn compare_system_routes(
                 (Some(x), Some(y)) if x != y => Change::Changed,
                 _ => continue,
             };
-            routes.push(RouteChange {
-                server_name: name.clone(),
-                matcher: matcher.clone(),
-                change,
-                old: a.cloned(),
-                new: b.cloned(),
-                compat: is_compat(matcher),
-            });
+            routes.push(route(name, matcher, change, a, b));
         }
     }
     (vhosts, routes, unmanaged)
