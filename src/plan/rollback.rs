@@ -9,6 +9,7 @@ use super::{
     Check, Downtime, Exit, HostState, Options, Refusal, Step, StepKind, ACK_ROLLBACK,
     DRY_RUN_STAMP, MIGRATED_STAMP,
 };
+use crate::lower::tasks::{MAS_UNIT, SYNAPSE_UNIT};
 use crate::lower::{configuration_name, Phase};
 use crate::model::{Homeserver, Mode};
 
@@ -78,15 +79,15 @@ fn switch_back(hs: &Homeserver, host: &str, from: HostState, down: bool, opts: &
             FIND_GENERATION.into(),
             SWITCH_GENERATION.into(),
             // A switch starts Synapse through its target; this makes sure.
-            "systemctl start matrix-synapse.service".into(),
+            format!("systemctl start {SYNAPSE_UNIT}"),
         ],
         gate(
             "Synapse is active and serves logins itself: MAS's unit is gone, Synapse does not delegate (it serves auth_metadata only when it delegates, so the endpoint answers 404) and /_matrix/client/v3/login lists Synapse's own login flows",
             vec![
-                zero("systemctl is-active matrix-synapse.service"),
+                zero(format!("systemctl is-active {SYNAPSE_UNIT}")),
                 // `systemctl cat` fails for a unit that has no file.
                 Check {
-                    command: "systemctl cat matrix-authentication-service.service".into(),
+                    command: format!("systemctl cat {MAS_UNIT}"),
                     exit: Exit::Nonzero,
                     stdout_has: vec![],
                     stdout_lacks: vec![],

@@ -53,12 +53,24 @@ pub(super) fn zero(command: impl Into<String>) -> Check {
     }
 }
 
+/// Both services running.
+pub(super) fn both_active() -> Check {
+    zero(format!(
+        "systemctl is-active {} {}",
+        unit::SYNAPSE_UNIT,
+        unit::MAS_UNIT
+    ))
+}
+
 /// Both services stopped: `systemctl is-active` prints one state per unit
 /// (and exits non-zero unless all are active).
 pub(super) fn both_inactive() -> Check {
     Check {
-        command: "systemctl is-active matrix-synapse.service matrix-authentication-service.service"
-            .into(),
+        command: format!(
+            "systemctl is-active {} {}",
+            unit::SYNAPSE_UNIT,
+            unit::MAS_UNIT
+        ),
         exit: Exit::Any,
         stdout_has: vec![],
         stdout_lacks: vec![
@@ -240,7 +252,7 @@ fn migration(hs: &Homeserver, host: &str, from: HostState, opts: &Options) -> Ve
         steps.push(step(host, SWITCH_PREPARE, "Install MAS idle beside Synapse (migration phase 1)", StepKind::Rebuild,
             vec![opts.switch_command(&prepare_cfg)],
             gate("MAS and Synapse are active; MAS's config check passes; Synapse still logs users in itself", vec![
-                zero("systemctl is-active matrix-synapse.service matrix-authentication-service.service"),
+                both_active(),
                 zero(start(unit::MAS_CONFIG_CHECK)),
                 ran_ok(unit::MAS_CONFIG_CHECK),
             ]),
@@ -313,7 +325,7 @@ fn migration(hs: &Homeserver, host: &str, from: HostState, opts: &Options) -> Ve
         vec![start(unit::SYN2MAS_MIGRATE), journal(unit::SYN2MAS_MIGRATE)],
         syn2mas_gate(SYN2MAS_EXIT, unit::SYN2MAS_MIGRATE),
         Downtime::Down,
-        undo(true, format!("clean: syn2mas never writes to Synapse's database. Drop and recreate MAS's database (`sudo -u postgres dropdb {db}; sudo -u postgres createdb -O {user} {db}`), then `systemctl start matrix-synapse.service`", db = hs.mas.database.name, user = hs.mas.database.user)),
+        undo(true, format!("clean: syn2mas never writes to Synapse's database. Drop and recreate MAS's database (`sudo -u postgres dropdb {db}; sudo -u postgres createdb -O {user} {db}`), then `systemctl start {synapse}`", db = hs.mas.database.name, user = hs.mas.database.user, synapse = unit::SYNAPSE_UNIT)),
         HostState::Migrated);
     migrate.warnings.push("it reads the phase-1 Synapse config files (pepper, OIDC providers); do not switch to the final configuration first".into());
     migrate.warnings.push("until the final switch, do not reboot and do not run another `nixos-rebuild switch`: either starts Synapse again on its own logins (and starting Synapse stops a running migration, whose unit conflicts with it)".into());
@@ -332,7 +344,7 @@ fn final_switch(hs: &Homeserver, host: &str, from: HostState, opts: &Options) ->
         StepKind::Rebuild,
         vec![opts.switch_command(&final_cfg)],
         gate("Synapse and MAS are active; Synapse delegates to MAS (it serves /_matrix/client/v1/auth_metadata only then); /_matrix/client/v3/login is answered through the proxy", vec![
-            zero("systemctl is-active matrix-synapse.service matrix-authentication-service.service"),
+            both_active(),
             Check {
                 command: format!("curl -s -o /dev/null -w '%{{http_code}}\\n' {}_matrix/client/v1/auth_metadata", hs.synapse.public_baseurl()),
                 exit: Exit::Zero,
