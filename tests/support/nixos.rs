@@ -301,16 +301,25 @@ pub fn evaluate(out_dir: &Path, configuration: &str, tree: &Path) -> Result<Nixo
         .arg(host_dir.path())
         .output()
         .map_err(|e| format!("cannot run nix-instantiate: {e}"))?;
+    let (json, files, stderr) = evaluated(&output, "eval.nix")?;
+    Ok(from_json(&json, files, stderr))
+}
+
+/// An evaluation's JSON, the files its traces name and the rest of its
+/// stderr; on failure, Nix's error without the traces before it.
+fn evaluated(
+    output: &std::process::Output,
+    what: &str,
+) -> Result<(Value, BTreeMap<String, GeneratedFile>, String), String> {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let (files, stderr) = parse_traces(&stderr);
     if !output.status.success() {
-        // Nix's error without the deprecation traces before it.
         let error = stderr.find("error:").map_or(&stderr[..], |i| &stderr[i..]);
         return Err(error.trim_end().to_string());
     }
-    let json: Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| format!("invalid JSON from eval.nix ({e})"))?;
-    Ok(from_json(&json, files, stderr))
+    let json = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("invalid JSON from {what} ({e})"))?;
+    Ok((json, files, stderr))
 }
 
 /// A directory standing in for a host input that is not a flake
@@ -527,12 +536,5 @@ pub fn evaluate_hive(out_dir: &Path, tree: &Path) -> Result<Value, String> {
         .arg(host_dir.path())
         .output()
         .map_err(|e| format!("cannot run nix-instantiate: {e}"))?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let (_, stderr) = parse_traces(&stderr);
-    if !output.status.success() {
-        let error = stderr.find("error:").map_or(&stderr[..], |i| &stderr[i..]);
-        return Err(error.trim_end().to_string());
-    }
-    serde_json::from_slice(&output.stdout)
-        .map_err(|e| format!("invalid JSON from colmena.nix ({e})"))
+    evaluated(&output, "colmena.nix").map(|(json, _, _)| json)
 }
