@@ -87,14 +87,14 @@ fn optional_file_keys_must_be_absolute() {
     }
 }
 
-/// Synapse and MAS run on the homeserver's host; naming another is refused,
-/// naming the same one is fine.
+/// Synapse, MAS and nginx run on hosts of the spec; naming a host without
+/// a `[hosts]` table is refused, naming the homeserver's own is fine.
 #[test]
-fn synapse_and_mas_run_on_the_homeserver_host() {
-    for path in ["synapse.host", "mas.host"] {
+fn services_run_on_hosts_of_the_spec() {
+    for path in ["synapse.host", "mas.host", "proxy.host"] {
         let bad = errors(with("fresh.toml", path, "elsewhere".into()));
         assert!(
-            bad.iter().any(|(code, _)| code == "host.split_unsupported"),
+            bad.iter().any(|(code, _)| code == "host.unknown"),
             "{path}: {bad:?}"
         );
         let same = errors(with("fresh.toml", path, "matrix".into()));

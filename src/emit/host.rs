@@ -15,18 +15,30 @@ pub(super) fn files(phase: &HostPhase, inputs: &Inputs<'_>) -> Vec<(&'static str
         text.push('\n');
         text
     };
-    vec![
-        ("default.nix", module(phase, inputs)),
-        (
+    let mut files = vec![("default.nix", module(phase, inputs))];
+    if phase.synapse_config_here() {
+        files.push((
             "synapse-settings.nix",
-            data(NixExpr::from_json(&phase.synapse.settings), "services.matrix-synapse.settings (same data as render/…/homeserver.yaml)"),
-        ),
-        (
+            data(
+                NixExpr::from_json(&phase.synapse.settings),
+                "services.matrix-synapse.settings (same data as render/…/homeserver.yaml)",
+            ),
+        ));
+    }
+    if phase.roles.mas {
+        files.push((
             "mas-settings.nix",
             data(NixExpr::from_json(&phase.mas.settings), "services.matrix-authentication-service.settings (same data as render/…/mas-config.yaml)"),
+        ));
+    }
+    files.push((
+        "tasks.nix",
+        data(
+            tasks(phase),
+            "masgen.tasks: oneshot units started by hand, see PLAN.md",
         ),
-        ("tasks.nix", data(tasks(phase), "masgen.tasks: oneshot units started by hand, see PLAN.md")),
-    ]
+    ));
+    files
 }
 
 fn tasks(phase: &HostPhase) -> NixExpr {
@@ -72,28 +84,43 @@ fn task(t: &Task) -> NixExpr {
 /// `default.nix`: one function per NixOS service it configures, then
 /// masgen's own options, the firewall and ACME.
 fn module(phase: &HostPhase, inputs: &Inputs<'_>) -> String {
+    let roles = phase.roles;
+    let mut services = Vec::new();
+    if phase.synapse_config_here() {
+        services.push(("matrix-synapse", synapse(phase)));
+    }
+    if roles.mas {
+        services.push(("matrix-authentication-service", mas(phase)));
+    }
+    if roles.postgres {
+        services.push(("postgresql", postgresql(phase)));
+    }
+    if roles.proxy {
+        services.push(("nginx", nginx(phase)));
+    }
     let mut config = vec![
-        (
-            "services",
-            NixExpr::attrs([
-                ("matrix-synapse", synapse(phase)),
-                ("matrix-authentication-service", mas(phase)),
-                ("postgresql", postgresql(phase)),
-                ("nginx", nginx(phase)),
-            ]),
-        ),
+        ("services", NixExpr::attrs(services)),
         ("masgen", masgen_options(phase)),
-        (
+    ];
+    if !phase.firewall.public.is_empty() {
+        config.push((
             "networking",
             NixExpr::attrs([(
                 "firewall",
                 NixExpr::attrs([(
                     "allowedTCPPorts",
-                    NixExpr::List(vec![NixExpr::Int(80), NixExpr::Int(443)]),
+                    NixExpr::List(
+                        phase
+                            .firewall
+                            .public
+                            .iter()
+                            .map(|p| NixExpr::Int(i64::from(*p)))
+                            .collect(),
+                    ),
                 )]),
             )]),
-        ),
-    ];
+        ));
+    }
     if let Some(acme) = &phase.acme {
         config.push(("security", NixExpr::attrs([("acme", security_acme(acme))])));
     }
@@ -118,6 +145,11 @@ fn module(phase: &HostPhase, inputs: &Inputs<'_>) -> String {
 
 /// `services.matrix-synapse`: settings live in `synapse-settings.nix`.
 fn synapse(phase: &HostPhase) -> NixExpr {
+    if !phase.roles.synapse {
+        // Synapse runs elsewhere; its settings are here for syn2mas
+        // (modules/tasks.nix reads them when Synapse is off).
+        return NixExpr::attrs([("settings", NixExpr::Import("./synapse-settings.nix"))]);
+    }
     let mut synapse = vec![
         ("enable", NixExpr::Bool(true)),
         ("settings", NixExpr::Import("./synapse-settings.nix")),
@@ -216,17 +248,61 @@ fn nginx(phase: &HostPhase) -> NixExpr {
 /// password config, syn2mas's database access, MAS key generation).
 fn masgen_options(phase: &HostPhase) -> NixExpr {
     let mut masgen = vec![("tasks", NixExpr::Import("./tasks.nix"))];
-    if let Some(pc) = &phase.synapse.password_config {
+    let mut synapse = Vec::new();
+    if let Some(pc) = phase
+        .synapse
+        .password_config
+        .as_ref()
+        .filter(|_| phase.synapse_config_here())
+    {
+        synapse.push((
+            "passwordConfig",
+            NixExpr::attrs([
+                ("enable", NixExpr::Bool(true)),
+                ("settings", NixExpr::from_json(&pc.settings)),
+                ("pepperFile", NixExpr::str(&pc.pepper_file)),
+            ]),
+        ));
+    }
+    if let Some(file) = &phase.database_passwords.synapse {
+        synapse.push(("databasePassword", password_option(file)));
+    }
+    if !synapse.is_empty() {
+        masgen.push(("synapse", NixExpr::attrs(synapse)));
+    }
+    if let Some(file) = &phase.database_passwords.mas {
         masgen.push((
-            "synapse",
-            NixExpr::attrs([(
-                "passwordConfig",
-                NixExpr::attrs([
-                    ("enable", NixExpr::Bool(true)),
-                    ("settings", NixExpr::from_json(&pc.settings)),
-                    ("pepperFile", NixExpr::str(&pc.pepper_file)),
-                ]),
-            )]),
+            "mas",
+            NixExpr::attrs([("databasePassword", password_option(file))]),
+        ));
+    }
+    if !phase.postgres.clients.is_empty() {
+        let clients = phase.postgres.clients.iter().map(|c| {
+            NixExpr::attrs([
+                ("database", NixExpr::str(&c.database)),
+                ("role", NixExpr::str(&c.role)),
+                ("address", NixExpr::str(&c.address)),
+                ("passwordFile", NixExpr::str(&c.password_file)),
+            ])
+        });
+        masgen.push((
+            "postgresAccess",
+            NixExpr::attrs([
+                ("enable", NixExpr::Bool(true)),
+                ("clients", NixExpr::List(clients.collect())),
+            ]),
+        ));
+    }
+    if !phase.firewall.allow_from.is_empty() {
+        let rules = phase.firewall.allow_from.iter().map(|a| {
+            NixExpr::attrs([
+                ("port", NixExpr::Int(i64::from(a.port))),
+                ("addresses", NixExpr::list_of_strs(&a.addresses)),
+            ])
+        });
+        masgen.push((
+            "firewall",
+            NixExpr::attrs([("allowFrom", NixExpr::List(rules.collect()))]),
         ));
     }
     if let Some(access) = &phase.syn2mas_access {
@@ -239,7 +315,7 @@ fn masgen_options(phase: &HostPhase) -> NixExpr {
             ]),
         ));
     }
-    if !phase.mas.generated_keys.is_empty() {
+    if phase.roles.mas && !phase.mas.generated_keys.is_empty() {
         let keys = phase.mas.generated_keys.iter().map(|k| {
             NixExpr::attrs([
                 ("type", NixExpr::str(k.key_type)),
@@ -252,6 +328,15 @@ fn masgen_options(phase: &HostPhase) -> NixExpr {
         ));
     }
     NixExpr::attrs(masgen)
+}
+
+/// `masgen.{synapse,mas}.databasePassword`: the password of a database on
+/// another host, added to the service's config at run time.
+fn password_option(file: &str) -> NixExpr {
+    NixExpr::attrs([
+        ("enable", NixExpr::Bool(true)),
+        ("passwordFile", NixExpr::str(file)),
+    ])
 }
 
 /// `security.acme`: Let's Encrypt's terms, and the contact when given.

@@ -31,68 +31,73 @@ pub(super) fn files(
     inputs: &Inputs<'_>,
 ) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
-    let mut hs_yaml = header("#", inputs);
-    hs_yaml.push_str(&format!(
-        "# Synapse homeserver.yaml of `{}`.\n",
-        phase.configuration
-    ));
-    for f in &phase.synapse.extra_config_files {
-        if f == PASSWORD_CONFIG_PATH {
-            hs_yaml.push_str(&format!(
-                "# Also read: {f} (written at boot; rendered beside this file as password-config.yaml)\n"
-            ));
-        } else {
-            hs_yaml.push_str(&format!("# Also read: {f}\n"));
+    // Each service's files on the host that runs it (Synapse's also where
+    // syn2mas reads them).
+    if phase.synapse_config_here() {
+        let mut hs_yaml = header("#", inputs);
+        hs_yaml.push_str(&format!(
+            "# Synapse homeserver.yaml of `{}`.\n",
+            phase.configuration
+        ));
+        for f in &phase.synapse.extra_config_files {
+            if f == PASSWORD_CONFIG_PATH {
+                hs_yaml.push_str(&format!(
+                    "# Also read: {f} (written at boot; rendered beside this file as password-config.yaml)\n"
+                ));
+            } else {
+                hs_yaml.push_str(&format!("# Also read: {f}\n"));
+            }
+        }
+        hs_yaml.push_str(&documented(
+            "nixpkgs' services.matrix-synapse adds its defaults for the keys masgen leaves\n\
+             # unset (nixos/modules/services/matrix/synapse.nix); Synapse reads these too:",
+            &nixpkgs::unset(&nixpkgs::synapse_defaults(), &phase.synapse.settings),
+        )?);
+        hs_yaml.push_str(&yaml(&phase.synapse.settings)?);
+        out.push(("homeserver.yaml".to_string(), hs_yaml));
+
+        if let Some(pc) = &phase.synapse.password_config {
+            let mut text = header("#", inputs);
+            text.push_str(&password_config(pc));
+            out.push(("password-config.yaml".to_string(), text));
         }
     }
-    hs_yaml.push_str(&documented(
-        "nixpkgs' services.matrix-synapse adds its defaults for the keys masgen leaves\n\
-         # unset (nixos/modules/services/matrix/synapse.nix); Synapse reads these too:",
-        &nixpkgs::unset(&nixpkgs::synapse_defaults(), &phase.synapse.settings),
-    )?);
-    hs_yaml.push_str(&yaml(&phase.synapse.settings)?);
-    out.push(("homeserver.yaml".to_string(), hs_yaml));
-
-    if let Some(pc) = &phase.synapse.password_config {
-        let mut text = header("#", inputs);
-        text.push_str(&password_config(pc));
-        out.push(("password-config.yaml".to_string(), text));
+    if phase.roles.mas {
+        let mut mas_yaml = header("#", inputs);
+        mas_yaml.push_str(&format!(
+            "# MAS config.yaml of `{}`. ${{CREDENTIALS_DIRECTORY}} is the unit's credentials directory;\n",
+            phase.configuration
+        ));
+        mas_yaml.push_str("# each credential is loaded from:\n");
+        for (name, path) in &phase.mas.credentials {
+            mas_yaml.push_str(&format!("#   {name}: {path}\n"));
+        }
+        mas_yaml.push_str(&documented(
+            "nixpkgs' services.matrix-authentication-service adds its defaults for the keys\n\
+             # masgen leaves unset (nixos/modules/services/matrix/matrix-authentication-service.nix):",
+            &nixpkgs::unset(&nixpkgs::mas_defaults(), &phase.mas.settings),
+        )?);
+        mas_yaml.push_str(&yaml(&phase.mas.settings)?);
+        out.push(("mas-config.yaml".to_string(), mas_yaml));
     }
-
-    let mut mas_yaml = header("#", inputs);
-    mas_yaml.push_str(&format!(
-        "# MAS config.yaml of `{}`. ${{CREDENTIALS_DIRECTORY}} is the unit's credentials directory;\n",
-        phase.configuration
-    ));
-    mas_yaml.push_str("# each credential is loaded from:\n");
-    for (name, path) in &phase.mas.credentials {
-        mas_yaml.push_str(&format!("#   {name}: {path}\n"));
+    if phase.roles.proxy {
+        let mut nginx = header("#", inputs);
+        nginx.push_str(&format!(
+            "# nginx.conf of `{}` as nixpkgs' nginx module writes it from services.nginx.virtualHosts\n\
+             # (recommendedProxySettings and recommendedTlsSettings on). The `#| ` lines are nixpkgs'\n\
+             # own part of the file, the server blocks are masgen's virtual hosts; each `include` of\n\
+             # nixpkgs' recommended proxy headers is written out as its lines.\n",
+            phase.configuration
+        ));
+        for line in nixpkgs::NGINX_PROLOGUE.lines() {
+            nginx.push_str(&format!("#| {line}\n"));
+        }
+        nginx.push_str(&render_nginx(&phase.nginx, &RenderOptions::default()));
+        for line in nixpkgs::NGINX_EPILOGUE.lines() {
+            nginx.push_str(&format!("#| {line}\n"));
+        }
+        out.push(("nginx.conf".to_string(), nginx));
     }
-    mas_yaml.push_str(&documented(
-        "nixpkgs' services.matrix-authentication-service adds its defaults for the keys\n\
-         # masgen leaves unset (nixos/modules/services/matrix/matrix-authentication-service.nix):",
-        &nixpkgs::unset(&nixpkgs::mas_defaults(), &phase.mas.settings),
-    )?);
-    mas_yaml.push_str(&yaml(&phase.mas.settings)?);
-    out.push(("mas-config.yaml".to_string(), mas_yaml));
-
-    let mut nginx = header("#", inputs);
-    nginx.push_str(&format!(
-        "# nginx.conf of `{}` as nixpkgs' nginx module writes it from services.nginx.virtualHosts\n\
-         # (recommendedProxySettings and recommendedTlsSettings on). The `#| ` lines are nixpkgs'\n\
-         # own part of the file, the server blocks are masgen's virtual hosts; each `include` of\n\
-         # nixpkgs' recommended proxy headers is written out as its lines.\n",
-        phase.configuration
-    ));
-    for line in nixpkgs::NGINX_PROLOGUE.lines() {
-        nginx.push_str(&format!("#| {line}\n"));
-    }
-    nginx.push_str(&render_nginx(&phase.nginx, &RenderOptions::default()));
-    for line in nixpkgs::NGINX_EPILOGUE.lines() {
-        nginx.push_str(&format!("#| {line}\n"));
-    }
-    out.push(("nginx.conf".to_string(), nginx));
-
     for (name, task) in &phase.tasks {
         let mut unit = header("#", inputs);
         unit.push_str(&format!(

@@ -112,6 +112,20 @@ fn http(mas: &Mas) -> Value {
 /// `database`: a URI, so a socket directory can be the host.
 fn database(mas: &Mas) -> Value {
     let d = &mas.database;
+    if d.server.is_some() {
+        // Over TCP; masgen.mas.databasePassword adds the password at run time.
+        let mut uri = format!(
+            "postgresql://{}@{}:{}/{}",
+            percent(&d.user),
+            bracket_v6(&d.host),
+            d.port.unwrap_or(crate::lower::POSTGRES_PORT),
+            percent(&d.name)
+        );
+        if let Some(mode) = &d.ssl_mode {
+            uri.push_str(&format!("?sslmode={mode}"));
+        }
+        return json!({ "uri": uri });
+    }
     let mut uri = format!("postgresql:///{}?host={}&user={}", d.name, d.host, d.user);
     if let Some(port) = d.port {
         uri.push_str(&format!("&port={port}"));
@@ -284,4 +298,16 @@ fn msc3861_clients() -> Value {
         "client_auth_method": "client_secret_basic",
         "client_secret_file": cred("matrix-secret"),
     }])
+}
+
+/// Percent-encodes what a URI's user or path segment cannot hold as it is.
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::model::{Homeserver, Mode};
+use crate::model::{Homeserver, Mode, Roles};
 
 pub use nginx::{Location, TlsMode, VirtualHost, COMPAT_ROUTE};
 pub use tasks::Task;
@@ -43,6 +43,8 @@ pub struct HostPhase {
     pub phase: Phase,
     /// `nixosConfigurations` attribute: `matrix-prepare` or `matrix`.
     pub configuration: String,
+    /// The services this host runs (all four on a homeserver of one host).
+    pub roles: Roles,
     pub synapse: SynapseOut,
     pub mas: MasOut,
     pub nginx: Vec<VirtualHost>,
@@ -54,6 +56,32 @@ pub struct HostPhase {
     pub acme: Option<Acme>,
     /// Settings removed from this phase's Synapse config, and why.
     pub dropped: Vec<Dropped>,
+    /// Ports open to everyone, and ports open only to other hosts.
+    pub firewall: Firewall,
+    /// Database passwords read from files, for a database on another host.
+    pub database_passwords: DatabasePasswords,
+}
+
+/// The host's firewall: public ports, and ports only the homeserver's other
+/// hosts reach (`masgen.firewall.allowFrom`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Firewall {
+    pub public: Vec<u16>,
+    pub allow_from: Vec<AllowFrom>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AllowFrom {
+    pub port: u16,
+    pub addresses: Vec<String>,
+}
+
+/// Password files of databases reached over TCP: Synapse's (read by Synapse,
+/// or by syn2mas on the MAS host) and MAS's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DatabasePasswords {
+    pub synapse: Option<String>,
+    pub mas: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,6 +93,18 @@ pub struct Syn2masAccess {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Acme {
     pub email: Option<String>,
+}
+
+impl HostPhase {
+    /// Whether this host needs Synapse's settings: it runs Synapse, or a task
+    /// reads Synapse's config (syn2mas on MAS's host).
+    pub fn synapse_config_here(&self) -> bool {
+        self.roles.synapse
+            || self
+                .tasks
+                .values()
+                .any(|t| t.command.iter().any(|a| a == tasks::SYNAPSE_CONFIG_ARGS))
+    }
 }
 
 /// A host as the flake needs it.
@@ -129,6 +169,16 @@ pub struct PostgresOut {
     pub users: Vec<String>,
     /// `--locale=C` for a cluster created by this configuration (Synapse needs C collation).
     pub c_locale: bool,
+    /// Roles that log in from other hosts over TCP (`masgen.postgresAccess`).
+    pub clients: Vec<PostgresClient>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PostgresClient {
+    pub database: String,
+    pub role: String,
+    pub address: String,
+    pub password_file: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -197,51 +247,148 @@ pub fn configuration_name(host: &str, phase: Phase) -> String {
 }
 
 fn lower_phase(hs: &Homeserver, host: &str, phase: Phase) -> HostPhase {
+    let roles = hs.roles(host);
+    // Synapse's settings are lowered on every host: syn2mas reads them on MAS's.
     let (synapse, dropped) = synapse::lower(hs, phase);
     let mas = mas::lower(hs);
-    let nginx = nginx::lower(hs, phase);
-    let postgres = postgres(hs);
-    let tasks = tasks::lower(hs, phase, &synapse);
+    let nginx = if roles.proxy {
+        nginx::lower(hs, phase)
+    } else {
+        Vec::new()
+    };
+    let postgres = postgres(hs, host, phase);
+    let tasks = tasks::lower(hs, phase, &synapse, host);
+    let syn2mas = hs.mode == Mode::Migrate && phase == Phase::Prepare;
+    let s = &hs.synapse.database;
     HostPhase {
         host: host.to_string(),
         phase,
         configuration: configuration_name(host, phase),
+        roles,
         synapse,
         mas,
         nginx,
         postgres,
         tasks,
-        syn2mas_access: (hs.mode == Mode::Migrate && phase == Phase::Prepare).then(|| {
-            Syn2masAccess {
-                database: hs.synapse.database.name.clone(),
-                role: hs.synapse.database.user.clone(),
-            }
-        }),
+        // Peer access over the socket: Synapse's database is local to MAS's host.
+        syn2mas_access: (syn2mas && roles.mas && s.on_host(&hs.synapse.host) == Some(host)).then(
+            || Syn2masAccess {
+                database: s.name.clone(),
+                role: s.user.clone(),
+            },
+        ),
         acme: match &hs.proxy.tls {
-            crate::model::Tls::Acme { email } => Some(Acme {
+            crate::model::Tls::Acme { email } if roles.proxy => Some(Acme {
                 email: email.clone(),
             }),
             _ => None,
         },
-        dropped,
+        // Reported once, for the host that runs Synapse.
+        dropped: if roles.synapse { dropped } else { Vec::new() },
+        firewall: firewall(hs, host, roles),
+        database_passwords: DatabasePasswords {
+            synapse: s
+                .password_file
+                .clone()
+                .filter(|_| roles.synapse || (roles.mas && syn2mas)),
+            mas: hs.mas.database.password_file.clone().filter(|_| roles.mas),
+        },
     }
 }
 
-fn postgres(hs: &Homeserver) -> PostgresOut {
+/// The databases and roles `host`'s PostgreSQL holds for this homeserver,
+/// and who logs in to them from other hosts.
+fn postgres(hs: &Homeserver, host: &str, phase: Phase) -> PostgresOut {
     let mut out = PostgresOut::default();
+    let (s, m) = (&hs.synapse.database, &hs.mas.database);
     // An existing Synapse database is the operator's; masgen only creates
     // the ones a fresh install needs.
-    if hs.mode == Mode::Fresh && hs.synapse.database.local {
-        out.databases.push(hs.synapse.database.name.clone());
-        out.users.push(hs.synapse.database.user.clone());
+    if hs.mode == Mode::Fresh && s.on_host(&hs.synapse.host) == Some(host) {
+        out.databases.push(s.name.clone());
+        out.users.push(s.user.clone());
         out.c_locale = true;
     }
-    if hs.mas.database.local && !mas::uses_default_database(hs) {
-        out.databases.push(hs.mas.database.name.clone());
-        out.users.push(hs.mas.database.user.clone());
+    if m.on_host(&hs.mas.host) == Some(host) && !mas::uses_default_database(hs) {
+        out.databases.push(m.name.clone());
+        out.users.push(m.user.clone());
+    }
+    let mut client = |d: &crate::model::Database, from: &str| {
+        if let (Some(address), Some(password_file)) = (hs.address_of(from), &d.password_file) {
+            out.clients.push(PostgresClient {
+                database: d.name.clone(),
+                role: d.user.clone(),
+                address: address.to_string(),
+                password_file: password_file.clone(),
+            });
+        }
+    };
+    if s.server.as_deref() == Some(host) {
+        client(s, &hs.synapse.host);
+        // syn2mas, on MAS's host, reads Synapse's database as Synapse does.
+        if hs.mode == Mode::Migrate && phase == Phase::Prepare && hs.mas.host != hs.synapse.host {
+            client(s, &hs.mas.host);
+        }
+    }
+    if m.server.as_deref() == Some(host) {
+        client(m, &hs.mas.host);
     }
     out
 }
+
+/// Public ports on the proxy's host; on a homeserver of several hosts, each
+/// service's port only to the hosts that call it.
+fn firewall(hs: &Homeserver, host: &str, roles: Roles) -> Firewall {
+    if !hs.is_split() {
+        return Firewall {
+            public: vec![80, 443],
+            allow_from: Vec::new(),
+        };
+    }
+    let mut allow_from = Vec::new();
+    let mut allow = |port: u16, from: &[&str]| {
+        let mut addresses: Vec<String> = from
+            .iter()
+            .filter(|h| **h != host)
+            .filter_map(|h| hs.address_of(h).map(str::to_string))
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        if !addresses.is_empty() {
+            allow_from.push(AllowFrom { port, addresses });
+        }
+    };
+    if roles.synapse {
+        allow(hs.synapse.port, &[&hs.proxy.host, &hs.mas.host]);
+    }
+    if roles.mas {
+        allow(hs.mas.port, &[&hs.proxy.host, &hs.synapse.host]);
+    }
+    let mut db_clients = Vec::new();
+    if hs.synapse.database.server.as_deref() == Some(host) {
+        db_clients.push(hs.synapse.host.as_str());
+        if hs.mode == Mode::Migrate {
+            db_clients.push(hs.mas.host.as_str());
+        }
+    }
+    if hs.mas.database.server.as_deref() == Some(host) {
+        db_clients.push(hs.mas.host.as_str());
+    }
+    if !db_clients.is_empty() {
+        allow(POSTGRES_PORT, &db_clients);
+    }
+    Firewall {
+        public: if roles.proxy {
+            vec![80, 443]
+        } else {
+            Vec::new()
+        },
+        allow_from,
+    }
+}
+
+/// The port masgen's PostgreSQL listens on for other hosts (the model
+/// refuses another port for a database on another host).
+pub const POSTGRES_PORT: u16 = 5432;
 
 /// Deep-merges `extra` into `base`: objects merge key by key, anything else
 /// in `extra` replaces what `base` had.

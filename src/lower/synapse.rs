@@ -328,6 +328,11 @@ fn database(hs: &Homeserver) -> Value {
             if let Some(port) = d.port {
                 args.insert("port".into(), json!(port));
             }
+            // libpq's own name; the password comes at run time
+            // (masgen.synapse.databasePassword).
+            if let Some(mode) = &d.ssl_mode {
+                args.insert("sslmode".into(), json!(mode));
+            }
             args.insert("cp_min".into(), json!(5));
             args.insert("cp_max".into(), json!(10));
             json!({"name": "psycopg2", "args": args})

@@ -47,6 +47,8 @@ pub const DRY_RUN_STAMP: &str = "syn2mas-dry-run.done";
 
 pub const BACKUP: &str = "masgen-backup";
 pub const MAS_CONFIG_CHECK: &str = "masgen-mas-config-check";
+/// The placeholder modules/tasks.nix expands to `--synapse-config` arguments.
+pub const SYNAPSE_CONFIG_ARGS: &str = "@synapse-config-args@";
 pub const SYN2MAS_CHECK: &str = "masgen-syn2mas-check";
 pub const SYN2MAS_DRY_RUN: &str = "masgen-syn2mas-dry-run";
 pub const SYN2MAS_MIGRATE: &str = "masgen-syn2mas-migrate";
@@ -155,8 +157,25 @@ fn mas_cli(description: &str, args: &[&str]) -> Task {
 /// The tasks of one phase: the config check always; the backup and syn2mas
 /// before the switch of a migration; the doctor and user registrations
 /// once MAS serves users.
-pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTreeMap<String, Task> {
+pub(super) fn lower(
+    hs: &Homeserver,
+    phase: Phase,
+    synapse: &SynapseOut,
+    host: &str,
+) -> BTreeMap<String, Task> {
     let mut tasks = BTreeMap::new();
+    // The backup runs where Synapse's database is; the rest uses mas-cli,
+    // on MAS's host.
+    let db = &hs.synapse.database;
+    if hs.mode == Mode::Migrate
+        && phase == Phase::Prepare
+        && db.on_host(&hs.synapse.host).unwrap_or(&hs.synapse.host) == host
+    {
+        tasks.insert(BACKUP.to_string(), backup(hs, synapse, host));
+    }
+    if hs.mas.host != host {
+        return tasks;
+    }
     tasks.insert(
         MAS_CONFIG_CHECK.to_string(),
         mas_cli(
@@ -165,7 +184,6 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
         ),
     );
     if hs.mode == Mode::Migrate && phase == Phase::Prepare {
-        tasks.insert(BACKUP.to_string(), backup(hs, synapse));
         tasks.extend(syn2mas_tasks());
     }
     if phase == Phase::Final {
@@ -184,10 +202,13 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase, synapse: &SynapseOut) -> BTre
 }
 
 /// `masgen-backup`: Synapse's database and config files, before syn2mas.
-fn backup(hs: &Homeserver, synapse: &SynapseOut) -> Task {
-    // The pepper-bearing runtime file is among the files it copies.
+fn backup(hs: &Homeserver, synapse: &SynapseOut, host: &str) -> Task {
+    // Synapse's config files are copied where Synapse runs; the pepper-bearing
+    // runtime file is among them. On a database host of its own only the
+    // database is dumped (the configuration is the flake's).
+    let with_config = hs.synapse.host == host;
     let mut backup_deps = vec!["postgresql.service".to_string()];
-    if synapse.password_config.is_some() {
+    if with_config && synapse.password_config.is_some() {
         backup_deps.push(PASSWORD_CONFIG_UNIT.to_string());
     }
     let mut backup_cmd = vec![
@@ -195,7 +216,9 @@ fn backup(hs: &Homeserver, synapse: &SynapseOut) -> Task {
         hs.synapse.database.name.clone(),
         hs.backup_dir.clone(),
     ];
-    backup_cmd.extend(synapse.extra_config_files.iter().cloned());
+    if with_config {
+        backup_cmd.extend(synapse.extra_config_files.iter().cloned());
+    }
     Task {
         description: "masgen: back up the Synapse database and config files".into(),
         after: backup_deps.clone(),
@@ -219,7 +242,7 @@ fn backup(hs: &Homeserver, synapse: &SynapseOut) -> Task {
 /// password-config file: `@synapse-config-args@`.)
 fn syn2mas_tasks() -> [(String, Task); 3] {
     let syn2mas = |description: &str, sub: &[&str]| {
-        let mut args = vec!["syn2mas", "@CONFIG@", "@synapse-config-args@"];
+        let mut args = vec!["syn2mas", "@CONFIG@", SYNAPSE_CONFIG_ARGS];
         args.extend_from_slice(sub);
         mas_cli(description, &args)
     };

@@ -61,6 +61,39 @@ pub struct Homeserver {
     pub users: Vec<User>,
 }
 
+impl Homeserver {
+    /// Whether Synapse, MAS, PostgreSQL and nginx are spread over several hosts.
+    pub fn is_split(&self) -> bool {
+        self.hosts.len() > 1
+    }
+
+    /// The address other hosts reach `host` at.
+    pub fn address_of(&self, host: &str) -> Option<&str> {
+        self.hosts.get(host)?.address.as_deref()
+    }
+
+    /// What runs on `host`.
+    pub fn roles(&self, host: &str) -> Roles {
+        let db_here = |d: &Database, service: &str| d.on_host(service) == Some(host);
+        Roles {
+            synapse: self.synapse.host == host,
+            mas: self.mas.host == host,
+            proxy: self.proxy.host == host,
+            postgres: db_here(&self.synapse.database, &self.synapse.host)
+                || db_here(&self.mas.database, &self.mas.host),
+        }
+    }
+}
+
+/// The services one host runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Roles {
+    pub synapse: bool,
+    pub mas: bool,
+    pub proxy: bool,
+    pub postgres: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Host {
     pub name: String,
@@ -69,6 +102,9 @@ pub struct Host {
     pub base_module: String,
     /// A plain NixOS configuration file, imported from a non-flake input of its directory.
     pub base_config: Option<String>,
+    /// Where the homeserver's other hosts reach this one (required once the
+    /// homeserver spans several hosts).
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +123,25 @@ pub struct Database {
     pub port: Option<u16>,
     /// Managed by `services.postgresql` on this host.
     pub local: bool,
+    /// The spec's host whose PostgreSQL holds the database when the service
+    /// reaches it over TCP (`host` is then that host's address).
+    pub server: Option<String>,
+    /// Over TCP: the password's file (on the service's host and on `server`).
+    pub password_file: Option<String>,
+    /// Over TCP: libpq's `sslmode` / MAS's `ssl_mode`.
+    pub ssl_mode: Option<String>,
+}
+
+impl Database {
+    /// The host whose `services.postgresql` holds it: `server`, or the
+    /// service's own host for a local database.
+    pub fn on_host<'a>(&'a self, service_host: &'a str) -> Option<&'a str> {
+        match &self.server {
+            Some(s) => Some(s),
+            None if self.local => Some(service_host),
+            None => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -364,6 +419,8 @@ pub enum Tls {
 
 #[derive(Debug, Clone)]
 pub struct Proxy {
+    /// The host nginx runs on.
+    pub host: String,
     pub tls: Tls,
     pub well_known: bool,
 }

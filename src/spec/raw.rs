@@ -76,6 +76,10 @@ pub struct HostSpec {
     /// A plain NixOS configuration file (e.g. `/etc/nixos/configuration.nix`);
     /// its directory becomes a non-flake input.
     pub base_config: Option<String>,
+    /// The address the homeserver's other hosts reach this one at (an IP
+    /// address or a DNS name on the private network); needed when Synapse,
+    /// MAS, PostgreSQL and the proxy are not all on one host.
+    pub address: Option<String>,
 }
 
 /// A loopback HTTP listener.
@@ -115,6 +119,9 @@ pub struct DatabaseSpec {
     pub password_file: Option<String>,
     /// Whether masgen manages this database in `services.postgresql` on this host.
     pub local: Option<bool>,
+    /// Over TCP: libpq's `sslmode` (Synapse) and MAS's `ssl_mode`.
+    #[schemars(extend("enum" = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]))]
+    pub ssl_mode: Option<String>,
 }
 
 /// Synapse: what the homeserver runs today and keeps running.
@@ -481,6 +488,8 @@ pub struct ClaimSpec {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct ProxySpec {
+    /// The host nginx runs on (default `homeserver.host`).
+    pub host: Option<String>,
     /// The reverse proxy: `nginx` (the default and only one).
     #[schemars(extend("enum" = ["nginx"]))]
     pub kind: Option<String>,

@@ -7,10 +7,11 @@ use super::*;
 pub(super) fn check_mas(
     c: &mut Checker,
     spec: &SpecFile,
-    host: &str,
+    place: &placement::Placement,
     mode: Mode,
     synapse: &Synapse,
 ) -> Mas {
+    let host = place.mas.as_str();
     let m = &spec.mas;
     let server_name = &spec.homeserver.server_name;
     let (hostname, path_prefix) = check_mas_location(c, m, server_name, synapse);
@@ -22,6 +23,7 @@ pub(super) fn check_mas(
         "matrix-authentication-service",
         "matrix-authentication-service",
         true,
+        (place, host),
     );
     if database.engine != DbEngine::Postgresql {
         c.error(

@@ -15,6 +15,7 @@ mod host;
 mod mas;
 mod password_auth;
 mod pins;
+mod placement;
 mod proxy;
 mod synapse;
 mod upstream;
@@ -229,11 +230,13 @@ pub fn validate(spec: &SpecFile) -> (Option<Homeserver>, Vec<Diagnostic>) {
     };
 
     let (mode, host_name, hosts) = check_homeserver(&mut c, spec);
+    let place = placement::place(&mut c, spec, &host_name, &hosts);
 
     let pin = pins::check_pin(&mut c, spec);
-    let synapse = check_synapse(&mut c, spec, &host_name, mode, &pin.synapse_version);
-    let mas = check_mas(&mut c, spec, &host_name, mode, &synapse);
-    let proxy = check_proxy(&mut c, &spec.proxy);
+    let mut synapse = check_synapse(&mut c, spec, &place, mode, &pin.synapse_version);
+    let mut mas = check_mas(&mut c, spec, &place, mode, &synapse);
+    let proxy = check_proxy(&mut c, &spec.proxy, &place.proxy);
+    placement::finish(&mut c, spec, &hosts, mode, &mut synapse, &mut mas, &proxy);
 
     // Both databases must differ: MAS needs its own blank database.
     if mas.database.name == synapse.database.name {
@@ -311,7 +314,8 @@ fn check_homeserver(c: &mut Checker, spec: &SpecFile) -> (Mode, String, BTreeMap
         );
     }
 
-    // One homeserver may later span several hosts; today all on one.
+    // The hosts of the spec (or the one default host); which service runs
+    // where is read by placement.rs.
     let mut hosts = BTreeMap::new();
     let host_specs: Vec<(String, raw::HostSpec)> = if spec.hosts.is_empty() {
         vec![(host_name.clone(), raw::HostSpec::default())]
@@ -321,15 +325,26 @@ fn check_homeserver(c: &mut Checker, spec: &SpecFile) -> (Mode, String, BTreeMap
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     };
+    if !spec.hosts.is_empty() && !spec.hosts.contains_key(&host_name) {
+        c.error(
+            "host.unknown",
+            if hs.host.is_some() {
+                at("homeserver.host")
+            } else {
+                at("homeserver")
+            },
+            format!("the homeserver's host `{host_name}` has no `[hosts.{host_name}]` table"),
+            "set `homeserver.host` to one of the `[hosts]` tables, or add that table",
+        );
+    }
     for (name, h) in host_specs {
-        if name != host_name {
+        if name != host_name && !crate::nix::is_bare_ident(&name) {
             c.error(
-                "host.split_unsupported",
+                "homeserver.host",
                 at("hosts").key(&name),
-                format!("host `{name}` is not the homeserver's host `{host_name}`"),
-                "this masgen places Synapse, MAS and PostgreSQL on one host; remove this host or set `homeserver.host` to it",
+                format!("`{name}` cannot be a NixOS configuration name"),
+                "use letters, digits, `-` and `_`, starting with a letter",
             );
-            continue;
         }
         // Point at the host's own table when the spec has one: that is
         // where `base_flake` goes (not at `[homeserver]`).
@@ -349,25 +364,10 @@ fn check_homeserver(c: &mut Checker, spec: &SpecFile) -> (Mode, String, BTreeMap
                 base_flake: h.base_flake.clone(),
                 base_module: h.base_module.clone().unwrap_or_else(|| "default".into()),
                 base_config,
+                address: h.address.clone(),
             },
         );
     }
-    for (path, value) in [
-        ("synapse.host", &spec.synapse.host),
-        ("mas.host", &spec.mas.host),
-    ] {
-        if let Some(h) = value {
-            if h != &host_name {
-                c.error(
-                    "host.split_unsupported",
-                    at(path),
-                    format!("`{h}` differs from the homeserver's host `{host_name}`"),
-                    "running Synapse and MAS on different hosts is not supported yet; remove this key",
-                );
-            }
-        }
-    }
-
     (mode, host_name, hosts)
 }
 

@@ -11,7 +11,7 @@ pub(super) fn public_scheme(p: &raw::ProxySpec) -> &'static str {
     }
 }
 
-pub(super) fn check_proxy(c: &mut Checker, p: &raw::ProxySpec) -> Proxy {
+pub(super) fn check_proxy(c: &mut Checker, p: &raw::ProxySpec, host: &str) -> Proxy {
     if let Some(kind) = &p.kind {
         if kind != "nginx" {
             c.error(
@@ -66,6 +66,7 @@ pub(super) fn check_proxy(c: &mut Checker, p: &raw::ProxySpec) -> Proxy {
         }
     };
     Proxy {
+        host: host.to_string(),
         tls,
         well_known: p.well_known.unwrap_or(true),
     }

@@ -8,10 +8,11 @@ use super::*;
 pub(super) fn check_synapse(
     c: &mut Checker,
     spec: &SpecFile,
-    host: &str,
+    place: &placement::Placement,
     mode: Mode,
     version_text: &str,
 ) -> Synapse {
+    let host = place.synapse.as_str();
     let s = &spec.synapse;
     let server_name = &spec.homeserver.server_name;
     let version = check_version(c, spec, version_text);
@@ -28,6 +29,7 @@ pub(super) fn check_synapse(
         "matrix-synapse",
         "matrix-synapse",
         mode == Mode::Fresh,
+        (place, host),
     );
 
     check_secret_files(c, s, &version, mode);
