@@ -101,6 +101,10 @@ fn the_example_fleet_builds_one_flake_with_every_host_and_phase() {
         "matrix-com-prepare",
         "matrix-net",
         "matrix-net-prepare",
+        "auth-net",
+        "auth-net-prepare",
+        "db-net",
+        "db-net-prepare",
     ] {
         assert!(
             flake.contains(&format!("      {cfg} = nixpkgs.lib.nixosSystem"))
@@ -125,13 +129,13 @@ fn the_example_fleet_builds_one_flake_with_every_host_and_phase() {
     // Each homeserver's plan, naming its host; the index lists them.
     let index = fs::read_to_string(out.join("PLAN.md")).unwrap();
     for (server, host) in [
-        ("example.org", "matrix-org"),
-        ("example.com", "matrix-com"),
-        ("example.net", "matrix-net"),
+        ("example.org", "host `matrix-org`"),
+        ("example.com", "host `matrix-com`"),
+        ("example.net", "hosts `db-net`, `auth-net`, `matrix-net`"),
     ] {
         let plan =
             fs::read_to_string(out.join("homeservers").join(server).join("PLAN.md")).unwrap();
-        assert!(plan.contains(&format!("on host `{host}`")), "{plan}");
+        assert!(plan.contains(&format!("on {host}")), "{plan}");
         assert!(
             index.contains(&format!("homeservers/{server}/PLAN.md")),
             "{index}"
@@ -195,7 +199,9 @@ fn the_colmena_hive_has_a_node_per_configuration_with_phase_tags() {
         hive.contains("nixpkgs = nixpkgs.legacyPackages.x86_64-linux;"),
         "{hive}"
     );
-    assert_eq!(hive.matches("targetHost").count(), 5, "{hive}");
+    // example.org: one configuration; example.com: two; example.net: two on
+    // each of its three hosts.
+    assert_eq!(hive.matches("targetHost").count(), 9, "{hive}");
 }
 
 #[test]
@@ -444,7 +450,7 @@ fn plan_covers_every_homeserver_or_the_one_named() {
     for heading in [
         "Activation plan for example.org on host `matrix-org`: fresh → delegated",
         "Activation plan for example.com on host `matrix-com`: synapse-only → delegated",
-        "Activation plan for example.net on host `matrix-net`: synapse-only → delegated",
+        "Activation plan for example.net on hosts `db-net`, `auth-net`, `matrix-net`: synapse-only → delegated",
     ] {
         assert!(out.contains(heading), "{out}");
     }
@@ -546,9 +552,7 @@ fn diff_of_a_fleet_compares_the_whole_tree() {
     let (code, out, err) = run(work.path(), &["diff", "fleet.toml", "--against", "out"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
-        out.contains(
-            "== host matrix-net, configuration `matrix-net-prepare` (prepare): changed =="
-        ),
+        out.contains("== host auth-net, configuration `auth-net-prepare` (prepare): changed =="),
         "{out}"
     );
     assert!(

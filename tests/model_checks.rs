@@ -5,60 +5,8 @@
 
 mod support;
 
+use support::check::{diags, errors, set, with};
 use support::example_text;
-
-/// `examples/<name>` with `path` (dotted; `[0]` for the first array entry)
-/// set to `value`.
-fn with(name: &str, path: &str, value: toml::Value) -> String {
-    set(&example_text(name), path, value)
-}
-
-fn set(text: &str, path: &str, value: toml::Value) -> String {
-    let mut doc: toml::Table = toml::from_str(text).expect("spec is TOML");
-    let parts: Vec<&str> = path.split('.').collect();
-    let mut cur = &mut doc;
-    for part in &parts[..parts.len() - 1] {
-        let (key, first) = match part.strip_suffix("[0]") {
-            Some(k) => (k, true),
-            None => (*part, false),
-        };
-        let item = cur
-            .entry(key.to_string())
-            .or_insert_with(|| toml::Value::Table(Default::default()));
-        let item = if first {
-            &mut item.as_array_mut().expect("an array")[0]
-        } else {
-            item
-        };
-        cur = item.as_table_mut().expect("a table");
-    }
-    cur.insert(parts[parts.len() - 1].to_string(), value);
-    toml::to_string(&doc).expect("serialize spec")
-}
-
-/// Every diagnostic validation reports for `text`: (is an error, code,
-/// message, line).
-fn diags(text: &str) -> Vec<(bool, String, String, usize)> {
-    let all = match masgen::check_source(masgen::spec::Source::new("spec.toml", text)) {
-        Ok(checked) => checked.warnings,
-        Err(diags) => diags,
-    };
-    all.iter()
-        .map(|d| {
-            let error = d.severity == masgen::diag::Severity::Error;
-            (error, d.code.to_string(), d.message.clone(), d.line)
-        })
-        .collect()
-}
-
-/// The error codes and messages validation reports for `text`.
-fn errors(text: String) -> Vec<(String, String)> {
-    diags(&text)
-        .into_iter()
-        .filter(|d| d.0)
-        .map(|(_, code, message, _)| (code, message))
-        .collect()
-}
 
 fn has(text: String, code: &str) -> bool {
     diags(&text).iter().any(|d| d.1 == code)

@@ -1,6 +1,8 @@
 //! Stage 6: the ordered activation steps that take a host from where it is
 //! to where the spec says, one gated step at a time. Reads, never writes.
 
+mod hosts;
+mod layout;
 mod render;
 mod rollback;
 mod safety;
@@ -251,12 +253,8 @@ pub fn plan(
     source: &str,
     opts: &Options,
 ) -> Result<Plan, Refusal> {
-    let host = hs
-        .hosts
-        .keys()
-        .next()
-        .cloned()
-        .unwrap_or_else(|| "matrix".into());
+    // Synapse's host: the one host, or where the homeserver's users are served.
+    let host = hs.synapse.host.clone();
     safety::check_state(hs.mode, from, opts)?;
     let (to, mut steps) = if opts.rollback {
         rollback::rollback(hs, &host, from, opts)?

@@ -21,16 +21,41 @@ fn downtime(d: Downtime) -> &'static str {
     }
 }
 
+/// The hosts the steps run on, in order of first use, when more than the
+/// plan's own.
+fn hosts(plan: &Plan) -> Option<Vec<&str>> {
+    let mut hosts: Vec<&str> = Vec::new();
+    for s in &plan.steps {
+        if !hosts.contains(&s.host.as_str()) {
+            hosts.push(&s.host);
+        }
+    }
+    (hosts.len() > 1).then_some(hosts)
+}
+
+/// ` on `host`` after a step's kind, when the plan spans several hosts.
+fn on_host(plan: &Plan, host: &str) -> String {
+    if hosts(plan).is_some() {
+        format!(" on `{host}`")
+    } else {
+        String::new()
+    }
+}
+
 fn heading(plan: &Plan) -> String {
+    let place = match hosts(plan) {
+        Some(h) => format!("hosts `{}`", h.join("`, `")),
+        None => format!("host `{}`", plan.host),
+    };
     format!(
-        "{} plan for {} on host `{}`: {} → {} ({} steps; state from {})",
+        "{} plan for {} on {}: {} → {} ({} steps; state from {})",
         if plan.rollback {
             "Rollback"
         } else {
             "Activation"
         },
         plan.server_name,
-        plan.host,
+        place,
         plan.from,
         plan.to,
         plan.steps.len(),
@@ -65,11 +90,12 @@ pub fn render_text(plan: &Plan, color: bool) -> String {
         };
         let _ = writeln!(
             out,
-            "{} {} [{}] {} — {}",
+            "{} {} [{}] {}{} — {}",
             paint("1", &format!("{}.", i + 1)),
             paint("1", &s.title),
             s.id,
             kind(s.kind),
+            on_host(plan, &s.host),
             d
         );
         for c in &s.commands {
@@ -123,11 +149,12 @@ pub fn render_markdown(plan: &Plan) -> String {
     for (i, s) in plan.steps.iter().enumerate() {
         let _ = writeln!(
             out,
-            "| {} | {} (`{}`) | {} | {} | {} |",
+            "| {} | {} (`{}`) | {}{} | {} | {} |",
             i + 1,
             s.title,
             s.id,
             kind(s.kind),
+            on_host(plan, &s.host),
             downtime(s.synapse),
             if s.undo.possible { "yes" } else { "**no**" }
         );

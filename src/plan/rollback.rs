@@ -35,6 +35,13 @@ pub(super) fn rollback(
             help: "roll back the NixOS generation with `nixos-rebuild switch --rollback`".into(),
         });
     }
+    if hs.is_split() {
+        return Err(Refusal {
+            code: "plan.rollback_split",
+            reason: "this masgen plans the way back only for a homeserver on one host".into(),
+            help: "on each host, switch back to its generation before MAS (`nixos-rebuild switch --rollback`, Synapse's host last), then empty MAS's database on PostgreSQL's host".into(),
+        });
+    }
     let mut steps = Vec::new();
     let down = match from {
         // Back at Synapse's own logins by hand, with MAS's data and stamps

@@ -1,5 +1,7 @@
 //! The step sequences: fresh install, two-phase migration, rollback.
 
+use super::hosts;
+use super::layout::Layout;
 use super::{
     Check, Downtime, Exit, Gate, HostState, Options, Refusal, Step, StepKind, Undo,
     ACK_PASSWORD_PROVIDERS, ACK_ROLLBACK,
@@ -195,14 +197,21 @@ pub(super) fn forward(
     opts: &Options,
 ) -> Result<(HostState, Vec<Step>), Refusal> {
     refuse(hs, from, opts)?;
+    let l = Layout::of(hs);
     let mut steps = Vec::new();
     if hs.mode == Mode::Migrate && from < HostState::Migrated {
-        steps.extend(migration(hs, host, from, opts));
+        steps.extend(migration(hs, &l, host, from, opts));
     }
     if hs.mode == Mode::Fresh || from <= HostState::Migrated || from == HostState::Delegated {
-        steps.extend(final_switch(hs, host, from, opts));
-        steps.extend(registrations(hs, host));
+        steps.extend(final_switch(hs, &l, host, from, opts));
+        steps.extend(registrations(hs, &l.mas));
         steps.extend(follow_ups(hs, host));
+        if l.split() {
+            // PostgreSQL's own host last: its final configuration only drops
+            // syn2mas's login.
+            let db_only = l.order.iter().filter(|h| l.units(h) == ["postgresql"]);
+            steps.extend(db_only.map(|h| hosts::final_switch(&l, h, opts, Downtime::None)));
+        }
     }
     Ok((HostState::Delegated, steps))
 }
@@ -244,11 +253,19 @@ fn refuse(hs: &Homeserver, from: HostState, opts: &Options) -> Result<(), Refusa
 /// Phase 1 and the migration itself: MAS installed idle, syn2mas checked
 /// and rehearsed, a backup, the final configuration built, then Synapse
 /// and MAS stopped for `syn2mas migrate`.
-fn migration(hs: &Homeserver, host: &str, from: HostState, opts: &Options) -> Vec<Step> {
+fn migration(
+    hs: &Homeserver,
+    l: &Layout,
+    host: &str,
+    from: HostState,
+    opts: &Options,
+) -> Vec<Step> {
     let final_cfg = configuration_name(host, Phase::Final);
     let prepare_cfg = configuration_name(host, Phase::Prepare);
     let mut steps = Vec::new();
-    if from < HostState::MasPrepared {
+    if from < HostState::MasPrepared && l.split() {
+        steps.extend(hosts::prepare_switches(l, opts));
+    } else if from < HostState::MasPrepared {
         steps.push(step(host, SWITCH_PREPARE, "Install MAS idle beside Synapse (migration phase 1)", StepKind::Rebuild,
             vec![opts.switch_command(&prepare_cfg)],
             gate("MAS and Synapse are active; MAS's config check passes; Synapse still logs users in itself", vec![
@@ -261,7 +278,7 @@ fn migration(hs: &Homeserver, host: &str, from: HostState, opts: &Options) -> Ve
             HostState::MasPrepared));
     }
     let mut check = step(
-        host,
+        &l.mas,
         CHECK,
         "Check the homeserver for syn2mas",
         StepKind::Check,
@@ -279,12 +296,12 @@ fn migration(hs: &Homeserver, host: &str, from: HostState, opts: &Options) -> Ve
     }
     check.warnings.push("a leftover `oauth-delegated` external id from an earlier MAS attempt is an error; the message gives the DELETE statement to run".into());
     steps.push(check);
-    steps.push(step(host, DRY_RUN, "Rehearse the migration (syn2mas migrate --dry-run)", StepKind::RunUnit,
+    steps.push(step(&l.mas, DRY_RUN, "Rehearse the migration (syn2mas migrate --dry-run)", StepKind::RunUnit,
         vec![start(unit::SYN2MAS_DRY_RUN), journal(unit::SYN2MAS_DRY_RUN)],
         syn2mas_gate(&format!("{SYN2MAS_EXIT}. The dry run writes to MAS and then empties it, so its duration (`systemctl show -p ExecMainStartTimestamp -p ExecMainExitTimestamp {}.service`) is how long the real migration keeps Synapse down", unit::SYN2MAS_DRY_RUN), unit::SYN2MAS_DRY_RUN),
         Downtime::None, undo(true, "nothing to undo: MAS's database is emptied again"), HostState::MasPrepared));
     steps.push(step(
-        host,
+        &l.synapse_db,
         BACKUP,
         "Back up the Synapse database and config files",
         StepKind::RunUnit,
@@ -309,19 +326,24 @@ fn migration(hs: &Homeserver, host: &str, from: HostState, opts: &Options) -> Ve
         ),
         HostState::MasPrepared,
     ));
-    steps.push(step(
-        host,
-        BUILD_FINAL,
-        "Build the final configuration without activating it",
-        StepKind::Rebuild,
-        vec![opts.build_command(&final_cfg)],
-        build_gate(opts, &final_cfg),
-        Downtime::None,
-        undo(true, "nothing to undo: nothing was activated"),
-        HostState::MasPrepared,
-    ));
-    steps.push(stop_both(host, STOP, HostState::MasPrepared));
-    let mut migrate = step(host, MIGRATE, "Copy users, passwords, links and sessions into MAS (syn2mas migrate)", StepKind::RunUnit,
+    if l.split() {
+        steps.extend(hosts::final_builds(l, opts));
+        steps.extend(hosts::stops(l));
+    } else {
+        steps.push(step(
+            host,
+            BUILD_FINAL,
+            "Build the final configuration without activating it",
+            StepKind::Rebuild,
+            vec![opts.build_command(&final_cfg)],
+            build_gate(opts, &final_cfg),
+            Downtime::None,
+            undo(true, "nothing to undo: nothing was activated"),
+            HostState::MasPrepared,
+        ));
+        steps.push(stop_both(host, STOP, HostState::MasPrepared));
+    }
+    let mut migrate = step(&l.mas, MIGRATE, "Copy users, passwords, links and sessions into MAS (syn2mas migrate)", StepKind::RunUnit,
         vec![start(unit::SYN2MAS_MIGRATE), journal(unit::SYN2MAS_MIGRATE)],
         syn2mas_gate(SYN2MAS_EXIT, unit::SYN2MAS_MIGRATE),
         Downtime::Down,
@@ -335,16 +357,32 @@ fn migration(hs: &Homeserver, host: &str, from: HostState, opts: &Options) -> Ve
 
 /// The switch to the final configuration (the end of the downtime when
 /// migrating) and mas-cli doctor.
-fn final_switch(hs: &Homeserver, host: &str, from: HostState, opts: &Options) -> Vec<Step> {
+fn final_switch(
+    hs: &Homeserver,
+    l: &Layout,
+    host: &str,
+    from: HostState,
+    opts: &Options,
+) -> Vec<Step> {
+    let host = if l.split() { l.synapse.as_str() } else { host };
     let final_cfg = configuration_name(host, Phase::Final);
     let mut steps = Vec::new();
     let migrating = hs.mode == Mode::Migrate && from < HostState::Delegated;
+    let during = if migrating {
+        Downtime::Down
+    } else {
+        Downtime::Restart
+    };
+    // Split: MAS's host before Synapse's, nginx's own host after it.
+    if l.split() && l.mas != l.synapse {
+        steps.push(hosts::final_switch(l, &l.mas, opts, during));
+    }
     let mut switch = step(host, SWITCH_FINAL,
         if migrating { "Switch Synapse to MAS delegation (downtime ends)" } else { "Switch to the configuration" },
         StepKind::Rebuild,
         vec![opts.switch_command(&final_cfg)],
-        gate("Synapse and MAS are active; Synapse delegates to MAS (it serves /_matrix/client/v1/auth_metadata only then); /_matrix/client/v3/login is answered through the proxy", vec![
-            both_active(),
+        gate(&format!("{} active; Synapse delegates to MAS (it serves /_matrix/client/v1/auth_metadata only then); /_matrix/client/v3/login is answered through the proxy", if l.split() { "Synapse is" } else { "Synapse and MAS are" }), vec![
+            if l.split() { hosts::synapse_active(l) } else { both_active() },
             Check {
                 command: format!("curl -s -o /dev/null -w '%{{http_code}}\\n' {}_matrix/client/v1/auth_metadata", hs.synapse.public_baseurl()),
                 exit: Exit::Zero,
@@ -364,7 +402,9 @@ fn final_switch(hs: &Homeserver, host: &str, from: HostState, opts: &Options) ->
         switch.warnings.push("from here on users log in through MAS; going back breaks every session created after this step".into());
     }
     steps.push(switch);
-    steps.push(step(host, DOCTOR, "Verify the installation with mas-cli doctor", StepKind::Check,
+    let proxy_only = l.order.iter().filter(|h| l.units(h) == ["nginx"]);
+    steps.extend(proxy_only.map(|h| hosts::final_switch(l, h, opts, during)));
+    steps.push(step(&l.mas, DOCTOR, "Verify the installation with mas-cli doctor", StepKind::Check,
         vec![start(unit::MAS_DOCTOR), journal(unit::MAS_DOCTOR)],
         gate("doctor reports no error (it checks that the legacy login API is served by MAS through the public URL)", vec![ran_ok(unit::MAS_DOCTOR)]),
         Downtime::None, undo(true, "nothing to undo: doctor only reads"), HostState::Delegated));
@@ -434,7 +474,7 @@ fn follow_ups(hs: &Homeserver, host: &str) -> Option<Step> {
 /// What shows that the final configuration built: nixos-rebuild leaves
 /// `./result`; Colmena keeps no link, and building again is a no-op that
 /// succeeds only when the first build did.
-fn build_gate(opts: &Options, final_cfg: &str) -> Gate {
+pub(super) fn build_gate(opts: &Options, final_cfg: &str) -> Gate {
     let check = match opts.deploy {
         super::Deploy::NixosRebuild => zero("test -e ./result"),
         super::Deploy::Colmena => zero(opts.build_command(final_cfg)),

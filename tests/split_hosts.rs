@@ -1,0 +1,370 @@
+//! One homeserver on several hosts (`examples/fleet/example-net.toml`:
+//! Synapse and nginx on matrix-net, MAS on auth-net, PostgreSQL on db-net):
+//! where each service lands, how the hosts are wired (listeners, endpoints,
+//! database logins, firewall), what the spec may not do, and the plan across
+//! hosts. The modules these options drive are evaluated with nixpkgs in
+//! tests/nixos_eval.rs and run against PostgreSQL in their own tests.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::Value;
+use support::check::{errors, set, with};
+use support::{example_text, nix_instantiate};
+
+const SPLIT: &str = "fleet/example-net.toml";
+
+fn split_text() -> String {
+    example_text(SPLIT)
+}
+
+fn build(text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(&spec, text).unwrap();
+    let out = dir.path().join("out");
+    let run = support::check::masgen()
+        .arg("build")
+        .arg(&spec)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "build failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    dir
+}
+
+/// The NixOS module of `configuration` (`hosts/<host>/<phase>/default.nix`),
+/// applied to nothing: the options it sets, as JSON.
+fn module(out: &Path, host: &str, phase: &str) -> Option<Value> {
+    let nix = nix_instantiate()?;
+    let file = out.join("hosts").join(host).join(phase).join("default.nix");
+    let expr = format!("import {} {{}}", file.display());
+    Some(nix.eval_json_expr(&expr).expect("module evaluates"))
+}
+
+fn codes(text: String) -> Vec<String> {
+    errors(text).into_iter().map(|(code, _)| code).collect()
+}
+
+#[test]
+fn the_split_example_validates() {
+    assert_eq!(errors(split_text()), Vec::<(String, String)>::new());
+}
+
+/// Each host gets only its own services; the renders follow.
+#[test]
+fn each_host_runs_only_its_services() {
+    let dir = build(&split_text());
+    let out = dir.path().join("out");
+    let has = |p: &str| out.join(p).exists();
+    assert!(has("render/matrix-net/final/homeserver.yaml"));
+    assert!(has("render/matrix-net/final/nginx.conf"));
+    assert!(!has("render/matrix-net/final/mas-config.yaml"));
+    assert!(has("render/auth-net/final/mas-config.yaml"));
+    assert!(!has("render/auth-net/final/nginx.conf"));
+    // syn2mas reads Synapse's config on MAS's host, in phase 1 only.
+    assert!(has("render/auth-net/prepare/homeserver.yaml"));
+    assert!(!has("render/auth-net/final/homeserver.yaml"));
+    assert!(has("render/db-net/prepare/units/masgen-backup.service"));
+    assert!(!has("render/db-net/final/homeserver.yaml"));
+    assert!(!has(
+        "render/matrix-net/prepare/units/masgen-syn2mas-migrate.service"
+    ));
+    assert!(has(
+        "render/auth-net/prepare/units/masgen-syn2mas-migrate.service"
+    ));
+
+    let Some(web) = module(&out, "matrix-net", "final") else {
+        return;
+    };
+    let services = &web["services"];
+    assert_eq!(services["matrix-synapse"]["enable"], true);
+    assert_eq!(services["nginx"]["enable"], true);
+    assert!(services.get("matrix-authentication-service").is_none());
+    assert!(services.get("postgresql").is_none());
+    assert_eq!(
+        web["networking"]["firewall"]["allowedTCPPorts"],
+        serde_json::json!([80, 443])
+    );
+
+    let auth = module(&out, "auth-net", "prepare").unwrap();
+    assert_eq!(
+        auth["services"]["matrix-authentication-service"]["enable"],
+        true
+    );
+    // Synapse's settings without Synapse: for syn2mas.
+    assert!(auth["services"]["matrix-synapse"].get("enable").is_none());
+    assert!(auth["services"]["matrix-synapse"]["settings"].is_object());
+    assert!(
+        auth.get("networking").is_none(),
+        "no public port on MAS's host"
+    );
+
+    let db = module(&out, "db-net", "final").unwrap();
+    assert_eq!(
+        db["services"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["postgresql"]
+    );
+    assert!(db.get("security").is_none(), "ACME only on nginx's host");
+}
+
+/// Listeners bind the host's address; each side calls the other's.
+#[test]
+fn services_reach_each_other_at_the_hosts_addresses() {
+    let dir = build(&split_text());
+    let out = dir.path().join("out");
+    let Some(web) = module(&out, "matrix-net", "final") else {
+        return;
+    };
+    let synapse = &web["services"]["matrix-synapse"]["settings"];
+    assert_eq!(
+        synapse["listeners"][0]["bind_addresses"],
+        serde_json::json!(["10.20.0.2"])
+    );
+    assert_eq!(
+        synapse["matrix_authentication_service"]["endpoint"],
+        "http://10.20.0.3:8080/auth/"
+    );
+    let db = &synapse["database"]["args"];
+    assert_eq!(db["host"], "10.20.0.4");
+    assert_eq!(db["port"], 5432);
+    assert_eq!(db["sslmode"], "prefer");
+    assert!(
+        db.get("password").is_none(),
+        "the password is added at run time"
+    );
+    assert_eq!(
+        web["masgen"]["synapse"]["databasePassword"]["passwordFile"],
+        "/run/secrets/synapse-db-password"
+    );
+
+    let auth = module(&out, "auth-net", "final").unwrap();
+    let mas = &auth["services"]["matrix-authentication-service"]["settings"];
+    assert_eq!(mas["matrix"]["endpoint"], "http://10.20.0.2:8008/");
+    assert_eq!(
+        mas["database"]["uri"],
+        "postgresql://matrix-authentication-service@10.20.0.4:5432/matrix-authentication-service?sslmode=prefer"
+    );
+    let trusted = mas["http"]["trusted_proxies"].as_array().unwrap();
+    assert!(
+        trusted.contains(&Value::from("10.20.0.2/32")),
+        "{trusted:?}"
+    );
+    let binds = &mas["http"]["listeners"][0]["binds"][0];
+    assert_eq!(binds["host"], "10.20.0.3");
+    // MAS's port is open to nginx's and Synapse's host only.
+    assert_eq!(
+        auth["masgen"]["firewall"]["allowFrom"],
+        serde_json::json!([{"port": 8080, "addresses": ["10.20.0.2"]}])
+    );
+}
+
+/// PostgreSQL's host lets each role in from the hosts that use it, and
+/// syn2mas's login to Synapse's database exists only in phase 1.
+#[test]
+fn the_database_host_admits_exactly_its_clients() {
+    let dir = build(&split_text());
+    let out = dir.path().join("out");
+    let Some(prepare) = module(&out, "db-net", "prepare") else {
+        return;
+    };
+    let clients = |m: &Value| -> Vec<(String, String, String)> {
+        m["masgen"]["postgresAccess"]["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["database"].as_str().unwrap().to_string(),
+                    c["role"].as_str().unwrap().to_string(),
+                    c["address"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let synapse = ("matrix-synapse".to_string(), "matrix-synapse".to_string());
+    let mas = "matrix-authentication-service".to_string();
+    assert_eq!(
+        clients(&prepare),
+        [
+            (synapse.0.clone(), synapse.1.clone(), "10.20.0.2".into()),
+            (synapse.0.clone(), synapse.1.clone(), "10.20.0.3".into()),
+            (mas.clone(), mas.clone(), "10.20.0.3".into()),
+        ]
+    );
+    let fin = module(&out, "db-net", "final").unwrap();
+    assert_eq!(
+        clients(&fin),
+        [
+            (synapse.0.clone(), synapse.1.clone(), "10.20.0.2".into()),
+            (mas.clone(), mas.clone(), "10.20.0.3".into()),
+        ]
+    );
+    // MAS's database is created on db-net, not by MAS's module on auth-net.
+    assert_eq!(
+        fin["services"]["postgresql"]["ensureDatabases"],
+        serde_json::json!([mas])
+    );
+    let auth = module(&out, "auth-net", "final").unwrap();
+    assert!(auth["services"]["matrix-authentication-service"]
+        .get("createDatabase")
+        .is_none());
+}
+
+/// What a split spec may not do, each refused at its key.
+#[test]
+fn split_mistakes_are_refused() {
+    let t = split_text();
+    let cases: Vec<(String, &str)> = vec![
+        (set(&t, "mas.host", "nowhere".into()), "host.unknown"),
+        (
+            set(&t, "hosts.spare.address", "10.20.0.9".into()),
+            "host.unused",
+        ),
+        (
+            set(&t, "hosts.db-net.address", "not an address".into()),
+            "value.address",
+        ),
+        (
+            {
+                let mut doc: toml::Table = toml::from_str(&t).unwrap();
+                let hosts = doc["hosts"].as_table_mut().unwrap();
+                hosts["auth-net"].as_table_mut().unwrap().remove("address");
+                toml::to_string(&doc).unwrap()
+            },
+            "host.address_required",
+        ),
+        (
+            set(&t, "synapse.listener.address", "127.0.0.1".into()),
+            "host.listen_unreachable",
+        ),
+        (
+            {
+                let mut doc: toml::Table = toml::from_str(&t).unwrap();
+                doc["mas"]["database"]
+                    .as_table_mut()
+                    .unwrap()
+                    .remove("password_file");
+                toml::to_string(&doc).unwrap()
+            },
+            "database.password_required",
+        ),
+        (set(&t, "mas.database.port", 5433.into()), "database.port"),
+        (
+            set(&t, "mas.database.ssl_mode", "always".into()),
+            "database.ssl_mode",
+        ),
+        (
+            set(&t, "hosts.matrix-net.address", "web.internal".into()),
+            "host.address_ip",
+        ),
+        // Synapse's database on its own host's socket: syn2mas on auth-net
+        // cannot reach it.
+        (
+            {
+                let mut doc: toml::Table = toml::from_str(&t).unwrap();
+                let db = doc["synapse"]["database"].as_table_mut().unwrap();
+                for k in ["host", "password_file", "ssl_mode"] {
+                    db.remove(k);
+                }
+                toml::to_string(&doc).unwrap()
+            },
+            "host.syn2mas_database",
+        ),
+    ];
+    for (text, code) in cases {
+        let got = codes(text);
+        assert!(got.contains(&code.to_string()), "{code}: {got:?}");
+    }
+    // On one host, ssl_mode and password_file have no place.
+    let got = codes(with(
+        "migrate-local.toml",
+        "synapse.database.ssl_mode",
+        "require".into(),
+    ));
+    assert_eq!(got, ["database.ssl_mode"]);
+    // A database on the service's own host is its socket: no password.
+    let own = set(&t, "mas.database.host", "auth-net".into());
+    assert!(codes(own).contains(&"database.password_file".to_string()));
+}
+
+/// The plan runs each step on its host: PostgreSQL's first, MAS's before
+/// Synapse's, one stretch of downtime, and no rollback it cannot plan.
+#[test]
+fn the_plan_crosses_hosts_in_order() {
+    let dir = build(&split_text());
+    let spec = dir.path().join("spec.toml");
+    let run = support::check::masgen()
+        .args(["plan", "--from", "synapse-only", "--format", "json"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&run.stdout).unwrap();
+    let steps: Vec<(String, String, String)> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_string(),
+                s["host"].as_str().unwrap().to_string(),
+                s["synapse"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let at = |id: &str| {
+        steps
+            .iter()
+            .position(|s| s.0 == id)
+            .unwrap_or_else(|| panic!("{id}: {steps:?}"))
+    };
+    let host = |id: &str| steps[at(id)].1.clone();
+    assert!(at("switch-prepare-db-net") < at("switch-prepare-auth-net"));
+    assert!(at("switch-prepare-auth-net") < at("switch-prepare-matrix-net"));
+    assert_eq!(host("syn2mas-migrate"), "auth-net");
+    assert_eq!(host("syn2mas-dry-run"), "auth-net");
+    assert_eq!(host("backup"), "db-net");
+    assert_eq!(host("stop-services"), "matrix-net");
+    assert_eq!(host("switch-final"), "matrix-net");
+    assert_eq!(host("mas-doctor"), "auth-net");
+    assert!(at("stop-mas") < at("syn2mas-migrate"));
+    assert!(at("syn2mas-migrate") < at("switch-final-auth-net"));
+    assert!(at("switch-final-auth-net") < at("switch-final"));
+    // One stretch: every step from the first `down` to the last is down.
+    let down: Vec<usize> = (0..steps.len()).filter(|i| steps[*i].2 == "down").collect();
+    assert_eq!(down, (down[0]..=*down.last().unwrap()).collect::<Vec<_>>());
+    assert_eq!(steps[down[0]].0, "stop-services");
+    assert_eq!(steps[*down.last().unwrap()].0, "switch-final");
+    // The rebuild commands name each host's own configuration.
+    let cmd = |id: &str| {
+        plan["steps"][at(id)]["commands"][0]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(cmd("switch-prepare-db-net").ends_with("#db-net-prepare"));
+    assert!(cmd("switch-final-auth-net").ends_with("#auth-net"));
+
+    let back = support::check::masgen()
+        .args(["plan", "--rollback", "--from", "mas-prepared"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(!back.status.success());
+    assert!(String::from_utf8_lossy(&back.stderr).contains("plan.rollback_split"));
+}
