@@ -458,6 +458,31 @@ mod tests {
         assert_eq!(src.line_col(span.start), (6, 1));
     }
 
+    /// `span_of_exact` answers only for a path written in full, where
+    /// `span_of` falls back to the deepest part that exists.
+    #[test]
+    fn exact_spans_need_every_part_of_the_path() {
+        let src = Source::new("s.toml", "[hosts.a]\nsystem = \"x86_64-linux\"\n");
+        let written = src.span_of_exact(&KeyPath::parse("hosts.a.system"));
+        assert_eq!(written.map(|r| src.line_col(r.start)), Some((2, 1)));
+        assert_eq!(src.span_of_exact(&KeyPath::parse("hosts.a.address")), None);
+        assert_eq!(src.span_of_exact(&KeyPath::parse("hosts.b")), None);
+        let fallback = src.span_of(&KeyPath::parse("hosts.a.address"));
+        assert_eq!(src.line_col(fallback.start).0, 1);
+    }
+
+    /// A released spec keeps its text but no longer locates keys (what a
+    /// fleet of a thousand specs relies on to stay small).
+    #[test]
+    fn a_released_document_locates_nothing() {
+        let mut src = Source::new("s.toml", "[mas]\nhostname = \"x\"\n");
+        let path = KeyPath::parse("mas.hostname");
+        assert_ne!(src.span_of(&path), 0..0);
+        src.release_document();
+        assert_eq!(src.span_of(&path), 0..0);
+        assert_eq!(src.span_of_exact(&path), None);
+    }
+
     /// Every masgen `*_file` key the literal-secret help suggests is a key
     /// the spec really has: written at its place, none is unknown.
     #[test]
