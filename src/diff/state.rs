@@ -32,13 +32,22 @@ pub struct Vhost {
 
 /// Reads every configuration of a tree, sorted by host, then phase.
 pub fn configurations(tree: &OutputTree) -> Result<Vec<ConfigState>, String> {
+    let mut out = headers(tree);
+    for c in &mut out {
+        c.load(tree)?;
+    }
+    Ok(out)
+}
+
+/// Every configuration of a tree by name only (`module` is null until
+/// [`ConfigState::load`]), sorted by host, then phase.
+pub fn headers(tree: &OutputTree) -> Vec<ConfigState> {
     let mut out = Vec::new();
     for path in tree.keys() {
         let parts: Vec<&str> = path.components().map(|c| c.as_str()).collect();
         let ["hosts", host, phase, "default.nix"] = parts.as_slice() else {
             continue;
         };
-        let module = nixdata::read(tree, path)?;
         let configuration = match *phase {
             "prepare" => configuration_name(host, Phase::Prepare),
             "final" => configuration_name(host, Phase::Final),
@@ -48,11 +57,27 @@ pub fn configurations(tree: &OutputTree) -> Result<Vec<ConfigState>, String> {
             host: host.to_string(),
             phase: phase.to_string(),
             configuration,
-            module,
+            module: Value::Null,
         });
     }
     out.sort_by(|a, b| (&a.host, phase_rank(&a.phase)).cmp(&(&b.host, phase_rank(&b.phase))));
-    Ok(out)
+    out
+}
+
+impl ConfigState {
+    /// The directory of its module, `hosts/<host>/<phase>/`.
+    pub fn dir(&self) -> String {
+        format!("hosts/{}/{}/", self.host, self.phase)
+    }
+
+    /// Parses `hosts/<host>/<phase>/default.nix` with its imports, once.
+    pub fn load(&mut self, tree: &OutputTree) -> Result<(), String> {
+        if self.module.is_null() {
+            let path = camino::Utf8PathBuf::from(format!("{}default.nix", self.dir()));
+            self.module = nixdata::read(tree, &path)?;
+        }
+        Ok(())
+    }
 }
 
 pub fn phase_rank(phase: &str) -> u8 {

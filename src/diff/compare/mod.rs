@@ -39,8 +39,10 @@ pub fn compare_trees(
     old: &OutputTree,
     new: &OutputTree,
 ) -> Result<Changeset, String> {
-    let old_cfgs = state::configurations(old).map_err(|e| format!("the old tree: {e}"))?;
-    let new_cfgs = state::configurations(new).map_err(|e| format!("the new tree: {e}"))?;
+    // Names first: a configuration whose files are the same in both trees
+    // is unchanged without parsing it (a fleet's diff touches a few).
+    let mut old_cfgs = state::headers(old);
+    let new_cfgs = state::headers(new);
     // A new configuration compared with another phase of the same host shows
     // its files against that phase's files (`hosts/h/prepare/…` →
     // `hosts/h/final/…`) rather than as whole new files.
@@ -70,14 +72,27 @@ pub fn compare_trees(
         );
     }
 
+    let modules_changed = files.iter().any(|f| f.path.starts_with("masgen/modules/"));
     let mut used = BTreeSet::new();
     let mut configurations = Vec::new();
-    for n in &new_cfgs {
-        let base = baseline(&old_cfgs, n);
-        if let Some(b) = base {
-            used.insert(b.configuration.clone());
+    for mut n in new_cfgs {
+        let Some(b) = baseline(&old_cfgs, &n).map(|b| b.configuration.clone()) else {
+            n.load(new).map_err(|e| format!("the new tree: {e}"))?;
+            configurations.push(compare_config(None, &n));
+            continue;
+        };
+        used.insert(b.clone());
+        if b == n.configuration && !modules_changed && same_dir(old, new, &n.dir()) {
+            configurations.push(empty_change(&n, Some(b)));
+            continue;
         }
-        configurations.push(compare_config(base, n));
+        let o = old_cfgs
+            .iter_mut()
+            .find(|o| o.configuration == b)
+            .expect("the baseline is an old configuration");
+        o.load(old).map_err(|e| format!("the old tree: {e}"))?;
+        n.load(new).map_err(|e| format!("the new tree: {e}"))?;
+        configurations.push(compare_config(Some(o), &n));
     }
     for o in &old_cfgs {
         if used.contains(&o.configuration) {
@@ -99,6 +114,23 @@ pub fn compare_trees(
         (&a.host, state::phase_rank(&a.phase)).cmp(&(&b.host, state::phase_rank(&b.phase)))
     });
     Ok(finish(spec, against, configurations, files, notes))
+}
+
+/// Whether the files under `dir` are the same in both trees.
+fn same_dir(old: &OutputTree, new: &OutputTree, dir: &str) -> bool {
+    under(old, dir).eq(under(new, dir))
+}
+
+/// The files of `tree` under `dir` (a prefix ending in `/`), in order.
+fn under<'a>(
+    tree: &'a OutputTree,
+    dir: &'a str,
+) -> impl Iterator<Item = (&'a camino::Utf8PathBuf, &'a String)> {
+    tree.range::<camino::Utf8Path, _>((
+        std::ops::Bound::Included(camino::Utf8Path::new(dir)),
+        std::ops::Bound::Unbounded,
+    ))
+    .take_while(move |(p, _)| p.as_str().starts_with(dir))
 }
 
 pub(super) fn finish(
@@ -451,5 +483,42 @@ pub(super) fn count(what: &str, n: usize) -> String {
         format!("{what} (1 change)")
     } else {
         format!("{what} ({n} changes)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `compare_trees` skips a configuration whose files did not change:
+    /// that is sound only if comparing one with itself finds nothing.
+    #[test]
+    fn a_configuration_compared_with_itself_is_unchanged() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let mut seen = 0;
+        for name in [
+            "fresh",
+            "migrate-local",
+            "migrate-keycloak",
+            "mas-own-host",
+            "fleet/example-net",
+        ] {
+            let path = format!("{root}/examples/{name}.toml");
+            let text = std::fs::read_to_string(&path).unwrap();
+            let checked = crate::check_source(crate::spec::Source::new(&path, &text))
+                .unwrap_or_else(|_| panic!("{name} validates"));
+            let (_, tree) = crate::build_tree(&checked).unwrap();
+            for c in state::configurations(&tree).unwrap() {
+                let same = compare_config(Some(&c), &c);
+                assert_eq!(
+                    format!("{same:?}"),
+                    format!("{:?}", empty_change(&c, Some(c.configuration.clone()))),
+                    "{name}: {}",
+                    c.configuration
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen >= 10, "{seen}");
     }
 }
