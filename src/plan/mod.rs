@@ -208,13 +208,17 @@ pub struct Options {
     pub record: Record,
     /// How rebuild steps deploy a configuration.
     pub deploy: Deploy,
+    /// `USER@HOST` when the host is not the machine masgen runs on:
+    /// nixos-rebuild then builds here and activates there (`--target-host`).
+    pub target_host: Option<String>,
 }
 
 /// The tool a plan's rebuild steps deploy with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Deploy {
-    /// `nixos-rebuild switch --flake OUT#CONFIGURATION`, run on the host.
+    /// `nixos-rebuild switch --flake OUT#CONFIGURATION`, run on the host
+    /// (with `--target-host USER@HOST`: run here, activated there).
     #[default]
     NixosRebuild,
     /// `colmena apply --on CONFIGURATION`, run where the flake is, with the
@@ -222,25 +226,67 @@ pub enum Deploy {
     Colmena,
 }
 
+/// What shows that `nixos-rebuild build` built: the link it leaves in the
+/// directory it ran in.
+const BUILT_LINK_CHECK: &str = "test -e ./result";
+
 impl Options {
     /// The command that builds configuration `cfg` and makes it the host's.
     pub fn switch_command(&self, cfg: &str) -> String {
         let out = &self.out_dir;
-        match self.deploy {
-            Deploy::NixosRebuild => format!("nixos-rebuild switch --flake {out}#{cfg}"),
-            Deploy::Colmena => {
+        match (self.deploy, &self.target_host) {
+            (Deploy::NixosRebuild, None) => format!("nixos-rebuild switch --flake {out}#{cfg}"),
+            // nixos-rebuild builds here, copies the closure and activates
+            // over SSH (nixpkgs nixos-rebuild.sh and nixos-rebuild-ng).
+            (Deploy::NixosRebuild, Some(target)) => {
+                format!("nixos-rebuild switch --flake {out}#{cfg} --target-host {target}")
+            }
+            (Deploy::Colmena, _) => {
                 format!("colmena apply --config {out}/flake.nix --on {cfg} switch")
             }
         }
     }
 
     /// The command that builds configuration `cfg` without activating it.
+    /// With `--target-host` too it builds here, where the switch builds.
     pub fn build_command(&self, cfg: &str) -> String {
         let out = &self.out_dir;
         match self.deploy {
             Deploy::NixosRebuild => format!("nixos-rebuild build --flake {out}#{cfg}"),
             Deploy::Colmena => format!("colmena build --config {out}/flake.nix --on {cfg}"),
         }
+    }
+
+    /// The check that the build of `cfg` succeeded: nixos-rebuild leaves
+    /// `./result`; Colmena keeps no link, and building again is a no-op
+    /// that succeeds only when the first build did.
+    pub fn built_check(&self, cfg: &str) -> String {
+        match self.deploy {
+            Deploy::NixosRebuild => BUILT_LINK_CHECK.to_string(),
+            Deploy::Colmena => self.build_command(cfg),
+        }
+    }
+
+    /// Whether the deploy tool runs where the output tree is and reaches
+    /// the host itself (Colmena; nixos-rebuild with `--target-host`).
+    pub fn deploys_from_here(&self) -> bool {
+        self.deploy == Deploy::Colmena || self.target_host.is_some()
+    }
+
+    /// Whether a command of the plan runs where the output tree is rather
+    /// than on the host: the deploy tool's commands and the build's check
+    /// when [`Self::deploys_from_here`]; everything else (units, checks of
+    /// the services) runs on the host.
+    pub fn runs_here(&self, command: &str) -> bool {
+        if !self.deploys_from_here() {
+            return false;
+        }
+        let flake = |tool: &str| {
+            command.starts_with(tool)
+                && (command.contains(&format!(" --flake {}#", self.out_dir))
+                    || command.contains(&format!(" --config {}/flake.nix ", self.out_dir)))
+        };
+        flake("nixos-rebuild ") || flake("colmena ") || command == BUILT_LINK_CHECK
     }
 }
 

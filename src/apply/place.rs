@@ -1,0 +1,57 @@
+//! Where each command of a step runs. Without `--target-host` masgen runs
+//! on the host and everything runs here. With it, the host's units and
+//! checks run over SSH, while the deploy tool runs here, where the output
+//! tree is, and reaches the host itself (`nixos-rebuild --target-host`,
+//! or Colmena's node): the same split `masgen plan` prints.
+
+use anyhow::Result;
+
+use super::host::Host;
+use crate::plan::{self, Step};
+
+pub struct Places<'a> {
+    /// The host: this machine, or `--target-host` over SSH.
+    pub host: &'a Host,
+    /// This machine, in the directory that holds the output tree.
+    pub here: &'a Host,
+    /// The options the plan was made with (its command builders).
+    pub plan: &'a plan::Options,
+}
+
+impl Places<'_> {
+    /// Where a command (or gate check) of the plan runs.
+    pub fn of(&self, command: &str) -> &Host {
+        if self.plan.runs_here(command) {
+            self.here
+        } else {
+            self.host
+        }
+    }
+
+    /// Where a step's commands run: they share one shell, so one place.
+    pub fn of_step(&self, step: &Step) -> Result<&Host> {
+        let here: Vec<bool> = step
+            .commands
+            .iter()
+            .map(|c| self.plan.runs_here(c))
+            .collect();
+        if here.iter().all(|h| *h) && !here.is_empty() {
+            return Ok(self.here);
+        }
+        anyhow::ensure!(
+            !here.contains(&true),
+            "step `{}` mixes commands for this machine and for the host; this is a bug in masgen's plan",
+            step.id
+        );
+        Ok(self.host)
+    }
+
+    /// ` (here)` for a command that runs here while the host is remote.
+    pub fn note(&self, command: &str) -> &'static str {
+        if self.host.target().is_some() && self.plan.runs_here(command) {
+            " (here)"
+        } else {
+            ""
+        }
+    }
+}
