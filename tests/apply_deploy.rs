@@ -269,3 +269,72 @@ fn one_spec_and_another_homeserver_is_refused() {
     let (code, err) = rig.apply(&["--homeserver", "example.com", "--dry-run"]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// `masgen plan` of a fleet: `--homeserver` is `--only`; `--target-host`
+/// names one host, so it needs one homeserver, whose nixos-rebuild
+/// switches it changes (Colmena's node names its host itself).
+#[test]
+fn plan_of_a_fleet_with_target_host_and_homeserver() {
+    let dir = support::repo_root().join("examples/fleet");
+    let plan = |args: &[&str]| {
+        let out = Command::new(bin())
+            .args(["plan", "fleet.toml", "--format", "json"])
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = plan(&["--target-host", "root@192.0.2.7"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--target-host names one host: with several homeservers, add --only NAME"),
+        "{err}"
+    );
+    let (code, out, err) = plan(&[
+        "--homeserver",
+        "example-com",
+        "--from",
+        "synapse-only",
+        "--target-host",
+        "root@192.0.2.7",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(value["server_name"], "example.com");
+    let rebuilds: Vec<&str> = value["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "rebuild")
+        .map(|s| s["commands"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rebuilds,
+        [
+            "nixos-rebuild switch --flake ./out#matrix-com-prepare --target-host root@192.0.2.7",
+            "nixos-rebuild build --flake ./out#matrix-com",
+            "nixos-rebuild switch --flake ./out#matrix-com --target-host root@192.0.2.7",
+        ]
+    );
+    let (code, out, err) = plan(&[
+        "--homeserver",
+        "example.com",
+        "--from",
+        "synapse-only",
+        "--target-host",
+        "root@192.0.2.7",
+        "--deploy",
+        "colmena",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("--target-host"), "{out}");
+    assert!(
+        out.contains("colmena apply --config ./out/flake.nix --on matrix-com switch"),
+        "{out}"
+    );
+}
