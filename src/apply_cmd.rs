@@ -35,6 +35,9 @@ pub struct ApplyArgs {
     /// checks and journal over SSH; nixos-rebuild runs here with --target-host.
     #[arg(long = "target-host", value_name = "USER@HOST")]
     target_host: Option<String>,
+    /// With --deploy colmena: the hive Colmena reads (its --config) [default: OUT/flake.nix].
+    #[arg(long = "colmena-config", value_name = "PATH")]
+    colmena_config: Option<String>,
     /// Confirm the steps with downtime or without a clean undo in advance.
     #[arg(long)]
     yes: bool,
@@ -66,6 +69,10 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
             masgen::plan::ACKNOWLEDGEMENTS.join(", ")
         );
     }
+    anyhow::ensure!(
+        args.colmena_config.is_none() || args.deploy == crate::cli::Deploy::Colmena,
+        "--colmena-config names Colmena's hive: it goes with --deploy colmena"
+    );
     let Some(files) = crate::fleet_cmd::resolve(&args.specs)? else {
         return Ok(ExitCode::from(2));
     };
@@ -115,6 +122,7 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
             crate::cli::Deploy::NixosRebuild => masgen::plan::Deploy::NixosRebuild,
             crate::cli::Deploy::Colmena => masgen::plan::Deploy::Colmena,
         },
+        colmena_config: args.colmena_config,
         path_prefix: env("MASGEN_APPLY_PATH"),
         yes: args.yes,
         accept_warnings: args.accept_warnings,

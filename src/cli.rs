@@ -64,6 +64,10 @@ pub enum Command {
         /// builds here and activates there (`--target-host USER@HOST`).
         #[arg(long = "target-host", value_name = "USER@HOST")]
         target_host: Option<String>,
+        /// With --deploy colmena: the hive Colmena reads (its --config) [default: OUT/flake.nix];
+        /// Colmena >= 0.5 needs a flake with a `colmenaHive` output (docs/guide.md).
+        #[arg(long = "colmena-config", value_name = "PATH")]
+        colmena_config: Option<String>,
         /// The current state as you claim it: fresh, synapse-only, mas-prepared, migrated,
         /// delegated. With --system, the system must agree.
         #[arg(long)]

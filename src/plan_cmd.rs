@@ -16,6 +16,7 @@ pub struct PlanArgs {
     pub only: Option<String>,
     pub deploy: Deploy,
     pub target_host: Option<String>,
+    pub colmena_config: Option<String>,
     pub from: Option<String>,
     pub against: Option<Utf8PathBuf>,
     pub system: Option<Utf8PathBuf>,
@@ -34,6 +35,10 @@ pub fn plan(args: PlanArgs) -> Result<ExitCode> {
             );
         }
     }
+    anyhow::ensure!(
+        args.colmena_config.is_none() || args.deploy == Deploy::Colmena,
+        "--colmena-config names Colmena's hive: it goes with --deploy colmena"
+    );
     let Some(files) = crate::fleet_cmd::resolve(&args.specs)? else {
         return Ok(ExitCode::from(2));
     };
@@ -91,6 +96,7 @@ fn options(args: &PlanArgs, record: plan::Record) -> plan::Options {
             Deploy::Colmena => plan::Deploy::Colmena,
         },
         target_host: args.target_host.clone(),
+        colmena_config: args.colmena_config.clone(),
     }
 }
 

@@ -338,3 +338,48 @@ fn plan_of_a_fleet_with_target_host_and_homeserver() {
         "{out}"
     );
 }
+
+/// `--colmena-config`: Colmena's hive is another flake (one with
+/// `colmenaHive`, for Colmena >= 0.5); the commands name it, and apply runs
+/// them here as well.
+#[test]
+fn colmena_config_names_the_hive() {
+    let rig = Rig::new();
+    let hive = [
+        "--deploy",
+        "colmena",
+        "--colmena-config",
+        "deploy/flake.nix",
+    ];
+    assert_eq!(
+        planned_rebuilds(&rig, &hive),
+        [
+            "colmena apply --config deploy/flake.nix --on matrix-prepare switch",
+            "colmena build --config deploy/flake.nix --on matrix",
+            "colmena apply --config deploy/flake.nix --on matrix switch",
+        ]
+    );
+    let quoted = planned_rebuilds(
+        &rig,
+        &[
+            "--deploy",
+            "colmena",
+            "--colmena-config",
+            "my hive/flake.nix",
+        ],
+    );
+    assert_eq!(
+        quoted[0],
+        "colmena apply --config 'my hive/flake.nix' --on matrix-prepare switch"
+    );
+    let args = [&hive[..], &["--target-host", TARGET, "--dry-run"]].concat();
+    let (code, err) = rig.apply(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("   would run (here): colmena build --config deploy/flake.nix --on matrix"),
+        "{err}"
+    );
+    let (code, err) = rig.apply(&["--colmena-config", "deploy/flake.nix", "--dry-run"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("it goes with --deploy colmena"), "{err}");
+}

@@ -25,6 +25,7 @@ fn opts(rollback: bool, acks: &[&str]) -> Options {
         record: Record::default(),
         deploy: Default::default(),
         target_host: None,
+        colmena_config: None,
     }
 }
 

@@ -51,6 +51,8 @@ pub struct Options {
     pub target: Option<String>,
     /// The tool the rebuild steps deploy with, as for `masgen plan --deploy`.
     pub deploy: plan::Deploy,
+    /// Colmena's hive (`--config`), when not the output tree's flake.
+    pub colmena_config: Option<String>,
     /// Prepended to PATH for the commands (stand-ins in tests).
     pub path_prefix: Option<String>,
     pub yes: bool,
@@ -115,6 +117,7 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
         record: plan::Record::default(),
         deploy: opts.deploy,
         target_host: opts.target.clone(),
+        colmena_config: opts.colmena_config.clone(),
     };
     let places = Places {
         host: &host,
@@ -144,7 +147,7 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
             "Applying"
         },
         host.describe(),
-        deploying_from_here(&popts),
+        place::deploying_from_here(&popts),
         plan.from,
         plan.to,
         plan.source,
@@ -232,17 +235,6 @@ fn start_run(
         )),
     )?;
     Ok(())
-}
-
-/// How the rebuild steps reach the host, when not by running there.
-fn deploying_from_here(popts: &plan::Options) -> String {
-    match (popts.deploy, &popts.target_host) {
-        (plan::Deploy::Colmena, _) => " (deploying with colmena from here)".into(),
-        (plan::Deploy::NixosRebuild, Some(t)) => {
-            format!(" (deploying from here: nixos-rebuild --target-host {t})")
-        }
-        (plan::Deploy::NixosRebuild, None) => String::new(),
-    }
 }
 
 /// The plan from the host's system root, as `masgen plan --system` makes it.

@@ -55,3 +55,14 @@ impl Places<'_> {
         }
     }
 }
+
+/// How the rebuild steps reach the host, when not by running there.
+pub fn deploying_from_here(popts: &plan::Options) -> String {
+    match (popts.deploy, &popts.target_host) {
+        (plan::Deploy::Colmena, _) => " (deploying with colmena from here)".into(),
+        (plan::Deploy::NixosRebuild, Some(t)) => {
+            format!(" (deploying from here: nixos-rebuild --target-host {t})")
+        }
+        (plan::Deploy::NixosRebuild, None) => String::new(),
+    }
+}

@@ -211,6 +211,9 @@ pub struct Options {
     /// `USER@HOST` when the host is not the machine masgen runs on:
     /// nixos-rebuild then builds here and activates there (`--target-host`).
     pub target_host: Option<String>,
+    /// The hive Colmena reads (`--config`): the output tree's flake by
+    /// default; Colmena ≥ 0.5 needs a flake with `colmenaHive` instead.
+    pub colmena_config: Option<String>,
 }
 
 /// The tool a plan's rebuild steps deploy with.
@@ -239,11 +242,13 @@ impl Options {
             // nixos-rebuild builds here, copies the closure and activates
             // over SSH (nixpkgs nixos-rebuild.sh and nixos-rebuild-ng).
             (Deploy::NixosRebuild, Some(target)) => {
+                let target = shell_word(target);
                 format!("nixos-rebuild switch --flake {out}#{cfg} --target-host {target}")
             }
-            (Deploy::Colmena, _) => {
-                format!("colmena apply --config {out}/flake.nix --on {cfg} switch")
-            }
+            (Deploy::Colmena, _) => format!(
+                "colmena apply --config {} --on {cfg} switch",
+                self.colmena_config()
+            ),
         }
     }
 
@@ -253,7 +258,10 @@ impl Options {
         let out = &self.out_dir;
         match self.deploy {
             Deploy::NixosRebuild => format!("nixos-rebuild build --flake {out}#{cfg}"),
-            Deploy::Colmena => format!("colmena build --config {out}/flake.nix --on {cfg}"),
+            Deploy::Colmena => format!(
+                "colmena build --config {} --on {cfg}",
+                self.colmena_config()
+            ),
         }
     }
 
@@ -264,6 +272,14 @@ impl Options {
         match self.deploy {
             Deploy::NixosRebuild => BUILT_LINK_CHECK.to_string(),
             Deploy::Colmena => self.build_command(cfg),
+        }
+    }
+
+    /// The hive Colmena's commands name.
+    pub fn colmena_config(&self) -> String {
+        match &self.colmena_config {
+            Some(path) => shell_word(path),
+            None => format!("{}/flake.nix", self.out_dir),
         }
     }
 
@@ -284,9 +300,24 @@ impl Options {
         let flake = |tool: &str| {
             command.starts_with(tool)
                 && (command.contains(&format!(" --flake {}#", self.out_dir))
-                    || command.contains(&format!(" --config {}/flake.nix ", self.out_dir)))
+                    || command.contains(&format!(" --config {} ", self.colmena_config())))
         };
-        flake("nixos-rebuild ") || flake("colmena ") || command == BUILT_LINK_CHECK
+        flake("nixos-rebuild ")
+            || flake("colmena ")
+            || (self.deploy == Deploy::NixosRebuild && command == BUILT_LINK_CHECK)
+    }
+}
+
+/// A value the user gave (a host, a path) as one shell word: as it is when
+/// plain, else single-quoted.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./_-[]".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
     }
 }
 
@@ -349,5 +380,47 @@ fn mark_repeats(hs: &Homeserver, host: &str, shown: HostState, opts: &Options, s
             0,
             format!("the system shows this done (`{shown}`): this step repeats it"),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(deploy: Deploy, target: Option<&str>) -> Options {
+        Options {
+            out_dir: "./out".into(),
+            deploy,
+            target_host: target.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_target_host_is_one_shell_word() {
+        let o = opts(Deploy::NixosRebuild, Some("root@h; rm -rf /"));
+        assert_eq!(
+            o.switch_command("m"),
+            "nixos-rebuild switch --flake ./out#m --target-host 'root@h; rm -rf /'"
+        );
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word("root@[2001:db8::1]"), "root@[2001:db8::1]");
+    }
+
+    #[test]
+    fn what_runs_here() {
+        let local = opts(Deploy::NixosRebuild, None);
+        assert!(!local.runs_here(&local.switch_command("m")));
+        let remote = opts(Deploy::NixosRebuild, Some("root@h"));
+        assert!(remote.runs_here(&remote.switch_command("m")));
+        assert!(remote.runs_here(&remote.build_command("m")));
+        assert!(remote.runs_here(&remote.built_check("m")));
+        assert!(!remote.runs_here("systemctl start masgen-backup.service"));
+        // The rollback's switch to a generation runs on the host.
+        assert!(!remote.runs_here("nixos-rebuild switch --rollback"));
+        let colmena = opts(Deploy::Colmena, None);
+        assert!(colmena.runs_here(&colmena.switch_command("m")));
+        assert!(colmena.runs_here(&colmena.built_check("m")));
+        assert!(!colmena.runs_here("test -e ./result"));
     }
 }
