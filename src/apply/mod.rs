@@ -110,15 +110,7 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
         stop.clone(),
     );
     let here = Host::new(None, opts.path_prefix.clone(), workdir, stop.clone());
-    let popts = plan::Options {
-        out_dir: crate::flake_ref(&opts.output),
-        rollback: opts.rollback,
-        acknowledged: opts.acknowledged.clone(),
-        record: plan::Record::default(),
-        deploy: opts.deploy,
-        target_host: opts.target.clone(),
-        colmena_config: opts.colmena_config.clone(),
-    };
+    let popts = plan_options(opts);
     let places = Places {
         host: &host,
         here: &here,
@@ -235,6 +227,19 @@ fn start_run(
         )),
     )?;
     Ok(())
+}
+
+/// The plan's options from apply's (the record comes from the host).
+fn plan_options(opts: &Options) -> plan::Options {
+    plan::Options {
+        out_dir: crate::flake_ref(&opts.output),
+        rollback: opts.rollback,
+        acknowledged: opts.acknowledged.clone(),
+        record: plan::Record::default(),
+        deploy: opts.deploy,
+        target_host: opts.target.clone(),
+        colmena_config: opts.colmena_config.clone(),
+    }
 }
 
 /// The plan from the host's system root, as `masgen plan --system` makes it.
