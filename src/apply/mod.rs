@@ -123,7 +123,9 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
             return Ok(Outcome::Refused);
         }
     };
-    let steps = match select(&plan, opts) {
+    let steps = match select(&plan, opts)
+        .and_then(|s| place::one_host(&s, opts.target.as_deref()).map(|()| s))
+    {
         Ok(s) => s,
         Err(msg) => {
             say!("refused: {msg}");

@@ -66,3 +66,58 @@ pub fn deploying_from_here(popts: &plan::Options) -> String {
         (plan::Deploy::NixosRebuild, None) => String::new(),
     }
 }
+
+/// `--target-host` names one machine: a selection of steps on several
+/// hosts (a homeserver split over hosts) cannot go to it.
+pub fn one_host(steps: &[Step], target: Option<&str>) -> Result<(), String> {
+    let Some(target) = target else {
+        return Ok(());
+    };
+    let mut hosts: Vec<&str> = steps.iter().map(|s| s.host.as_str()).collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    if hosts.len() > 1 {
+        return Err(format!(
+            "--target-host {target} names one machine, but the steps run on the hosts {}; apply them a host at a time (--only STEP / --until STEP) or on each host itself",
+            hosts.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(id: &str, host: &str) -> Step {
+        Step {
+            id: id.into(),
+            host: host.into(),
+            title: String::new(),
+            kind: plan::StepKind::Manual,
+            commands: vec![],
+            gate: plan::Gate {
+                condition: String::new(),
+                check: vec![],
+                warnings_only: None,
+            },
+            synapse: plan::Downtime::None,
+            undo: plan::Undo {
+                possible: true,
+                how: String::new(),
+            },
+            warnings: vec![],
+            reaches: plan::HostState::Delegated,
+        }
+    }
+
+    #[test]
+    fn a_target_host_is_one_host_of_the_steps() {
+        let one = [step("a", "matrix"), step("b", "matrix")];
+        let two = [step("a", "matrix"), step("b", "mas")];
+        assert_eq!(one_host(&one, Some("root@m")), Ok(()));
+        assert_eq!(one_host(&two, None), Ok(()));
+        let err = one_host(&two, Some("root@m")).unwrap_err();
+        assert!(err.contains("steps run on the hosts mas, matrix"), "{err}");
+    }
+}
