@@ -12,7 +12,16 @@ use masgen::apply::{self, DEFAULT_JOURNAL_DIR, DEFAULT_SYSTEM};
 /// Run the plan on the host, gate by gate, with a journal (see docs/guide.md).
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
-    spec: Utf8PathBuf,
+    /// The spec, or a fleet's specs (or fleet file) with --homeserver.
+    #[arg(required = true, value_name = "SPEC")]
+    specs: Vec<Utf8PathBuf>,
+    /// Of a fleet, the homeserver to apply: its server name or its spec's
+    /// file stem (as `masgen plan --only`). Needed when the fleet has several.
+    #[arg(long, value_name = "NAME")]
+    homeserver: Option<String>,
+    /// How the rebuild steps deploy a configuration, as for `masgen plan`.
+    #[arg(long, value_enum, default_value_t = crate::cli::Deploy::NixosRebuild)]
+    deploy: crate::cli::Deploy,
     /// The output tree `masgen build` wrote (the plan's commands name it).
     #[arg(short, long, default_value = "out")]
     output: Utf8PathBuf,
@@ -22,9 +31,13 @@ pub struct ApplyArgs {
     /// Where the journal goes on the host [default: /var/lib/masgen/journal, or $MASGEN_APPLY_JOURNAL].
     #[arg(long)]
     journal: Option<String>,
-    /// Run on this host over SSH (e.g. root@matrix.example.com), like nixos-rebuild.
+    /// The host, when it is not this machine (e.g. root@matrix.example.com): its units,
+    /// checks and journal over SSH; nixos-rebuild runs here with --target-host.
     #[arg(long = "target-host", value_name = "USER@HOST")]
     target_host: Option<String>,
+    /// With --deploy colmena: the hive Colmena reads (its --config) [default: OUT/flake.nix].
+    #[arg(long = "colmena-config", value_name = "PATH")]
+    colmena_config: Option<String>,
     /// Confirm the steps with downtime or without a clean undo in advance.
     #[arg(long)]
     yes: bool,
@@ -49,9 +62,6 @@ pub struct ApplyArgs {
 }
 
 pub fn run(args: ApplyArgs) -> Result<ExitCode> {
-    let Some(checked) = crate::commands::load(&args.spec, "nothing applied")? else {
-        return Ok(ExitCode::from(2));
-    };
     for ack in &args.acknowledge {
         anyhow::ensure!(
             masgen::plan::ACKNOWLEDGEMENTS.contains(&ack.as_str()),
@@ -59,26 +69,43 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
             masgen::plan::ACKNOWLEDGEMENTS.join(", ")
         );
     }
-    // The commands use the flake in out/: it must be what this spec builds.
-    let (_, tree) = masgen::build_tree_for(&checked, &masgen::flake_ref(&args.output))?;
+    anyhow::ensure!(
+        args.colmena_config.is_none() || args.deploy == crate::cli::Deploy::Colmena,
+        "--colmena-config names Colmena's hive: it goes with --deploy colmena"
+    );
+    let Some(files) = crate::fleet_cmd::resolve(&args.specs)? else {
+        return Ok(ExitCode::from(2));
+    };
+    let Some((members, chosen)) = crate::fleet_cmd::load_one(
+        &files,
+        "--homeserver",
+        args.homeserver.as_deref(),
+        "nothing applied",
+    )?
+    else {
+        return Ok(ExitCode::from(2));
+    };
+    // The commands use the flake in out/: it must be what these specs build.
+    let refs: Vec<&masgen::Checked> = members.iter().collect();
+    let (_, tree) = masgen::fleet::build_tree(&refs, &masgen::flake_ref(&args.output))?;
+    let built = crate::fleet_cmd::spec_args(&args.specs);
     let report = masgen::write::write_tree(&args.output, &tree, true).map_err(|e| {
         anyhow::anyhow!(
-            "{} cannot be checked against the spec: {e:#}; build it first (`masgen build {} -o {0}`), then apply",
+            "{} cannot be checked against the spec: {e:#}; build it first (`masgen build {built} -o {0}`), then apply",
             args.output,
-            args.spec
         )
     })?;
     if !report.is_clean() {
         eprintln!(
-            "refused: {} is not what `masgen build {} -o {0}` writes ({} missing, {} stale, {} extra); build it first, then apply",
+            "refused: {} is not what `masgen build {built} -o {0}` writes ({} missing, {} stale, {} extra); build it first, then apply",
             args.output,
-            args.spec,
             report.created.len(),
             report.updated.len(),
             report.removed.len()
         );
         return Ok(ExitCode::from(2));
     }
+    let checked = &members[chosen];
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let opts = apply::Options {
         output: args.output,
@@ -91,6 +118,11 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
             .or_else(|| env("MASGEN_APPLY_JOURNAL"))
             .unwrap_or_else(|| DEFAULT_JOURNAL_DIR.into()),
         target: args.target_host,
+        deploy: match args.deploy {
+            crate::cli::Deploy::NixosRebuild => masgen::plan::Deploy::NixosRebuild,
+            crate::cli::Deploy::Colmena => masgen::plan::Deploy::Colmena,
+        },
+        colmena_config: args.colmena_config,
         path_prefix: env("MASGEN_APPLY_PATH"),
         yes: args.yes,
         accept_warnings: args.accept_warnings,

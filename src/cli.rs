@@ -55,11 +55,19 @@ pub enum Command {
         #[arg(required = true, value_name = "SPEC")]
         specs: Vec<Utf8PathBuf>,
         /// Of a fleet, only this homeserver: its server name or its spec's file stem.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, visible_alias = "homeserver", value_name = "NAME")]
         only: Option<String>,
         /// How the rebuild steps deploy a configuration.
         #[arg(long, value_enum, default_value_t = Deploy::NixosRebuild)]
         deploy: Deploy,
+        /// The host, when it is not the machine the plan runs on: nixos-rebuild
+        /// builds here and activates there (`--target-host USER@HOST`).
+        #[arg(long = "target-host", value_name = "USER@HOST")]
+        target_host: Option<String>,
+        /// With --deploy colmena: the hive Colmena reads (its --config) [default: OUT/flake.nix];
+        /// Colmena >= 0.5 needs a flake with a `colmenaHive` output (docs/guide.md).
+        #[arg(long = "colmena-config", value_name = "PATH")]
+        colmena_config: Option<String>,
         /// The current state as you claim it: fresh, synapse-only, mas-prepared, migrated,
         /// delegated. With --system, the system must agree.
         #[arg(long)]
@@ -195,7 +203,7 @@ pub enum CheckFormat {
 /// How a plan's rebuild steps deploy a configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Deploy {
-    /// `nixos-rebuild switch --flake OUT#CONFIGURATION`.
+    /// `nixos-rebuild switch --flake OUT#CONFIGURATION` (with `--target-host`: run here).
     NixosRebuild,
     /// `colmena apply --on CONFIGURATION`, with the flake's `colmena` hive.
     Colmena,

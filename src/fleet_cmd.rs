@@ -126,6 +126,77 @@ pub fn spec_args(specs: &[Utf8PathBuf]) -> String {
     names.join(" ")
 }
 
+/// Whether `name` (of `flag`, e.g. `--only`) names the homeserver of the
+/// one spec given: its server name or its file stem.
+pub fn check_name(
+    spec: &Utf8Path,
+    checked: &masgen::Checked,
+    flag: &str,
+    name: &str,
+) -> Result<()> {
+    let stem = spec.file_stem().unwrap_or_default();
+    anyhow::ensure!(
+        name == checked.homeserver.server_name || name == stem,
+        "{flag} {name}: the spec's homeserver is `{}` (file stem `{stem}`)",
+        checked.homeserver.server_name
+    );
+    Ok(())
+}
+
+/// Every validated spec of `specs` (one, or a fleet) and the index of the
+/// homeserver `flag NAME` names, which is needed when there are several:
+/// one command never acts on several homeservers unasked. `None` after
+/// printing why a spec failed.
+pub fn load_one(
+    specs: &[Utf8PathBuf],
+    flag: &str,
+    name: Option<&str>,
+    what_happened: &str,
+) -> Result<Option<(Vec<masgen::Checked>, usize)>> {
+    if let [spec] = specs {
+        let Some(checked) = crate::commands::load(spec, what_happened)? else {
+            return Ok(None);
+        };
+        if let Some(name) = name {
+            check_name(spec, &checked, flag, name)?;
+        }
+        return Ok(Some((vec![checked], 0)));
+    }
+    let Some(mut fleet) = load(specs, what_happened)? else {
+        return Ok(None);
+    };
+    let chosen = match name {
+        Some(name) => fleet
+            .select_by(flag, Some(name))
+            .map_err(anyhow::Error::msg)?
+            .first()
+            .map(|c| c.source.name.clone()),
+        None => None,
+    };
+    let members: Vec<masgen::Checked> = fleet
+        .specs
+        .drain(..)
+        .filter_map(|s| s.result.ok())
+        .collect();
+    let index = match chosen {
+        Some(source) => members.iter().position(|c| c.source.name == source),
+        None if members.len() == 1 => Some(0),
+        None => {
+            let names: Vec<&str> = members
+                .iter()
+                .map(|c| c.homeserver.server_name.as_str())
+                .collect();
+            anyhow::bail!(
+                "the fleet has {} homeservers ({}); name the one to act on with {flag} NAME (a server name or spec file stem): one run never applies several homeservers' migrations",
+                members.len(),
+                names.join(", ")
+            );
+        }
+    };
+    let index = index.ok_or_else(|| anyhow::anyhow!("{flag}: no homeserver selected"))?;
+    Ok(Some((members, index)))
+}
+
 /// The spec of the homeserver `--only NAME` names; `None` after printing
 /// why the fleet failed.
 pub fn only_spec(specs: &[Utf8PathBuf], name: &str) -> Result<Option<Utf8PathBuf>> {

@@ -15,6 +15,8 @@ pub struct PlanArgs {
     pub specs: Vec<Utf8PathBuf>,
     pub only: Option<String>,
     pub deploy: Deploy,
+    pub target_host: Option<String>,
+    pub colmena_config: Option<String>,
     pub from: Option<String>,
     pub against: Option<Utf8PathBuf>,
     pub system: Option<Utf8PathBuf>,
@@ -33,6 +35,10 @@ pub fn plan(args: PlanArgs) -> Result<ExitCode> {
             );
         }
     }
+    anyhow::ensure!(
+        args.colmena_config.is_none() || args.deploy == Deploy::Colmena,
+        "--colmena-config names Colmena's hive: it goes with --deploy colmena"
+    );
     let Some(files) = crate::fleet_cmd::resolve(&args.specs)? else {
         return Ok(ExitCode::from(2));
     };
@@ -42,12 +48,7 @@ pub fn plan(args: PlanArgs) -> Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             };
             if let Some(name) = &args.only {
-                let stem = spec.file_stem().unwrap_or_default();
-                anyhow::ensure!(
-                    *name == checked.homeserver.server_name || name == stem,
-                    "--only {name}: the spec's homeserver is `{}` (file stem `{stem}`)",
-                    checked.homeserver.server_name
-                );
+                crate::fleet_cmd::check_name(spec, &checked, "--only", name)?;
             }
             vec![checked]
         }
@@ -94,6 +95,8 @@ fn options(args: &PlanArgs, record: plan::Record) -> plan::Options {
             Deploy::NixosRebuild => plan::Deploy::NixosRebuild,
             Deploy::Colmena => plan::Deploy::Colmena,
         },
+        target_host: args.target_host.clone(),
+        colmena_config: args.colmena_config.clone(),
     }
 }
 
@@ -126,6 +129,11 @@ fn plan_fleet(
     if args.from.is_some() || args.against.is_some() || args.system.is_some() {
         anyhow::bail!(
             "--from, --against and --system say where one host is: with several homeservers, add --only NAME (a server name or spec file stem)"
+        );
+    }
+    if args.target_host.is_some() {
+        anyhow::bail!(
+            "--target-host names one host: with several homeservers, add --only NAME (a server name or spec file stem)"
         );
     }
     let opts = options(args, plan::Record::default());

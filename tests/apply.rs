@@ -518,44 +518,6 @@ fn over_ssh_with_the_journal_on_the_host() {
     );
 }
 
-/// Over SSH the commands use the host's copy of `out/`: a copy that is
-/// missing or is not the tree built here is refused before anything runs.
-#[test]
-fn over_ssh_the_hosts_tree_must_be_the_one_built_here() {
-    let rig = Rig::new();
-    let remote_home = rig._tmp.path().join("remote-home");
-    fs::create_dir_all(&remote_home).unwrap();
-    let run = |rig: &Rig| {
-        let out = rig
-            .command(&[
-                "--yes",
-                "--target-host",
-                "root@matrix.example.net",
-                "--journal",
-                rig._tmp.path().join("remote-journal").to_str().unwrap(),
-            ])
-            .env("SHIM_REMOTE_HOME", &remote_home)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let (code, err) = run(&rig);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("is missing, not the tree built here"), "{err}");
-    assert!(err.contains("rsync -a --delete"), "{err}");
-    let remote_out = remote_home.join("out");
-    fs::create_dir_all(&remote_out).unwrap();
-    fs::write(remote_out.join("masgen-manifest.json"), "{\"files\": {}}\n").unwrap();
-    let (code, err) = run(&rig);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("differs from the tree built here"), "{err}");
-    assert_eq!(rig.host_state(), HostState::SynapseOnly);
-    assert!(!rig.calls().contains("nixos-rebuild"), "{}", rig.calls());
-}
-
 /// Over SSH, one run at a time too: a run holding the lock on the host
 /// (here a `flock` holding the journal's lock file) refuses a second, and
 /// the lock is released with the run that held it.

@@ -24,6 +24,8 @@ fn opts(rollback: bool, acks: &[&str]) -> Options {
         acknowledged: acks.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
         record: Record::default(),
         deploy: Default::default(),
+        target_host: None,
+        colmena_config: None,
     }
 }
 

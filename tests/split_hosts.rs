@@ -367,4 +367,18 @@ fn the_plan_crosses_hosts_in_order() {
         .unwrap();
     assert!(!back.status.success());
     assert!(String::from_utf8_lossy(&back.stderr).contains("plan.rollback_split"));
+
+    let one = support::check::masgen()
+        .args([
+            "plan",
+            "--from",
+            "synapse-only",
+            "--target-host",
+            "root@matrix-net",
+        ])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(!one.status.success());
+    assert!(String::from_utf8_lossy(&one.stderr).contains("plan.target_host_split"));
 }

@@ -8,6 +8,7 @@
 mod host;
 mod journal;
 mod mirror;
+mod place;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
@@ -22,6 +23,7 @@ use crate::plan::{self, Downtime, Gate, Plan, Step};
 use host::{Host, Ran};
 use journal::Journal;
 pub use journal::{Entry, Event};
+use place::Places;
 
 /// Prints a line to stderr, ignoring errors: after a lost connection
 /// (SIGHUP) the terminal is gone, and the journal must still get its line.
@@ -44,8 +46,13 @@ pub struct Options {
     /// The system root on the host.
     pub system: String,
     pub journal_dir: String,
-    /// `user@host` to run over SSH.
+    /// `user@host`: the host, reached over SSH (its units, checks and
+    /// journal); the deploy tool runs here and deploys to it.
     pub target: Option<String>,
+    /// The tool the rebuild steps deploy with, as for `masgen plan --deploy`.
+    pub deploy: plan::Deploy,
+    /// Colmena's hive (`--config`), when not the output tree's flake.
+    pub colmena_config: Option<String>,
     /// Prepended to PATH for the commands (stand-ins in tests).
     pub path_prefix: Option<String>,
     pub yes: bool,
@@ -99,17 +106,26 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
     let host = Host::new(
         opts.target.clone(),
         opts.path_prefix.clone(),
-        workdir,
+        workdir.clone(),
         stop.clone(),
     );
-    let plan = match make_plan(hs, opts, &host)? {
+    let here = Host::new(None, opts.path_prefix.clone(), workdir, stop.clone());
+    let popts = plan_options(opts);
+    let places = Places {
+        host: &host,
+        here: &here,
+        plan: &popts,
+    };
+    let plan = match make_plan(hs, opts, &popts, &host)? {
         Ok(p) => p,
         Err(refusal) => {
             say!("{refusal}");
             return Ok(Outcome::Refused);
         }
     };
-    let steps = match select(&plan, opts) {
+    let steps = match select(&plan, opts)
+        .and_then(|s| place::one_host(&s, opts.target.as_deref()).map(|()| s))
+    {
         Ok(s) => s,
         Err(msg) => {
             say!("refused: {msg}");
@@ -118,13 +134,14 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
     };
     let journal = Journal::new(&host, &opts.journal_dir, &plan.host);
     say!(
-        "{} on {}: {} → {} ({}), {} of {} steps; journal {}",
+        "{} on {}{}: {} → {} ({}), {} of {} steps; journal {}",
         if opts.dry_run {
             "Would apply"
         } else {
             "Applying"
         },
         host.describe(),
+        place::deploying_from_here(&popts),
         plan.from,
         plan.to,
         plan.source,
@@ -142,12 +159,8 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
         );
     }
     if opts.dry_run {
-        print_dry_run(&steps, opts);
+        print_dry_run(&steps, opts, &places);
         return Ok(Outcome::Done);
-    }
-    if let Some(why) = remote_tree_differs(&host, opts)? {
-        say!("refused: {why}");
-        return Ok(Outcome::Refused);
     }
     let asks: Vec<&str> = steps
         .iter()
@@ -171,7 +184,7 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
             outcome = Outcome::Interrupted;
             break;
         }
-        outcome = run_step(&host, &journal, step, opts, &stop)?;
+        outcome = run_step(&places, &journal, step, opts, &stop)?;
         if outcome != Outcome::Done {
             break;
         }
@@ -218,35 +231,26 @@ fn start_run(
     Ok(())
 }
 
-/// With `--target-host` the commands run on the host, with the flake in its
-/// login directory: that tree must be the one checked against the spec here
-/// (same manifest), or the host would switch to something nobody reviewed.
-fn remote_tree_differs(host: &Host, opts: &Options) -> Result<Option<String>> {
-    let Some(target) = host.target() else {
-        return Ok(None);
-    };
-    let name = crate::flake_ref(&opts.output);
-    let local = std::fs::read_to_string(opts.output.join(crate::emit::MANIFEST)).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot read {}: {e}",
-            opts.output.join(crate::emit::MANIFEST)
-        )
-    })?;
-    let remote_path = Utf8PathBuf::from(format!("{name}/{}", crate::emit::MANIFEST));
-    let state = match host.read(&remote_path)? {
-        Some(remote) if remote == local => return Ok(None),
-        Some(_) => "differs from",
-        None => "is missing, not",
-    };
-    let dir = name.trim_start_matches("./");
-    Ok(Some(format!(
-        "{name} on {target} {state} the tree built here from the spec (the commands run there); copy it first: `rsync -a --delete {out}/ {target}:{dir}/`",
-        out = opts.output
-    )))
+/// The plan's options from apply's (the record comes from the host).
+fn plan_options(opts: &Options) -> plan::Options {
+    plan::Options {
+        out_dir: crate::flake_ref(&opts.output),
+        rollback: opts.rollback,
+        acknowledged: opts.acknowledged.clone(),
+        record: plan::Record::default(),
+        deploy: opts.deploy,
+        target_host: opts.target.clone(),
+        colmena_config: opts.colmena_config.clone(),
+    }
 }
 
 /// The plan from the host's system root, as `masgen plan --system` makes it.
-fn make_plan(hs: &Homeserver, opts: &Options, host: &Host) -> Result<Result<Plan, plan::Refusal>> {
+fn make_plan(
+    hs: &Homeserver,
+    opts: &Options,
+    popts: &plan::Options,
+    host: &Host,
+) -> Result<Result<Plan, plan::Refusal>> {
     let mirror;
     let root: Utf8PathBuf = match host.target() {
         None => Utf8PathBuf::from(&opts.system),
@@ -267,11 +271,8 @@ fn make_plan(hs: &Homeserver, opts: &Options, host: &Host) -> Result<Result<Plan
             .replacen(root.as_str(), &format!("{t}:{}", opts.system), 1),
     };
     let popts = plan::Options {
-        out_dir: crate::flake_ref(&opts.output),
-        rollback: opts.rollback,
-        acknowledged: opts.acknowledged.clone(),
         record: located.record.clone(),
-        deploy: plan::Deploy::default(),
+        ..popts.clone()
     };
     Ok(plan::plan(hs, located.state, &how, &popts).and_then(|p| {
         // The selection must be safe on its own, too (e.g. `--only
@@ -320,12 +321,17 @@ fn needs_confirmation(step: &Step) -> Option<String> {
     (!why.is_empty()).then(|| why.join("; "))
 }
 
-fn print_dry_run(steps: &[Step], opts: &Options) {
+fn print_dry_run(steps: &[Step], opts: &Options, places: &Places<'_>) {
     for (i, s) in steps.iter().enumerate() {
         say!("\n{}. [{}] {}", i + 1, s.id, s.title);
         say!("   skipped if the gate already holds: {}", s.gate.condition);
         for c in &s.gate.check {
-            say!("     check: {}  ({})", c.command, c.expectation());
+            say!(
+                "     check{}: {}  ({})",
+                places.note(&c.command),
+                c.command,
+                c.expectation()
+            );
         }
         if let Some(why) = needs_confirmation(s) {
             say!(
@@ -334,16 +340,16 @@ fn print_dry_run(steps: &[Step], opts: &Options) {
             );
         }
         for c in &s.commands {
-            say!("   would run: {c}");
+            say!("   would run{}: {c}", places.note(c));
         }
     }
     say!("\ndry run: nothing was run and nothing was written to the journal");
 }
 
 /// Runs the checks of a gate.
-fn judge(host: &Host, gate: &Gate) -> Result<Verdict> {
+fn judge(places: &Places<'_>, gate: &Gate) -> Result<Verdict> {
     for check in &gate.check {
-        let (code, stdout, stderr) = host.capture(&check.command)?;
+        let (code, stdout, stderr) = places.of(&check.command).capture(&check.command)?;
         if let Err(why) = check.judge(code, &stdout) {
             let mut msg = format!("`{}`: {why}", check.command);
             let said = if stdout.trim().is_empty() {
@@ -358,7 +364,7 @@ fn judge(host: &Host, gate: &Gate) -> Result<Verdict> {
                 ));
             }
             if let Some(w) = &gate.warnings_only {
-                let (code, stdout, _) = host.capture(&w.command)?;
+                let (code, stdout, _) = places.of(&w.command).capture(&w.command)?;
                 if w.judge(code, &stdout).is_ok() {
                     return Ok(Verdict::WarningsOnly(msg));
                 }
@@ -393,7 +399,7 @@ fn ask(question: &str) -> bool {
 }
 
 fn run_step(
-    host: &Host,
+    places: &Places<'_>,
     journal: &Journal<'_>,
     step: &Step,
     opts: &Options,
@@ -411,7 +417,7 @@ fn run_step(
         )?;
         return Ok(Outcome::Done);
     }
-    let before = judge(host, &step.gate)?;
+    let before = judge(places, &step.gate)?;
     if stop.load(Ordering::SeqCst) {
         say!("[{id}] interrupted while checking its gate; it did not run");
         return Ok(Outcome::Interrupted);
@@ -440,9 +446,9 @@ fn run_step(
     let mut started = Entry::new(run, Event::Started, Some(id));
     started.detail = Some(step.commands.join("\n"));
     journal.write(&started)?;
-    let ran = host.run(&script(step), stop, "  | ")?;
+    let ran = places.of_step(step)?.run(&script(step), stop, "  | ")?;
     if !ran.interrupted {
-        let verdict = judge(host, &step.gate)?;
+        let verdict = judge(places, &step.gate)?;
         // A signal during the checks (they share masgen's process group)
         // is an interruption too.
         if !stop.load(Ordering::SeqCst) {

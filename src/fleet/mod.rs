@@ -56,6 +56,11 @@ impl Fleet {
     /// The homeservers `--only NAME` selects (all without it): NAME is a
     /// server name or a spec's file stem. `Err` says why none matches.
     pub fn select(&self, only: Option<&str>) -> Result<Vec<&Checked>, String> {
+        self.select_by("--only", only)
+    }
+
+    /// [`Self::select`] for a flag of another name (`apply --homeserver`).
+    pub fn select_by(&self, flag: &str, only: Option<&str>) -> Result<Vec<&Checked>, String> {
         let all = self.checked();
         let Some(name) = only else { return Ok(all) };
         let by_server: Vec<&Checked> = all
@@ -75,14 +80,14 @@ impl Fleet {
                     .map(|c| c.homeserver.server_name.clone())
                     .collect();
                 Err(format!(
-                    "--only {name}: no homeserver of that server name or spec file stem; the fleet has: {}",
+                    "{flag} {name}: no homeserver of that server name or spec file stem; the fleet has: {}",
                     names.join(", ")
                 ))
             }
             several => {
                 let paths: Vec<&str> = several.iter().map(|s| s.path.as_str()).collect();
                 Err(format!(
-                    "--only {name}: several specs have that file stem ({}); give the server name instead",
+                    "{flag} {name}: several specs have that file stem ({}); give the server name instead",
                     paths.join(", ")
                 ))
             }

@@ -210,13 +210,20 @@ pub struct Options {
     pub record: Record,
     /// How rebuild steps deploy a configuration.
     pub deploy: Deploy,
+    /// `USER@HOST` when the host is not the machine masgen runs on:
+    /// nixos-rebuild then builds here and activates there (`--target-host`).
+    pub target_host: Option<String>,
+    /// The hive Colmena reads (`--config`): the output tree's flake by
+    /// default; Colmena ≥ 0.5 needs a flake with `colmenaHive` instead.
+    pub colmena_config: Option<String>,
 }
 
 /// The tool a plan's rebuild steps deploy with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Deploy {
-    /// `nixos-rebuild switch --flake OUT#CONFIGURATION`, run on the host.
+    /// `nixos-rebuild switch --flake OUT#CONFIGURATION`, run on the host
+    /// (with `--target-host USER@HOST`: run here, activated there).
     #[default]
     NixosRebuild,
     /// `colmena apply --on CONFIGURATION`, run where the flake is, with the
@@ -224,25 +231,95 @@ pub enum Deploy {
     Colmena,
 }
 
+/// What shows that `nixos-rebuild build` built: the link it leaves in the
+/// directory it ran in.
+const BUILT_LINK_CHECK: &str = "test -e ./result";
+
 impl Options {
     /// The command that builds configuration `cfg` and makes it the host's.
     pub fn switch_command(&self, cfg: &str) -> String {
         let out = &self.out_dir;
-        match self.deploy {
-            Deploy::NixosRebuild => format!("nixos-rebuild switch --flake {out}#{cfg}"),
-            Deploy::Colmena => {
-                format!("colmena apply --config {out}/flake.nix --on {cfg} switch")
+        match (self.deploy, &self.target_host) {
+            (Deploy::NixosRebuild, None) => format!("nixos-rebuild switch --flake {out}#{cfg}"),
+            // nixos-rebuild builds here, copies the closure and activates
+            // over SSH (nixpkgs nixos-rebuild.sh and nixos-rebuild-ng).
+            (Deploy::NixosRebuild, Some(target)) => {
+                let target = shell_word(target);
+                format!("nixos-rebuild switch --flake {out}#{cfg} --target-host {target}")
             }
+            (Deploy::Colmena, _) => format!(
+                "colmena apply --config {} --on {cfg} switch",
+                self.colmena_config()
+            ),
         }
     }
 
     /// The command that builds configuration `cfg` without activating it.
+    /// With `--target-host` too it builds here, where the switch builds.
     pub fn build_command(&self, cfg: &str) -> String {
         let out = &self.out_dir;
         match self.deploy {
             Deploy::NixosRebuild => format!("nixos-rebuild build --flake {out}#{cfg}"),
-            Deploy::Colmena => format!("colmena build --config {out}/flake.nix --on {cfg}"),
+            Deploy::Colmena => format!(
+                "colmena build --config {} --on {cfg}",
+                self.colmena_config()
+            ),
         }
+    }
+
+    /// The check that the build of `cfg` succeeded: nixos-rebuild leaves
+    /// `./result`; Colmena keeps no link, and building again is a no-op
+    /// that succeeds only when the first build did.
+    pub fn built_check(&self, cfg: &str) -> String {
+        match self.deploy {
+            Deploy::NixosRebuild => BUILT_LINK_CHECK.to_string(),
+            Deploy::Colmena => self.build_command(cfg),
+        }
+    }
+
+    /// The hive Colmena's commands name.
+    pub fn colmena_config(&self) -> String {
+        match &self.colmena_config {
+            Some(path) => shell_word(path),
+            None => format!("{}/flake.nix", self.out_dir),
+        }
+    }
+
+    /// Whether the deploy tool runs where the output tree is and reaches
+    /// the host itself (Colmena; nixos-rebuild with `--target-host`).
+    pub fn deploys_from_here(&self) -> bool {
+        self.deploy == Deploy::Colmena || self.target_host.is_some()
+    }
+
+    /// Whether a command of the plan runs where the output tree is rather
+    /// than on the host: the deploy tool's commands and the build's check
+    /// when [`Self::deploys_from_here`]; everything else (units, checks of
+    /// the services) runs on the host.
+    pub fn runs_here(&self, command: &str) -> bool {
+        if !self.deploys_from_here() {
+            return false;
+        }
+        let flake = |tool: &str| {
+            command.starts_with(tool)
+                && (command.contains(&format!(" --flake {}#", self.out_dir))
+                    || command.contains(&format!(" --config {} ", self.colmena_config())))
+        };
+        flake("nixos-rebuild ")
+            || flake("colmena ")
+            || (self.deploy == Deploy::NixosRebuild && command == BUILT_LINK_CHECK)
+    }
+}
+
+/// A value the user gave (a host, a path) as one shell word: as it is when
+/// plain, else single-quoted.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./_-[]".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
     }
 }
 
@@ -255,6 +332,13 @@ pub fn plan(
 ) -> Result<Plan, Refusal> {
     // Synapse's host: the one host, or where the homeserver's users are served.
     let host = hs.synapse.host.clone();
+    if hs.is_split() && opts.target_host.is_some() {
+        return Err(Refusal {
+            code: "plan.target_host_split",
+            reason: "`--target-host` names one machine, and this homeserver's steps run on several hosts".into(),
+            help: "drop --target-host: each step names its host (run it there), or deploy with `--deploy colmena`, whose hive knows every host".into(),
+        });
+    }
     safety::check_state(hs.mode, from, opts)?;
     let (to, mut steps) = if opts.rollback {
         rollback::rollback(hs, &host, from, opts)?
@@ -301,5 +385,47 @@ fn mark_repeats(hs: &Homeserver, host: &str, shown: HostState, opts: &Options, s
             0,
             format!("the system shows this done (`{shown}`): this step repeats it"),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(deploy: Deploy, target: Option<&str>) -> Options {
+        Options {
+            out_dir: "./out".into(),
+            deploy,
+            target_host: target.map(String::from),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_target_host_is_one_shell_word() {
+        let o = opts(Deploy::NixosRebuild, Some("root@h; rm -rf /"));
+        assert_eq!(
+            o.switch_command("m"),
+            "nixos-rebuild switch --flake ./out#m --target-host 'root@h; rm -rf /'"
+        );
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word("root@[2001:db8::1]"), "root@[2001:db8::1]");
+    }
+
+    #[test]
+    fn what_runs_here() {
+        let local = opts(Deploy::NixosRebuild, None);
+        assert!(!local.runs_here(&local.switch_command("m")));
+        let remote = opts(Deploy::NixosRebuild, Some("root@h"));
+        assert!(remote.runs_here(&remote.switch_command("m")));
+        assert!(remote.runs_here(&remote.build_command("m")));
+        assert!(remote.runs_here(&remote.built_check("m")));
+        assert!(!remote.runs_here("systemctl start masgen-backup.service"));
+        // The rollback's switch to a generation runs on the host.
+        assert!(!remote.runs_here("nixos-rebuild switch --rollback"));
+        let colmena = opts(Deploy::Colmena, None);
+        assert!(colmena.runs_here(&colmena.switch_command("m")));
+        assert!(colmena.runs_here(&colmena.built_check("m")));
+        assert!(!colmena.runs_here("test -e ./result"));
     }
 }

@@ -475,10 +475,7 @@ fn follow_ups(hs: &Homeserver, host: &str) -> Option<Step> {
 /// `./result`; Colmena keeps no link, and building again is a no-op that
 /// succeeds only when the first build did.
 pub(super) fn build_gate(opts: &Options, final_cfg: &str) -> Gate {
-    let check = match opts.deploy {
-        super::Deploy::NixosRebuild => zero("test -e ./result"),
-        super::Deploy::Colmena => zero(opts.build_command(final_cfg)),
-    };
+    let check = zero(opts.built_check(final_cfg));
     gate(
         "the build succeeds, so the later switch only activates",
         vec![check],
