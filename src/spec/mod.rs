@@ -471,6 +471,22 @@ mod tests {
         assert_eq!(src.line_col(fallback.start).0, 1);
     }
 
+    /// A spec cut inside a character names every byte of the piece it has
+    /// (the sequence runs to the end of the file), and where it starts.
+    #[test]
+    fn a_truncated_character_is_named_whole() {
+        let mut bytes = b"version = 1\n# price in ".to_vec();
+        bytes.extend_from_slice(&[0xe2, 0x82]);
+        let err = std::str::from_utf8(&bytes).unwrap_err();
+        let report = not_utf8("cut.toml", &bytes, err);
+        let d = &report.shown[0];
+        assert_eq!(
+            d.message,
+            "the spec is not valid UTF-8: byte offset 23 holds 0xe2 0x82"
+        );
+        assert_eq!((d.line, d.column), (2, 12));
+    }
+
     /// A released spec keeps its text but no longer locates keys (what a
     /// fleet of a thousand specs relies on to stay small).
     #[test]
