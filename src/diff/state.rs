@@ -177,6 +177,8 @@ impl ConfigState {
                 .get(&["masgen", "masKeys", "generate"])
                 .as_array()
                 .is_some_and(|keys| !keys.is_empty()),
+            synapse_database: false,
+            mas_database: false,
         };
         self.get(&["masgen", "tasks"])
             .as_object()

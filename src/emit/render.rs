@@ -275,6 +275,8 @@ pub fn render_unit(name: &str, task: &Task, phase: &HostPhase) -> String {
             mas_credentials: &phase.mas.credentials,
             password_config: phase.synapse.password_config.is_some(),
             mas_keys: !phase.mas.generated_keys.is_empty(),
+            synapse_database: false,
+            mas_database: false,
         },
     );
     let mut credentials: Vec<(String, String)> = implied.credentials.into_iter().collect();

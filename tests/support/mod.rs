@@ -751,6 +751,27 @@ impl PgCluster {
         Ok(())
     }
 
+    /// Listens on TCP at `addresses` (listen_addresses, e.g.
+    /// "127.0.0.1,127.0.0.2") as well as the socket: a restart. Host
+    /// connections still need pg_hba lines (initdb's `host` lines reject).
+    pub fn listen_tcp(&self, addresses: &str) -> Result<(), String> {
+        self.superuser_sql(&format!(
+            "ALTER SYSTEM SET listen_addresses = '{}'",
+            addresses.replace('\'', "''")
+        ))?;
+        run(
+            command_as(Some(&self.os_user), &self.bin_dir.join("pg_ctl"))
+                .args(["restart", "-w", "-t", "60", "-s", "-m", "fast", "-D"])
+                .arg(&self.data_dir)
+                .arg("-l")
+                .arg(self.log_path())
+                .current_dir("/"),
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| format!("pg_ctl restart: {e}\n--- log ---\n{}", self.log()))
+    }
+
     /// Reloads the config and waits until new backends see it: the
     /// postmaster reloads asynchronously on SIGHUP, so poll
     /// pg_conf_load_time() (inherited by each new backend) until it moves.
