@@ -73,11 +73,16 @@
   masDatabaseEnabled = config.masgen.mas.databasePassword.enable or false;
 
   # Where Synapse runs, the file its service reads; elsewhere the same YAML
-  # from its settings (nixpkgs' configFile exists only with the service).
+  # from its settings (nixpkgs' configFile exists only with the service),
+  # without `log_config`: its nixpkgs default is made from
+  # services.matrix-synapse.log, which has a value only with the service,
+  # and syn2mas does not read it.
   synapseConfigFile =
     if synCfg.enable
     then synCfg.configFile
-    else (pkgs.formats.yaml {}).generate "homeserver.yaml" (mlib.pruneNulls synCfg.settings);
+    else
+      (pkgs.formats.yaml {}).generate "homeserver.yaml"
+      (mlib.pruneNulls (builtins.removeAttrs synCfg.settings ["log_config"]));
 
   pgPackage =
     if pgCfg.enable
