@@ -140,10 +140,7 @@ fn postgres_access_module_opens_tcp_with_one_hba_line_per_client() {
     // One credential per distinct file; each role once, with its file.
     assert_eq!(
         sc["LoadCredential"],
-        json!([
-            "password-0:/run/secrets/syn",
-            "password-1:/run/secrets/mas"
-        ])
+        json!(["password-0:/run/secrets/syn", "password-1:/run/secrets/mas"])
     );
     assert_eq!(
         sc["ExecStart"],
@@ -160,21 +157,15 @@ fn postgres_access_module_opens_tcp_with_one_hba_line_per_client() {
 
     let msgs = failed(&v["noPostgres"]);
     assert!(
-        msgs.iter().any(|m| m.contains("services.postgresql is not enabled")),
+        msgs.iter()
+            .any(|m| m.contains("services.postgresql is not enabled")),
         "{msgs:?}"
     );
     let msgs = failed(&v["badAddress"]);
     assert_eq!(msgs.len(), 1, "{msgs:?}");
-    assert!(
-        msgs[0].contains(r#"["10.0.0.300","all"]"#),
-        "{}",
-        msgs[0]
-    );
+    assert!(msgs[0].contains(r#"["10.0.0.300","all"]"#), "{}", msgs[0]);
     let msgs = failed(&v["quoteInName"]);
-    assert!(
-        msgs.iter().any(|m| m.contains("double quote")),
-        "{msgs:?}"
-    );
+    assert!(msgs.iter().any(|m| m.contains("double quote")), "{msgs:?}");
     let msgs = failed(&v["twoFiles"]);
     assert!(
         msgs.iter()
@@ -249,8 +240,9 @@ fn firewall_module_writes_rules_for_the_backend_in_use() {
     assert!(assertions(&v["dnsIptables"]).iter().all(|a| *a));
     let msgs = failed(&v["dnsNftables"]);
     assert!(
-        msgs.iter()
-            .any(|m| m.contains(r#"DNS names ["db.example.org"] cannot be used with networking.nftables.enable"#)),
+        msgs.iter().any(|m| m.contains(
+            r#"DNS names ["db.example.org"] cannot be used with networking.nftables.enable"#
+        )),
         "{msgs:?}"
     );
     // Anything else (a network, an option) never reaches the shell script.
@@ -385,7 +377,10 @@ fn database_modules_write_their_files_before_the_services() {
         json!([MAS_DATABASE_PATH])
     );
     let unit = &mas["systemd"]["services"]["masgen-mas-database"];
-    assert_eq!(format!("{}.service", "masgen-mas-database"), MAS_DATABASE_UNIT);
+    assert_eq!(
+        format!("{}.service", "masgen-mas-database"),
+        MAS_DATABASE_UNIT
+    );
     assert_eq!(
         unit["before"],
         json!(["matrix-authentication-service.service"])
@@ -552,7 +547,13 @@ fn split_host_modules_evaluate_with_nixpkgs() {
             let defaults = hba.find("local all all").unwrap_or_else(|| panic!("{hba}"));
             assert!(ours < defaults, "{hba}");
             let rules = if nftables {
-                assert_eq!(v["extraCommands"].as_str().unwrap().contains("nixos-fw -p tcp -s"), false);
+                assert_eq!(
+                    v["extraCommands"]
+                        .as_str()
+                        .unwrap()
+                        .contains("nixos-fw -p tcp -s"),
+                    false
+                );
                 v["extraInputRules"].as_str().unwrap().to_owned()
             } else {
                 assert_eq!(v["extraInputRules"], "");
@@ -575,7 +576,10 @@ fn split_host_modules_evaluate_with_nixpkgs() {
             ] {
                 assert!(unit.contains(line), "{}: {line}\n{unit}", what("db"));
             }
-            assert_eq!(v["wantedBy"][POSTGRES_PASSWORDS_UNIT], json!(["multi-user.target"]));
+            assert_eq!(
+                v["wantedBy"][POSTGRES_PASSWORDS_UNIT],
+                json!(["multi-user.target"])
+            );
         }
 
         // The MAS host: MAS, Synapse's settings without Synapse, a syn2mas task.
@@ -585,7 +589,10 @@ fn split_host_modules_evaluate_with_nixpkgs() {
         assert!(v["toplevel"].is_string(), "{}", what("mas"));
         assert_eq!(v["masExtraConfigFiles"], json!([MAS_DATABASE_PATH]));
         assert_eq!(v["synapseExtraConfigFiles"], json!([SYNAPSE_DATABASE_PATH]));
-        assert_eq!(v["requiredBy"][MAS_DATABASE_UNIT], json!(["matrix-authentication-service.service"]));
+        assert_eq!(
+            v["requiredBy"][MAS_DATABASE_UNIT],
+            json!(["matrix-authentication-service.service"])
+        );
         assert_eq!(v["requiredBy"][SYNAPSE_DATABASE_UNIT], json!([]));
         let task = v["units"]["masgen-syn2mas-check.service"].as_str().unwrap();
         for line in [
@@ -596,7 +603,10 @@ fn split_host_modules_evaluate_with_nixpkgs() {
         ] {
             assert!(task.contains(&line), "{}: {line}\n{task}", what("mas"));
         }
-        assert!(v["units"][SYNAPSE_DATABASE_UNIT].as_str().unwrap().contains("User=root"));
+        assert!(v["units"][SYNAPSE_DATABASE_UNIT]
+            .as_str()
+            .unwrap()
+            .contains("User=root"));
         // The YAML @synapse-config-args@ names without Synapse: its
         // settings, nulls pruned, without log_config.
         let hs = files
@@ -620,15 +630,24 @@ fn split_host_modules_evaluate_with_nixpkgs() {
             settings("masgen-mas-database-settings.json")["uri"],
             "postgresql://matrix-authentication-service@10.0.0.1:5432/matrix-authentication-service?sslmode=disable"
         );
-        assert_eq!(settings("masgen-synapse-database-settings.json")["args"]["port"], 5432);
+        assert_eq!(
+            settings("masgen-synapse-database-settings.json")["args"]["port"],
+            5432
+        );
 
         // Synapse's host: the file before Synapse.
         let (v, _) = support::nixos::evaluate_split_host(&tree.path, "synapse", false)
             .unwrap_or_else(|e| panic!("{}: {e}", what("synapse")));
         assert_eq!(v["failedAssertions"], json!([]), "{}", what("synapse"));
         assert!(v["toplevel"].is_string());
-        assert_eq!(v["requiredBy"][SYNAPSE_DATABASE_UNIT], json!(["matrix-synapse.service"]));
+        assert_eq!(
+            v["requiredBy"][SYNAPSE_DATABASE_UNIT],
+            json!(["matrix-synapse.service"])
+        );
         let unit = v["units"][SYNAPSE_DATABASE_UNIT].as_str().unwrap();
-        assert!(unit.contains("Before=matrix-synapse.service") && unit.contains("User=matrix-synapse"), "{unit}");
+        assert!(
+            unit.contains("Before=matrix-synapse.service") && unit.contains("User=matrix-synapse"),
+            "{unit}"
+        );
     }
 }

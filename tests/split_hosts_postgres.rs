@@ -31,11 +31,8 @@ fn modules_dir() -> PathBuf {
 /// `lib.nix` (builtins only) applied by `body`, a Nix expression of `l`.
 fn eval_lib(nix: &NixTool, body: &str) -> Value {
     let lib = modules_dir().join("lib.nix");
-    nix.eval_json_expr(&format!(
-        "let l = import {}; in {body}",
-        lib.display()
-    ))
-    .unwrap_or_else(|e| panic!("{e}"))
+    nix.eval_json_expr(&format!("let l = import {}; in {body}", lib.display()))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The passwords of the real tests, as their files hold them: every
@@ -151,7 +148,10 @@ fn postgres_access_lets_listed_clients_in_with_their_passwords() {
         {"database": "matrix-synapse", "role": "nl", "address": "127.0.0.1", "passwordFile": "/secrets/nl"}
     ]);
     let (lines, plan) = access_plan(&nix, &clients);
-    assert!(lines.contains("host \"mas db\" mas 127.0.0.1/32 scram-sha-256\n"), "{lines}");
+    assert!(
+        lines.contains("host \"mas db\" mas 127.0.0.1/32 scram-sha-256\n"),
+        "{lines}"
+    );
     pg.set_hba(&lines).unwrap_or_else(|e| panic!("{e}"));
 
     // The credentials as LoadCredential= would make them.
@@ -186,8 +186,8 @@ fn postgres_access_lets_listed_clients_in_with_their_passwords() {
         pg.bin_dir().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let set_passwords = || {
-        let out = Command::new(&runuser)
+    let run_script = |words: &[String]| {
+        Command::new(&runuser)
             .args(["-u", "postgres", "--", "env"])
             .arg(format!("PATH={path}"))
             .arg(format!("CREDENTIALS_DIRECTORY={}", cred_dir.display()))
@@ -195,20 +195,31 @@ fn postgres_access_lets_listed_clients_in_with_their_passwords() {
             .arg(format!("PGPORT={}", pg.port()))
             .arg("bash")
             .arg(modules_dir().join("scripts/postgres-passwords.sh"))
-            .args(&words)
+            .args(words)
             .current_dir("/")
             .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "postgres-passwords.sh: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            pg.log()
-        );
+            .unwrap()
     };
-    set_passwords();
+    // Every statement is logged, even slow ones and failed ones; a role
+    // that does not exist fails the unit.
+    pg.superuser_sql("ALTER SYSTEM SET log_min_duration_statement = 0")
+        .unwrap();
+    pg.reload().unwrap();
+    let ghost = run_script(&["ghost".to_string(), words[1].clone()]);
+    assert!(!ghost.status.success(), "a missing role must fail the unit");
+    assert!(
+        String::from_utf8_lossy(&ghost.stderr).contains("role \"ghost\" does not exist"),
+        "{ghost:?}"
+    );
+    let out = run_script(&words);
+    assert!(
+        out.status.success(),
+        "postgres-passwords.sh: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        pg.log()
+    );
     // A restart of the unit sets them again, without error.
-    set_passwords();
+    assert!(run_script(&words).status.success());
 
     let syn = strip_one_newline(SYNAPSE_PASSWORD);
     let mas = strip_one_newline(MAS_PASSWORD);
@@ -226,20 +237,44 @@ fn postgres_access_lets_listed_clients_in_with_their_passwords() {
     let host = hosts.last().unwrap();
     let bad_password = "password authentication failed";
     let no_entry = "no pg_hba.conf entry";
-    refused(&tcp_psql(&pg, host, "matrix-synapse", "matrix-synapse", "wrong"), bad_password);
+    refused(
+        &tcp_psql(&pg, host, "matrix-synapse", "matrix-synapse", "wrong"),
+        bad_password,
+    );
     // The file's newline is not part of the password...
     refused(
-        &tcp_psql(&pg, host, "matrix-synapse", "matrix-synapse", SYNAPSE_PASSWORD),
+        &tcp_psql(
+            &pg,
+            host,
+            "matrix-synapse",
+            "matrix-synapse",
+            SYNAPSE_PASSWORD,
+        ),
         bad_password,
     );
     // ...and only one is stripped (psql's backquote, like jq's rtrimstr).
-    connects(&tcp_psql(&pg, host, "matrix-synapse", "nl", "two\n"), "nl|matrix-synapse");
-    refused(&tcp_psql(&pg, host, "matrix-synapse", "nl", "two"), bad_password);
+    connects(
+        &tcp_psql(&pg, host, "matrix-synapse", "nl", "two\n"),
+        "nl|matrix-synapse",
+    );
+    refused(
+        &tcp_psql(&pg, host, "matrix-synapse", "nl", "two"),
+        bad_password,
+    );
     // A database, role or address not listed.
-    refused(&tcp_psql(&pg, host, "mas db", "matrix-synapse", syn), no_entry);
+    refused(
+        &tcp_psql(&pg, host, "mas db", "matrix-synapse", syn),
+        no_entry,
+    );
     refused(&tcp_psql(&pg, host, "matrix-synapse", "mas", mas), no_entry);
-    refused(&tcp_psql(&pg, host, "matrix-synapse", "stranger", "stranger"), no_entry);
-    refused(&tcp_psql(&pg, host, "matrix-synapse", "elsewhere", syn), no_entry);
+    refused(
+        &tcp_psql(&pg, host, "matrix-synapse", "stranger", "stranger"),
+        no_entry,
+    );
+    refused(
+        &tcp_psql(&pg, host, "matrix-synapse", "elsewhere", syn),
+        no_entry,
+    );
     // (elsewhere's password was set all the same, hashed.)
     assert_eq!(
         pg.superuser_sql("SELECT left(rolpassword, 14) FROM pg_authid WHERE rolname = 'elsewhere'")
@@ -248,7 +283,10 @@ fn postgres_access_lets_listed_clients_in_with_their_passwords() {
     );
     // Logging was on, and no password reached the log.
     let log = pg.log();
-    assert!(log.contains("CREATE DATABASE"), "statements are logged:\n{log}");
+    assert!(
+        log.contains("CREATE DATABASE"),
+        "statements are logged:\n{log}"
+    );
     for secret in [syn, mas] {
         assert!(!log.contains(secret), "the log holds a password:\n{log}");
     }
@@ -280,7 +318,11 @@ fn database_file(
         .output()
         .unwrap();
     if !out.status.success() {
-        assert!(!out_file.exists(), "a failed run left {}", out_file.display());
+        assert!(
+            !out_file.exists(),
+            "a failed run left {}",
+            out_file.display()
+        );
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
     let text = fs::read_to_string(&out_file).unwrap();
@@ -295,7 +337,10 @@ fn database_files_connect(nix: &NixTool, pg: &PgCluster, host: &str) {
     let Some(_jq) = require_tool("jq", "running the database file writer") else {
         return;
     };
-    let f = eval_lib(nix, "{ inherit (l) synapseDatabaseFilter masDatabaseFilter; }");
+    let f = eval_lib(
+        nix,
+        "{ inherit (l) synapseDatabaseFilter masDatabaseFilter; }",
+    );
     let tmp = TempDir::new().unwrap();
     let syn = strip_one_newline(SYNAPSE_PASSWORD);
     let mas = strip_one_newline(MAS_PASSWORD);
@@ -307,7 +352,8 @@ fn database_files_connect(nix: &NixTool, pg: &PgCluster, host: &str) {
         "args": {"user": "matrix-synapse", "database": "matrix-synapse", "host": host, "port": pg.port(), "cp_min": 1}
     });
     let filter = f["synapseDatabaseFilter"].as_str().unwrap();
-    let (written, _, file) = database_file(tmp.path(), &settings, filter, SYNAPSE_PASSWORD).unwrap();
+    let (written, _, file) =
+        database_file(tmp.path(), &settings, filter, SYNAPSE_PASSWORD).unwrap();
     assert_eq!(mode_of(&file), 0o400);
     let mut expected = settings.clone();
     expected["args"]["password"] = json!(syn);
@@ -385,7 +431,8 @@ fn database_files_connect(nix: &NixTool, pg: &PgCluster, host: &str) {
         "postgresql://127.0.0.1/mas",
         "postgresql://mas:old@127.0.0.1/mas",
     ] {
-        let err = database_file(tmp.path(), &json!({ "uri": bad }), filter, MAS_PASSWORD).unwrap_err();
+        let err =
+            database_file(tmp.path(), &json!({ "uri": bad }), filter, MAS_PASSWORD).unwrap_err();
         assert!(err.contains("has no USER@"), "{bad}: {err}");
     }
 }

@@ -8,9 +8,12 @@
 # file itself with a backquoted `\set` (the shell command is `cat` and a
 # path), and sends it as a quoted literal (:'pw'). psql removes exactly one
 # trailing newline from a backquote's output, as the other masgen writers
-# do (checked by tests/split_hosts.rs). `SET log_statement = 'none'` keeps
-# the statement, and with it the password, out of the server log. The
-# server hashes it (password_encryption, scram-sha-256 by default).
+# do (checked by tests/split_hosts_postgres.rs). The session turns off
+# every setting that would copy the statement, and with it the password,
+# into the server log: log_statement, log_min_duration_statement, and
+# log_min_error_statement (a failed ALTER ROLE, e.g. of a role that does
+# not exist yet, is logged with its statement by default). The server
+# hashes it (password_encryption, scram-sha-256 by default).
 #
 # PGHOST/PGPORT, if set, pick the server (the tests use them).
 set -euo pipefail
@@ -31,6 +34,8 @@ while [ "$#" -gt 0 ]; do
   fi
   psql -X -q -v ON_ERROR_STOP=1 -d postgres -v role="$role" -v file="$file" <<'SQL'
 SET log_statement = 'none';
+SET log_min_duration_statement = -1;
+SET log_min_error_statement = 'panic';
 \set pw `cat :'file'`
 ALTER ROLE :"role" PASSWORD :'pw';
 \unset pw
