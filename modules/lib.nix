@@ -196,7 +196,14 @@ in rec {
   in
     parts != null && builtins.all (p: builtins.fromJSON (stripZeros p) <= 255) parts;
   stripZeros = p: let m = match "0*([0-9]+)" p; in builtins.head m;
-  isIPv6 = a: match "[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*" a != null;
+  # Hex groups and colons (a dotted IPv4 tail allowed), at least two colons,
+  # at most one `::`; no zone (`%eth0`) and no prefix length.
+  isIPv6 = a:
+    match "[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*" a
+    != null
+    && builtins.length (builtins.split "::" a) <= 3
+    && match ".*:::.*" a == null
+    && builtins.all (g: builtins.stringLength g <= 4) (filter isString (builtins.split ":" (builtins.head (builtins.split "[.]" a))));
   # A host name (letters, digits, `-`, dots), not a pg_hba address keyword.
   isDnsName = a:
     match "[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\\.?" a

@@ -1526,6 +1526,10 @@ in {{ none = pick "none"; june = pick "june"; july = pick "july"; }}"#,
         "synapse-secrets.nix",
         "syn2mas-access.nix",
         "mas-keys.nix",
+        "postgres-access.nix",
+        "firewall.nix",
+        "synapse-database.nix",
+        "mas-database.nix",
     ];
     let with_compat = [&ours[..], &["mas-compat.nix"]].concat();
     assert_eq!(v["none"]["imports"], serde_json::json!(with_compat));

@@ -198,6 +198,10 @@ in {
   dnsNftables = eval true [ { port = 5432; addresses = [ "db.example.org" ]; } ];
   invalid = eval false [ { port = 5432; addresses = [ "10.0.0.0/8" "-j ACCEPT" ]; } ];
   none = eval false [ ];
+  kinds = map h.mlib.addressKind [
+    "10.0.0.1" "10.0.0.256" "1.2.3" "::1" "fd00::3" "::ffff:10.0.0.1" "2001:db8:0:0:0:0:0:1"
+    ":" "1:2" "1::2::3" ":::1" "12345::1" "fe80::1%eth0" "db.example.org" "db" "all" "samenet" "a b" "-x"
+  ];
 }
 "#;
 
@@ -253,6 +257,14 @@ fn firewall_module_writes_rules_for_the_backend_in_use() {
         "{msgs:?}"
     );
     assert_eq!(v["none"], Value::Null);
+    assert_eq!(
+        v["kinds"],
+        json!([
+            "ipv4", "invalid", "invalid", "ipv6", "ipv6", "ipv6", "ipv6", "invalid", "invalid",
+            "invalid", "invalid", "invalid", "invalid", "dns", "dns", "invalid", "invalid",
+            "invalid", "invalid"
+        ])
+    );
 }
 
 const DATABASE_CASE: &str = r#"{ modulesDir, harness }:
