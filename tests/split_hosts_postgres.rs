@@ -39,7 +39,7 @@ fn eval_lib(nix: &NixTool, body: &str) -> Value {
 /// character that means something in a URI, in SQL or in a shell, and a
 /// trailing newline (stripped: one, and only one).
 const SYNAPSE_PASSWORD: &str = "s3:@/%'\"\\ $HOME `id` #x\n";
-const MAS_PASSWORD: &str = "m:@/%'\"?&=+ ;\n";
+const MAS_PASSWORD: &str = "m:@/%'\"?&=+ ;!*()[]~\n";
 const NEWLINES_PASSWORD: &str = "two\n\n";
 
 fn strip_one_newline(s: &str) -> &str {
