@@ -21,6 +21,10 @@ in {
       ./synapse-secrets.nix
       ./syn2mas-access.nix
       ./mas-keys.nix
+      ./postgres-access.nix
+      ./firewall.nix
+      ./synapse-database.nix
+      ./mas-database.nix
     ]
     ++ (
       if upstream.hasCredentials

@@ -84,6 +84,32 @@ in rec {
   # see synapse-secrets.nix.
   passwordConfigUnit = "masgen-synapse-password-config";
 
+  # Units (without ".service") of the split-host modules:
+  # postgres-access.nix, synapse-database.nix and mas-database.nix.
+  postgresPasswordsUnit = "masgen-postgres-passwords";
+  synapseDatabaseUnit = "masgen-synapse-database";
+  masDatabaseUnit = "masgen-mas-database";
+
+  # Files those units write at boot (their RuntimeDirectory is the unit name).
+  synapseDatabaseFile = "/run/${synapseDatabaseUnit}/database.yaml";
+  masDatabaseFile = "/run/${masDatabaseUnit}/database.yaml";
+
+  # jq programs of scripts/database-file.sh: $settings[0] is the database
+  # section from the store, $pw the password file. rtrimstr strips exactly
+  # one trailing newline, as synapse-secrets.nix does for the pepper.
+  #
+  # Synapse merges extra config files shallowly: write the whole section.
+  synapseDatabaseFilter = ''{database: ($settings[0] * {args: {password: ($pw | rtrimstr("\n"))}})}'';
+  # MAS's uri `postgresql://USER@HOST...` becomes
+  # `postgresql://USER:<password, percent-encoded>@HOST...`; a uri without
+  # userinfo, or with a password already, is an error.
+  masDatabaseFilter = ''
+    ($settings[0].uri // "") as $uri
+    | ($uri | capture("^(?<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?<user>[^@:/?#]+)@(?<rest>.*)$"))
+      // error("database.uri has no USER@ (or has a password already): \($uri)")
+    | {database: ($settings[0] + {uri: (.scheme + .user + ":" + ($pw | rtrimstr("\n") | @uri) + "@" + .rest)})}
+  '';
+
   # Credential names under which masgen tasks load config files.
   synapseConfigCredential = i: "masgen-synapse-config-${toString i}";
   masExtraConfigCredential = i: "masgen-mas-extra-config-${toString i}";
@@ -152,5 +178,108 @@ in rec {
     authentication = ''
       local ${synapseDatabase} ${synapseRole} peer map=${syn2masMapName}
     '';
+  };
+
+  # --- split hosts: pg_hba lines and firewall rules -----------------------
+
+  # A database or role name for pg_hba.conf: plain names as they are, any
+  # other name double-quoted (a quoted `all` is the database named "all").
+  # pg_hba.conf cannot quote `"` or a newline: validPgHbaName refuses them.
+  pgHbaName = name:
+    if isPlainPgName name
+    then name
+    else "\"${name}\"";
+  validPgHbaName = name: isString name && name != "" && match "[^\"\n\r]*" name != null;
+
+  isIPv4 = a: let
+    parts = match "([0-9]{1,3})\\.([0-9]{1,3})\\.([0-9]{1,3})\\.([0-9]{1,3})" a;
+  in
+    parts != null && builtins.all (p: builtins.fromJSON (stripZeros p) <= 255) parts;
+  stripZeros = p: let m = match "0*([0-9]+)" p; in builtins.head m;
+  # Hex groups and colons (a dotted IPv4 tail allowed), at least two colons,
+  # at most one `::`; no zone (`%eth0`) and no prefix length.
+  isIPv6 = a:
+    match "[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*" a
+    != null
+    && builtins.length (builtins.split "::" a) <= 3
+    && match ".*:::.*" a == null
+    && builtins.all (g: builtins.stringLength g <= 4) (filter isString (builtins.split ":" (builtins.head (builtins.split "[.]" a))));
+  # A host name (letters, digits, `-`, dots), not a pg_hba address keyword.
+  isDnsName = a:
+    match "[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\\.?" a
+    != null
+    && !(elem a ["all" "samehost" "samenet"])
+    && match "[0-9.]*" a == null;
+  addressKind = a:
+    if !isString a
+    then "invalid"
+    else if isIPv4 a
+    then "ipv4"
+    else if isIPv6 a
+    then "ipv6"
+    else if isDnsName a
+    then "dns"
+    else "invalid";
+
+  # The pg_hba.conf address field for one client host.
+  pgHbaAddress = a: let
+    kind = addressKind a;
+  in
+    if kind == "ipv4"
+    then "${a}/32"
+    else if kind == "ipv6"
+    then "${a}/128"
+    else a;
+
+  # One pg_hba.conf line per client of masgen.postgresAccess.
+  postgresAccessLine = client: "host ${pgHbaName client.database} ${pgHbaName client.role} ${pgHbaAddress client.address} scram-sha-256";
+  postgresAccessLines = clients: concatStringsSep "" (map (c: postgresAccessLine c + "\n") clients);
+
+  # Firewall rules of masgen.firewall.allowFrom: iptables commands (for
+  # networking.firewall.extraCommands) or nftables rules (for
+  # networking.firewall.extraInputRules). A DNS name is resolved by iptables
+  # when the rules are loaded (IPv4 only); nftables refuses names here
+  # (asserted in firewall.nix).
+  iptablesAllowLines = rules:
+    concatStringsSep "" (concatMap (r:
+      map (a: let
+        tool =
+          if addressKind a == "ipv6"
+          then "ip6tables"
+          else "iptables";
+      in "${tool} -A nixos-fw -p tcp -s ${a} --dport ${toString r.port} -j nixos-fw-accept\n")
+      r.addresses)
+    rules);
+  nftablesAllowLines = rules:
+    concatStringsSep "" (concatMap (r:
+      map (a: let
+        family =
+          if addressKind a == "ipv6"
+          then "ip6"
+          else "ip";
+      in "${family} saddr ${a} tcp dport ${toString r.port} accept\n")
+      r.addresses)
+    rules);
+
+  # What masgen-postgres-passwords.service does for `clients`: one
+  # credential per distinct password file (password-<i>, in first-use
+  # order), ROLE CREDENTIAL words for each distinct role (first-use order),
+  # and the roles given two different files (an error).
+  postgresPasswordPlan = clients: let
+    uniq = builtins.foldl' (acc: e:
+      if elem e acc
+      then acc
+      else acc ++ [e]) [];
+    files = uniq (map (c: c.passwordFile) clients);
+    credential = builtins.listToAttrs (builtins.genList (i: {
+      name = builtins.elemAt files i;
+      value = "password-${toString i}";
+    }) (builtins.length files));
+    roles = uniq (map (c: c.role) clients);
+    filesOf = role: uniq (map (c: c.passwordFile) (filter (c: c.role == role) clients));
+  in {
+    loadCredential = map (f: "${credential.${f}}:${f}") files;
+    words = concatMap (role: [role credential.${builtins.head (filesOf role)}]) roles;
+    conflicting = filter (role: builtins.length (filesOf role) > 1) roles;
   };
 }

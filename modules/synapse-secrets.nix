@@ -4,7 +4,9 @@
 # Synapse has no `pepper_path`, and it merges extra config files shallowly
 # (top-level keys), so the whole `password_config` section is written at boot
 # by a oneshot (before Synapse) into
-#   /run/masgen-synapse/password-config.yaml   (dir 0700, file 0400, owner matrix-synapse)
+#   /run/masgen-synapse/password-config.yaml   (dir 0700, file 0400, owner matrix-synapse;
+#   root on a host where Synapse is off but MAS is: the MAS host of a split
+#   homeserver, where only masgen's syn2mas tasks read the file)
 # as JSON (valid YAML):
 #   {"password_config": <settings> + {"pepper": <pepperFile, one trailing newline stripped>}}
 # and that path is appended to services.matrix-synapse.extraConfigFiles.
@@ -26,6 +28,13 @@
 
   cfg = config.masgen.synapse.passwordConfig;
   synCfg = config.services.matrix-synapse;
+  masEnabled = config.services.matrix-authentication-service.enable or false;
+  # On the MAS host of a split homeserver Synapse is off: only masgen's
+  # syn2mas tasks read the file, as a credential (PID 1 reads it as root).
+  owner =
+    if synCfg.enable
+    then "matrix-synapse"
+    else "root";
 
   unitName = mlib.passwordConfigUnit;
   runtimeDirectory = "masgen-synapse";
@@ -106,8 +115,8 @@ in {
   config = lib.mkIf cfg.enable {
     assertions = [
       {
-        assertion = synCfg.enable;
-        message = "masgen.synapse.passwordConfig is enabled but services.matrix-synapse is not.";
+        assertion = synCfg.enable || masEnabled;
+        message = "masgen.synapse.passwordConfig is enabled but neither services.matrix-synapse nor services.matrix-authentication-service (whose syn2mas tasks read Synapse's config) is.";
       }
       {
         assertion = !(synCfg.settings ? password_config);
@@ -128,14 +137,14 @@ in {
 
     systemd.services.${unitName} = {
       description = "masgen: write Synapse password_config to ${outputFile}";
-      before = synapseUnits;
-      requiredBy = synapseUnits;
+      before = lib.optionals synCfg.enable synapseUnits;
+      requiredBy = lib.optionals synCfg.enable synapseUnits;
       serviceConfig =
         {
           Type = "oneshot";
           RemainAfterExit = true;
-          User = "matrix-synapse";
-          Group = "matrix-synapse";
+          User = owner;
+          Group = owner;
           RuntimeDirectory = runtimeDirectory;
           RuntimeDirectoryMode = "0700";
           RuntimeDirectoryPreserve = true;
@@ -155,9 +164,11 @@ in {
 
     # Synapse reads the file only at start: restart it when the content
     # definition changes (a changed pepper *file* is not visible to Nix).
-    systemd.services.matrix-synapse.restartTriggers = [
-      settingsFile
-      (toString cfg.pepperFile)
-    ];
+    systemd.services.matrix-synapse = lib.mkIf synCfg.enable {
+      restartTriggers = [
+        settingsFile
+        (toString cfg.pepperFile)
+      ];
+    };
   };
 }

@@ -22,7 +22,12 @@
 #   @synapse-config-args@   `--synapse-config <file>` for the Synapse store
 #                           config and for each of
 #                           services.matrix-synapse.extraConfigFiles (loaded as
-#                           credentials, so a DynamicUser task can read them)
+#                           credentials, so a DynamicUser task can read them).
+#                           The store config is the Synapse service's
+#                           configFile, or, where Synapse is not enabled (the
+#                           MAS host of a split homeserver), the same YAML made
+#                           here from services.matrix-synapse.settings (nulls
+#                           pruned, as nixpkgs does)
 #
 # `@CONFIG@` is left alone: masgen-mas-run replaces it at run time. Any other
 # `@word@` element is an evaluation error (a typo, not an argument).
@@ -36,9 +41,15 @@
 # - a task using @synapse-config-args@ gets LoadCredential= for each Synapse
 #   extraConfigFiles entry (masgen-synapse-config-<i>) and, when
 #   masgen.synapse.passwordConfig is enabled, Requires=/After= the unit that
-#   writes the password_config file;
+#   writes the password_config file, and, when
+#   masgen.synapse.databasePassword is enabled, Requires=/After=
+#   masgen-synapse-database.service (the database section with its password);
 # - a task using @mas-config@ on a host that makes MAS keys
-#   (masgen.masKeys.generate) gets Requires=/After= masgen-mas-keys.service;
+#   (masgen.masKeys.generate) gets Requires=/After= masgen-mas-keys.service,
+#   and, when masgen.mas.databasePassword is enabled, Requires=/After=
+#   masgen-mas-database.service (the database uri with its password);
+# (in this order: password config, Synapse database, MAS keys, MAS
+# database; src/lower/tasks.rs `implied` states the same rules);
 # - a task using @masgen-mas-run@ without runtimeDirectory gets
 #   RuntimeDirectory=<name>.
 # All tasks run with UMask=0077.
@@ -58,6 +69,20 @@
   pgCfg = config.services.postgresql;
   passwordConfigEnabled = config.masgen.synapse.passwordConfig.enable or false;
   masKeysEnabled = (config.masgen.masKeys.generate or []) != [];
+  synapseDatabaseEnabled = config.masgen.synapse.databasePassword.enable or false;
+  masDatabaseEnabled = config.masgen.mas.databasePassword.enable or false;
+
+  # Where Synapse runs, the file its service reads; elsewhere the same YAML
+  # from its settings (nixpkgs' configFile exists only with the service),
+  # without `log_config`: its nixpkgs default is made from
+  # services.matrix-synapse.log, which has a value only with the service,
+  # and syn2mas does not read it.
+  synapseConfigFile =
+    if synCfg.enable
+    then synCfg.configFile
+    else
+      (pkgs.formats.yaml {}).generate "homeserver.yaml"
+      (mlib.pruneNulls (builtins.removeAttrs synCfg.settings ["log_config"]));
 
   pgPackage =
     if pgCfg.enable
@@ -117,7 +142,7 @@
     "@synapse-config-args@" =
       [
         (word "--synapse-config")
-        (word synCfg.configFile)
+        (word synapseConfigFile)
       ]
       ++ lib.concatLists (
         lib.imap0 (i: _: [
@@ -260,6 +285,11 @@
     ) "${mlib.passwordConfigUnit}.service";
     # MAS's credentials include the keys the host makes (modules/mas-keys.nix).
     masKeysUnits = lib.optional (usesMasConfig && masKeysEnabled) "masgen-mas-keys.service";
+    # The database files with passwords (split hosts) are among the
+    # extra config files loaded as credentials.
+    synapseDatabaseUnits = lib.optional (usesSynapse && synapseDatabaseEnabled) "${mlib.synapseDatabaseUnit}.service";
+    masDatabaseUnits = lib.optional (usesMasConfig && masDatabaseEnabled) "${mlib.masDatabaseUnit}.service";
+    implied = passwordConfigUnits ++ synapseDatabaseUnits ++ masKeysUnits ++ masDatabaseUnits;
 
     runtimeDirectory =
       if task.runtimeDirectory != null
@@ -271,8 +301,8 @@
     inherit (task) description wants conflicts;
     # The spec's lowering may already list the unit (syn2mas tasks do);
     # name it once, as the reference render does.
-    after = lib.unique (task.after ++ passwordConfigUnits ++ masKeysUnits);
-    requires = lib.unique (task.requires ++ passwordConfigUnits ++ masKeysUnits);
+    after = lib.unique (task.after ++ implied);
+    requires = lib.unique (task.requires ++ implied);
     environment =
       task.environment
       // lib.optionalAttrs (masExtraConfigs != []) {
@@ -334,10 +364,6 @@ in {
           message = "masgen.tasks.${name}.command uses unknown placeholder(s) ${
             lib.concatStringsSep ", " (mlib.unknownTokens knownTokens task.command)
           }; known: ${lib.concatStringsSep ", " knownTokens}";
-        }
-        {
-          assertion = uses "@synapse-config-args@" task -> synCfg.enable;
-          message = "masgen.tasks.${name}.command uses @synapse-config-args@, but services.matrix-synapse is not enabled on this host.";
         }
         {
           assertion = task.command != [];

@@ -904,6 +904,32 @@ const MASGEN_OPTIONS: &[(&str, &str)] = &[
     ),
     ("masgen.masKeys.generate.*.file", "string"),
     ("masgen.masKeys.masUnit", "string"),
+    // Split hosts (docs/notes.md "Split hosts: database passwords and firewall").
+    ("masgen.postgresAccess.enable", "boolean"),
+    ("masgen.postgresAccess.clients", "list of (submodule)"),
+    ("masgen.postgresAccess.clients.*.database", "string"),
+    ("masgen.postgresAccess.clients.*.role", "string"),
+    ("masgen.postgresAccess.clients.*.address", "string"),
+    (
+        "masgen.postgresAccess.clients.*.passwordFile",
+        "string matching the pattern /.*",
+    ),
+    ("masgen.firewall.allowFrom", "list of (submodule)"),
+    (
+        "masgen.firewall.allowFrom.*.port",
+        "16 bit unsigned integer; between 0 and 65535 (both inclusive)",
+    ),
+    ("masgen.firewall.allowFrom.*.addresses", "list of string"),
+    ("masgen.synapse.databasePassword.enable", "boolean"),
+    (
+        "masgen.synapse.databasePassword.passwordFile",
+        "string matching the pattern /.*",
+    ),
+    ("masgen.mas.databasePassword.enable", "boolean"),
+    (
+        "masgen.mas.databasePassword.passwordFile",
+        "string matching the pattern /.*",
+    ),
 ];
 
 /// Option paths the host modules set outside the namespaces of
@@ -1153,6 +1179,10 @@ fn masgen_options_match_the_modules() {
                 } else if ns == "masgen.masKeys" && ["type", "file"].contains(&name) {
                     // The options of one `generate` entry (a submodule).
                     format!("masgen.masKeys.generate.*.{name}")
+                } else if ns == "masgen.postgresAccess" && name != "enable" && name != "clients" {
+                    format!("masgen.postgresAccess.clients.*.{name}")
+                } else if ns == "masgen.firewall.allowFrom" {
+                    format!("masgen.firewall.allowFrom.*.{name}")
                 } else {
                     format!("{ns}.{name}")
                 });

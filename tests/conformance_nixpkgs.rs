@@ -51,7 +51,7 @@ fn evaluated() -> &'static [Evaluated] {
             return Vec::new();
         }
         let mut all = Vec::new();
-        for (name, checked) in checked_examples() {
+        for (name, checked) in checked_examples_and_split() {
             let (lowered, tree) = masgen::build_tree(&checked).expect("build_tree");
             let out = nixos::build_output(&checked).expect("write the output tree");
             for phase in &lowered.phases {
@@ -100,6 +100,16 @@ fn evaluated() -> &'static [Evaluated] {
 /// Self-signed certificates for every certificate path nixpkgs' nginx.conf
 /// names: `/var/lib/acme/<name>/{fullchain,key,chain}.pem` (made by
 /// security.acme on NixOS) and the spec's own files (`proxy.tls = "files"`).
+/// The evaluations of hosts that run nginx; the others (a homeserver split
+/// across hosts) must have none.
+fn with_nginx() -> impl Iterator<Item = &'static Evaluated> {
+    evaluated().iter().filter(|e| {
+        let runs = e.eval.units.contains_key("nginx.service");
+        assert_eq!(runs, e.phase.roles.proxy, "{}: nginx.service", e.what);
+        runs
+    })
+}
+
 fn certificates(e: &Evaluated, dir: &Path) -> Vec<(String, String)> {
     let mut map = Vec::new();
     for v in &e.phase.nginx {
@@ -138,7 +148,7 @@ fn nixpkgs_nginx_conf_passes_nginx_t() {
         return;
     }
     let mut count = 0;
-    for e in evaluated() {
+    for e in with_nginx() {
         let tmp = tempfile::tempdir().unwrap();
         let conf = runnable_nixpkgs_conf(&e.eval, &bin, &certificates(e, tmp.path()));
         match nginx_test_conf(&conf) {
@@ -171,7 +181,7 @@ fn nixpkgs_nginx_conf_routes_every_example_and_phase() {
         return;
     }
     let mut count = 0;
-    for e in evaluated() {
+    for e in with_nginx() {
         let tmp = tempfile::tempdir().unwrap();
         let synapse = RecordingUpstream::start("synapse");
         let mas = RecordingUpstream::start("mas");
@@ -244,8 +254,18 @@ fn nixpkgs_mas_config_validates_against_the_mas_schema() {
     let mut count = 0;
     for e in evaluated() {
         let Some(config) = &e.eval.mas_settings else {
-            panic!("{}: no MAS config.yaml in nixpkgs' evaluation", e.what)
+            assert!(
+                !e.phase.roles.mas,
+                "{}: no MAS config.yaml in nixpkgs' evaluation",
+                e.what
+            );
+            continue;
         };
+        assert!(
+            e.phase.roles.mas,
+            "{}: MAS where the spec does not place it",
+            e.what
+        );
         let errors = support::schema::schema_errors(&validator, config);
         assert!(
             errors.is_empty(),
@@ -273,13 +293,14 @@ fn nixpkgs_units_pass_systemd_analyze_verify() {
     };
     let mut count = 0;
     for e in evaluated() {
-        for want in [
-            "matrix-synapse.service",
-            "matrix-authentication-service.service",
-            "nginx.service",
-            "postgresql.service",
+        let roles = e.phase.roles;
+        for (runs, unit) in [
+            (roles.synapse, "matrix-synapse.service"),
+            (roles.mas, "matrix-authentication-service.service"),
+            (roles.proxy, "nginx.service"),
+            (roles.postgres, "postgresql.service"),
         ] {
-            assert!(e.eval.units.contains_key(want), "{}: no {want}", e.what);
+            assert_eq!(e.eval.units.contains_key(unit), runs, "{}: {unit}", e.what);
         }
         for task in e.phase.tasks.keys() {
             let unit = format!("{task}.service");
@@ -338,6 +359,13 @@ fn synapse_extra_files(e: &Evaluated) -> (Vec<String>, Option<PasswordConfigOut>
     if !extra.iter().any(|p| p == PASSWORD_CONFIG_PATH) {
         return (extra, None);
     }
+    (extra, Some(password_config_of(e)))
+}
+
+/// masgen's runtime password-config file as the host writes it: its settings
+/// from the JSON file the evaluation generated, its pepper file from the
+/// writer unit's `LoadCredential=pepper:…`.
+fn password_config_of(e: &Evaluated) -> PasswordConfigOut {
     let settings = e
         .eval
         .files
@@ -355,13 +383,34 @@ fn synapse_extra_files(e: &Evaluated) -> (Vec<String>, Option<PasswordConfigOut>
         .find_map(|l| l.strip_prefix("LoadCredential=pepper:"))
         .unwrap_or_else(|| panic!("{}: the writer loads no pepper:\n{writer}", e.what))
         .to_string();
-    (
-        extra,
-        Some(PasswordConfigOut {
-            settings,
-            pepper_file,
-        }),
-    )
+    PasswordConfigOut {
+        settings,
+        pepper_file,
+    }
+}
+
+/// The Synapse settings this host deploys: nixpkgs' homeserver.yaml where
+/// Synapse runs; on MAS's host of a split homeserver, the homeserver.yaml
+/// modules/tasks.nix makes for syn2mas (the `--synapse-config` store file of
+/// its units).
+fn synapse_settings_here(e: &Evaluated) -> Option<serde_json::Value> {
+    if e.phase.roles.synapse {
+        return e.eval.synapse_settings.clone();
+    }
+    // Synapse is off here, so the only homeserver.yaml the evaluation
+    // generates is the one tasks.nix makes from Synapse's settings.
+    let mut made = e
+        .eval
+        .files
+        .values()
+        .filter(|f| f.name == "homeserver.yaml");
+    let file = made.next()?;
+    assert!(
+        made.next().is_none(),
+        "{}: two homeserver.yaml files",
+        e.what
+    );
+    file.value.clone()
 }
 
 /// Synapse's loader (`python -m synapse.config -c … -c …`) on nixpkgs'
@@ -377,7 +426,7 @@ fn synapse_extra_files(e: &Evaluated) -> (Vec<String>, Option<PasswordConfigOut>
 fn synapse_loader_accepts_nixpkgs_homeserver_yaml() {
     let Some(py) = synapse_python() else { return };
     let mut count = 0;
-    for e in evaluated() {
+    for e in evaluated().iter().filter(|e| e.phase.roles.synapse) {
         let settings = e
             .eval
             .synapse_settings
@@ -435,14 +484,24 @@ fn renders_match_nixpkgs_settings() {
         .iter()
         .filter(|e| e.what.ends_with("× 2026 tree"))
     {
+        let roles = e.phase.roles;
         for (file, deployed) in [
-            ("homeserver.yaml", &e.eval.synapse_settings),
-            ("mas-config.yaml", &e.eval.mas_settings),
+            ("homeserver.yaml", synapse_settings_here(e)),
+            ("mas-config.yaml", e.eval.mas_settings.clone()),
         ] {
-            let render = &e.render[file];
+            let Some(render) = e.render.get(file) else {
+                assert!(
+                    deployed.is_none(),
+                    "{}: {file} deployed but not rendered",
+                    e.what
+                );
+                continue;
+            };
             let ours: serde_json::Value = serde_norway::from_str(render).unwrap();
             let want = merged(&documented(render), &ours);
-            let got = no_hashes_json(deployed.as_ref().expect("settings"));
+            let got = no_hashes_json(deployed.as_ref().unwrap_or_else(|| {
+                panic!("{}: {file} rendered but not deployed ({roles:?})", e.what)
+            }));
             let mut diff = Vec::new();
             json_diff(&want, &got, "", &mut diff);
             assert!(
@@ -454,7 +513,15 @@ fn renders_match_nixpkgs_settings() {
         }
         // The runtime password-config file: the settings masgen's module
         // writes, and the pepper shown as the file the writer unit loads.
-        let (_, pc) = synapse_extra_files(e);
+        let pc = if roles.synapse {
+            synapse_extra_files(e).1
+        } else {
+            // MAS's host: only its syn2mas tasks read the file.
+            e.eval
+                .units
+                .get(PASSWORD_CONFIG_UNIT)
+                .map(|_| password_config_of(e))
+        };
         match (e.render.get("password-config.yaml"), pc) {
             (Some(render), Some(pc)) => {
                 let ours: serde_json::Value = serde_norway::from_str(render).unwrap();
@@ -506,7 +573,11 @@ fn render_nginx_conf_is_nixpkgs_nginx_conf() {
         .iter()
         .filter(|e| e.what.ends_with("× 2026 tree"))
     {
-        let ours = nginx_statements(&no_store_names(&uncommented(&e.render["nginx.conf"])));
+        let Some(render) = e.render.get("nginx.conf") else {
+            assert!(!e.phase.roles.proxy, "{}: no nginx.conf rendered", e.what);
+            continue;
+        };
+        let ours = nginx_statements(&no_store_names(&uncommented(render)));
         let theirs = nginx_statements(&no_store_names(&inlined(&e.eval)));
         if ours != theirs {
             let at = ours.iter().zip(&theirs).position(|(a, b)| a != b);

@@ -117,99 +117,7 @@ fn eval_case(nix: &NixTool, expr: &str) -> Value {
 /// stubbed `lib` name exists in nixpkgs (checked against lib/ sources);
 /// `getExe` keeps the package attributes so a script's text stays
 /// reachable, and `formats.*.generate` keeps the value it was given.
-const HARNESS: &str = r#"
-{ modulesDir }:
-let
-  b = builtins;
-  dir = /. + modulesDir;
-  stubPkg = name: {
-    outPath = "/nix/store/stub-${name}";
-    inherit name;
-    meta.mainProgram = name;
-  };
-  option = args: args // { _stub = "option"; };
-  type = name: extra: { _stub = "type"; inherit name; } // extra;
-  lib = rec {
-    mkOption = option;
-    mkEnableOption = desc: option { default = false; description = desc; type = types.bool; };
-    mkIf = condition: content: { _type = "if"; inherit condition content; };
-    mkBefore = content: { _type = "order"; priority = 500; inherit content; };
-    types = {
-      str = type "str" { };
-      bool = type "bool" { };
-      int = type "int" { };
-      ints.positive = type "positiveInt" { };
-      strMatching = pattern: type "strMatching" { inherit pattern; };
-      nullOr = t: type "nullOr" { elem = t; };
-      listOf = t: type "listOf" { elem = t; };
-      attrsOf = t: type "attrsOf" { elem = t; };
-      submodule = module: type "submodule" { inherit module; };
-      package = type "package" { };
-    };
-    literalExpression = text: { _type = "literalExpression"; inherit text; };
-    getExe' = pkg: bin: "${pkg}/bin/${bin}";
-    getExe = pkg: pkg // { outPath = "${pkg}/bin/${pkg.meta.mainProgram}"; };
-    imap0 = f: list: b.genList (i: f i (b.elemAt list i)) (b.length list);
-    concatLists = b.concatLists;
-    optional = cond: x: if cond then [ x ] else [ ];
-    unique = b.foldl' (acc: e: if b.elem e acc then acc else acc ++ [ e ]) [ ];
-    optionals = cond: xs: if cond then xs else [ ];
-    optionalAttrs = cond: as: if cond then as else { };
-    optionalString = cond: s: if cond then s else "";
-    mapAttrs = b.mapAttrs;
-    mapAttrsToList = f: as: map (n: f n as.${n}) (b.attrNames as);
-    concatStringsSep = b.concatStringsSep;
-    concatMapStringsSep = sep: f: list: b.concatStringsSep sep (map f list);
-    escapeShellArg = arg: "'${b.replaceStrings [ "'" ] [ "'\\''" ] (toString arg)}'";
-  };
-  format = {
-    type = type "format" { };
-    generate = name: value: stubPkg name // { generatedValue = value; };
-  };
-  pkgs = {
-    formats.yaml = { }: format;
-    formats.json = { }: format;
-    writeShellApplication = args: stubPkg args.name // {
-      inherit (args) text;
-      runtimeInputs = map (p: p.name) args.runtimeInputs;
-    };
-    coreutils = stubPkg "coreutils";
-    util-linux = stubPkg "util-linux";
-    gnugrep = stubPkg "gnugrep";
-    gettext = stubPkg "gettext";
-    jq = stubPkg "jq";
-    postgresql = stubPkg "postgresql";
-  };
-
-  # What the module system does with mkIf / mkBefore for a single definition.
-  resolve = v:
-    if b.isAttrs v && (v._type or null) == "if" then
-      (if v.condition then resolve v.content else null)
-    else if b.isAttrs v && (v._type or null) == "order" then
-      resolve v.content
-    else if b.isAttrs v && !(v ? outPath) then
-      b.mapAttrs (_: resolve) v
-    else if b.isList v then
-      map resolve v
-    else
-      v;
-
-  evalModule = file: config: import (dir + "/${file}") { inherit config lib pkgs; };
-
-  optionDefaults = opts: b.mapAttrs (_: o: o.default) (b.removeAttrs opts [ "command" ]);
-
-  # A masgen.tasks entry with its option defaults filled in.
-  task = name: value:
-    let
-      module = (evalModule "tasks.nix" { }).options.masgen.tasks.type.elem.module;
-    in
-    optionDefaults (module { inherit name; }).options // value;
-in
-{
-  inherit lib pkgs resolve evalModule optionDefaults task stubPkg;
-  mlib = import (dir + "/lib.nix");
-}
-"#;
+const HARNESS: &str = include_str!("support/module_harness.nix");
 
 // ------------------------------------------------------------- syntax
 
@@ -245,7 +153,14 @@ fn scripts_pass_bash_n() {
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect::<Vec<_>>(),
-        ["backup.sh", "mas-keys.sh", "mas-run.sh", "register-user.sh"]
+        [
+            "backup.sh",
+            "database-file.sh",
+            "mas-keys.sh",
+            "mas-run.sh",
+            "postgres-passwords.sh",
+            "register-user.sh"
+        ]
     );
     for file in &files {
         run_ok(Command::new("bash").arg("-n").arg(file));
@@ -360,7 +275,8 @@ let
     };
     services.matrix-synapse = {
       enable = synapse;
-      configFile = h.stubPkg "homeserver.yaml";
+      configFile = h.stubPkg "nixpkgs-homeserver.yaml";
+      settings = { server_name = "example.org"; database.args.host = null; };
       extraConfigFiles = [ "/run/secrets/synapse-extra.yaml" "/run/masgen-synapse/password-config.yaml" ];
     };
     services.postgresql = {
@@ -373,7 +289,7 @@ let
 in {
   good = h.resolve (eval false true).config;
   badAssertions = map (a: a.assertion) (h.resolve (eval true true).config).assertions;
-  noSynapseAssertions = map (a: a.assertion) (h.resolve (eval false false).config).assertions;
+  noSynapse = h.resolve (eval false false).config;
   empty = h.resolve (h.evalModule "tasks.nix" (config false true // { masgen.tasks = { }; })).config;
   defaults = h.task "x" { command = [ "true" ]; };
 }
@@ -411,7 +327,7 @@ fn tasks_module_builds_oneshot_units() {
         concat!(
             r#""/nix/store/stub-masgen-mas-run/bin/masgen-mas-run" "/nix/store/stub-masgen-mas-config.yaml" "--" "#,
             r#""/nix/store/stub-matrix-authentication-service/bin/mas-cli" "syn2mas" "@CONFIG@" "#,
-            r#""--synapse-config" "/nix/store/stub-homeserver.yaml" "#,
+            r#""--synapse-config" "/nix/store/stub-nixpkgs-homeserver.yaml" "#,
             r#""--synapse-config" "%d/masgen-synapse-config-0" "#,
             r#""--synapse-config" "%d/masgen-synapse-config-1" "check""#
         )
@@ -468,7 +384,7 @@ fn tasks_module_builds_oneshot_units() {
         backup["serviceConfig"]["ExecStart"],
         concat!(
             r#""/nix/store/stub-masgen-backup/bin/masgen-backup" "matrix-synapse" "/var/backup/masgen" "#,
-            r#""--synapse-config" "/nix/store/stub-homeserver.yaml" "#,
+            r#""--synapse-config" "/nix/store/stub-nixpkgs-homeserver.yaml" "#,
             r#""--synapse-config" "%d/masgen-synapse-config-0" "#,
             r#""--synapse-config" "%d/masgen-synapse-config-1" "#,
             r#""/nix/store/stub-masgen-mas-config.yaml" "100%%" "$$HOME""#
@@ -534,16 +450,23 @@ fn tasks_module_builds_oneshot_units() {
         serde_json::json!({"FOO": "bar", "MASGEN_MAS_EXTRA_CONFIGS": "masgen-mas-extra-config-0"})
     );
 
-    // A typo'd placeholder fails an assertion; so does @synapse-config-args@
-    // on a host without Synapse.
+    // A typo'd placeholder fails an assertion.
     assert!(v["badAssertions"]
         .as_array()
         .unwrap()
         .contains(&Value::Bool(false)));
-    assert!(v["noSynapseAssertions"]
-        .as_array()
-        .unwrap()
-        .contains(&Value::Bool(false)));
+    // Without the Synapse service (the MAS host of a split homeserver),
+    // @synapse-config-args@ names a YAML made from Synapse's settings.
+    for a in v["noSynapse"]["assertions"].as_array().unwrap() {
+        assert_eq!(a["assertion"], true, "{a}");
+    }
+    let exec = v["noSynapse"]["systemd"]["services"]["syn2mas-check"]["serviceConfig"]["ExecStart"]
+        .as_str()
+        .unwrap();
+    assert!(
+        exec.contains(r#""--synapse-config" "/nix/store/stub-homeserver.yaml" "--synapse-config" "%d/masgen-synapse-config-0""#),
+        "{exec}"
+    );
     // No tasks: the module adds nothing.
     assert_eq!(v["empty"], Value::Null);
 
@@ -642,6 +565,11 @@ let
   noPepper = eval null { };
   unit = c: c.systemd.services.masgen-synapse-password-config;
   exec = c: (unit c).serviceConfig.ExecStart;
+  # The MAS host of a split homeserver: Synapse's settings, no Synapse.
+  noSynapse = mas: h.resolve (h.evalModule "synapse-secrets.nix" (config "/run/secrets/pepper" { } // {
+    services.matrix-synapse = { enable = false; settings = { }; workers = { }; };
+    services.matrix-authentication-service.enable = mas;
+  })).config;
 in {
   inherit withPepper;
   withPepperText = (exec withPepper).text;
@@ -651,6 +579,8 @@ in {
   settingsJson = builtins.toJSON (builtins.head withPepper.systemd.services.matrix-synapse.restartTriggers).generatedValue;
   settingsPath = toString (builtins.head withPepper.systemd.services.matrix-synapse.restartTriggers);
   shadowed = map (a: a.assertion) (eval "/p" { password_config.enabled = true; }).assertions;
+  masHost = noSynapse true;
+  nowhereAssertions = map (a: a.assertion) (noSynapse false).assertions;
   disabled = h.resolve (h.evalModule "synapse-secrets.nix" {
     masgen.synapse.passwordConfig = { enable = false; settings = { }; pepperFile = null; };
     services.matrix-synapse = { enable = true; settings = { }; workers = { }; };
@@ -706,6 +636,28 @@ fn synapse_secrets_module_writes_password_config_before_synapse() {
         .unwrap()
         .contains(&Value::Bool(false)));
     assert_eq!(v["disabled"], Value::Null);
+
+    // On the MAS host (Synapse off, MAS on): root's file, for the syn2mas
+    // tasks only; nothing orders or restarts the absent Synapse.
+    let m = &v["masHost"];
+    for a in m["assertions"].as_array().unwrap() {
+        assert_eq!(a["assertion"], true, "{a}");
+    }
+    let unit = &m["systemd"]["services"]["masgen-synapse-password-config"];
+    assert_eq!(unit["serviceConfig"]["User"], "root");
+    assert_eq!(unit["serviceConfig"]["Group"], "root");
+    assert_eq!(unit["before"], serde_json::json!([]));
+    assert_eq!(unit["requiredBy"], serde_json::json!([]));
+    assert_eq!(m["systemd"]["services"]["matrix-synapse"], Value::Null);
+    assert_eq!(
+        m["services"]["matrix-synapse"]["extraConfigFiles"],
+        serde_json::json!(["/run/masgen-synapse/password-config.yaml"])
+    );
+    // Neither Synapse nor MAS: refused.
+    assert!(v["nowhereAssertions"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::Bool(false)));
 
     // writeShellApplication runs shellcheck on the generated scripts. Without
     // shellcheck: a SKIP line locally, a failure in CI (the setup script
@@ -1574,6 +1526,10 @@ in {{ none = pick "none"; june = pick "june"; july = pick "july"; }}"#,
         "synapse-secrets.nix",
         "syn2mas-access.nix",
         "mas-keys.nix",
+        "postgres-access.nix",
+        "firewall.nix",
+        "synapse-database.nix",
+        "mas-database.nix",
     ];
     let with_compat = [&ours[..], &["mas-compat.nix"]].concat();
     assert_eq!(v["none"]["imports"], serde_json::json!(with_compat));

@@ -113,10 +113,18 @@ impl ConfigState {
     /// file masgen's module appends when `masgen.synapse.passwordConfig` is on.
     pub fn synapse_extra_files(&self) -> Vec<String> {
         let mut files = strings(self.get(&["services", "matrix-synapse", "extraConfigFiles"]));
+        if self.enabled_option(&["masgen", "synapse", "databasePassword"]) {
+            files.push(tasks::SYNAPSE_DATABASE_PATH.to_string());
+        }
         if self.password_config().is_some() {
             files.push(crate::lower::PASSWORD_CONFIG_PATH.to_string());
         }
         files
+    }
+
+    /// Whether the option set at `path` has `enable = true`.
+    fn enabled_option(&self, path: &[&str]) -> bool {
+        self.get(path).get("enable") == Some(&Value::Bool(true))
     }
 
     /// `masgen.synapse.passwordConfig` when enabled: `{settings, pepperFile}`.
@@ -202,6 +210,8 @@ impl ConfigState {
                 .get(&["masgen", "masKeys", "generate"])
                 .as_array()
                 .is_some_and(|keys| !keys.is_empty()),
+            synapse_database: self.enabled_option(&["masgen", "synapse", "databasePassword"]),
+            mas_database: self.enabled_option(&["masgen", "mas", "databasePassword"]),
         };
         self.get(&["masgen", "tasks"])
             .as_object()

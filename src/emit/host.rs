@@ -155,12 +155,16 @@ fn synapse(phase: &HostPhase) -> NixExpr {
         ("settings", NixExpr::Import("./synapse-settings.nix")),
         ("extras", NixExpr::list_of_strs(&phase.synapse.extras)),
     ];
-    // The password-config file is added by modules/synapse-secrets.nix.
+    // The password-config and database files are added by masgen's modules
+    // (synapse-secrets.nix, synapse-database.nix).
     let extra_files: Vec<&String> = phase
         .synapse
         .extra_config_files
         .iter()
-        .filter(|f| f.as_str() != crate::lower::PASSWORD_CONFIG_PATH)
+        .filter(|f| {
+            f.as_str() != crate::lower::PASSWORD_CONFIG_PATH
+                && f.as_str() != crate::lower::tasks::SYNAPSE_DATABASE_PATH
+        })
         .collect();
     if !extra_files.is_empty() {
         synapse.push(("extraConfigFiles", NixExpr::list_of_strs(extra_files)));

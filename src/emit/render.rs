@@ -48,11 +48,22 @@ pub(super) fn files(
                 hs_yaml.push_str(&format!("# Also read: {f}\n"));
             }
         }
-        hs_yaml.push_str(&documented(
+        let mut defaults = nixpkgs::unset(&nixpkgs::synapse_defaults(), &phase.synapse.settings);
+        let intro = if phase.roles.synapse {
             "nixpkgs' services.matrix-synapse adds its defaults for the keys masgen leaves\n\
-             # unset (nixos/modules/services/matrix/synapse.nix); Synapse reads these too:",
-            &nixpkgs::unset(&nixpkgs::synapse_defaults(), &phase.synapse.settings),
-        )?);
+             # unset (nixos/modules/services/matrix/synapse.nix); Synapse reads these too:"
+        } else {
+            // Synapse is off here: what syn2mas reads is the file masgen's
+            // task module makes of the settings, without the defaults nixpkgs
+            // derives from the enabled service.
+            if let Some(d) = defaults.as_object_mut() {
+                d.remove("log_config");
+                d.remove("instance_map");
+            }
+            "Synapse runs on another host; syn2mas reads this file here, made by masgen's task\n\
+             # module from services.matrix-synapse.settings with nixpkgs' option defaults:"
+        };
+        hs_yaml.push_str(&documented(intro, &defaults)?);
         hs_yaml.push_str(&yaml(&phase.synapse.settings)?);
         out.push(("homeserver.yaml".to_string(), hs_yaml));
 
@@ -280,9 +291,22 @@ pub fn render_unit(name: &str, task: &Task, phase: &HostPhase) -> String {
             mas_credentials: &phase.mas.credentials,
             password_config: phase.synapse.password_config.is_some(),
             mas_keys: !phase.mas.generated_keys.is_empty(),
+            synapse_database: phase.database_passwords.synapse.is_some(),
+            mas_database: phase.database_passwords.mas.is_some(),
         },
     );
+    // MAS's extra config files (the database file, split hosts), loaded as
+    // credentials and named to masgen-mas-run (modules/tasks.nix).
+    let mas_extra: Vec<(String, String)> = match &phase.database_passwords.mas {
+        Some(_) if task.command.iter().any(|w| w == "@mas-config@") => vec![(
+            "masgen-mas-extra-config-0".to_string(),
+            tasks::MAS_DATABASE_PATH.to_string(),
+        )],
+        _ => Vec::new(),
+    };
     let mut credentials: Vec<(String, String)> = implied.credentials.into_iter().collect();
+    // In the module's order: named credentials, MAS's extra files, Synapse's.
+    credentials.extend(mas_extra.iter().cloned());
     let argv = exec_start(
         &task.command,
         &phase.synapse.extra_config_files,
@@ -312,8 +336,22 @@ pub fn render_unit(name: &str, task: &Task, phase: &HostPhase) -> String {
         }
     }
     u.push_str("\n[Service]\n");
-    for line in nixpkgs::SERVICE_ENVIRONMENT {
-        u.push_str(&format!("#| {line}\n"));
+    // NixOS writes the environment sorted by name: its own (`#| `) and the task's.
+    let mut env: Vec<(String, String)> = nixpkgs::SERVICE_ENVIRONMENT
+        .iter()
+        .map(|l| (l.to_string(), format!("#| {l}")))
+        .collect();
+    if !mas_extra.is_empty() {
+        let names: Vec<&str> = mas_extra.iter().map(|(n, _)| n.as_str()).collect();
+        let line = format!(
+            "Environment=\"MASGEN_MAS_EXTRA_CONFIGS={}\"",
+            names.join(" ")
+        );
+        env.push((line.clone(), line));
+    }
+    env.sort();
+    for (_, line) in env {
+        u.push_str(&format!("{line}\n"));
     }
     // What NixOS writes for restartIfChanged = false / stopIfChanged = false,
     // under [Service] (nixos/lib/systemd-lib.nix, serviceToUnit): a switch

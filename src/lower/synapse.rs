@@ -36,6 +36,12 @@ pub(super) fn lower(hs: &Homeserver, phase: Phase) -> (SynapseOut, Vec<Dropped>)
     let extras = extras(s, delegated);
 
     let mut extra_config_files = s.extra_config_files.clone();
+    // Over TCP: the database section with its password, written at boot
+    // (masgen.synapse.databasePassword). nixpkgs' evaluation lists it before
+    // the password config (tests/conformance_nixpkgs.rs).
+    if hs.synapse.database.password_file.is_some() {
+        extra_config_files.push(super::tasks::SYNAPSE_DATABASE_PATH.to_string());
+    }
     if password_config.is_some() {
         extra_config_files.push(PASSWORD_CONFIG_PATH.to_string());
     }

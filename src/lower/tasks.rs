@@ -39,6 +39,17 @@ pub const MAS_UNIT: &str = "matrix-authentication-service.service";
 pub const MAS_KEYS_UNIT: &str = "masgen-mas-keys.service";
 pub const MAS_USER: &str = "matrix-authentication-service";
 pub const PASSWORD_CONFIG_UNIT: &str = "masgen-synapse-password-config.service";
+/// Writes Synapse's database section with its password (split hosts;
+/// modules/synapse-database.nix) to [`SYNAPSE_DATABASE_PATH`].
+pub const SYNAPSE_DATABASE_UNIT: &str = "masgen-synapse-database.service";
+pub const SYNAPSE_DATABASE_PATH: &str = "/run/masgen-synapse-database/database.yaml";
+/// Writes MAS's database uri with its password (split hosts;
+/// modules/mas-database.nix) to [`MAS_DATABASE_PATH`].
+pub const MAS_DATABASE_UNIT: &str = "masgen-mas-database.service";
+pub const MAS_DATABASE_PATH: &str = "/run/masgen-mas-database/database.yaml";
+/// Sets the passwords of the roles other hosts use, on the PostgreSQL host
+/// (modules/postgres-access.nix).
+pub const POSTGRES_PASSWORDS_UNIT: &str = "masgen-postgres-passwords.service";
 /// Left in /var/lib/masgen when `syn2mas migrate` succeeds (`plan --system` reads it).
 pub const MIGRATED_STAMP: &str = "syn2mas-migrate.done";
 /// Left when `syn2mas migrate --dry-run` exits 0 (clean; 11 and 10 fail the
@@ -77,9 +88,10 @@ pub struct Implied {
     /// (as Nix lists an attribute set), without the extra config files
     /// (`@synapse-config-args@` names those where it expands).
     pub credentials: BTreeMap<String, String>,
-    /// Added to both `After=` and `Requires=` (each unit named once): the
-    /// password-config unit for `@synapse-config-args@`, the MAS keys unit
-    /// for `@mas-config@` on a host that makes keys.
+    /// Added to both `After=` and `Requires=` (each unit named once), in
+    /// this order: the password-config unit and the Synapse database unit
+    /// for `@synapse-config-args@`, the MAS keys unit and the MAS database
+    /// unit for `@mas-config@`, each where the host has it.
     pub after_requires: Vec<String>,
     pub runtime_directory: Option<String>,
 }
@@ -93,6 +105,12 @@ pub struct HostWiring<'a> {
     pub password_config: bool,
     /// Whether the host makes MAS keys (`masgen.masKeys`) before MAS starts.
     pub mas_keys: bool,
+    /// Whether the host writes Synapse's database section with a password
+    /// (`masgen.synapse.databasePassword`).
+    pub synapse_database: bool,
+    /// Whether the host writes MAS's database uri with a password
+    /// (`masgen.mas.databasePassword`).
+    pub mas_database: bool,
 }
 
 /// The module's implicit additions for the task `name` (its `command`, own
@@ -114,10 +132,16 @@ pub fn implied(
     if uses("@synapse-config-args@") && host.password_config {
         after_requires.push(PASSWORD_CONFIG_UNIT.to_string());
     }
+    if uses("@synapse-config-args@") && host.synapse_database {
+        after_requires.push(SYNAPSE_DATABASE_UNIT.to_string());
+    }
     // MAS's credentials include the keys the host makes: a task may run
     // before MAS has ever started on this host.
     if uses("@mas-config@") && host.mas_keys {
         after_requires.push(MAS_KEYS_UNIT.to_string());
+    }
+    if uses("@mas-config@") && host.mas_database {
+        after_requires.push(MAS_DATABASE_UNIT.to_string());
     }
     Implied {
         credentials,

@@ -46,6 +46,7 @@
   "audit"
   "iproute2"
   "iptables"
+  "nftables"
   "openssh"
   "e2fsprogs"
   "dosfstools"

@@ -150,6 +150,15 @@ pub fn checked_examples() -> Vec<(String, masgen::Checked)> {
         .collect()
 }
 
+/// The examples and the fleet's homeserver split across three hosts
+/// (`fleet/example-net.toml`), validated.
+pub fn checked_examples_and_split() -> Vec<(String, masgen::Checked)> {
+    let mut all = checked_examples();
+    let name = "fleet/example-net.toml";
+    all.push((name.to_string(), checked(name, &example_text(name))));
+    all
+}
+
 /// The text of `examples/<name>`.
 pub fn example_text(name: &str) -> String {
     fs::read_to_string(repo_root().join("examples").join(name)).expect("read example")
@@ -749,6 +758,27 @@ impl PgCluster {
             chown_to(&path, &self.os_user);
         }
         Ok(())
+    }
+
+    /// Listens on TCP at `addresses` (listen_addresses, e.g.
+    /// "127.0.0.1,127.0.0.2") as well as the socket: a restart. Host
+    /// connections still need pg_hba lines (initdb's `host` lines reject).
+    pub fn listen_tcp(&self, addresses: &str) -> Result<(), String> {
+        self.superuser_sql(&format!(
+            "ALTER SYSTEM SET listen_addresses = '{}'",
+            addresses.replace('\'', "''")
+        ))?;
+        run(
+            command_as(Some(&self.os_user), &self.bin_dir.join("pg_ctl"))
+                .args(["restart", "-w", "-t", "60", "-s", "-m", "fast", "-D"])
+                .arg(&self.data_dir)
+                .arg("-l")
+                .arg(self.log_path())
+                .current_dir("/"),
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| format!("pg_ctl restart: {e}\n--- log ---\n{}", self.log()))
     }
 
     /// Reloads the config and waits until new backends see it: the

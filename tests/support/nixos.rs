@@ -305,6 +305,30 @@ pub fn evaluate(out_dir: &Path, configuration: &str, tree: &Path) -> Result<Nixo
     Ok(from_json(&json, files, stderr))
 }
 
+/// tests/nixos/split-hosts.nix on `tree`: masgen's split-host modules on
+/// the host of `role` ("db", "mas" or "synapse"), with the nftables or the
+/// iptables firewall. Its JSON and the files its traces name.
+pub fn evaluate_split_host(
+    tree: &Path,
+    role: &str,
+    nftables: bool,
+) -> Result<(Value, BTreeMap<String, GeneratedFile>), String> {
+    let nix = nix_instantiate().ok_or("nix-instantiate is not available")?;
+    let output = nix
+        .command()
+        .args(["--eval", "--strict", "--json"])
+        .arg(repo_root().join("tests/nixos/split-hosts.nix"))
+        .arg("--argstr")
+        .arg("tree")
+        .arg(tree)
+        .args(["--argstr", "role", role, "--arg", "nftables"])
+        .arg(nftables.to_string())
+        .output()
+        .map_err(|e| format!("cannot run nix-instantiate: {e}"))?;
+    let (json, files, _) = evaluated(&output, "split-hosts.nix")?;
+    Ok((json, files))
+}
+
 /// An evaluation's JSON, the files its traces name and the rest of its
 /// stderr; on failure, Nix's error without the traces before it.
 fn evaluated(

@@ -1,0 +1,103 @@
+# masgen.mas.databasePassword: MAS's database password from a file, for a
+# PostgreSQL on another host (split hosts).
+#
+# MAS's `database.password_file` cannot be combined with `uri`, and the
+# nixpkgs MAS module always sets `uri` (a non-nullable str with a default;
+# "If you need to put secrets in the uri, please use the extraConfigFiles
+# option"). So masgen-mas-database.service writes at boot
+#   /run/masgen-mas-database/database.yaml   (dir 0700, file 0400, root)
+# as JSON (valid YAML):
+#   {"database": <services.matrix-authentication-service.settings.database,
+#                 nulls pruned> + {"uri": <the uri with the password inserted>}}
+# where `postgresql://USER@HOST:PORT/DB?sslmode=MODE` becomes
+# `postgresql://USER:PASSWORD@HOST:PORT/DB?sslmode=MODE`, the password (one
+# trailing newline stripped) percent-encoded with jq's @uri (lib.nix:
+# masDatabaseFilter, run by scripts/database-file.sh). MAS merges its config
+# files in order, later wins. The path is appended to
+# services.matrix-authentication-service.extraConfigFiles, which MAS reads
+# through LoadCredential= (as root: the file is root's).
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}: let
+  inherit (lib) mkOption types;
+
+  mlib = import ./lib.nix;
+
+  cfg = config.masgen.mas.databasePassword;
+  masCfg = config.services.matrix-authentication-service;
+
+  unitName = mlib.masDatabaseUnit;
+  outputFile = mlib.masDatabaseFile;
+  masUnit = "matrix-authentication-service.service";
+
+  settingsFile =
+    (pkgs.formats.json {}).generate "masgen-mas-database-settings.json"
+    (mlib.pruneNulls (masCfg.settings.database or {}));
+
+  writer = pkgs.writeShellApplication {
+    name = "masgen-database-file";
+    runtimeInputs = [
+      pkgs.coreutils
+      pkgs.jq
+    ];
+    text = builtins.readFile ./scripts/database-file.sh;
+  };
+in {
+  options.masgen.mas.databasePassword = {
+    enable = lib.mkEnableOption "writing MAS's database uri with a password from a file at boot";
+
+    passwordFile = mkOption {
+      type = types.strMatching "/.*";
+      example = "/run/secrets/mas-db-password";
+      description = ''
+        Absolute path of the database password (read through LoadCredential,
+        so it may be root-only). One trailing newline is stripped.
+      '';
+    };
+  };
+
+  config = lib.mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = builtins.match "[A-Za-z][A-Za-z0-9+.-]*://[^@:/?#]+@.*" (masCfg.settings.database.uri or "") != null;
+        message = ''
+          masgen.mas.databasePassword needs
+          services.matrix-authentication-service.settings.database.uri of the
+          form postgresql://USER@HOST:PORT/DB (a user, no password); got
+          ${builtins.toJSON (masCfg.settings.database.uri or null)}.
+        '';
+      }
+    ];
+
+    services.matrix-authentication-service.extraConfigFiles = [outputFile];
+
+    systemd.services.${unitName} = {
+      description = "masgen: write MAS's database uri to ${outputFile}";
+      before = lib.optional masCfg.enable masUnit;
+      requiredBy = lib.optional masCfg.enable masUnit;
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        RuntimeDirectory = unitName;
+        RuntimeDirectoryMode = "0700";
+        RuntimeDirectoryPreserve = true;
+        UMask = "0077";
+        ExecStart = "${lib.getExe writer} ${lib.concatMapStringsSep " " mlib.escapeExecArg [
+          outputFile
+          settingsFile
+          mlib.masDatabaseFilter
+        ]}";
+        LoadCredential = ["password:${cfg.passwordFile}"];
+
+        NoNewPrivileges = true;
+        PrivateNetwork = true;
+        PrivateTmp = true;
+        ProtectHome = true;
+        ProtectSystem = "strict";
+      };
+    };
+  };
+}
