@@ -118,7 +118,7 @@ fn the_example_fleet_builds_one_flake_with_every_host_and_phase() {
     }
     // Two pins: the second is its own input, used by its homeserver only.
     assert!(flake.contains("nixpkgs-2 = {\n      url = \"github:NixOS/nixpkgs/nixos-26.05\";"));
-    assert!(flake.contains("matrix-net = inputs.nixpkgs-2.lib.nixosSystem"));
+    assert!(flake.contains("matrix-com = inputs.nixpkgs-2.lib.nixosSystem"));
     assert!(flake.contains("matrix-org = nixpkgs.lib.nixosSystem"));
     // masgen's modules once, imported once.
     assert_eq!(
@@ -192,7 +192,7 @@ fn the_colmena_hive_has_a_node_per_configuration_with_phase_tags() {
     ), "{hive}");
     assert!(hive.contains("allowApplyAll = false;"), "{hive}");
     assert!(
-        hive.contains("matrix-net = inputs.nixpkgs-2.legacyPackages.x86_64-linux;"),
+        hive.contains("matrix-com = inputs.nixpkgs-2.legacyPackages.x86_64-linux;"),
         "{hive}"
     );
     assert!(

@@ -160,7 +160,14 @@ let
       pin = npkgs.masgenInput;
       system = npkgs.system;
       failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
-      serverName = config.services.matrix-synapse.settings.server_name;
+      # The homeserver as the node's own service names it: Synapse's, else
+      # MAS's (a split homeserver's MAS host), else none (its database host).
+      serverName =
+        if config.services.matrix-synapse.enable
+        then config.services.matrix-synapse.settings.server_name
+        else if config.services.matrix-authentication-service.enable
+        then config.services.matrix-authentication-service.settings.matrix.homeserver
+        else null;
       toplevel = config.system.build.toplevel.drvPath;
     };
 in

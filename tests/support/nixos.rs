@@ -511,19 +511,7 @@ fn named_file(eval: &NixosEval, service: &str, name: &str) -> Option<String> {
 pub fn build_fleet_output(
     specs: &[PathBuf],
 ) -> Result<(tempfile::TempDir, BTreeMap<String, String>), String> {
-    let paths: Vec<camino::Utf8PathBuf> = specs
-        .iter()
-        .map(|p| camino::Utf8PathBuf::from_path_buf(p.clone()).map_err(|p| format!("{p:?}")))
-        .collect::<Result<_, _>>()?;
-    let files = masgen::fleet::expand(&paths)
-        .map_err(|e| e.to_string())?
-        .map_err(|r| r.to_string())?;
-    let fleet = masgen::fleet::load(&files).map_err(|e| e.to_string())?;
-    if !fleet.is_ok() {
-        return Err("the fleet does not validate".into());
-    }
-    let (lowered, tree) =
-        masgen::fleet::build_tree(&fleet.checked(), "./out").map_err(|e| format!("{e:#}"))?;
+    let (lowered, tree) = lower_fleet(specs)?;
     let dir = tempfile::Builder::new()
         .prefix("masgen-fleet-")
         .tempdir()
@@ -539,6 +527,34 @@ pub fn build_fleet_output(
         })
         .collect();
     Ok((dir, servers))
+}
+
+/// What each configuration of a fleet runs (a homeserver split across hosts
+/// runs part of it on each).
+pub fn fleet_roles(specs: &[PathBuf]) -> Result<BTreeMap<String, masgen::model::Roles>, String> {
+    let (lowered, _) = lower_fleet(specs)?;
+    Ok(lowered
+        .iter()
+        .flat_map(|l| l.phases.iter().map(|p| (p.configuration.clone(), p.roles)))
+        .collect())
+}
+
+/// The fleet of `specs`, lowered and built into a tree (not written).
+fn lower_fleet(
+    specs: &[PathBuf],
+) -> Result<(Vec<masgen::lower::Lowered>, masgen::emit::OutputTree), String> {
+    let paths: Vec<camino::Utf8PathBuf> = specs
+        .iter()
+        .map(|p| camino::Utf8PathBuf::from_path_buf(p.clone()).map_err(|p| format!("{p:?}")))
+        .collect::<Result<_, _>>()?;
+    let files = masgen::fleet::expand(&paths)
+        .map_err(|e| e.to_string())?
+        .map_err(|r| r.to_string())?;
+    let fleet = masgen::fleet::load(&files).map_err(|e| e.to_string())?;
+    if !fleet.is_ok() {
+        return Err("the fleet does not validate".into());
+    }
+    masgen::fleet::build_tree(&fleet.checked(), "./out").map_err(|e| format!("{e:#}"))
 }
 
 /// Evaluates every node of the flake's `colmena` hive (tests/nixos/colmena.nix).
