@@ -146,6 +146,17 @@ pub fn write_tree_with(
     if report.is_clean() {
         return Ok(report);
     }
+    // A file that does not parse is masgen's bug; it is not written. Files
+    // already on disk were checked when they were written.
+    for rel in report.created.iter().chain(&report.updated) {
+        if rel.extension() == Some("nix") {
+            let errors = crate::nix::syntax_errors(&tree[rel]);
+            anyhow::ensure!(
+                errors.is_empty(),
+                "internal error: generated {rel} does not parse: {errors:?}"
+            );
+        }
+    }
     // The manifest is staged first: recovery knows a staged file is masgen's
     // because the staged manifest lists it.
     let mut changed: Vec<&Utf8Path> = report
@@ -246,4 +257,57 @@ fn check_relative(rel: &Utf8Path) -> Result<()> {
         bail!("internal error: output path {rel} escapes the output directory");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(files: &[(&str, &str)]) -> OutputTree {
+        files
+            .iter()
+            .map(|(p, t)| (Utf8PathBuf::from(*p), t.to_string()))
+            .collect()
+    }
+
+    /// A generated Nix file that does not parse is masgen's bug: the build
+    /// stops before writing anything, and the old tree stays as it was.
+    #[test]
+    fn a_nix_file_that_does_not_parse_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Utf8Path::from_path(dir.path()).unwrap().join("out");
+        let good = tree(&[("a.nix", "{ x = 1; }\n")]);
+        write_tree(&out, &good, false).unwrap();
+        let bad = tree(&[("a.nix", "{ x = 1; }\n"), ("b.nix", "{ x = ; }\n")]);
+        let err = write_tree(&out, &bad, false).unwrap_err().to_string();
+        assert!(err.contains("generated b.nix does not parse"), "{err}");
+        assert!(!out.join("b.nix").exists());
+        // An unchanged file is not parsed again, a changed one is.
+        let changed = tree(&[("a.nix", "{ x = ; }\n")]);
+        assert!(write_tree(&out, &changed, false).is_err());
+        assert_eq!(
+            fs::read_to_string(out.join("a.nix")).unwrap(),
+            "{ x = 1; }\n"
+        );
+    }
+
+    /// `write_file` replaces the file whole, leaves no temporary file, and
+    /// names the file it could not write.
+    #[test]
+    fn write_file_replaces_the_file_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Utf8Path::from_path(dir.path()).unwrap();
+        let path = base.join("spec.toml");
+        write_file(&path, b"old").unwrap();
+        write_file(&path, b"new").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        let names: Vec<String> = fs::read_dir(base)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["spec.toml"]);
+        let err = write_file(&base.join("missing/spec.toml"), b"x").unwrap_err();
+        assert!(format!("{err:#}").contains("cannot write"), "{err:#}");
+        assert_eq!(Interrupted.to_string(), "write interrupted by its observer");
+    }
 }
