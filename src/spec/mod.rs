@@ -260,20 +260,9 @@ pub fn load(source: &Source) -> Result<SpecFile, Vec<Diagnostic>> {
     }
     let version_error = diags.iter().any(|d| d.code == "spec.version");
     match parsed {
+        // A version other than SPEC_VERSION was reported above (an integer
+        // `version` is what a parsed spec's `version` is).
         Ok(spec) => {
-            if spec.version != SPEC_VERSION && !version_error {
-                diags.push(
-                    Diagnostic::error(
-                        "spec.version",
-                        KeyPath::parse("version"),
-                        format!(
-                            "spec format version {} is not supported by this masgen",
-                            spec.version
-                        ),
-                    )
-                    .help(format!("this masgen reads `version = {SPEC_VERSION}`")),
-                );
-            }
             if diags.iter().any(Diagnostic::is_error) {
                 Err(diags)
             } else {
@@ -485,6 +474,25 @@ mod tests {
             "the spec is not valid UTF-8: byte offset 23 holds 0xe2 0x82"
         );
         assert_eq!((d.line, d.column), (2, 12));
+    }
+
+    /// A type error follows from a wrong `version` (the format differs),
+    /// and from nothing else: an unknown key beside it is no cause.
+    #[test]
+    fn only_a_wrong_version_causes_a_type_error() {
+        for (version, caused) in [(1, false), (2, true)] {
+            let text = format!("version = {version}\nbogus = 1\n[homeserver]\nserver_name = 5\n");
+            let diags = load(&Source::new("s.toml", text)).unwrap_err();
+            let typed = diags
+                .iter()
+                .find(|d| d.code == "spec.type")
+                .expect("a type error");
+            assert_eq!(
+                typed.cause.is_some(),
+                caused,
+                "version {version}: {diags:?}"
+            );
+        }
     }
 
     /// A released spec keeps its text but no longer locates keys (what a
