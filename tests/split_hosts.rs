@@ -381,4 +381,20 @@ fn the_plan_crosses_hosts_in_order() {
         .unwrap();
     assert!(!one.status.success());
     assert!(String::from_utf8_lossy(&one.stderr).contains("plan.target_host_split"));
+
+    // One host's system root cannot show a split homeserver's state.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc/systemd/system")).unwrap();
+    let sys = support::check::masgen()
+        .args(["plan", "--system"])
+        .arg(root.path())
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(!sys.status.success());
+    assert!(
+        String::from_utf8_lossy(&sys.stderr).contains("plan.system_split"),
+        "{}",
+        String::from_utf8_lossy(&sys.stderr)
+    );
 }

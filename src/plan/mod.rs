@@ -339,6 +339,13 @@ pub fn plan(
             help: "drop --target-host: each step names its host (run it there), or deploy with `--deploy colmena`, whose hive knows every host".into(),
         });
     }
+    if hs.is_split() && opts.record.system.is_some() {
+        return Err(Refusal {
+            code: "plan.system_split",
+            reason: "a system root shows one host, and this homeserver's state is spread over several (Synapse's, MAS's and PostgreSQL's hosts)".into(),
+            help: "give the state with --from after checking each host (`masgen plan --from mas-prepared`, …); reading every host's root is not supported yet".into(),
+        });
+    }
     safety::check_state(hs.mode, from, opts)?;
     let (to, mut steps) = if opts.rollback {
         rollback::rollback(hs, &host, from, opts)?
