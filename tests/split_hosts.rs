@@ -397,4 +397,18 @@ fn the_plan_crosses_hosts_in_order() {
         "{}",
         String::from_utf8_lossy(&sys.stderr)
     );
+    // apply reads the host's root: refused the same way, nothing run.
+    let apply = support::check::masgen()
+        .args(["apply", "--system"])
+        .arg(root.path())
+        .arg("-o")
+        .arg(dir.path().join("out"))
+        .arg("--journal")
+        .arg(root.path().join("journal"))
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(!apply.status.success());
+    assert!(String::from_utf8_lossy(&apply.stderr).contains("plan.system_split"));
+    assert!(!root.path().join("journal").exists());
 }
