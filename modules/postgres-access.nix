@@ -4,10 +4,13 @@
 #   masgen.postgresAccess = {
 #     enable = true;
 #     clients = [ { database; role; address; passwordFile; } ... ];
+#     listenAddresses = [ "10.0.0.4" ];   # optional
 #   };
 #
-# - services.postgresql.enableTCPIP (listen_addresses = "*"; the firewall
-#   decides who reaches the port: masgen.firewall);
+# - services.postgresql.enableTCPIP; with listenAddresses, PostgreSQL
+#   listens on localhost and those addresses only (listen_addresses, forced
+#   over enableTCPIP's "*"); the firewall decides who reaches the port
+#   (masgen.firewall);
 # - one pg_hba.conf line per client, at default priority, so after the
 #   nixpkgs header (mkBefore) and masgen.syn2masAccess (mkBefore), before
 #   the nixpkgs defaults (mkAfter):
@@ -83,6 +86,13 @@ in {
       default = [];
       description = "Who may connect over TCP: one pg_hba.conf line each.";
     };
+
+    listenAddresses = mkOption {
+      type = types.nullOr (types.listOf types.str);
+      default = null;
+      example = ["10.0.0.4"];
+      description = "This host's addresses PostgreSQL listens on besides localhost; null listens on every address (enableTCPIP).";
+    };
   };
 
   config = lib.mkIf cfg.enable {
@@ -106,6 +116,10 @@ in {
     ];
 
     services.postgresql.enableTCPIP = true;
+    # nixpkgs sets listen_addresses from enableTCPIP at normal priority.
+    services.postgresql.settings.listen_addresses = lib.mkIf (cfg.listenAddresses != null) (
+      lib.mkForce (lib.concatStringsSep "," (["localhost"] ++ cfg.listenAddresses))
+    );
     services.postgresql.authentication = mlib.postgresAccessLines cfg.clients;
 
     systemd.services.${unitName} = lib.mkIf (cfg.clients != []) {

@@ -906,6 +906,10 @@ const MASGEN_OPTIONS: &[(&str, &str)] = &[
     ("masgen.masKeys.masUnit", "string"),
     // Split hosts (docs/notes.md "Split hosts: database passwords and firewall").
     ("masgen.postgresAccess.enable", "boolean"),
+    (
+        "masgen.postgresAccess.listenAddresses",
+        "null or (list of string)",
+    ),
     ("masgen.postgresAccess.clients", "list of (submodule)"),
     ("masgen.postgresAccess.clients.*.database", "string"),
     ("masgen.postgresAccess.clients.*.role", "string"),
@@ -1179,7 +1183,9 @@ fn masgen_options_match_the_modules() {
                 } else if ns == "masgen.masKeys" && ["type", "file"].contains(&name) {
                     // The options of one `generate` entry (a submodule).
                     format!("masgen.masKeys.generate.*.{name}")
-                } else if ns == "masgen.postgresAccess" && name != "enable" && name != "clients" {
+                } else if ns == "masgen.postgresAccess"
+                    && !["enable", "clients", "listenAddresses"].contains(&name)
+                {
                     format!("masgen.postgresAccess.clients.*.{name}")
                 } else if ns == "masgen.firewall.allowFrom" {
                     format!("masgen.firewall.allowFrom.*.{name}")

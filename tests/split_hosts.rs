@@ -202,6 +202,11 @@ fn the_database_host_admits_exactly_its_clients() {
             (mas.clone(), mas.clone(), "10.20.0.3".into()),
         ]
     );
+    // PostgreSQL listens on db-net's own address (and localhost) only.
+    assert_eq!(
+        prepare["masgen"]["postgresAccess"]["listenAddresses"],
+        serde_json::json!(["10.20.0.4"])
+    );
     let fin = module(&out, "db-net", "final").unwrap();
     assert_eq!(
         clients(&fin),

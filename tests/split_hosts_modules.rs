@@ -82,7 +82,7 @@ let
     (client "all" "odd role" "db-client.example.org" "/run/secrets/syn")
   ];
   config = pg: cs: {
-    masgen.postgresAccess = { enable = true; clients = cs; };
+    masgen.postgresAccess = { enable = true; clients = cs; listenAddresses = null; };
     services.postgresql = { enable = pg; package = h.stubPkg "postgresql"; finalPackage = h.stubPkg "postgresql-and-plugins"; };
   };
   eval = pg: cs: h.resolve (h.evalModule "postgres-access.nix" (config pg cs)).config;
@@ -96,8 +96,11 @@ in {
   quoteInName = eval true [ (client "d\"x" "r" "10.0.0.1" "/f") ];
   twoFiles = eval true [ (client "a" "r" "10.0.0.1" "/f1") (client "b" "r" "10.0.0.2" "/f2") ];
   noClients = eval true [ ];
+  listening = h.resolve (h.evalModule "postgres-access.nix" (config true clients // {
+    masgen.postgresAccess = { enable = true; clients = clients; listenAddresses = [ "10.0.0.1" ]; };
+  })).config;
   disabled = h.resolve (h.evalModule "postgres-access.nix" {
-    masgen.postgresAccess = { enable = false; clients = clients; };
+    masgen.postgresAccess = { enable = false; clients = clients; listenAddresses = null; };
     services.postgresql.enable = true;
   }).config;
 }
@@ -111,6 +114,13 @@ fn postgres_access_module_opens_tcp_with_one_hba_line_per_client() {
     assert!(assertions(good).iter().all(|a| *a), "{:?}", failed(good));
     let pg = &good["services"]["postgresql"];
     assert_eq!(pg["enableTCPIP"], true);
+    // Without listenAddresses, nixpkgs' "*" of enableTCPIP stands; with
+    // them, localhost and those only.
+    assert!(pg["settings"]["listen_addresses"].is_null(), "{pg}");
+    assert_eq!(
+        v["listening"]["services"]["postgresql"]["settings"]["listen_addresses"],
+        "localhost,10.0.0.1"
+    );
     assert_eq!(
         pg["authentication"],
         concat!(

@@ -35,6 +35,7 @@ fn split_host_modules_evaluate_with_nixpkgs() {
             assert!(v["toplevel"].is_string(), "{}", what("db"));
             assert_eq!(v["enableTCPIP"], true);
             // After nixpkgs' header, before its defaults (mkAfter).
+            assert_eq!(v["listenAddresses"], "localhost,10.0.0.1", "{}", what("db"));
             let hba = v["authentication"].as_str().unwrap();
             let ours = hba
                 .find("host matrix-synapse matrix-synapse 10.0.0.2/32 scram-sha-256\nhost matrix-authentication-service matrix-authentication-service fd00::3/128 scram-sha-256\n")

@@ -289,13 +289,14 @@ fn masgen_options(phase: &HostPhase) -> NixExpr {
                 ("passwordFile", NixExpr::str(&c.password_file)),
             ])
         });
-        masgen.push((
-            "postgresAccess",
-            NixExpr::attrs([
-                ("enable", NixExpr::Bool(true)),
-                ("clients", NixExpr::List(clients.collect())),
-            ]),
-        ));
+        let mut access = vec![
+            ("enable", NixExpr::Bool(true)),
+            ("clients", NixExpr::List(clients.collect())),
+        ];
+        if let Some(a) = &phase.postgres.listen {
+            access.push(("listenAddresses", NixExpr::list_of_strs([a])));
+        }
+        masgen.push(("postgresAccess", NixExpr::attrs(access)));
     }
     if !phase.firewall.allow_from.is_empty() {
         let rules = phase.firewall.allow_from.iter().map(|a| {

@@ -171,6 +171,8 @@ pub struct PostgresOut {
     pub c_locale: bool,
     /// Roles that log in from other hosts over TCP (`masgen.postgresAccess`).
     pub clients: Vec<PostgresClient>,
+    /// The address PostgreSQL listens on for them (besides localhost).
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -331,6 +333,9 @@ fn postgres(hs: &Homeserver, host: &str, phase: Phase) -> PostgresOut {
     }
     if m.server.as_deref() == Some(host) {
         client(m, &hs.mas.host);
+    }
+    if !out.clients.is_empty() {
+        out.listen = hs.address_of(host).map(str::to_string);
     }
     out
 }

@@ -31,6 +31,7 @@ let
         { database = "matrix-synapse"; role = "matrix-synapse"; address = "10.0.0.2"; passwordFile = "/run/secrets/synapse-db"; }
         { database = "matrix-authentication-service"; role = "matrix-authentication-service"; address = "fd00::3"; passwordFile = "/run/secrets/mas-db"; }
       ];
+      listenAddresses = [ "10.0.0.1" ];
     };
     masgen.firewall.allowFrom = [ { port = 5432; addresses = [ "10.0.0.2" "fd00::3" ]; } ];
     networking.nftables.enable = nftables;
@@ -86,6 +87,7 @@ in
 // lib.optionalAttrs (failedAssertions == [ ]) {
   authentication = config.services.postgresql.authentication;
   enableTCPIP = config.services.postgresql.enableTCPIP;
+  listenAddresses = config.services.postgresql.settings.listen_addresses;
   # The pg_hba.conf nixpkgs writes (its text, from the stand-in writer).
   extraCommands = config.networking.firewall.extraCommands;
   extraInputRules = config.networking.firewall.extraInputRules;

@@ -17,6 +17,7 @@ let
     mkIf = condition: content: { _type = "if"; inherit condition content; };
     mkBefore = content: { _type = "order"; priority = 500; inherit content; };
     mkAfter = content: { _type = "order"; priority = 1500; inherit content; };
+    mkForce = content: { _type = "override"; priority = 50; inherit content; };
     types = {
       str = type "str" { };
       bool = type "bool" { };
@@ -65,11 +66,15 @@ let
     postgresql = stubPkg "postgresql";
   };
 
-  # What the module system does with mkIf / mkBefore for a single definition.
+  # What the module system does with mkIf / mkBefore / mkForce for a single
+  # definition (the priority of mkForce is seen by the real module system in
+  # tests/split_hosts_nixpkgs.rs).
   resolve = v:
     if b.isAttrs v && (v._type or null) == "if" then
       (if v.condition then resolve v.content else null)
     else if b.isAttrs v && (v._type or null) == "order" then
+      resolve v.content
+    else if b.isAttrs v && (v._type or null) == "override" then
       resolve v.content
     else if b.isAttrs v && !(v ? outPath) then
       b.mapAttrs (_: resolve) v
