@@ -3,7 +3,7 @@
 
 use super::layout::Layout;
 use super::steps::{gate, step, undo, zero};
-use super::{Check, Downtime, Exit, HostState, Options, Step, StepKind};
+use super::{Check, Downtime, HostState, Options, Step, StepKind};
 use crate::lower::tasks::{self as unit, MAS_UNIT, SYNAPSE_UNIT};
 use crate::lower::{configuration_name, Phase};
 
@@ -82,17 +82,7 @@ pub(super) fn stops(l: &Layout) -> Vec<Step> {
             vec![format!("systemctl stop {u}")],
             gate(
                 &format!("{u} is inactive"),
-                vec![Check {
-                    command: format!("systemctl is-active {u}"),
-                    exit: Exit::Any,
-                    stdout_has: vec![],
-                    stdout_lacks: vec![
-                        "active".into(),
-                        "activating".into(),
-                        "deactivating".into(),
-                        "reloading".into(),
-                    ],
-                }],
+                vec![super::steps::inactive(u)],
             ),
             Downtime::Down,
             undo(true, format!("systemctl start {u}")),

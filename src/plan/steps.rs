@@ -64,15 +64,16 @@ pub(super) fn both_active() -> Check {
     ))
 }
 
-/// Both services stopped: `systemctl is-active` prints one state per unit
-/// (and exits non-zero unless all are active).
+/// Both services stopped.
 pub(super) fn both_inactive() -> Check {
+    inactive(&format!("{} {}", unit::SYNAPSE_UNIT, unit::MAS_UNIT))
+}
+
+/// The `units` (space-separated) stopped: `systemctl is-active` prints one
+/// state per unit (and exits non-zero unless all are active).
+pub(super) fn inactive(units: &str) -> Check {
     Check {
-        command: format!(
-            "systemctl is-active {} {}",
-            unit::SYNAPSE_UNIT,
-            unit::MAS_UNIT
-        ),
+        command: format!("systemctl is-active {units}"),
         exit: Exit::Any,
         stdout_has: vec![],
         stdout_lacks: vec![
