@@ -282,4 +282,41 @@ in rec {
     words = concatMap (role: [role credential.${builtins.head (filesOf role)}]) roles;
     conflicting = filter (role: builtins.length (filesOf role) > 1) roles;
   };
+
+  # The writer of masgen.{synapse,mas}.databasePassword (synapse-database.nix,
+  # mas-database.nix): scripts/database-file.sh run on the store settings with
+  # `filter`, the password read through LoadCredential.
+  databaseFileWriter = pkgs:
+    pkgs.writeShellApplication {
+      name = "masgen-database-file";
+      runtimeInputs = [
+        pkgs.coreutils
+        pkgs.jq
+      ];
+      text = builtins.readFile ./scripts/database-file.sh;
+    };
+
+  databaseFileServiceConfig = {
+    exe,
+    outputFile,
+    settingsFile,
+    filter,
+    passwordFile,
+    runtimeDirectory,
+  }: {
+    Type = "oneshot";
+    RemainAfterExit = true;
+    RuntimeDirectory = runtimeDirectory;
+    RuntimeDirectoryMode = "0700";
+    RuntimeDirectoryPreserve = true;
+    UMask = "0077";
+    ExecStart = "${exe} ${concatStringsSep " " (map escapeExecArg [outputFile settingsFile filter])}";
+    LoadCredential = ["password:${passwordFile}"];
+
+    NoNewPrivileges = true;
+    PrivateNetwork = true;
+    PrivateTmp = true;
+    ProtectHome = true;
+    ProtectSystem = "strict";
+  };
 }

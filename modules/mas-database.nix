@@ -37,14 +37,7 @@
     (pkgs.formats.json {}).generate "masgen-mas-database-settings.json"
     (mlib.pruneNulls (masCfg.settings.database or {}));
 
-  writer = pkgs.writeShellApplication {
-    name = "masgen-database-file";
-    runtimeInputs = [
-      pkgs.coreutils
-      pkgs.jq
-    ];
-    text = builtins.readFile ./scripts/database-file.sh;
-  };
+  writer = mlib.databaseFileWriter pkgs;
 in {
   options.masgen.mas.databasePassword = {
     enable = lib.mkEnableOption "writing MAS's database uri with a password from a file at boot";
@@ -78,25 +71,12 @@ in {
       description = "masgen: write MAS's database uri to ${outputFile}";
       before = lib.optional masCfg.enable masUnit;
       requiredBy = lib.optional masCfg.enable masUnit;
-      serviceConfig = {
-        Type = "oneshot";
-        RemainAfterExit = true;
-        RuntimeDirectory = unitName;
-        RuntimeDirectoryMode = "0700";
-        RuntimeDirectoryPreserve = true;
-        UMask = "0077";
-        ExecStart = "${lib.getExe writer} ${lib.concatMapStringsSep " " mlib.escapeExecArg [
-          outputFile
-          settingsFile
-          mlib.masDatabaseFilter
-        ]}";
-        LoadCredential = ["password:${cfg.passwordFile}"];
-
-        NoNewPrivileges = true;
-        PrivateNetwork = true;
-        PrivateTmp = true;
-        ProtectHome = true;
-        ProtectSystem = "strict";
+      serviceConfig = mlib.databaseFileServiceConfig {
+        exe = lib.getExe writer;
+        inherit outputFile settingsFile;
+        filter = mlib.masDatabaseFilter;
+        inherit (cfg) passwordFile;
+        runtimeDirectory = unitName;
       };
     };
   };

@@ -38,14 +38,7 @@
     (pkgs.formats.json {}).generate "masgen-synapse-database-settings.json"
     (mlib.pruneNulls (synCfg.settings.database or {}));
 
-  writer = pkgs.writeShellApplication {
-    name = "masgen-database-file";
-    runtimeInputs = [
-      pkgs.coreutils
-      pkgs.jq
-    ];
-    text = builtins.readFile ./scripts/database-file.sh;
-  };
+  writer = mlib.databaseFileWriter pkgs;
 
   synapseUnits =
     ["matrix-synapse.service"]
@@ -87,28 +80,18 @@ in {
       description = "masgen: write Synapse's database section to ${outputFile}";
       before = lib.optionals synCfg.enable synapseUnits;
       requiredBy = lib.optionals synCfg.enable synapseUnits;
-      serviceConfig = {
-        Type = "oneshot";
-        RemainAfterExit = true;
-        User = owner;
-        Group = owner;
-        RuntimeDirectory = unitName;
-        RuntimeDirectoryMode = "0700";
-        RuntimeDirectoryPreserve = true;
-        UMask = "0077";
-        ExecStart = "${lib.getExe writer} ${lib.concatMapStringsSep " " mlib.escapeExecArg [
-          outputFile
-          settingsFile
-          mlib.synapseDatabaseFilter
-        ]}";
-        LoadCredential = ["password:${cfg.passwordFile}"];
-
-        NoNewPrivileges = true;
-        PrivateNetwork = true;
-        PrivateTmp = true;
-        ProtectHome = true;
-        ProtectSystem = "strict";
-      };
+      serviceConfig =
+        mlib.databaseFileServiceConfig {
+          exe = lib.getExe writer;
+          inherit outputFile settingsFile;
+          filter = mlib.synapseDatabaseFilter;
+          inherit (cfg) passwordFile;
+          runtimeDirectory = unitName;
+        }
+        // {
+          User = owner;
+          Group = owner;
+        };
     };
   };
 }

@@ -80,10 +80,7 @@ pub(super) fn stops(l: &Layout) -> Vec<Step> {
             title,
             StepKind::Manual,
             vec![format!("systemctl stop {u}")],
-            gate(
-                &format!("{u} is inactive"),
-                vec![super::steps::inactive(u)],
-            ),
+            gate(&format!("{u} is inactive"), vec![super::steps::inactive(u)]),
             Downtime::Down,
             undo(true, format!("systemctl start {u}")),
             HostState::MasPrepared,

@@ -87,7 +87,7 @@ in
 // lib.optionalAttrs (failedAssertions == [ ]) {
   authentication = config.services.postgresql.authentication;
   enableTCPIP = config.services.postgresql.enableTCPIP;
-  listenAddresses = config.services.postgresql.settings.listen_addresses;
+  listenAddresses = config.services.postgresql.settings.listen_addresses or null;
   # The pg_hba.conf nixpkgs writes (its text, from the stand-in writer).
   extraCommands = config.networking.firewall.extraCommands;
   extraInputRules = config.networking.firewall.extraInputRules;
