@@ -90,34 +90,18 @@ fn script(name: &str) -> PathBuf {
 
 // --------------------------------------------------------------------- Nix
 
-/// Evaluate `expr`, a function of `{ modulesDir, harness }` (both strings),
-/// strictly to JSON with `nix-instantiate --store dummy://` (support's
-/// NixTool: no store state, no root needed).
+/// `expr`, a function of `{ modulesDir, harness }`, evaluated with the stub
+/// `lib`/`pkgs` of tests/support/module_harness.nix (support's
+/// `eval_module_case`).
 fn eval_case(nix: &NixTool, expr: &str) -> Value {
-    let dir = tempfile::Builder::new()
-        .prefix("masgen-nix-harness-")
-        .tempdir()
-        .unwrap();
-    let harness = dir.path().join("harness.nix");
-    fs::write(&harness, HARNESS).unwrap();
-    let out = run_ok(
-        nix.command()
-            .args(["--eval", "--strict", "--json", "--argstr", "modulesDir"])
-            .arg(modules_dir())
-            .arg("--argstr")
-            .arg("harness")
-            .arg(&harness)
-            .arg("-E")
-            .arg(expr),
-    );
-    serde_json::from_slice(&out.stdout).expect("nix-instantiate printed JSON")
+    support::eval_module_case(nix, expr)
 }
 
-/// A stub of the parts of nixpkgs' `lib` and `pkgs` the modules use. Every
-/// stubbed `lib` name exists in nixpkgs (checked against lib/ sources);
-/// `getExe` keeps the package attributes so a script's text stays
-/// reachable, and `formats.*.generate` keeps the value it was given.
-const HARNESS: &str = include_str!("support/module_harness.nix");
+// The stub of the parts of nixpkgs' `lib` and `pkgs` the modules use is
+// tests/support/module_harness.nix. Every stubbed `lib` name exists in
+// nixpkgs (checked against lib/ sources); `getExe` keeps the package
+// attributes so a script's text stays reachable, and `formats.*.generate`
+// keeps the value it was given.
 
 // ------------------------------------------------------------- syntax
 

@@ -13,41 +13,16 @@
 
 mod support;
 
-use std::fs;
-use std::path::PathBuf;
-
 use serde_json::{json, Value};
-use tempfile::TempDir;
 
 use masgen::lower::tasks::{
     implied, HostWiring, MAS_DATABASE_PATH, MAS_DATABASE_UNIT, POSTGRES_PASSWORDS_UNIT,
     SYNAPSE_DATABASE_PATH, SYNAPSE_DATABASE_UNIT,
 };
-use support::{nix_instantiate, repo_root, run_ok, NixTool};
+use support::{nix_instantiate, NixTool};
 
-const HARNESS: &str = include_str!("support/module_harness.nix");
-
-fn modules_dir() -> PathBuf {
-    repo_root().join("modules")
-}
-
-/// Evaluate `expr`, a function of `{ modulesDir, harness }`, strictly to
-/// JSON with `nix-instantiate --store dummy://`.
 fn eval_case(nix: &NixTool, expr: &str) -> Value {
-    let dir = TempDir::new().unwrap();
-    let harness = dir.path().join("harness.nix");
-    fs::write(&harness, HARNESS).unwrap();
-    let out = run_ok(
-        nix.command()
-            .args(["--eval", "--strict", "--json", "--argstr", "modulesDir"])
-            .arg(modules_dir())
-            .arg("--argstr")
-            .arg("harness")
-            .arg(&harness)
-            .arg("-E")
-            .arg(expr),
-    );
-    serde_json::from_slice(&out.stdout).expect("nix-instantiate printed JSON")
+    support::eval_module_case(nix, expr)
 }
 
 fn assertions(config: &Value) -> Vec<bool> {

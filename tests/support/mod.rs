@@ -462,6 +462,23 @@ impl NixTool {
     }
 }
 
+/// Evaluates `expr`, a function of `{ modulesDir, harness }` (both strings:
+/// the repository's modules/ and tests/support/module_harness.nix, the stub
+/// `lib`/`pkgs` a module is evaluated with alone), strictly to JSON.
+pub fn eval_module_case(nix: &NixTool, expr: &str) -> Value {
+    let out = run_ok(
+        nix.command()
+            .args(["--eval", "--strict", "--json", "--argstr", "modulesDir"])
+            .arg(repo_root().join("modules"))
+            .arg("--argstr")
+            .arg("harness")
+            .arg(repo_root().join("tests/support/module_harness.nix"))
+            .arg("-E")
+            .arg(expr),
+    );
+    serde_json::from_slice(&out.stdout).expect("nix-instantiate printed JSON")
+}
+
 fn parse_json(s: &str) -> Result<Value, String> {
     serde_json::from_str(s).map_err(|e| format!("invalid JSON from nix-instantiate ({e}): {s}"))
 }
