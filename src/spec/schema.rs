@@ -99,3 +99,24 @@ pub(super) fn ldap(_: &mut SchemaGenerator) -> Schema {
         "anyOf": [{ "type": "boolean" }, { "type": "object" }]
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed schema (what editors and the examples read) is the one
+    /// generated from the loader's types, byte for byte; and it offers no
+    /// `null` anywhere (TOML has none).
+    #[test]
+    fn the_committed_schema_is_the_generated_one() {
+        let path = format!("{}/{COMMITTED_PATH}", env!("CARGO_MANIFEST_DIR"));
+        let committed = std::fs::read_to_string(path).unwrap();
+        let generated = json_schema();
+        assert!(
+            committed == generated,
+            "{COMMITTED_PATH} is stale: run `masgen schema > {COMMITTED_PATH}`"
+        );
+        assert!(!generated.contains("\"null\""), "a null type is offered");
+        assert!(!generated.contains("\"default\": null"), "a null default");
+    }
+}
