@@ -958,6 +958,7 @@ mod nginx;
 pub mod routing;
 pub mod schema;
 pub mod synapse;
+pub mod task_units;
 pub mod units;
 #[allow(unused_imports)]
 pub use nginx::*;
