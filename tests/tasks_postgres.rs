@@ -418,6 +418,7 @@ fn syn2mas_dry_run_unit_reads_synapse_db_through_the_ident_map() {
             lines.push(format!("MAS-FILE {key} {cred} {}", secret_len(original)));
         }
         lines.push(format!("MAS-DB {0}@{0}", MAS_USER));
+        lines.push("MAS-DB-FROM local".to_owned());
         lines.push("PEPPER match".to_owned());
         lines.extend(tail.iter().cloned());
         lines
@@ -456,6 +457,7 @@ fn syn2mas_dry_run_unit_reads_synapse_db_through_the_ident_map() {
             &creds,
             &[
                 "SYNAPSE-DB matrix-synapse@matrix-synapse".to_owned(),
+                "SYNAPSE-DB-FROM local".to_owned(),
                 format!("SYNAPSE-USERS {}", SYNAPSE_USERS.len()),
                 "DRY-RUN done".to_owned(),
             ]

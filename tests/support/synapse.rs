@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use masgen::lower::{HostPhase, PasswordConfigOut, PASSWORD_CONFIG_PATH};
 use serde_json::{json, Value};
 
-use super::{free_port, http_request};
+use super::{free_port, http_request_to};
 
 // ----------------------------------------------------------- secret files
 
@@ -191,6 +192,8 @@ pub struct SynapseSetup {
     pub config_files: Vec<PathBuf>,
     pub secrets: Secrets,
     pub port: u16,
+    /// The listener's address (127.0.0.1 unless `listen_on` moved it).
+    pub addr: Ipv4Addr,
 }
 
 /// Defaults nixpkgs' `services.matrix-synapse` module adds to every
@@ -345,6 +348,7 @@ pub fn write_config(
         config_files,
         secrets,
         port,
+        addr: Ipv4Addr::LOCALHOST,
     }
 }
 
@@ -392,6 +396,19 @@ impl SynapseSetup {
             .iter()
             .flat_map(|f| ["--config-path".to_string(), f.display().to_string()])
             .collect()
+    }
+
+    /// Moves the listener to `addr:port` (homeserver.yaml rewritten), for a
+    /// test that stands hosts for loopback addresses.
+    pub fn listen_on(&mut self, addr: Ipv4Addr, port: u16) {
+        let path = &self.config_files[0];
+        let text = fs::read_to_string(path).expect("read homeserver.yaml");
+        let mut s: Value = serde_norway::from_str(&text).expect("homeserver.yaml");
+        s["listeners"][0]["port"] = json!(port);
+        s["listeners"][0]["bind_addresses"] = json!([addr.to_string()]);
+        write_mode(path, &serde_norway::to_string(&s).expect("yaml"), 0o644);
+        self.addr = addr;
+        self.port = port;
     }
 
     pub fn python(&self, py: &Path) -> Command {
@@ -470,6 +487,7 @@ impl SynapseSetup {
             .expect("spawn synapse");
         SynapseProcess {
             child,
+            addr: self.addr,
             port: self.port,
             dir: self.dir.path().to_path_buf(),
         }
@@ -479,6 +497,7 @@ impl SynapseSetup {
 /// A running Synapse, killed on drop (even when the test panics).
 pub struct SynapseProcess {
     pub child: Child,
+    pub addr: Ipv4Addr,
     pub port: u16,
     pub dir: PathBuf,
 }
@@ -506,7 +525,8 @@ impl SynapseProcess {
                     self.logs()
                 );
             }
-            if let Ok(r) = http_request(self.port, "GET", "localhost", "/health", &[], "") {
+            let to = (self.addr, self.port);
+            if let Ok(r) = http_request_to(to, "GET", "localhost", "/health", &[], "") {
                 if r.status == 200 && r.body.trim() == "OK" {
                     return;
                 }
@@ -538,8 +558,15 @@ impl SynapseProcess {
         } else {
             body.to_string()
         };
-        let r = http_request(self.port, method, "localhost", path, &headers, &body_text)
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.logs()));
+        let r = http_request_to(
+            (self.addr, self.port),
+            method,
+            "localhost",
+            path,
+            &headers,
+            &body_text,
+        )
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.logs()));
         let json = serde_json::from_str(&r.body).unwrap_or(Value::String(r.body.clone()));
         (r.status, json)
     }

@@ -78,6 +78,8 @@ pub struct Unit {
     pub runtime_directory: Option<String>,
     pub runtime_directory_mode: Option<String>,
     pub umask: Option<String>,
+    /// Environment= assignments (comments, i.e. `#| ` lines, skipped).
+    pub environment: BTreeMap<String, String>,
 }
 
 impl Unit {
@@ -91,6 +93,7 @@ impl Unit {
             runtime_directory: None,
             runtime_directory_mode: None,
             umask: None,
+            environment: BTreeMap::new(),
         };
         let mut section = "";
         let mut exec_starts = 0;
@@ -129,6 +132,14 @@ impl Unit {
                 "RuntimeDirectory" => unit.runtime_directory = Some(value.to_owned()),
                 "RuntimeDirectoryMode" => unit.runtime_directory_mode = Some(value.to_owned()),
                 "UMask" => unit.umask = Some(value.to_owned()),
+                "Environment" => {
+                    for word in split_exec_words(value) {
+                        let (k, v) = word
+                            .split_once('=')
+                            .unwrap_or_else(|| panic!("bad Environment={value}"));
+                        unit.environment.insert(k.to_owned(), v.to_owned());
+                    }
+                }
                 _ => {}
             }
         }
@@ -296,6 +307,7 @@ pub fn shell_application(script: &str) -> String {
         fs::read_to_string(repo_root().join("modules/scripts").join(script)).expect("read script");
     format!("#!/bin/bash\nset -o errexit\nset -o nounset\nset -o pipefail\n\n{body}")
 }
+
 /// Runs `argv` as systemd would: environment cleared, UMask= applied, cwd
 /// `/`, as `user` (None: root).
 pub fn run_as_unit(
@@ -322,6 +334,7 @@ pub fn run_as_unit(
         .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
         .current_dir("/")
         .stdin(Stdio::null());
+    cmd.envs(&unit.environment);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -360,17 +373,22 @@ pub fn python_with_yaml(user: &str) -> Option<PathBuf> {
 }
 
 /// Stand-in for `mas-cli` (MAS is not available here). For
-/// `syn2mas ... migrate --dry-run` it:
+/// `syn2mas ... check` and `syn2mas ... migrate [--dry-run]` it:
 /// 1. checks the argv: `--config F` (global) anywhere, `--synapse-config F`
-///    only between `syn2mas` and `migrate`, then `--dry-run`; prints it;
-/// 2. reads the MAS config(s): no `$CREDENTIALS_DIRECTORY` left, the
-///    rendered file private to this user, every `*_file` inside
-///    $CREDENTIALS_DIRECTORY and readable;
-/// 3. connects to MAS's database with `database.uri` (peer auth as itself);
+///    only between `syn2mas` and its subcommand, `--dry-run` only after
+///    `migrate`; prints it;
+/// 2. reads the MAS config(s), merged in order (one `--config` per name in
+///    `MASGEN_MAS_EXTRA_CONFIGS`, in `$CREDENTIALS_DIRECTORY`, must be among
+///    them): no `$CREDENTIALS_DIRECTORY` left, the rendered file private to
+///    this user, every `*_file` inside $CREDENTIALS_DIRECTORY and readable;
+/// 3. connects to MAS's database with `database.uri` (peer auth as itself,
+///    or the uri's host, port and password) and prints the client address
+///    the server sees (`local` over the socket);
 /// 4. merges the Synapse config files (top-level keys, as Synapse does),
 ///    checks the pepper equals MAS's version-1 password secret (syn2mas
 ///    requires that), connects with `database.args` (host, port, user,
-///    database) and counts Synapse's users.
+///    database, password, sslmode), prints the client address and counts
+///    Synapse's users. It migrates nothing.
 pub const FAKE_MAS_CLI: &str = r#"
 import json, os, pwd, stat, subprocess, sys
 import yaml
@@ -400,19 +418,22 @@ while i < len(argv):
         continue
     if state == "top" and a == "syn2mas":
         state = "syn2mas"
-    elif state == "syn2mas" and a == "migrate":
-        state = "migrate"
+    elif state == "syn2mas" and a in ("migrate", "check"):
+        state = a
     elif state == "migrate" and a == "--dry-run" and not dry_run:
         dry_run = True
     else:
         fail("unexpected argument %r in state %s" % (a, state))
     i += 1
-if state != "migrate" or not dry_run:
-    fail("this stand-in only does `syn2mas ... migrate --dry-run`")
+if state not in ("migrate", "check"):
+    fail("this stand-in only does `syn2mas ... check` and `syn2mas ... migrate [--dry-run]`")
 if not configs or not synapse_configs:
     fail("need --config and --synapse-config")
 
 creds = os.environ.get("CREDENTIALS_DIRECTORY") or fail("no CREDENTIALS_DIRECTORY")
+for name in os.environ.get("MASGEN_MAS_EXTRA_CONFIGS", "").split():
+    if os.path.join(creds, name) not in configs[1:]:
+        fail("MASGEN_MAS_EXTRA_CONFIGS names %s, which is not a --config" % name)
 
 def load(path):
     with open(path) as f:
@@ -455,19 +476,23 @@ for p, f in sorted(files(mas, "")):
         secrets[p] = fh.read()
     out("MAS-FILE", p, os.path.basename(f), len(secrets[p]))
 
-def psql(args, what):
+FROM = "SELECT coalesce(host(inet_client_addr()), 'local')"
+
+def psql(args, what, pgenv={}):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env["PGCONNECT_TIMEOUT"] = "10"
-    r = subprocess.run([PSQL, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"] + args,
+    env.update(pgenv)
+    r = subprocess.run([PSQL, "-X", "-w", "-A", "-t", "-v", "ON_ERROR_STOP=1"] + args,
                        capture_output=True, text=True, env=env, cwd="/")
     if r.returncode != 0:
         sys.stderr.write(r.stderr)
         fail("cannot connect to the %s database" % what, 1)
     return r.stdout.splitlines()
 
-for line in psql(["-d", mas["database"]["uri"], "-c",
-                  "SELECT current_user || '@' || current_database()"], "MAS"):
-    out("MAS-DB", line)
+lines = psql(["-d", mas["database"]["uri"], "-c",
+              "SELECT current_user || '@' || current_database()", "-c", FROM], "MAS")
+out("MAS-DB", lines[0])
+out("MAS-DB-FROM", lines[1])
 
 synapse = {}
 for c in synapse_configs:
@@ -494,9 +519,13 @@ if "host" in a:
     conn += ["-h", str(a["host"])]
 if "port" in a:
     conn += ["-p", str(a["port"])]
+pgenv = {"PGPASSWORD": a["password"]} if "password" in a else {}
+if "sslmode" in a:
+    pgenv["PGSSLMODE"] = a["sslmode"]
 lines = psql(conn + ["-c", "SELECT current_user || '@' || current_database()",
-                     "-c", "SELECT count(*) FROM users"], "Synapse")
+                     "-c", FROM, "-c", "SELECT count(*) FROM users"], "Synapse", pgenv)
 out("SYNAPSE-DB", lines[0])
-out("SYNAPSE-USERS", lines[1])
-out("DRY-RUN", "done")
+out("SYNAPSE-DB-FROM", lines[1])
+out("SYNAPSE-USERS", lines[2])
+out("DRY-RUN" if dry_run else state.upper(), "done")
 "#;
