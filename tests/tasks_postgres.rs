@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use masgen::lower::tasks::{BACKUP, MAS_USER, SYN2MAS_DRY_RUN};
 use masgen::lower::{HostPhase, Phase, PASSWORD_CONFIG_PATH};
@@ -303,32 +303,6 @@ const DEFAULT_HBA: &str = "local all all peer\n";
 
 // ------------------------------------------------------------------ tests
 
-/// Runs masgen-syn2mas-dry-run's ExecStart= as MAS's user, the way systemd
-/// would, once per call (fresh RuntimeDirectory= and credentials).
-fn run_dry_run(host: &HostDir, unit: &Unit, attempt: &str) -> (Output, PathBuf, PathBuf) {
-    let user = unit.user.as_deref().expect("User=");
-    let runtime = host.root().join(format!("runtime-{attempt}")).join(
-        unit.runtime_directory
-            .as_deref()
-            .expect("RuntimeDirectory="),
-    );
-    let mode = u32::from_str_radix(unit.runtime_directory_mode.as_deref().unwrap(), 8).unwrap();
-    mkdir_owned(runtime.parent().unwrap(), 0o755, None);
-    mkdir_owned(&runtime, mode, Some(user));
-    let creds = host.credentials_dir(unit, &format!("{SYN2MAS_DRY_RUN}-{attempt}"), user);
-    let argv = host.rewrite(&unit.argv(Some(&creds)));
-    let out = run_as_unit(
-        unit,
-        Some(user),
-        &argv,
-        &[
-            ("RUNTIME_DIRECTORY", &runtime),
-            ("CREDENTIALS_DIRECTORY", &creds),
-        ],
-    );
-    (out, runtime, creds)
-}
-
 #[test]
 fn syn2mas_dry_run_unit_reads_synapse_db_through_the_ident_map() {
     let (hs, phase) = prepare_phase();
@@ -428,7 +402,7 @@ fn syn2mas_dry_run_unit_reads_synapse_db_through_the_ident_map() {
     // works, Synapse's is refused.
     pg.set_ident("").unwrap();
     pg.set_hba(DEFAULT_HBA).unwrap();
-    let (out, runtime, creds) = run_dry_run(&host, &unit, "without-access");
+    let (out, runtime, creds) = host.run_unit(&unit, &format!("{SYN2MAS_DRY_RUN}-without-access"));
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(
@@ -448,7 +422,7 @@ fn syn2mas_dry_run_unit_reads_synapse_db_through_the_ident_map() {
     // With the module's lines (mkBefore: ahead of the default rule).
     pg.set_ident(&access_ident).unwrap();
     pg.set_hba(&format!("{access_hba}{DEFAULT_HBA}")).unwrap();
-    let (out, runtime, creds) = run_dry_run(&host, &unit, "with-access");
+    let (out, runtime, creds) = host.run_unit(&unit, &format!("{SYN2MAS_DRY_RUN}-with-access"));
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         text(&out.stdout).lines().collect::<Vec<_>>(),

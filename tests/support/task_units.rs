@@ -299,6 +299,30 @@ impl HostDir {
         set_owner_mode(&creds, 0o500, Some(owner));
         creds
     }
+
+    /// Runs the unit's ExecStart= as its User=, the way systemd would, once
+    /// per `attempt` (a fresh RuntimeDirectory= and credentials directory
+    /// named after it). Returns the output, the runtime and credentials
+    /// directories.
+    pub fn run_unit(&self, unit: &Unit, attempt: &str) -> (Output, PathBuf, PathBuf) {
+        let user = unit.user.as_deref().expect("User=");
+        let runtime = self.root().join(format!("runtime-{attempt}")).join(
+            unit.runtime_directory
+                .as_deref()
+                .expect("RuntimeDirectory="),
+        );
+        let mode = u32::from_str_radix(unit.runtime_directory_mode.as_deref().unwrap(), 8).unwrap();
+        mkdir_owned(runtime.parent().unwrap(), 0o755, None);
+        mkdir_owned(&runtime, mode, Some(user));
+        let creds = self.credentials_dir(unit, attempt, user);
+        let argv = self.rewrite(&unit.argv(Some(&creds)));
+        let env = [
+            ("RUNTIME_DIRECTORY", runtime.as_path()),
+            ("CREDENTIALS_DIRECTORY", creds.as_path()),
+        ];
+        let out = run_as_unit(unit, Some(user), &argv, &env);
+        (out, runtime, creds)
+    }
 }
 
 /// A modules/scripts/*.sh file as pkgs.writeShellApplication wraps it.
