@@ -47,14 +47,16 @@
 mod support;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
+use masgen::lower::tasks::{MAS_DATABASE_PATH, MAS_USER, SYNAPSE_DATABASE_PATH};
 use masgen::lower::{HostPhase, Lowered, Phase};
 use serde_json::{json, Value};
+use support::hosts::*;
 use support::synapse::*;
 use support::task_units::*;
 use support::*;
@@ -155,111 +157,6 @@ fn at_port(v: &Value, port: u16) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-// --------------------------------------------------------- the network
-
-/// A TCP relay from `listen` to `upstream`, connecting from `source`:
-/// the route from one host to another (see the file's doc comment).
-struct Relay {
-    child: Child,
-    port: u16,
-}
-
-const RELAY: &str = r#"
-import socket, sys, threading
-lhost, lport, uhost, uport, source = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((lhost, lport))
-srv.listen(64)
-print("ready", srv.getsockname()[1], flush=True)
-def pipe(a, b):
-    try:
-        while True:
-            d = a.recv(65536)
-            if not d:
-                break
-            b.sendall(d)
-    except OSError:
-        pass
-    for s in (a, b):
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-while True:
-    c, _ = srv.accept()
-    u = socket.socket()
-    u.bind((source, 0))
-    try:
-        u.connect((uhost, uport))
-    except OSError:
-        c.close()
-        u.close()
-        continue
-    threading.Thread(target=pipe, args=(c, u), daemon=True).start()
-    threading.Thread(target=pipe, args=(u, c), daemon=True).start()
-"#;
-
-impl Relay {
-    fn start(listen: (Ipv4Addr, u16), upstream: (Ipv4Addr, u16), source: Ipv4Addr) -> Relay {
-        let mut child = Command::new("/usr/bin/python3")
-            .args(["-I", "-c", RELAY])
-            .args([listen.0.to_string(), listen.1.to_string()])
-            .args([upstream.0.to_string(), upstream.1.to_string()])
-            .arg(source.to_string())
-            .stdout(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start the relay");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .strip_prefix("ready ")
-            .unwrap_or_else(|| panic!("relay did not start: {line:?}"))
-            .trim()
-            .parse()
-            .unwrap();
-        Relay { child, port }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// psql as a client host would connect through `relay`.
-fn psql_via(relay: &Relay, db: &str, role: &str, password: &str) -> Output {
-    let pg_psql = find_tool("psql").unwrap();
-    Command::new(pg_psql)
-        .args(["-X", "-w", "-q", "-A", "-t", "-h", &DB.to_string(), "-p"])
-        .arg(relay.port.to_string())
-        .args(["-U", role, "-d", db, "-c"])
-        .arg("SELECT current_user || '@' || host(inet_client_addr())")
-        .env("PGPASSWORD", password)
-        .env("PGSSLMODE", "disable")
-        .env("PGCONNECT_TIMEOUT", "10")
-        .current_dir("/")
-        .output()
-        .unwrap()
-}
-
-fn assert_in(out: &Output, expect: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "expected {expect}: {err}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expect);
-}
-
-fn assert_refused(out: &Output, why: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected a refusal ({why})");
-    assert!(err.contains(why), "expected `{why}`, got: {err}");
-}
-
 // ------------------------------------------------------------ PostgreSQL
 
 /// The cluster on db-net before the migration, with db-net-prepare's
@@ -337,61 +234,34 @@ fn check_access(pg: &PgCluster, lines: &str, final_phase: bool) {
     let (no_entry, bad) = ("no pg_hba.conf entry", "password authentication failed");
     let at = |role: &str, addr: Ipv4Addr| format!("{role}@{addr}");
     assert_in(
-        &psql_via(&matrix, SYNAPSE_ROLE, SYNAPSE_ROLE, syn),
+        &psql_via(&matrix, DB, SYNAPSE_ROLE, SYNAPSE_ROLE, syn),
         &at(SYNAPSE_ROLE, MATRIX),
     );
     assert_in(
-        &psql_via(&auth, MAS_ROLE, MAS_ROLE, mas),
+        &psql_via(&auth, DB, MAS_ROLE, MAS_ROLE, mas),
         &at(MAS_ROLE, AUTH),
     );
-    let syn2mas = psql_via(&auth, SYNAPSE_ROLE, SYNAPSE_ROLE, syn);
+    let syn2mas = psql_via(&auth, DB, SYNAPSE_ROLE, SYNAPSE_ROLE, syn);
     if final_phase {
         // syn2mas is over: Synapse's role no longer comes in from auth-net.
         assert_refused(&syn2mas, no_entry);
     } else {
         assert_in(&syn2mas, &at(SYNAPSE_ROLE, AUTH));
     }
-    assert_refused(&psql_via(&matrix, SYNAPSE_ROLE, SYNAPSE_ROLE, "wrong"), bad);
-    assert_refused(&psql_via(&matrix, MAS_ROLE, MAS_ROLE, mas), no_entry);
-    assert_refused(&psql_via(&auth, SYNAPSE_ROLE, MAS_ROLE, mas), no_entry);
-    assert_refused(&psql_via(&auth, MAS_ROLE, SYNAPSE_ROLE, syn), no_entry);
     assert_refused(
-        &psql_via(&stranger, SYNAPSE_ROLE, SYNAPSE_ROLE, syn),
+        &psql_via(&matrix, DB, SYNAPSE_ROLE, SYNAPSE_ROLE, "wrong"),
+        bad,
+    );
+    assert_refused(&psql_via(&matrix, DB, MAS_ROLE, MAS_ROLE, mas), no_entry);
+    assert_refused(&psql_via(&auth, DB, SYNAPSE_ROLE, MAS_ROLE, mas), no_entry);
+    assert_refused(&psql_via(&auth, DB, MAS_ROLE, SYNAPSE_ROLE, syn), no_entry);
+    assert_refused(
+        &psql_via(&stranger, DB, SYNAPSE_ROLE, SYNAPSE_ROLE, syn),
         no_entry,
     );
 }
 
 // ------------------------------------------------------ the boot files
-
-/// scripts/database-file.sh as masgen-{synapse,mas}-database.service run
-/// it: the service's database section, lib.nix's `filter`, the password
-/// file as the `password` credential; writes `out`.
-fn database_file(
-    out: &Path,
-    settings: &Value,
-    filter: &str,
-    password: &Path,
-) -> Result<(), String> {
-    let work = tempfile::tempdir().unwrap();
-    let settings_file = work.path().join("settings.json");
-    fs::write(&settings_file, settings.to_string()).unwrap();
-    let creds = work.path().join("credentials");
-    fs::create_dir(&creds).unwrap();
-    fs::copy(password, creds.join("password")).unwrap();
-    fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let run = Command::new("bash")
-        .arg(repo_root().join("modules/scripts/database-file.sh"))
-        .arg(out)
-        .arg(&settings_file)
-        .arg(filter)
-        .env("CREDENTIALS_DIRECTORY", &creds)
-        .output()
-        .unwrap();
-    match run.status.success() {
-        true => Ok(()),
-        false => Err(String::from_utf8_lossy(&run.stderr).into_owned()),
-    }
-}
 
 /// The password files of the hosts (root-only).
 fn password_files() -> tempfile::TempDir {
@@ -450,7 +320,7 @@ fn start_synapse(
     let files = &hp.synapse.extra_config_files;
     let i = files
         .iter()
-        .position(|f| f == masgen::lower::tasks::SYNAPSE_DATABASE_PATH)
+        .position(|f| f == SYNAPSE_DATABASE_PATH)
         .unwrap_or_else(|| panic!("no database file in {files:?}"));
     let filter = db["synapseDatabaseFilter"].as_str().unwrap();
     let password = secret(secrets, PASSWORDS[0].0);
@@ -497,7 +367,7 @@ fn auth_host(
     mas_db: &Path,
     db_port: u16,
 ) -> Option<HostDir> {
-    let python = python_with_yaml(masgen::lower::tasks::MAS_USER)?;
+    let python = python_with_yaml(MAS_USER)?;
     let mut host = HostDir::new("masgen-split-auth-");
     let root = host.root().to_path_buf();
     let hp = build.phase("matrix-net", Phase::Prepare);
@@ -505,10 +375,7 @@ fn auth_host(
         host.paths
             .insert(file.clone(), synapse.config_files[i + 1].clone());
     }
-    host.paths.insert(
-        masgen::lower::tasks::MAS_DATABASE_PATH.into(),
-        mas_db.into(),
-    );
+    host.paths.insert(MAS_DATABASE_PATH.into(), mas_db.into());
     mkdir_owned(&root.join("secrets"), 0o700, None);
     for unit in SYN2MAS_UNITS {
         for source in build.unit(&auth_unit(unit.0)).credentials.values() {
@@ -525,11 +392,7 @@ fn auth_host(
             host.paths.insert(source.clone(), local);
         }
     }
-    mkdir_owned(&root.join("bin"), 0o755, None);
-    let run = root.join("bin/masgen-mas-run");
-    write_owned(&run, &shell_application("mas-run.sh"), 0o555, None);
-    host.paths
-        .insert(format!("{STORE_BIN}/masgen-mas-run"), run);
+    host.install_script("masgen-mas-run", "mas-run.sh");
     host.install_fake_mas_cli(&python, &find_tool("psql").unwrap());
     mkdir_owned(&root.join("store"), 0o755, None);
     for (store, render) in [
@@ -607,26 +470,27 @@ fn run_syn2mas(build: &Build, host: &HostDir, users: &str) {
 /// run fails on that database.
 fn wrong_password_fails(build: &Build, host: &mut HostDir, db: &Value, wrong: &Path) {
     let unit = build.unit(&auth_unit(SYN2MAS_UNITS[1].0));
-    let mas_settings = build.phase("auth-net", Phase::Prepare).mas.settings["database"].clone();
-    let syn_settings = build.yaml(&auth_unit_config("homeserver.yaml"))["database"].clone();
-    for (key, what, filter, settings) in [
+    let store = |p: &str| -> Value {
+        serde_norway::from_str(&fs::read_to_string(host.path(p)).unwrap()).unwrap()
+    };
+    let cases = [
         (
-            masgen::lower::tasks::MAS_DATABASE_PATH,
+            MAS_DATABASE_PATH,
             "MAS",
             "masDatabaseFilter",
-            mas_settings,
+            store(STORE_MAS_CONFIG),
         ),
         (
-            masgen::lower::tasks::SYNAPSE_DATABASE_PATH,
+            SYNAPSE_DATABASE_PATH,
             "Synapse",
             "synapseDatabaseFilter",
-            syn_settings,
+            store(STORE_SYNAPSE_CONFIG),
         ),
-    ] {
-        let port = host_db_port(host);
+    ];
+    for (key, what, filter, config) in cases {
         let file = host.root().join(format!("wrong-{what}.yaml"));
         let filter = db[filter].as_str().unwrap();
-        database_file(&file, &at_port(&settings, port), filter, wrong).unwrap();
+        database_file(&file, &config["database"], filter, wrong).unwrap();
         let right = host.paths.insert(key.into(), file).unwrap();
         let (out, _, _) = host.run_unit(&unit, &format!("wrong-{what}"));
         let err = String::from_utf8_lossy(&out.stderr);
@@ -643,18 +507,6 @@ fn wrong_password_fails(build: &Build, host: &mut HostDir, db: &Value, wrong: &P
     }
 }
 
-fn auth_unit_config(name: &str) -> String {
-    format!("render/auth-net/prepare/{name}")
-}
-
-/// The database port the auth host's store config names (5432, or the
-/// relay's stand-in port).
-fn host_db_port(host: &HostDir) -> u16 {
-    let text = fs::read_to_string(host.path(STORE_SYNAPSE_CONFIG)).unwrap();
-    let v: Value = serde_norway::from_str(&text).unwrap();
-    v["database"]["args"]["port"].as_u64().unwrap() as u16
-}
-
 // ---------------------------------------------------------------- db-net
 
 /// db-net-prepare's masgen-backup unit: pg_dump of Synapse's database on
@@ -664,23 +516,10 @@ fn backup(build: &Build, pg: &PgCluster) {
     assert_eq!(unit.user, None, "{}", unit.text);
     let mut host = HostDir::new("masgen-split-backup-");
     let root = host.root().to_path_buf();
-    mkdir_owned(&root.join("bin"), 0o755, None);
-    let tool = root.join("bin/masgen-backup");
-    write_owned(&tool, &shell_application("backup.sh"), 0o555, None);
-    host.paths
-        .insert(format!("{STORE_BIN}/masgen-backup"), tool);
+    host.install_script("masgen-backup", "backup.sh");
     host.paths
         .insert("/var/backup/masgen".into(), root.join("backup"));
-    // pg_dump would use /run/postgresql:5432; point it at the test cluster.
-    let wrapper = root.join("bin/pg_dump");
-    let pg_dump = pg.bin_dir().join("pg_dump");
-    let script = format!(
-        "#!/bin/sh\nexec '{}' -h '{}' -p '{}' \"$@\"\n",
-        pg_dump.display(),
-        pg.socket_dir().display(),
-        pg.port()
-    );
-    write_owned(&wrapper, &script, 0o555, None);
+    let wrapper = host.pg_dump_wrapper(pg);
     let argv = host.rewrite(&unit.argv(None));
     assert_eq!(
         argv[1..],

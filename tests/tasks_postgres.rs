@@ -469,20 +469,7 @@ fn backup_unit_dumps_the_synapse_database() {
     assert_eq!(pg.superuser(), "postgres");
     let host = new_host(&phase, &hs, &pg);
 
-    // pg_dump would use /run/postgresql:5432; point it at the test cluster.
-    let wrapper = host.root().join("bin/pg_dump");
-    write_owned(
-        &wrapper,
-        &format!(
-            "#!/bin/sh\nexec '{}' -h '{}' -p '{}' \"$@\"\n",
-            pg.bin_dir().join("pg_dump").display(),
-            pg.socket_dir().display(),
-            pg.port()
-        ),
-        0o555,
-        None,
-    );
-
+    let wrapper = host.pg_dump_wrapper(&pg);
     let argv = host.rewrite(&unit.argv(None));
     let backup_dir = host.path(&hs.backup_dir).to_path_buf();
     assert_eq!(

@@ -954,6 +954,7 @@ fn serve_one(stream: TcpStream, name: &str, log: &Mutex<Vec<Value>>) -> std::io:
 
 pub mod check;
 pub mod compare;
+pub mod hosts;
 mod nginx;
 pub mod routing;
 pub mod schema;

@@ -12,9 +12,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use serde_json::Value;
 use tempfile::TempDir;
 
-use super::{find_tool, in_ci, repo_root, require_tool};
+use super::{find_tool, in_ci, repo_root, require_tool, PgCluster};
 
 /// Where the reference renders put store paths (src/emit/render.rs; not
 /// exported by the crate). Every `/run/current-system` word of a unit must be
@@ -300,6 +301,31 @@ impl HostDir {
         creds
     }
 
+    /// A modules/scripts/*.sh `script` as the system profile's `tool`.
+    pub fn install_script(&mut self, tool: &str, script: &str) -> PathBuf {
+        let bin = self.root().join("bin");
+        mkdir_owned(&bin, 0o755, None);
+        let path = bin.join(tool);
+        write_owned(&path, &shell_application(script), 0o555, None);
+        self.paths
+            .insert(format!("{STORE_BIN}/{tool}"), path.clone());
+        path
+    }
+
+    /// `pg_dump` pointed at the test cluster (the unit's would use
+    /// /run/postgresql:5432), for masgen-backup's `PG_DUMP`.
+    pub fn pg_dump_wrapper(&self, pg: &PgCluster) -> PathBuf {
+        let wrapper = self.root().join("bin/pg_dump");
+        let script = format!(
+            "#!/bin/sh\nexec '{}' -h '{}' -p '{}' \"$@\"\n",
+            pg.bin_dir().join("pg_dump").display(),
+            pg.socket_dir().display(),
+            pg.port()
+        );
+        write_owned(&wrapper, &script, 0o555, None);
+        wrapper
+    }
+
     /// Runs the unit's ExecStart= as its User=, the way systemd would, once
     /// per `attempt` (a fresh RuntimeDirectory= and credentials directory
     /// named after it). Returns the output, the runtime and credentials
@@ -553,3 +579,33 @@ out("SYNAPSE-DB-FROM", lines[1])
 out("SYNAPSE-USERS", lines[2])
 out("DRY-RUN" if dry_run else state.upper(), "done")
 "#;
+
+/// scripts/database-file.sh as masgen-{synapse,mas}-database.service run
+/// it: the service's database section, lib.nix's `filter`, the password
+/// file as the `password` credential; writes `out`.
+pub fn database_file(
+    out: &Path,
+    settings: &Value,
+    filter: &str,
+    password: &Path,
+) -> Result<(), String> {
+    let work = tempfile::tempdir().unwrap();
+    let settings_file = work.path().join("settings.json");
+    fs::write(&settings_file, settings.to_string()).unwrap();
+    let creds = work.path().join("credentials");
+    fs::create_dir(&creds).unwrap();
+    fs::copy(password, creds.join("password")).unwrap();
+    fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let run = Command::new("bash")
+        .arg(repo_root().join("modules/scripts/database-file.sh"))
+        .arg(out)
+        .arg(&settings_file)
+        .arg(filter)
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .output()
+        .unwrap();
+    match run.status.success() {
+        true => Ok(()),
+        false => Err(String::from_utf8_lossy(&run.stderr).into_owned()),
+    }
+}
