@@ -25,15 +25,15 @@
 //!   unit, run the way systemd would (tests/support/task_units.rs).
 //!
 //! What stands in:
-//! - The network between the hosts: a TCP relay (Python, below) listens
-//!   on 127.0.0.4:5432, the address and port the configs name, and
-//!   forwards to the cluster (127.0.0.4, another port) FROM the address of
-//!   the host that is acting (127.0.0.2 for Synapse, 127.0.0.3 for
-//!   syn2mas). Without it every local client connects from 127.0.0.1 and
-//!   libpq cannot pick a source address; with it PostgreSQL's pg_hba
-//!   decisions are made on the real source addresses. If 127.0.0.4:5432 is
-//!   taken, the relay uses a free port and the configs' port is rewritten
-//!   to it (a NOTE line says so).
+//! - The network between the hosts: a TCP relay (Python,
+//!   tests/support/hosts.rs) listens on 127.0.0.4:5432, the address and
+//!   port the configs name, and forwards to the cluster (127.0.0.4, another
+//!   port) FROM the address of the host that is acting (127.0.0.2 for
+//!   Synapse, 127.0.0.3 for syn2mas). Without it every local client
+//!   connects from 127.0.0.1 and libpq cannot pick a source address; with
+//!   it PostgreSQL's pg_hba decisions are made on the real source
+//!   addresses. If 127.0.0.4:5432 is taken, the relay uses a free port and
+//!   the configs' port is rewritten to it (a NOTE line says so).
 //! - `mas-cli`: the stand-in of tests/support/task_units.rs, which reads
 //!   the configs the unit hands it (MAS's extra config file with the
 //!   password in its uri, Synapse's database file with args.password) and
@@ -652,44 +652,4 @@ fn split_homeserver_runs_on_three_loopback_hosts() {
         )
         .unwrap();
     assert_eq!(rows, "1");
-}
-
-/// A host without PostgreSQL (auth-net) has no postgresql.service, and
-/// systemd refuses to start a unit that Requires= a unit it cannot find
-/// ("Failed to create X/start: Unit postgresql.service not found", the
-/// same transaction `systemctl start` builds): `systemd-analyze verify` of
-/// each task unit with stubs for every dependency but that one. The name
-/// is changed in the text on such a host, because this machine has a
-/// postgresql.service of its own that verify would find.
-#[test]
-fn tasks_on_a_host_without_postgres_start_without_it() {
-    const ABSENT: &str = "masgen-test-absent-postgresql.service";
-    let Some(tool) = require_tool("systemd-analyze", "verifying the split hosts' units") else {
-        return;
-    };
-    let build = Build::new();
-    for host in ["auth-net", "matrix-net", "db-net"] {
-        let runs_postgres = build
-            .lowered
-            .phases
-            .iter()
-            .any(|p| p.host == host && p.roles.postgres);
-        for phase in ["prepare", "final"] {
-            let dir = build.path(&format!("render/{host}/{phase}/units"));
-            for entry in fs::read_dir(&dir).into_iter().flatten() {
-                let path = entry.unwrap().path();
-                let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-                let mut text = fs::read_to_string(&path).unwrap();
-                if !runs_postgres {
-                    text = text.replace("postgresql.service", ABSENT);
-                }
-                let mut units = support::units::UnitDir::new();
-                let unit = units.add(&name, &text);
-                units.stub_dependencies();
-                fs::remove_file(units.path().join(ABSENT)).ok();
-                let verified = support::units::verify(&tool, &unit);
-                assert!(verified.is_ok(), "{host} {phase} {name}: {verified:?}");
-            }
-        }
-    }
 }
