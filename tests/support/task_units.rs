@@ -432,8 +432,8 @@ pub fn python_with_yaml(user: &str) -> Option<PathBuf> {
 ///    them): no `$CREDENTIALS_DIRECTORY` left, the rendered file private to
 ///    this user, every `*_file` inside $CREDENTIALS_DIRECTORY and readable;
 /// 3. connects to MAS's database with `database.uri` (peer auth as itself,
-///    or the uri's host, port and password) and prints the client address
-///    the server sees (`local` over the socket);
+///    or the uri's host, port and password) and prints the client and
+///    server addresses the server sees (`local` over the socket);
 /// 4. merges the Synapse config files (top-level keys, as Synapse does),
 ///    checks the pepper equals MAS's version-1 password secret (syn2mas
 ///    requires that), connects with `database.args` (host, port, user,
@@ -526,7 +526,7 @@ for p, f in sorted(files(mas, "")):
         secrets[p] = fh.read()
     out("MAS-FILE", p, os.path.basename(f), len(secrets[p]))
 
-FROM = "SELECT coalesce(host(inet_client_addr()), 'local')"
+FROM = "SELECT coalesce(host(inet_client_addr()) || ' -> ' || host(inet_server_addr()), 'local')"
 
 def psql(args, what, pgenv={}):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
@@ -608,4 +608,39 @@ pub fn database_file(
         true => Ok(()),
         false => Err(String::from_utf8_lossy(&run.stderr).into_owned()),
     }
+}
+
+/// masgen-postgres-passwords.service (modules/postgres-access.nix): its
+/// script as `postgres` over the cluster's socket, with copies of its
+/// LoadCredential= sources. `plan` is lib.nix's `postgresPasswordPlan`;
+/// `sources` maps each password file to its stand-in.
+pub fn run_postgres_passwords(pg: &PgCluster, plan: &Value, sources: &BTreeMap<String, PathBuf>) {
+    let mut unit = Unit::parse("[Service]\nExecStart=true\nUMask=0077\n");
+    for c in plan["loadCredential"].as_array().unwrap() {
+        let (name, path) = c.as_str().unwrap().split_once(':').unwrap();
+        unit.credentials.insert(name.into(), path.into());
+    }
+    let mut host = HostDir::new("masgen-postgres-passwords-");
+    host.paths.extend(sources.clone());
+    let creds = host.credentials_dir(&unit, "postgres-passwords", "postgres");
+    let words: Vec<&str> = plan["words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    let path = format!("{}:/usr/bin:/bin", pg.bin_dir().display());
+    let out = Command::new("runuser")
+        .args(["-u", "postgres", "--", "env"])
+        .arg(format!("PATH={path}"))
+        .arg(format!("CREDENTIALS_DIRECTORY={}", creds.display()))
+        .arg(format!("PGHOST={}", pg.socket_dir().display()))
+        .arg(format!("PGPORT={}", pg.port()))
+        .arg("bash")
+        .arg(repo_root().join("modules/scripts/postgres-passwords.sh"))
+        .args(&words)
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "postgres-passwords.sh: {out:?}");
 }
