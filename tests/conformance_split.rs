@@ -550,12 +550,19 @@ fn split_homeserver_runs_on_three_loopback_hosts() {
     };
     check_access(&pg, prepare["lines"].as_str().unwrap(), false);
 
-    // The route to db-net the configs name.
-    let db_port = if TcpListener::bind((DB, PG_PORT)).is_ok() {
-        PG_PORT
-    } else {
-        eprintln!("NOTE: {DB}:{PG_PORT} is taken; the configs' port is rewritten to the relay's");
-        0
+    // The route to db-net the configs name; else one free port for every
+    // phase (the boot files of one host are read on another).
+    let db_port = match TcpListener::bind((DB, PG_PORT)) {
+        Ok(_) => PG_PORT,
+        Err(_) => {
+            let port = TcpListener::bind((DB, 0))
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            eprintln!("NOTE: {DB}:{PG_PORT} is taken; the configs name port {port} instead");
+            port
+        }
     };
     let route_from = |source| Relay::start((DB, db_port), (DB, pg.port()), source);
 
