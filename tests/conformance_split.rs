@@ -328,6 +328,10 @@ fn auth_host(
     let mut host = HostDir::new("masgen-split-auth-");
     let root = host.root().to_path_buf();
     let hp = build.phase("matrix-net", Phase::Prepare);
+    // auth-net's modules write the same boot files from the same settings.
+    let auth = &build.phase("auth-net", Phase::Prepare).synapse;
+    assert_eq!(auth.extra_config_files, hp.synapse.extra_config_files);
+    assert_eq!(auth.settings["database"], hp.synapse.settings["database"]);
     for (i, file) in hp.synapse.extra_config_files.iter().enumerate() {
         host.paths
             .insert(file.clone(), synapse.config_files[i + 1].clone());
