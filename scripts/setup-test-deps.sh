@@ -37,8 +37,10 @@ done
 [ -n "$(pg_bin_dir)" ] || missing+=("pg_ctl")
 # /usr/bin/time (not the shell keyword): scripts/bench-fleet.sh's peak memory.
 [ -x /usr/bin/time ] || missing+=("time")
-# tests/tasks_postgres.rs runs a stand-in mas-cli with Debian's python3 as
-# an unprivileged user, who cannot reach the Synapse venv: it needs PyYAML.
+# tests/tasks_postgres.rs and tests/conformance_split.rs run a stand-in
+# mas-cli with Debian's python3 as an unprivileged user, who cannot reach the
+# Synapse venv: it needs PyYAML. conformance_split's TCP relay uses the same
+# /usr/bin/python3.
 /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || missing+=("python3-yaml")
 # The rehearsal's test script is checked with pyflakes and mypy (tests/rehearsal_eval.rs).
 /usr/bin/python3 -c 'import pyflakes' >/dev/null 2>&1 || missing+=("python3-pyflakes")

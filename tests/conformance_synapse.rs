@@ -64,32 +64,6 @@ fn peer_postgres() -> Option<(PgCluster, String, PgTarget)> {
     Some((pg, me, target))
 }
 
-/// HMAC-SHA1 (hex) of the shared-secret registration API, computed with the
-/// venv's Python (no SHA-1 crate in masgen's dependency tree):
-/// HMAC(secret, nonce \0 user \0 password \0 "admin"|"notadmin").
-fn registration_mac(py: &Path, secret: &str, nonce: &str, user: &str, password: &str) -> String {
-    let out = Command::new(py)
-        .args([
-            "-c",
-            "import hmac, hashlib, sys\n\
-             msg = b'\\x00'.join(a.encode() for a in sys.argv[2:])\n\
-             print(hmac.new(sys.argv[1].encode(), msg, hashlib.sha1).hexdigest())",
-            secret,
-            nonce,
-            user,
-            password,
-            "notadmin",
-        ])
-        .output()
-        .expect("python hmac");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 // ------------------------------------------------------------------ tests
 
 #[test]
@@ -336,98 +310,6 @@ fn check_login_flows(spec_text: &str, syn: &SynapseProcess, what: &str) {
             "{what}: synapse_idp_id `{link}` names no provider Synapse serves: {served:?}"
         );
     }
-}
-
-/// Shared-secret registration, password login, whoami. Returns the user id.
-fn register_login_whoami(py: &Path, syn: &SynapseProcess, secret: &str, what: &str) -> String {
-    let (status, nonce) = syn.request("GET", "/_synapse/admin/v1/register", None, &Value::Null);
-    assert_eq!(status, 200, "{what}: GET register nonce: {nonce}");
-    let nonce = nonce["nonce"].as_str().expect("nonce").to_string();
-    let password = "correct horse battery staple";
-    let mac = registration_mac(py, secret, &nonce, "alice", password);
-    let (status, reg) = syn.request(
-        "POST",
-        "/_synapse/admin/v1/register",
-        None,
-        &json!({"nonce": nonce, "username": "alice", "password": password, "admin": false, "mac": mac}),
-    );
-    assert_eq!(
-        status,
-        200,
-        "{what}: shared-secret registration: {reg}\n{}",
-        syn.logs()
-    );
-    let user_id = reg["user_id"].as_str().expect("user_id").to_string();
-
-    let (status, login) = syn.request(
-        "POST",
-        "/_matrix/client/v3/login",
-        None,
-        &json!({
-            "type": "m.login.password",
-            "identifier": {"type": "m.id.user", "user": "alice"},
-            "password": password,
-        }),
-    );
-    assert_eq!(
-        status,
-        200,
-        "{what}: password login: {login}\n{}",
-        syn.logs()
-    );
-    let token = login["access_token"].as_str().expect("access_token");
-    let (status, who) = syn.request(
-        "GET",
-        "/_matrix/client/v3/account/whoami",
-        Some(token),
-        &Value::Null,
-    );
-    assert_eq!(status, 200, "{what}: whoami: {who}");
-    assert_eq!(who["user_id"], json!(user_id), "{what}: whoami");
-    user_id
-}
-
-/// With delegation on, Synapse does not serve the login API (the compat
-/// route must go to MAS) nor shared-secret registration: Synapse 1.163
-/// answers each with 404 `M_UNRECOGNIZED`, its answer for a path no servlet
-/// is registered on. It mounts the `/_synapse/mas` API for MAS, which
-/// answers 401 `M_MISSING_TOKEN` without MAS's shared secret.
-fn assert_delegated_endpoints(syn: &SynapseProcess, what: &str) {
-    for (method, path, body) in [
-        ("GET", "/_matrix/client/v3/login", Value::Null),
-        (
-            "POST",
-            "/_matrix/client/v3/login",
-            json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "x"}),
-        ),
-        (
-            "POST",
-            "/_matrix/client/v3/refresh",
-            json!({"refresh_token": "x"}),
-        ),
-        ("POST", "/_matrix/client/v3/logout", json!({})),
-        ("GET", "/_synapse/admin/v1/register", Value::Null),
-    ] {
-        let (status, resp) = syn.request(method, path, None, &body);
-        eprintln!("{what}: {method} {path} -> {status} {resp}");
-        assert_eq!(
-            (status, &resp["errcode"]),
-            (404, &json!("M_UNRECOGNIZED")),
-            "{what}: a delegating Synapse still serves {method} {path}: {resp}"
-        );
-    }
-    let (status, resp) = syn.request(
-        "GET",
-        "/_synapse/mas/is_localpart_available?localpart=bob",
-        None,
-        &Value::Null,
-    );
-    eprintln!("{what}: GET /_synapse/mas/is_localpart_available -> {status} {resp}");
-    assert_eq!(
-        (status, &resp["errcode"]),
-        (401, &json!("M_MISSING_TOKEN")),
-        "{what}: /_synapse/mas does not ask for MAS's secret: {resp}"
-    );
 }
 
 /// Values some of the table's examples need besides the conflicting setting

@@ -222,6 +222,15 @@ pub(super) fn lower(
             tasks.insert(register_user_task(&user.localpart), register_user(hs, user));
         }
     }
+    // A host without PostgreSQL (MAS's host of a split homeserver) has no
+    // postgresql.service, and systemd refuses to start a unit that
+    // Requires= a unit it cannot find ("Unit postgresql.service not found").
+    if !hs.roles(host).postgres {
+        for task in tasks.values_mut() {
+            task.after.retain(|u| u != "postgresql.service");
+            task.requires.retain(|u| u != "postgresql.service");
+        }
+    }
     tasks
 }
 

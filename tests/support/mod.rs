@@ -971,10 +971,12 @@ fn serve_one(stream: TcpStream, name: &str, log: &Mutex<Vec<Value>>) -> std::io:
 
 pub mod check;
 pub mod compare;
+pub mod hosts;
 mod nginx;
 pub mod routing;
 pub mod schema;
 pub mod synapse;
+pub mod task_units;
 pub mod units;
 #[allow(unused_imports)]
 pub use nginx::*;
@@ -1020,8 +1022,22 @@ pub fn http_request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Result<HttpResponse, String> {
+    let to = (std::net::Ipv4Addr::LOCALHOST, port);
+    http_request_to(to, method, host_header, path, headers, body)
+}
+
+/// [`http_request`] to any IPv4 address (say, another loopback address
+/// standing for another host).
+pub fn http_request_to(
+    to: (std::net::Ipv4Addr, u16),
+    method: &str,
+    host_header: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<HttpResponse, String> {
     let io = |e: std::io::Error| e.to_string();
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(io)?;
+    let mut s = TcpStream::connect(to).map_err(io)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(io)?;
     let mut req =

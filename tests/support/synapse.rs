@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use masgen::lower::{HostPhase, PasswordConfigOut, PASSWORD_CONFIG_PATH};
 use serde_json::{json, Value};
 
-use super::{free_port, http_request};
+use super::{free_port, http_request_to};
 
 // ----------------------------------------------------------- secret files
 
@@ -191,6 +192,8 @@ pub struct SynapseSetup {
     pub config_files: Vec<PathBuf>,
     pub secrets: Secrets,
     pub port: u16,
+    /// The listener's address (127.0.0.1 unless `listen_on` moved it).
+    pub addr: Ipv4Addr,
 }
 
 /// Defaults nixpkgs' `services.matrix-synapse` module adds to every
@@ -345,6 +348,7 @@ pub fn write_config(
         config_files,
         secrets,
         port,
+        addr: Ipv4Addr::LOCALHOST,
     }
 }
 
@@ -392,6 +396,19 @@ impl SynapseSetup {
             .iter()
             .flat_map(|f| ["--config-path".to_string(), f.display().to_string()])
             .collect()
+    }
+
+    /// Moves the listener to `addr:port` (homeserver.yaml rewritten), for a
+    /// test that stands hosts for loopback addresses.
+    pub fn listen_on(&mut self, addr: Ipv4Addr, port: u16) {
+        let path = &self.config_files[0];
+        let text = fs::read_to_string(path).expect("read homeserver.yaml");
+        let mut s: Value = serde_norway::from_str(&text).expect("homeserver.yaml");
+        s["listeners"][0]["port"] = json!(port);
+        s["listeners"][0]["bind_addresses"] = json!([addr.to_string()]);
+        write_mode(path, &serde_norway::to_string(&s).expect("yaml"), 0o644);
+        self.addr = addr;
+        self.port = port;
     }
 
     pub fn python(&self, py: &Path) -> Command {
@@ -470,6 +487,7 @@ impl SynapseSetup {
             .expect("spawn synapse");
         SynapseProcess {
             child,
+            addr: self.addr,
             port: self.port,
             dir: self.dir.path().to_path_buf(),
         }
@@ -479,6 +497,7 @@ impl SynapseSetup {
 /// A running Synapse, killed on drop (even when the test panics).
 pub struct SynapseProcess {
     pub child: Child,
+    pub addr: Ipv4Addr,
     pub port: u16,
     pub dir: PathBuf,
 }
@@ -506,7 +525,8 @@ impl SynapseProcess {
                     self.logs()
                 );
             }
-            if let Ok(r) = http_request(self.port, "GET", "localhost", "/health", &[], "") {
+            let to = (self.addr, self.port);
+            if let Ok(r) = http_request_to(to, "GET", "localhost", "/health", &[], "") {
                 if r.status == 200 && r.body.trim() == "OK" {
                     return;
                 }
@@ -538,8 +558,15 @@ impl SynapseProcess {
         } else {
             body.to_string()
         };
-        let r = http_request(self.port, method, "localhost", path, &headers, &body_text)
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.logs()));
+        let r = http_request_to(
+            (self.addr, self.port),
+            method,
+            "localhost",
+            path,
+            &headers,
+            &body_text,
+        )
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.logs()));
         let json = serde_json::from_str(&r.body).unwrap_or(Value::String(r.body.clone()));
         (r.status, json)
     }
@@ -558,4 +585,130 @@ pub fn no_pg() -> PgTarget {
         socket_dir: PathBuf::from("/nonexistent/masgen-test-postgres"),
         port: 5432,
     }
+}
+
+// ------------------------------------------------ a running Synapse, checked
+
+/// HMAC-SHA1 (hex) of the shared-secret registration API, computed with the
+/// venv's Python (no SHA-1 crate in masgen's dependency tree):
+/// HMAC(secret, nonce \0 user \0 password \0 "admin"|"notadmin").
+pub fn registration_mac(
+    py: &Path,
+    secret: &str,
+    nonce: &str,
+    user: &str,
+    password: &str,
+) -> String {
+    let out = Command::new(py)
+        .args([
+            "-c",
+            "import hmac, hashlib, sys\n\
+             msg = b'\\x00'.join(a.encode() for a in sys.argv[2:])\n\
+             print(hmac.new(sys.argv[1].encode(), msg, hashlib.sha1).hexdigest())",
+            secret,
+            nonce,
+            user,
+            password,
+            "notadmin",
+        ])
+        .output()
+        .expect("python hmac");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Shared-secret registration, password login, whoami. Returns the user id.
+pub fn register_login_whoami(py: &Path, syn: &SynapseProcess, secret: &str, what: &str) -> String {
+    let (status, nonce) = syn.request("GET", "/_synapse/admin/v1/register", None, &Value::Null);
+    assert_eq!(status, 200, "{what}: GET register nonce: {nonce}");
+    let nonce = nonce["nonce"].as_str().expect("nonce").to_string();
+    let password = "correct horse battery staple";
+    let mac = registration_mac(py, secret, &nonce, "alice", password);
+    let (status, reg) = syn.request(
+        "POST",
+        "/_synapse/admin/v1/register",
+        None,
+        &json!({"nonce": nonce, "username": "alice", "password": password, "admin": false, "mac": mac}),
+    );
+    assert_eq!(
+        status,
+        200,
+        "{what}: shared-secret registration: {reg}\n{}",
+        syn.logs()
+    );
+    let user_id = reg["user_id"].as_str().expect("user_id").to_string();
+
+    let (status, login) = syn.request(
+        "POST",
+        "/_matrix/client/v3/login",
+        None,
+        &json!({
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": "alice"},
+            "password": password,
+        }),
+    );
+    assert_eq!(
+        status,
+        200,
+        "{what}: password login: {login}\n{}",
+        syn.logs()
+    );
+    let token = login["access_token"].as_str().expect("access_token");
+    let (status, who) = syn.request(
+        "GET",
+        "/_matrix/client/v3/account/whoami",
+        Some(token),
+        &Value::Null,
+    );
+    assert_eq!(status, 200, "{what}: whoami: {who}");
+    assert_eq!(who["user_id"], json!(user_id), "{what}: whoami");
+    user_id
+}
+
+/// With delegation on, Synapse does not serve the login API (the compat
+/// route must go to MAS) nor shared-secret registration: Synapse 1.163
+/// answers each with 404 `M_UNRECOGNIZED`, its answer for a path no servlet
+/// is registered on. It mounts the `/_synapse/mas` API for MAS, which
+/// answers 401 `M_MISSING_TOKEN` without MAS's shared secret.
+pub fn assert_delegated_endpoints(syn: &SynapseProcess, what: &str) {
+    for (method, path, body) in [
+        ("GET", "/_matrix/client/v3/login", Value::Null),
+        (
+            "POST",
+            "/_matrix/client/v3/login",
+            json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "x"}),
+        ),
+        (
+            "POST",
+            "/_matrix/client/v3/refresh",
+            json!({"refresh_token": "x"}),
+        ),
+        ("POST", "/_matrix/client/v3/logout", json!({})),
+        ("GET", "/_synapse/admin/v1/register", Value::Null),
+    ] {
+        let (status, resp) = syn.request(method, path, None, &body);
+        eprintln!("{what}: {method} {path} -> {status} {resp}");
+        assert_eq!(
+            (status, &resp["errcode"]),
+            (404, &json!("M_UNRECOGNIZED")),
+            "{what}: a delegating Synapse still serves {method} {path}: {resp}"
+        );
+    }
+    let (status, resp) = syn.request(
+        "GET",
+        "/_synapse/mas/is_localpart_available?localpart=bob",
+        None,
+        &Value::Null,
+    );
+    eprintln!("{what}: GET /_synapse/mas/is_localpart_available -> {status} {resp}");
+    assert_eq!(
+        (status, &resp["errcode"]),
+        (401, &json!("M_MISSING_TOKEN")),
+        "{what}: /_synapse/mas does not ask for MAS's secret: {resp}"
+    );
 }
