@@ -152,6 +152,9 @@ mod tests {
     fn finds_the_unclosed_opener() {
         let t = "a = [1, 2\nb = \"x]\" # ]\n";
         assert_eq!(unclosed_opener(t, t.len()), Some((4, "array `[`")));
+        // A comment at the very end of the text (no newline after it).
+        let t = "a = [1, 2 # ]";
+        assert_eq!(unclosed_opener(t, t.len()), Some((4, "array `[`")), "{t}");
         let t = "[table]\nx = { a = [1] \ny = 2";
         assert_eq!(unclosed_opener(t, t.len()), Some((12, "inline table `{`")));
         let t = "s = \"\"\"abc\n'''\n";
