@@ -152,6 +152,16 @@ mod tests {
     fn finds_the_unclosed_opener() {
         let t = "a = [1, 2\nb = \"x]\" # ]\n";
         assert_eq!(unclosed_opener(t, t.len()), Some((4, "array `[`")));
+        // An escaped backslash ends nothing: the quote after it closes the
+        // string.
+        let t = "a = [\"\\\\\", 1";
+        assert_eq!(unclosed_opener(t, t.len()), Some((4, "array `[`")), "{t}");
+        // After a multi-line string's closing quotes (and any extra quote
+        // that belongs to its content) the text is read again.
+        let t = "s = \"\"\"x\"\"\"\" [1";
+        assert_eq!(unclosed_opener(t, t.len()), Some((13, "array `[`")), "{t}");
+        let t = "s = \"\"\"x\"\"\" [1";
+        assert_eq!(unclosed_opener(t, t.len()), Some((12, "array `[`")), "{t}");
         // A comment at the very end of the text (no newline after it).
         let t = "a = [1, 2 # ]";
         assert_eq!(unclosed_opener(t, t.len()), Some((4, "array `[`")), "{t}");
