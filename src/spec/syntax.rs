@@ -186,6 +186,8 @@ mod tests {
             "a = 1\n  [b\nc = 2\n",
             "a = 1\n\t[b\n",
             "a = 1\r\n[b\r\nc = 2\r\n",
+            // A header that runs to the end of the text.
+            "a = 1\n[b",
         ] {
             assert_eq!(unclosed_opener(t, t.len()), None, "{t:?}");
         }
