@@ -148,6 +148,17 @@ fn first_definition(source: &Source, message: &str, at: usize) -> Option<usize> 
 mod tests {
     use super::*;
 
+    /// A duplicate key's first definition is found in the text before the
+    /// duplicate's line, whole lines only.
+    #[test]
+    fn finds_where_a_duplicate_key_was_first_defined() {
+        let text = "a = 1\nb = 2\na = 3\n";
+        let src = Source::new("s.toml", text);
+        let at = text.rfind("a = 3").unwrap();
+        assert_eq!(first_definition(&src, "duplicate key `a`", at), Some(0));
+        assert_eq!(first_definition(&src, "duplicate key `c`", at), None);
+    }
+
     #[test]
     fn finds_the_unclosed_opener() {
         let t = "a = [1, 2\nb = \"x]\" # ]\n";
