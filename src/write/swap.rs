@@ -452,6 +452,23 @@ fn exists(path: &Utf8Path) -> Result<bool> {
 mod tests {
     use super::*;
 
+    /// A second build waits for the one holding the lock and goes on
+    /// once it is released (it neither fails at once nor writes unlocked).
+    #[test]
+    fn a_build_waits_for_the_lock_holder() {
+        let (_dir, place) = place();
+        let held = fs::File::open(&place.parent).unwrap();
+        rustix::fs::flock(&held, FlockOperation::NonBlockingLockExclusive).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let start = std::time::Instant::now();
+        let _lock = place.lock().unwrap();
+        assert!(start.elapsed() >= std::time::Duration::from_millis(250));
+        release.join().unwrap();
+    }
+
     fn place() -> (tempfile::TempDir, Place) {
         let dir = tempfile::tempdir().unwrap();
         let root = Utf8Path::from_path(dir.path()).unwrap();
