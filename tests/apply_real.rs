@@ -33,7 +33,7 @@ use apply_support::{Rig, STEPS};
 use masgen::lower::Phase;
 use masgen::plan::HostState;
 use serde_json::{json, Value};
-use support::synapse::{write_phase, PgTarget, SynapseSetup};
+use support::synapse::{registration_mac, write_phase, PgTarget, SynapseSetup};
 use support::{free_port, http_request, PgCluster};
 
 /// Stops the real processes the stand-ins started, even when the test fails.
@@ -65,26 +65,6 @@ fn synapse_port(rig: &Rig) -> u16 {
         .trim()
         .parse()
         .unwrap()
-}
-
-/// The shared-secret registration MAC, by the venv's Python (no SHA-1 crate
-/// in masgen's tree): HMAC-SHA1(secret, nonce \0 user \0 password \0 notadmin).
-fn registration_mac(py: &Path, secret: &str, nonce: &str) -> String {
-    let out = Command::new(py)
-        .args([
-            "-c",
-            "import hmac, hashlib, sys\n\
-             msg = b'\\x00'.join(a.encode() for a in sys.argv[2:])\n\
-             print(hmac.new(sys.argv[1].encode(), msg, hashlib.sha1).hexdigest())",
-            secret,
-            nonce,
-            "alice",
-            "alice's password",
-            "notadmin",
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Each phase's Synapse written out as the host would have it; its command
@@ -280,7 +260,7 @@ fn a_full_migration_against_a_real_synapse() {
     let (_, nonce) = get(port, "/_synapse/admin/v1/register");
     let nonce = nonce["nonce"].as_str().unwrap().to_string();
     let body = json!({"nonce": nonce, "username": "alice", "password": "alice's password",
-        "admin": false, "mac": registration_mac(&py, &secret, &nonce)});
+        "admin": false, "mac": registration_mac(&py, &secret, &nonce, "alice", "alice's password")});
     let r = http_request(
         port,
         "POST",
