@@ -33,8 +33,9 @@ pub struct ApplyArgs {
     journal: Option<String>,
     /// The host, when it is not this machine (e.g. root@matrix.example.com): its units,
     /// checks and journal over SSH; nixos-rebuild runs here with --target-host.
-    #[arg(long = "target-host", value_name = "USER@HOST")]
-    target_host: Option<String>,
+    /// A homeserver split over hosts needs NAME=USER@HOST for each host of the spec.
+    #[arg(long = "target-host", value_name = "[NAME=]USER@HOST")]
+    target_host: Vec<String>,
     /// With --deploy colmena: the hive Colmena reads (its --config) [default: OUT/flake.nix].
     #[arg(long = "colmena-config", value_name = "PATH")]
     colmena_config: Option<String>,
@@ -117,7 +118,11 @@ pub fn run(args: ApplyArgs) -> Result<ExitCode> {
             .journal
             .or_else(|| env("MASGEN_APPLY_JOURNAL"))
             .unwrap_or_else(|| DEFAULT_JOURNAL_DIR.into()),
-        target: args.target_host,
+        targets: masgen::plan::PerHost::parse(
+            masgen::plan::HostFlag::TargetHost,
+            &args.target_host,
+        )
+        .map_err(anyhow::Error::msg)?,
         deploy: match args.deploy {
             crate::cli::Deploy::NixosRebuild => masgen::plan::Deploy::NixosRebuild,
             crate::cli::Deploy::Colmena => masgen::plan::Deploy::Colmena,

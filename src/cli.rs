@@ -61,9 +61,10 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Deploy::NixosRebuild)]
         deploy: Deploy,
         /// The host, when it is not the machine the plan runs on: nixos-rebuild
-        /// builds here and activates there (`--target-host USER@HOST`).
-        #[arg(long = "target-host", value_name = "USER@HOST")]
-        target_host: Option<String>,
+        /// builds here and activates there (`--target-host USER@HOST`). A homeserver
+        /// split over hosts takes NAME=USER@HOST for each host of the spec.
+        #[arg(long = "target-host", value_name = "[NAME=]USER@HOST")]
+        target_host: Vec<String>,
         /// With --deploy colmena: the hive Colmena reads (its --config) [default: OUT/flake.nix];
         /// Colmena >= 0.5 needs a flake with a `colmenaHive` output (docs/guide.md).
         #[arg(long = "colmena-config", value_name = "PATH")]
@@ -76,9 +77,10 @@ pub enum Command {
         #[arg(long)]
         against: Option<Utf8PathBuf>,
         /// Read the current state from a NixOS system root (e.g. /run/current-system):
-        /// its evidence beats --from and --against.
-        #[arg(long)]
-        system: Option<Utf8PathBuf>,
+        /// its evidence beats --from and --against. A homeserver split over hosts
+        /// takes NAME=ROOT for Synapse's host and MAS's host.
+        #[arg(long, value_name = "[NAME=]ROOT")]
+        system: Vec<String>,
         /// Output directory the commands refer to.
         #[arg(short, long, default_value = "out")]
         output: Utf8PathBuf,

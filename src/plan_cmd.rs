@@ -15,11 +15,11 @@ pub struct PlanArgs {
     pub specs: Vec<Utf8PathBuf>,
     pub only: Option<String>,
     pub deploy: Deploy,
-    pub target_host: Option<String>,
+    pub target_host: Vec<String>,
     pub colmena_config: Option<String>,
     pub from: Option<String>,
     pub against: Option<Utf8PathBuf>,
-    pub system: Option<Utf8PathBuf>,
+    pub system: Vec<String>,
     pub output: Utf8PathBuf,
     pub format: Format,
     pub rollback: bool,
@@ -85,8 +85,10 @@ pub fn plan(args: PlanArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn options(args: &PlanArgs, record: plan::Record) -> plan::Options {
-    plan::Options {
+fn options(args: &PlanArgs, record: plan::Record) -> Result<plan::Options> {
+    let targets = plan::PerHost::parse(plan::HostFlag::TargetHost, &args.target_host)
+        .map_err(anyhow::Error::msg)?;
+    Ok(plan::Options {
         out_dir: masgen::flake_ref(&args.output),
         rollback: args.rollback,
         acknowledged: args.acknowledge.iter().cloned().collect(),
@@ -95,9 +97,9 @@ fn options(args: &PlanArgs, record: plan::Record) -> plan::Options {
             Deploy::NixosRebuild => plan::Deploy::NixosRebuild,
             Deploy::Colmena => plan::Deploy::Colmena,
         },
-        target_host: args.target_host.clone(),
+        targets,
         colmena_config: args.colmena_config.clone(),
-    }
+    })
 }
 
 /// One homeserver, from where its host is (`--from`, `--against`, `--system`).
@@ -110,10 +112,30 @@ fn plan_one(checked: &masgen::Checked, args: &PlanArgs) -> Result<Result<Plan, E
         (None, Some(a)) => Some(StateSource::Manifest(a)),
         (None, None) => None,
     };
-    let located = plan::locate(claim.as_ref(), args.system.as_deref())?;
-    let opts = options(args, located.record);
+    let hs = &checked.homeserver;
+    let system =
+        plan::PerHost::parse(plan::HostFlag::System, &args.system).map_err(anyhow::Error::msg)?;
+    // State lives on Synapse's host (its unit, whether it delegates) and on
+    // MAS's (its unit, the stamps of its tasks).
+    let mut needed = vec![hs.synapse.host.clone(), hs.mas.host.clone()];
+    needed.dedup();
+    if let Err(refusal) = system.check(plan::HostFlag::System, hs, &needed) {
+        eprintln!("{refusal}");
+        return Ok(Err(ExitCode::from(2)));
+    }
+    let roots = match (system.of(&hs.synapse.host), system.of(&hs.mas.host)) {
+        (Some(s), Some(m)) => Some((Utf8PathBuf::from(s), Utf8PathBuf::from(m))),
+        _ => None,
+    };
+    let located = plan::locate(
+        claim.as_ref(),
+        roots
+            .as_ref()
+            .map(|(s, m)| plan::Roots { synapse: s, mas: m }),
+    )?;
+    let opts = options(args, located.record)?;
     Ok(
-        plan::plan(&checked.homeserver, located.state, &located.how, &opts).map_err(|refusal| {
+        plan::plan(hs, located.state, &located.how, &opts).map_err(|refusal| {
             eprintln!("{refusal}");
             ExitCode::from(2)
         }),
@@ -126,17 +148,17 @@ fn plan_fleet(
     selected: &[masgen::Checked],
     args: &PlanArgs,
 ) -> Result<Result<Vec<Plan>, ExitCode>> {
-    if args.from.is_some() || args.against.is_some() || args.system.is_some() {
+    if args.from.is_some() || args.against.is_some() || !args.system.is_empty() {
         anyhow::bail!(
             "--from, --against and --system say where one host is: with several homeservers, add --only NAME (a server name or spec file stem)"
         );
     }
-    if args.target_host.is_some() {
+    if !args.target_host.is_empty() {
         anyhow::bail!(
-            "--target-host names one host: with several homeservers, add --only NAME (a server name or spec file stem)"
+            "--target-host names the hosts of one homeserver: with several homeservers, add --only NAME (a server name or spec file stem)"
         );
     }
-    let opts = options(args, plan::Record::default());
+    let opts = options(args, plan::Record::default())?;
     let mut plans = Vec::new();
     let mut refused = false;
     for checked in selected {

@@ -292,7 +292,7 @@ fn plan_of_a_fleet_with_target_host_and_homeserver() {
     let (code, _, err) = plan(&["--target-host", "root@192.0.2.7"]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("--target-host names one host: with several homeservers, add --only NAME"),
+        err.contains("--target-host names the hosts of one homeserver: with several homeservers, add --only NAME"),
         "{err}"
     );
     let (code, out, err) = plan(&[

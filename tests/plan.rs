@@ -24,7 +24,7 @@ fn opts(rollback: bool, acks: &[&str]) -> Options {
         acknowledged: acks.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
         record: Record::default(),
         deploy: Default::default(),
-        target_host: None,
+        targets: Default::default(),
         colmena_config: None,
     }
 }
@@ -528,7 +528,7 @@ fn state_is_detected_from_system_roots_built_from_our_output() {
         let tmp = tempfile::tempdir().unwrap();
         let root = Utf8Path::from_path(tmp.path()).unwrap().to_owned();
         system_root(&root, &tree, phase, mas, stamps);
-        let located = plan::locate(None, Some(&root)).unwrap();
+        let located = plan::locate(None, Some(plan::Roots::one(&root))).unwrap();
         let how = &located.how;
         assert_eq!(
             located.state, expected,

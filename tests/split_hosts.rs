@@ -2,7 +2,8 @@
 //! Synapse and nginx on matrix-net, MAS on auth-net, PostgreSQL on db-net):
 //! where each service lands, how the hosts are wired (listeners, endpoints,
 //! database logins, firewall), what the spec may not do, and the plan across
-//! hosts. The modules these options drive are evaluated with nixpkgs in
+//! hosts (the plan, apply and rollback across hosts: tests/split_hosts_plan.rs).
+//! The modules these options drive are evaluated with nixpkgs in
 //! tests/nixos_eval.rs and run against PostgreSQL in their own tests.
 
 mod support;
@@ -301,119 +302,4 @@ fn split_mistakes_are_refused() {
     // A database on the service's own host is its socket: no password.
     let own = set(&t, "mas.database.host", "auth-net".into());
     assert!(codes(own).contains(&"database.password_file".to_string()));
-}
-
-/// The plan runs each step on its host: PostgreSQL's first, MAS's before
-/// Synapse's, one stretch of downtime, and no rollback it cannot plan.
-#[test]
-fn the_plan_crosses_hosts_in_order() {
-    let dir = build(&split_text());
-    let spec = dir.path().join("spec.toml");
-    let run = support::check::masgen()
-        .args(["plan", "--from", "synapse-only", "--format", "json"])
-        .arg(&spec)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let plan: Value = serde_json::from_slice(&run.stdout).unwrap();
-    let steps: Vec<(String, String, String)> = plan["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["id"].as_str().unwrap().to_string(),
-                s["host"].as_str().unwrap().to_string(),
-                s["synapse"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    let at = |id: &str| {
-        steps
-            .iter()
-            .position(|s| s.0 == id)
-            .unwrap_or_else(|| panic!("{id}: {steps:?}"))
-    };
-    let host = |id: &str| steps[at(id)].1.clone();
-    assert!(at("switch-prepare-db-net") < at("switch-prepare-auth-net"));
-    assert!(at("switch-prepare-auth-net") < at("switch-prepare-matrix-net"));
-    assert_eq!(host("syn2mas-migrate"), "auth-net");
-    assert_eq!(host("syn2mas-dry-run"), "auth-net");
-    assert_eq!(host("backup"), "db-net");
-    assert_eq!(host("stop-services"), "matrix-net");
-    assert_eq!(host("switch-final"), "matrix-net");
-    assert_eq!(host("mas-doctor"), "auth-net");
-    assert!(at("stop-mas") < at("syn2mas-migrate"));
-    assert!(at("syn2mas-migrate") < at("switch-final-auth-net"));
-    assert!(at("switch-final-auth-net") < at("switch-final"));
-    // One stretch: every step from the first `down` to the last is down.
-    let down: Vec<usize> = (0..steps.len()).filter(|i| steps[*i].2 == "down").collect();
-    assert_eq!(down, (down[0]..=*down.last().unwrap()).collect::<Vec<_>>());
-    assert_eq!(steps[down[0]].0, "stop-services");
-    assert_eq!(steps[*down.last().unwrap()].0, "switch-final");
-    // The rebuild commands name each host's own configuration.
-    let cmd = |id: &str| {
-        plan["steps"][at(id)]["commands"][0]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    assert!(cmd("switch-prepare-db-net").ends_with("#db-net-prepare"));
-    assert!(cmd("switch-final-auth-net").ends_with("#auth-net"));
-
-    let back = support::check::masgen()
-        .args(["plan", "--rollback", "--from", "mas-prepared"])
-        .arg(&spec)
-        .output()
-        .unwrap();
-    assert!(!back.status.success());
-    assert!(String::from_utf8_lossy(&back.stderr).contains("plan.rollback_split"));
-
-    let one = support::check::masgen()
-        .args([
-            "plan",
-            "--from",
-            "synapse-only",
-            "--target-host",
-            "root@matrix-net",
-        ])
-        .arg(&spec)
-        .output()
-        .unwrap();
-    assert!(!one.status.success());
-    assert!(String::from_utf8_lossy(&one.stderr).contains("plan.target_host_split"));
-
-    // One host's system root cannot show a split homeserver's state.
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(root.path().join("etc/systemd/system")).unwrap();
-    let sys = support::check::masgen()
-        .args(["plan", "--system"])
-        .arg(root.path())
-        .arg(&spec)
-        .output()
-        .unwrap();
-    assert!(!sys.status.success());
-    assert!(
-        String::from_utf8_lossy(&sys.stderr).contains("plan.system_split"),
-        "{}",
-        String::from_utf8_lossy(&sys.stderr)
-    );
-    // apply reads the host's root: refused the same way, nothing run.
-    let apply = support::check::masgen()
-        .args(["apply", "--system"])
-        .arg(root.path())
-        .arg("-o")
-        .arg(dir.path().join("out"))
-        .arg("--journal")
-        .arg(root.path().join("journal"))
-        .arg(&spec)
-        .output()
-        .unwrap();
-    assert!(!apply.status.success());
-    assert!(String::from_utf8_lossy(&apply.stderr).contains("plan.system_split"));
-    assert!(!root.path().join("journal").exists());
 }

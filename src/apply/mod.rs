@@ -10,7 +10,7 @@ mod journal;
 mod mirror;
 mod place;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -46,9 +46,10 @@ pub struct Options {
     /// The system root on the host.
     pub system: String,
     pub journal_dir: String,
-    /// `user@host`: the host, reached over SSH (its units, checks and
-    /// journal); the deploy tool runs here and deploys to it.
-    pub target: Option<String>,
+    /// `user@host` for the host, or for each host of a homeserver split
+    /// over hosts: reached over SSH (units, checks, journal); the deploy
+    /// tool runs here and deploys to it.
+    pub targets: plan::PerHost,
     /// The tool the rebuild steps deploy with, as for `masgen plan --deploy`.
     pub deploy: plan::Deploy,
     /// Colmena's hive (`--config`), when not the output tree's flake.
@@ -103,36 +104,56 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
         Some(p) if !p.as_str().is_empty() => p.to_owned(),
         _ => Utf8PathBuf::from("."),
     };
-    let host = Host::new(
-        opts.target.clone(),
-        opts.path_prefix.clone(),
-        workdir.clone(),
-        stop.clone(),
-    );
+    // A homeserver split over hosts is applied from one machine that
+    // reaches them all; its state is spread over Synapse's and MAS's hosts.
+    if hs.is_split() && opts.targets.each.is_empty() {
+        let each: Vec<String> = hs
+            .hosts
+            .keys()
+            .map(|h| format!("--target-host {h}=USER@HOST"))
+            .collect();
+        say!("refused: {} is split over the hosts {}; apply runs its steps from a machine that reaches each of them over SSH: {}", hs.server_name, hs.hosts.keys().cloned().collect::<Vec<_>>().join(", "), each.join(" "));
+        return Ok(Outcome::Refused);
+    }
+    let hosts: BTreeMap<String, Host> = hs
+        .hosts
+        .keys()
+        .map(|name| {
+            let target = opts.targets.of(name).map(String::from);
+            let host = Host::new(
+                target,
+                opts.path_prefix.clone(),
+                workdir.clone(),
+                stop.clone(),
+            );
+            (name.clone(), host)
+        })
+        .collect();
     let here = Host::new(None, opts.path_prefix.clone(), workdir, stop.clone());
     let popts = plan_options(opts);
     let places = Places {
-        host: &host,
+        hosts: &hosts,
         here: &here,
         plan: &popts,
     };
-    let plan = match make_plan(hs, opts, &popts, &host)? {
+    let plan = match make_plan(hs, opts, &popts, &places)? {
         Ok(p) => p,
         Err(refusal) => {
             say!("{refusal}");
             return Ok(Outcome::Refused);
         }
     };
-    let steps = match select(&plan, opts)
-        .and_then(|s| place::one_host(&s, opts.target.as_deref()).map(|()| s))
-    {
+    let steps = match select(&plan, opts) {
         Ok(s) => s,
         Err(msg) => {
             say!("refused: {msg}");
             return Ok(Outcome::Refused);
         }
     };
-    let journal = Journal::new(&host, &opts.journal_dir, &plan.host);
+    // The journal and the lock are on Synapse's host: one run at a time
+    // for the homeserver, whichever hosts its steps touch.
+    let host = places.host(&plan.host)?;
+    let journal = Journal::new(host, &opts.journal_dir, &plan.host);
     say!(
         "{} on {}{}: {} → {} ({}), {} of {} steps; journal {}",
         if opts.dry_run {
@@ -140,7 +161,7 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
         } else {
             "Applying"
         },
-        host.describe(),
+        places.describe(),
         place::deploying_from_here(&popts),
         plan.from,
         plan.to,
@@ -239,37 +260,64 @@ fn plan_options(opts: &Options) -> plan::Options {
         acknowledged: opts.acknowledged.clone(),
         record: plan::Record::default(),
         deploy: opts.deploy,
-        target_host: opts.target.clone(),
+        targets: opts.targets.clone(),
         colmena_config: opts.colmena_config.clone(),
     }
 }
 
-/// The plan from the host's system root, as `masgen plan --system` makes it.
+/// The plan from the hosts' system roots (Synapse's host's and MAS's), as
+/// `masgen plan --system` makes it.
 fn make_plan(
     hs: &Homeserver,
     opts: &Options,
     popts: &plan::Options,
-    host: &Host,
+    places: &Places<'_>,
 ) -> Result<Result<Plan, plan::Refusal>> {
-    let mirror;
-    let root: Utf8PathBuf = match host.target() {
-        None => Utf8PathBuf::from(&opts.system),
-        Some(_) => {
-            mirror = tempfile::tempdir()?;
-            let dir = Utf8Path::from_path(mirror.path())
-                .ok_or_else(|| anyhow::anyhow!("temporary directory is not UTF-8"))?
-                .to_owned();
-            mirror::fetch(host, &opts.system, &dir)?;
-            dir
+    // Refused before any host is reached: targets that name no host of the
+    // spec, or leave one out.
+    if let Err(refusal) = popts.targets.check(
+        plan::HostFlag::TargetHost,
+        hs,
+        &hs.hosts.keys().cloned().collect::<Vec<_>>(),
+    ) {
+        return Ok(Err(refusal));
+    }
+    let mut mirrors = Vec::new();
+    let mut root_of = |name: &str| -> Result<(Utf8PathBuf, Option<String>)> {
+        let host = places.host(name)?;
+        match host.target() {
+            None => Ok((Utf8PathBuf::from(&opts.system), None)),
+            Some(t) => {
+                let mirror = tempfile::tempdir()?;
+                let dir = Utf8Path::from_path(mirror.path())
+                    .ok_or_else(|| anyhow::anyhow!("temporary directory is not UTF-8"))?
+                    .to_owned();
+                mirror::fetch(host, &opts.system, &dir)?;
+                mirrors.push(mirror);
+                Ok((dir, Some(format!("{t}:{}", opts.system))))
+            }
         }
     };
-    let located = plan::locate(None, Some(&root))?;
-    let how = match host.target() {
-        None => located.how,
-        Some(t) => located
-            .how
-            .replacen(root.as_str(), &format!("{t}:{}", opts.system), 1),
+    let synapse = root_of(&hs.synapse.host)?;
+    let mas = if hs.mas.host == hs.synapse.host {
+        synapse.clone()
+    } else {
+        root_of(&hs.mas.host)?
     };
+    let located = plan::locate(
+        None,
+        Some(plan::Roots {
+            synapse: &synapse.0,
+            mas: &mas.0,
+        }),
+    )?;
+    // Say where the roots really are, not where their copies went.
+    let mut how = located.how.clone();
+    for (root, remote) in [&synapse, &mas] {
+        if let Some(remote) = remote {
+            how = how.replacen(root.as_str(), remote, 1);
+        }
+    }
     let popts = plan::Options {
         record: located.record.clone(),
         ..popts.clone()
@@ -328,7 +376,7 @@ fn print_dry_run(steps: &[Step], opts: &Options, places: &Places<'_>) {
         for c in &s.gate.check {
             say!(
                 "     check{}: {}  ({})",
-                places.note(&c.command),
+                places.note(&s.host, &c.command),
                 c.command,
                 c.expectation()
             );
@@ -340,16 +388,16 @@ fn print_dry_run(steps: &[Step], opts: &Options, places: &Places<'_>) {
             );
         }
         for c in &s.commands {
-            say!("   would run{}: {c}", places.note(c));
+            say!("   would run{}: {c}", places.note(&s.host, c));
         }
     }
     say!("\ndry run: nothing was run and nothing was written to the journal");
 }
 
 /// Runs the checks of a gate.
-fn judge(places: &Places<'_>, gate: &Gate) -> Result<Verdict> {
+fn judge(places: &Places<'_>, host: &str, gate: &Gate) -> Result<Verdict> {
     for check in &gate.check {
-        let (code, stdout, stderr) = places.of(&check.command).capture(&check.command)?;
+        let (code, stdout, stderr) = places.of(host, &check.command)?.capture(&check.command)?;
         if let Err(why) = check.judge(code, &stdout) {
             let mut msg = format!("`{}`: {why}", check.command);
             let said = if stdout.trim().is_empty() {
@@ -364,7 +412,7 @@ fn judge(places: &Places<'_>, gate: &Gate) -> Result<Verdict> {
                 ));
             }
             if let Some(w) = &gate.warnings_only {
-                let (code, stdout, _) = places.of(&w.command).capture(&w.command)?;
+                let (code, stdout, _) = places.of(host, &w.command)?.capture(&w.command)?;
                 if w.judge(code, &stdout).is_ok() {
                     return Ok(Verdict::WarningsOnly(msg));
                 }
@@ -417,7 +465,7 @@ fn run_step(
         )?;
         return Ok(Outcome::Done);
     }
-    let before = judge(places, &step.gate)?;
+    let before = judge(places, &step.host, &step.gate)?;
     if stop.load(Ordering::SeqCst) {
         say!("[{id}] interrupted while checking its gate; it did not run");
         return Ok(Outcome::Interrupted);
@@ -448,7 +496,7 @@ fn run_step(
     journal.write(&started)?;
     let ran = places.of_step(step)?.run(&script(step), stop, "  | ")?;
     if !ran.interrupted {
-        let verdict = judge(places, &step.gate)?;
+        let verdict = judge(places, &step.host, &step.gate)?;
         // A signal during the checks (they share masgen's process group)
         // is an interruption too.
         if !stop.load(Ordering::SeqCst) {

@@ -5,7 +5,7 @@ use super::layout::Layout;
 use super::steps::{gate, step, undo, zero};
 use super::{Check, Downtime, HostState, Options, Step, StepKind};
 use crate::lower::tasks::{self as unit, MAS_UNIT, SYNAPSE_UNIT};
-use crate::lower::{configuration_name, Phase};
+use crate::lower::Phase;
 
 /// modules/postgres-access.nix's oneshot: the roles' passwords set.
 const POSTGRES_PASSWORDS: &str = "masgen-postgres-passwords";
@@ -35,7 +35,7 @@ pub(super) fn prepare_switches(l: &Layout, opts: &Options) -> Vec<Step> {
                 &format!("switch-prepare-{h}"),
                 &format!("Migration phase 1 on `{h}` ({})", l.describe(h)),
                 StepKind::Rebuild,
-                vec![opts.switch_command(&configuration_name(h, Phase::Prepare))],
+                vec![opts.switch_command(h, Phase::Prepare)],
                 gate(&format!("the units of `{h}` are active{}", if roles.mas { "; MAS's config check passes" } else { "" }), checks),
                 if roles.synapse { Downtime::Restart } else { Downtime::None },
                 undo(true, "nixos-rebuild switch --rollback on that host (MAS's database stays empty; nothing to clean up)"),
@@ -50,7 +50,6 @@ pub(super) fn final_builds(l: &Layout, opts: &Options) -> Vec<Step> {
     l.order
         .iter()
         .map(|h| {
-            let cfg = configuration_name(h, Phase::Final);
             let id = if *h == l.synapse {
                 super::steps::BUILD_FINAL.to_string()
             } else {
@@ -61,8 +60,8 @@ pub(super) fn final_builds(l: &Layout, opts: &Options) -> Vec<Step> {
                 &id,
                 &format!("Build the final configuration of `{h}` without activating it"),
                 StepKind::Rebuild,
-                vec![opts.build_command(&cfg)],
-                super::steps::build_gate(opts, &cfg),
+                vec![opts.build_command(h, Phase::Final)],
+                super::steps::build_gate(opts, h),
                 Downtime::None,
                 undo(true, "nothing to undo: nothing was activated"),
                 HostState::MasPrepared,
@@ -71,8 +70,9 @@ pub(super) fn final_builds(l: &Layout, opts: &Options) -> Vec<Step> {
         .collect()
 }
 
-/// Synapse stopped on its host (the downtime starts), then MAS on its own.
-pub(super) fn stops(l: &Layout) -> Vec<Step> {
+/// Synapse stopped on its host (the downtime starts), then MAS on its own:
+/// steps `ids` (Synapse's, MAS's), reaching `reaches`.
+pub(super) fn stops(l: &Layout, ids: [&str; 2], reaches: HostState) -> Vec<Step> {
     let stop = |h: &str, id: &str, title: &str, u: &str| {
         step(
             h,
@@ -83,19 +83,19 @@ pub(super) fn stops(l: &Layout) -> Vec<Step> {
             gate(&format!("{u} is inactive"), vec![super::steps::inactive(u)]),
             Downtime::Down,
             undo(true, format!("systemctl start {u}")),
-            HostState::MasPrepared,
+            reaches,
         )
     };
     vec![
         stop(
             &l.synapse,
-            super::steps::STOP,
+            ids[0],
             &format!("Stop Synapse on `{}` (downtime starts)", l.synapse),
             SYNAPSE_UNIT,
         ),
         stop(
             &l.mas,
-            "stop-mas",
+            ids[1],
             &format!("Stop MAS on `{}`", l.mas),
             MAS_UNIT,
         ),
@@ -109,7 +109,7 @@ pub(super) fn final_switch(l: &Layout, h: &str, opts: &Options, downtime: Downti
         &format!("switch-final-{h}"),
         &format!("Final configuration on `{h}` ({})", l.describe(h)),
         StepKind::Rebuild,
-        vec![opts.switch_command(&configuration_name(h, Phase::Final))],
+        vec![opts.switch_command(h, Phase::Final)],
         gate(
             &format!("the units of `{h}` are active"),
             vec![active(l, h)],
@@ -120,6 +120,28 @@ pub(super) fn final_switch(l: &Layout, h: &str, opts: &Options, downtime: Downti
             "nixos-rebuild switch --rollback on that host",
         ),
         HostState::Delegated,
+    )
+}
+
+/// A proxy's own host back on its phase-1 configuration (a rollback):
+/// nginx sends logins to Synapse again.
+pub(super) fn prepare_again(l: &Layout, h: &str, opts: &Options) -> Step {
+    step(
+        h,
+        &format!("rollback-switch-{h}"),
+        &format!(
+            "Switch `{h}` ({}) back to its phase-1 configuration",
+            l.describe(h)
+        ),
+        StepKind::Rebuild,
+        vec![opts.switch_command(h, Phase::Prepare)],
+        gate(
+            &format!("the units of `{h}` are active"),
+            vec![active(l, h)],
+        ),
+        Downtime::Down,
+        undo(true, opts.switch_command(h, Phase::Final)),
+        HostState::SynapseOnly,
     )
 }
 

@@ -8,6 +8,7 @@ mod rollback;
 mod safety;
 mod state;
 mod steps;
+mod targets;
 
 use std::collections::BTreeSet;
 
@@ -16,9 +17,11 @@ use serde::Serialize;
 pub use render::{render_json, render_markdown, render_text, to_value};
 pub use safety::check_safety;
 pub use state::{
-    detect, locate, HostState, Located, Record, StateSource, DRY_RUN_STAMP, MIGRATED_STAMP,
+    detect, locate, HostState, Located, Record, Roots, StateSource, DRY_RUN_STAMP, MIGRATED_STAMP,
 };
+pub use targets::{HostFlag, PerHost};
 
+use crate::lower::{configuration_name, Phase};
 use crate::model::Homeserver;
 
 /// Version of the `plan.json` format (docs/plan.md). 2: gate checks are
@@ -210,9 +213,9 @@ pub struct Options {
     pub record: Record,
     /// How rebuild steps deploy a configuration.
     pub deploy: Deploy,
-    /// `USER@HOST` when the host is not the machine masgen runs on:
-    /// nixos-rebuild then builds here and activates there (`--target-host`).
-    pub target_host: Option<String>,
+    /// The hosts that are not the machine masgen runs on (`--target-host`):
+    /// nixos-rebuild then builds here and activates there.
+    pub targets: PerHost,
     /// The hive Colmena reads (`--config`): the output tree's flake by
     /// default; Colmena ≥ 0.5 needs a flake with `colmenaHive` instead.
     pub colmena_config: Option<String>,
@@ -236,10 +239,12 @@ pub enum Deploy {
 const BUILT_LINK_CHECK: &str = "test -e ./result";
 
 impl Options {
-    /// The command that builds configuration `cfg` and makes it the host's.
-    pub fn switch_command(&self, cfg: &str) -> String {
+    /// The command that builds `host`'s configuration of `phase` and makes
+    /// it the host's.
+    pub fn switch_command(&self, host: &str, phase: Phase) -> String {
         let out = &self.out_dir;
-        match (self.deploy, &self.target_host) {
+        let cfg = configuration_name(host, phase);
+        match (self.deploy, self.targets.of(host)) {
             (Deploy::NixosRebuild, None) => format!("nixos-rebuild switch --flake {out}#{cfg}"),
             // nixos-rebuild builds here, copies the closure and activates
             // over SSH (nixpkgs nixos-rebuild.sh and nixos-rebuild-ng).
@@ -254,10 +259,12 @@ impl Options {
         }
     }
 
-    /// The command that builds configuration `cfg` without activating it.
-    /// With `--target-host` too it builds here, where the switch builds.
-    pub fn build_command(&self, cfg: &str) -> String {
+    /// The command that builds `host`'s configuration of `phase` without
+    /// activating it. With `--target-host` too it builds here, where the
+    /// switch builds.
+    pub fn build_command(&self, host: &str, phase: Phase) -> String {
         let out = &self.out_dir;
+        let cfg = configuration_name(host, phase);
         match self.deploy {
             Deploy::NixosRebuild => format!("nixos-rebuild build --flake {out}#{cfg}"),
             Deploy::Colmena => format!(
@@ -267,13 +274,13 @@ impl Options {
         }
     }
 
-    /// The check that the build of `cfg` succeeded: nixos-rebuild leaves
-    /// `./result`; Colmena keeps no link, and building again is a no-op
-    /// that succeeds only when the first build did.
-    pub fn built_check(&self, cfg: &str) -> String {
+    /// The check that the build succeeded: nixos-rebuild leaves `./result`;
+    /// Colmena keeps no link, and building again is a no-op that succeeds
+    /// only when the first build did.
+    pub fn built_check(&self, host: &str, phase: Phase) -> String {
         match self.deploy {
             Deploy::NixosRebuild => BUILT_LINK_CHECK.to_string(),
-            Deploy::Colmena => self.build_command(cfg),
+            Deploy::Colmena => self.build_command(host, phase),
         }
     }
 
@@ -288,7 +295,7 @@ impl Options {
     /// Whether the deploy tool runs where the output tree is and reaches
     /// the host itself (Colmena; nixos-rebuild with `--target-host`).
     pub fn deploys_from_here(&self) -> bool {
-        self.deploy == Deploy::Colmena || self.target_host.is_some()
+        self.deploy == Deploy::Colmena || !self.targets.is_empty()
     }
 
     /// Whether a command of the plan runs where the output tree is rather
@@ -332,20 +339,8 @@ pub fn plan(
 ) -> Result<Plan, Refusal> {
     // Synapse's host: the one host, or where the homeserver's users are served.
     let host = hs.synapse.host.clone();
-    if hs.is_split() && opts.target_host.is_some() {
-        return Err(Refusal {
-            code: "plan.target_host_split",
-            reason: "`--target-host` names one machine, and this homeserver's steps run on several hosts".into(),
-            help: "drop --target-host: each step names its host (run it there), or deploy with `--deploy colmena`, whose hive knows every host".into(),
-        });
-    }
-    if hs.is_split() && opts.record.system.is_some() {
-        return Err(Refusal {
-            code: "plan.system_split",
-            reason: "a system root shows one host, and this homeserver's state is spread over several (Synapse's, MAS's and PostgreSQL's hosts)".into(),
-            help: "give the state with --from after checking each host (`masgen plan --from mas-prepared`, …); reading every host's root is not supported yet".into(),
-        });
-    }
+    let l = layout::Layout::of(hs);
+    opts.targets.check(HostFlag::TargetHost, hs, &l.order)?;
     safety::check_state(hs.mode, from, opts)?;
     let (to, mut steps) = if opts.rollback {
         rollback::rollback(hs, &host, from, opts)?
@@ -403,7 +398,7 @@ mod tests {
         Options {
             out_dir: "./out".into(),
             deploy,
-            target_host: target.map(String::from),
+            targets: PerHost::one(target.map(String::from)),
             ..Default::default()
         }
     }
@@ -412,7 +407,7 @@ mod tests {
     fn a_target_host_is_one_shell_word() {
         let o = opts(Deploy::NixosRebuild, Some("root@h; rm -rf /"));
         assert_eq!(
-            o.switch_command("m"),
+            o.switch_command("m", Phase::Final),
             "nixos-rebuild switch --flake ./out#m --target-host 'root@h; rm -rf /'"
         );
         assert_eq!(shell_word("it's"), r"'it'\''s'");
@@ -422,17 +417,17 @@ mod tests {
     #[test]
     fn what_runs_here() {
         let local = opts(Deploy::NixosRebuild, None);
-        assert!(!local.runs_here(&local.switch_command("m")));
+        assert!(!local.runs_here(&local.switch_command("m", Phase::Final)));
         let remote = opts(Deploy::NixosRebuild, Some("root@h"));
-        assert!(remote.runs_here(&remote.switch_command("m")));
-        assert!(remote.runs_here(&remote.build_command("m")));
-        assert!(remote.runs_here(&remote.built_check("m")));
+        assert!(remote.runs_here(&remote.switch_command("m", Phase::Final)));
+        assert!(remote.runs_here(&remote.build_command("m", Phase::Final)));
+        assert!(remote.runs_here(&remote.built_check("m", Phase::Final)));
         assert!(!remote.runs_here("systemctl start masgen-backup.service"));
         // The rollback's switch to a generation runs on the host.
         assert!(!remote.runs_here("nixos-rebuild switch --rollback"));
         let colmena = opts(Deploy::Colmena, None);
-        assert!(colmena.runs_here(&colmena.switch_command("m")));
-        assert!(colmena.runs_here(&colmena.built_check("m")));
+        assert!(colmena.runs_here(&colmena.switch_command("m", Phase::Final)));
+        assert!(colmena.runs_here(&colmena.built_check("m", Phase::Final)));
         assert!(!colmena.runs_here("test -e ./result"));
     }
 }

@@ -3,6 +3,8 @@
 //! and the stamps removed, so `plan --system` and a later migration start
 //! from a clean host.
 
+use super::hosts;
+use super::layout::Layout;
 use super::safety::rollback_delegated;
 use super::steps::{gate, step, stop_both, undo, zero};
 use super::{
@@ -10,12 +12,17 @@ use super::{
     DRY_RUN_STAMP, MIGRATED_STAMP,
 };
 use crate::lower::tasks::{MAS_UNIT, SYNAPSE_UNIT};
-use crate::lower::{configuration_name, Phase};
+use crate::lower::Phase;
 use crate::model::{Homeserver, Mode};
 
 pub const STOP: &str = "rollback-stop";
 pub const SWITCH: &str = "rollback-switch-synapse-only";
 pub const EMPTY_MAS: &str = "rollback-empty-mas";
+pub const REMOVE_STAMPS: &str = "rollback-remove-stamps";
+pub const REMOVE_MAS: &str = "rollback-remove-mas";
+
+/// What accounts made in MAS lack once Synapse logs users in again.
+const ACCOUNTS_WITHOUT_PASSWORD: &str = "accounts created through MAS since the switch have no Synapse password: set one with Synapse's admin API (`PUT /_synapse/admin/v2/users/<user id>` with `password`) or let them log in through Synapse's own SSO";
 
 /// The NixOS generation the host ran before MAS: the newest one whose units
 /// have no MAS service (the same layout `plan --system` reads).
@@ -35,19 +42,17 @@ pub(super) fn rollback(
             help: "roll back the NixOS generation with `nixos-rebuild switch --rollback`".into(),
         });
     }
-    if hs.is_split() {
-        return Err(Refusal {
-            code: "plan.rollback_split",
-            reason: "this masgen plans the way back only for a homeserver on one host".into(),
-            help: "on each host, switch back to its generation before MAS (`nixos-rebuild switch --rollback`, Synapse's host last), then empty MAS's database on PostgreSQL's host".into(),
-        });
+    let l = Layout::of(hs);
+    // MAS on a host of its own: each host goes back on its own.
+    if l.mas != l.synapse {
+        return split(hs, &l, from, opts);
     }
     let mut steps = Vec::new();
     let down = match from {
         // Back at Synapse's own logins by hand, with MAS's data and stamps
         // left behind: they would refuse the next migration.
         HostState::SynapseOnly if opts.record.migrated || opts.record.dry_run_clean => {
-            steps.push(empty_mas(hs, host));
+            steps.extend(empty_mas(hs, &l));
             return Ok((from, steps));
         }
         HostState::Fresh | HostState::SynapseOnly => return Ok((from, steps)),
@@ -65,14 +70,41 @@ pub(super) fn rollback(
         }
     };
     steps.push(switch_back(hs, host, from, down, opts));
-    steps.push(empty_mas(hs, host));
+    steps.extend(empty_mas(hs, &l));
     Ok((HostState::SynapseOnly, steps))
+}
+
+/// `systemctl cat` fails for a unit that has no file.
+fn mas_unit_gone() -> Check {
+    Check {
+        command: format!("systemctl cat {MAS_UNIT}"),
+        exit: Exit::Nonzero,
+        stdout_has: vec![],
+        stdout_lacks: vec![],
+    }
+}
+
+/// Through the proxy, Synapse answers logins itself: it serves
+/// auth_metadata only when it delegates, so the endpoint answers 404.
+fn serves_own_logins(hs: &Homeserver) -> [Check; 2] {
+    let url = |path: &str| format!("https://{}{path}", hs.synapse.public_hostname);
+    [
+        Check {
+            command: format!(
+                "curl -s -o /dev/null -w '%{{http_code}}\\n' {}",
+                url("/_matrix/client/v1/auth_metadata")
+            ),
+            exit: Exit::Zero,
+            stdout_has: vec!["404".into()],
+            stdout_lacks: vec![],
+        },
+        zero(format!("curl -fsS {}", url("/_matrix/client/v3/login"))),
+    ]
 }
 
 /// Back to the generation before MAS: Synapse on its own logins again.
 fn switch_back(hs: &Homeserver, host: &str, from: HostState, down: bool, opts: &Options) -> Step {
-    let prepare = opts.switch_command(&configuration_name(host, Phase::Prepare));
-    let url = |path: &str| format!("https://{}{path}", hs.synapse.public_hostname);
+    let prepare = opts.switch_command(host, Phase::Prepare);
     let mut s = step(
         host,
         SWITCH,
@@ -90,26 +122,10 @@ fn switch_back(hs: &Homeserver, host: &str, from: HostState, down: bool, opts: &
         ],
         gate(
             "Synapse is active and serves logins itself: MAS's unit is gone, Synapse does not delegate (it serves auth_metadata only when it delegates, so the endpoint answers 404) and /_matrix/client/v3/login lists Synapse's own login flows",
-            vec![
-                zero(format!("systemctl is-active {SYNAPSE_UNIT}")),
-                // `systemctl cat` fails for a unit that has no file.
-                Check {
-                    command: format!("systemctl cat {MAS_UNIT}"),
-                    exit: Exit::Nonzero,
-                    stdout_has: vec![],
-                    stdout_lacks: vec![],
-                },
-                Check {
-                    command: format!(
-                        "curl -s -o /dev/null -w '%{{http_code}}\\n' {}",
-                        url("/_matrix/client/v1/auth_metadata")
-                    ),
-                    exit: Exit::Zero,
-                    stdout_has: vec!["404".into()],
-                    stdout_lacks: vec![],
-                },
-                zero(format!("curl -fsS {}", url("/_matrix/client/v3/login"))),
-            ],
+            [zero(format!("systemctl is-active {SYNAPSE_UNIT}")), mas_unit_gone()]
+                .into_iter()
+                .chain(serves_own_logins(hs))
+                .collect(),
         ),
         if down { Downtime::Down } else { Downtime::Restart },
         if from == HostState::MasPrepared {
@@ -120,49 +136,175 @@ fn switch_back(hs: &Homeserver, host: &str, from: HostState, down: bool, opts: &
         HostState::SynapseOnly,
     );
     if from == HostState::Delegated {
-        s.warnings.push("accounts created through MAS since the switch have no Synapse password: set one with Synapse's admin API (`PUT /_synapse/admin/v2/users/<user id>` with `password`) or let them log in through Synapse's own SSO".into());
+        s.warnings.push(ACCOUNTS_WITHOUT_PASSWORD.into());
     }
     s.warnings.push(format!("if no generation without MAS is left (collected), switch to the configuration the host ran before MAS instead; `{prepare}` also gives Synapse its own logins back, with MAS idle beside it (`mas-prepared`)"));
     s
 }
 
 /// MAS's data (accounts, passwords changed there, sessions) is dumped before
-/// its database is emptied, so a later syn2mas meets an empty one; the
-/// stamps go too, or `plan --system` would still see a migration.
-fn empty_mas(hs: &Homeserver, host: &str) -> Step {
+/// its database is emptied (on PostgreSQL's host), so a later syn2mas meets
+/// an empty one; the stamps go too (on MAS's host, where its tasks left
+/// them), or `plan --system` would still see a migration.
+fn empty_mas(hs: &Homeserver, l: &Layout) -> Vec<Step> {
     let db = &hs.mas.database.name;
+    let db_host = hs.mas.database.on_host(&l.mas).unwrap_or(&l.mas);
     let dump = format!(
         "sudo -u postgres pg_dump -Fc -f {dir}/{db}-before-rollback-$(date -u +%Y%m%dT%H%M%SZ).dump {db} && sudo -u postgres dropdb {db} && sudo -u postgres createdb -O {user} {db}",
         dir = hs.backup_dir,
         user = hs.mas.database.user
     );
-    step(
-        host,
+    let remove = format!("rm -f /var/lib/masgen/{MIGRATED_STAMP} /var/lib/masgen/{DRY_RUN_STAMP}");
+    let gone = zero(format!(
+        "test ! -e /var/lib/masgen/{MIGRATED_STAMP} && test ! -e /var/lib/masgen/{DRY_RUN_STAMP}"
+    ));
+    let together = db_host == l.mas;
+    let mut commands = vec![dump];
+    let mut checks = vec![
+        zero(format!(
+            "test -n \"$(find {} -maxdepth 1 -name '{db}-before-rollback-*.dump' -size +0c)\"",
+            hs.backup_dir
+        )),
+        Check {
+            command: format!("sudo -u postgres psql -d {db} -Atc \"select count(*) from pg_tables where schemaname not in ('pg_catalog', 'information_schema')\""),
+            exit: Exit::Zero,
+            stdout_has: vec!["0".into()],
+            stdout_lacks: vec![],
+        },
+    ];
+    if together {
+        commands.push(remove.clone());
+        checks.push(gone.clone());
+    }
+    let mut steps = vec![step(
+        db_host,
         EMPTY_MAS,
-        "Dump and empty MAS's database; remove masgen's migration stamps",
+        if together {
+            "Dump and empty MAS's database; remove masgen's migration stamps"
+        } else {
+            "Dump and empty MAS's database"
+        },
         StepKind::Manual,
-        vec![
-            dump,
-            format!("rm -f /var/lib/masgen/{MIGRATED_STAMP} /var/lib/masgen/{DRY_RUN_STAMP}"),
-        ],
+        commands,
         gate(
-            &format!("a dump of MAS's database is under {}; the database is empty; no syn2mas stamp is left", hs.backup_dir),
-            vec![
-                zero(format!(
-                    "test -n \"$(find {} -maxdepth 1 -name '{db}-before-rollback-*.dump' -size +0c)\"",
-                    hs.backup_dir
-                )),
-                Check {
-                    command: format!("sudo -u postgres psql -d {db} -Atc \"select count(*) from pg_tables where schemaname not in ('pg_catalog', 'information_schema')\""),
-                    exit: Exit::Zero,
-                    stdout_has: vec!["0".into()],
-                    stdout_lacks: vec![],
-                },
-                zero(format!("test ! -e /var/lib/masgen/{MIGRATED_STAMP} && test ! -e /var/lib/masgen/{DRY_RUN_STAMP}")),
-            ],
+            &format!(
+                "a dump of MAS's database is under {}; the database is empty{}",
+                hs.backup_dir,
+                if together { "; no syn2mas stamp is left" } else { "" }
+            ),
+            checks,
         ),
         Downtime::None,
         undo(false, format!("restore MAS's data from the dump this step wrote (`sudo -u postgres pg_restore -d {db} FILE`)")),
         HostState::SynapseOnly,
-    )
+    )];
+    if !together {
+        steps.push(step(
+            &l.mas,
+            REMOVE_STAMPS,
+            "Remove masgen's migration stamps from MAS's host",
+            StepKind::Manual,
+            vec![remove],
+            gate("no syn2mas stamp is left", vec![gone]),
+            Downtime::None,
+            undo(true, "nothing to undo: the stamps only record the earlier migration, whose data the dump keeps"),
+            HostState::SynapseOnly,
+        ));
+    }
+    steps
+}
+
+/// The way back of a homeserver whose MAS runs on a host of its own:
+/// Synapse (and MAS) stopped when Synapse delegates; the proxy's own host
+/// and Synapse's back on their phase-1 configurations, where Synapse logs
+/// users in itself (the downtime ends with Synapse's); MAS's host on its
+/// generation before MAS; then MAS's data dumped and emptied.
+fn split(
+    hs: &Homeserver,
+    l: &Layout,
+    from: HostState,
+    opts: &Options,
+) -> Result<(HostState, Vec<Step>), Refusal> {
+    let mut steps = Vec::new();
+    let down = match from {
+        HostState::SynapseOnly if opts.record.migrated || opts.record.dry_run_clean => {
+            return Ok((from, empty_mas(hs, l)));
+        }
+        HostState::Fresh | HostState::SynapseOnly => return Ok((from, steps)),
+        HostState::MasPrepared => false,
+        HostState::Migrated => true,
+        HostState::Delegated => {
+            if !opts.acknowledged.contains(ACK_ROLLBACK) {
+                return Err(rollback_delegated());
+            }
+            steps.extend(hosts::stops(
+                l,
+                [STOP, "rollback-stop-mas"],
+                HostState::Delegated,
+            ));
+            if let Some(s) = steps.first_mut() {
+                s.warnings.push("sessions created through MAS stop working; users log in again with their Synapse passwords (changes made in MAS are lost)".into());
+            }
+            true
+        }
+    };
+    // Synapse's host (and the proxy's) already run phase 1 unless Synapse
+    // was stopped for syn2mas or delegates.
+    if down {
+        let proxy_only = l.order.iter().filter(|h| l.units(h) == ["nginx"]);
+        steps.extend(proxy_only.map(|h| hosts::prepare_again(l, h, opts)));
+        steps.push(synapse_back(hs, l, from, opts));
+    }
+    steps.push(remove_mas(l, opts));
+    steps.extend(empty_mas(hs, l));
+    Ok((HostState::SynapseOnly, steps))
+}
+
+/// Synapse's host on its phase-1 configuration: Synapse serves its own
+/// logins again (the downtime ends).
+fn synapse_back(hs: &Homeserver, l: &Layout, from: HostState, opts: &Options) -> Step {
+    let h = &l.synapse;
+    let mut s = step(
+        h,
+        SWITCH,
+        &format!("Switch `{h}` back to its phase-1 configuration: Synapse takes logins back (downtime ends)"),
+        StepKind::Rebuild,
+        vec![
+            opts.switch_command(h, Phase::Prepare),
+            // A switch starts Synapse through its target; this makes sure.
+            format!("systemctl start {SYNAPSE_UNIT}"),
+        ],
+        gate(
+            "Synapse is active and serves logins itself: it does not delegate (it serves auth_metadata only when it delegates, so the endpoint answers 404) and /_matrix/client/v3/login lists Synapse's own login flows",
+            vec![zero(format!("systemctl is-active {SYNAPSE_UNIT}"))]
+                .into_iter()
+                .chain(serves_own_logins(hs))
+                .collect(),
+        ),
+        Downtime::Down,
+        undo(false, "migrate again: the full migration plan from synapse-only"),
+        HostState::SynapseOnly,
+    );
+    if from == HostState::Delegated {
+        s.warnings.push(ACCOUNTS_WITHOUT_PASSWORD.into());
+    }
+    s
+}
+
+/// MAS's host on its newest generation without MAS.
+fn remove_mas(l: &Layout, opts: &Options) -> Step {
+    let h = &l.mas;
+    let mut s = step(
+        h,
+        REMOVE_MAS,
+        &format!("Remove MAS from `{h}`: switch back to its generation before MAS"),
+        StepKind::Rebuild,
+        vec![FIND_GENERATION.into(), SWITCH_GENERATION.into()],
+        gate("MAS's unit is gone", vec![mas_unit_gone()]),
+        Downtime::None,
+        undo(true, opts.switch_command(h, Phase::Prepare)),
+        HostState::SynapseOnly,
+    );
+    s.warnings.push(format!("if no generation without MAS is left on `{h}` (collected), switch it to a configuration without MAS, or stop and disable {MAS_UNIT} there"));
+    s
 }

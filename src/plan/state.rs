@@ -85,6 +85,24 @@ impl Record {
     }
 }
 
+/// The system roots state detection reads: the one host's, or, for a
+/// homeserver split over hosts, Synapse's host's (its unit, whether it
+/// delegates) and MAS's host's (its unit, the stamps of its tasks).
+#[derive(Debug, Clone, Copy)]
+pub struct Roots<'a> {
+    pub synapse: &'a Utf8Path,
+    pub mas: &'a Utf8Path,
+}
+
+impl<'a> Roots<'a> {
+    pub fn one(root: &'a Utf8Path) -> Roots<'a> {
+        Roots {
+            synapse: root,
+            mas: root,
+        }
+    }
+}
+
 /// Where the host is, how that was found, and what the system shows.
 #[derive(Debug, Clone)]
 pub struct Located {
@@ -103,7 +121,9 @@ pub fn detect(source: &StateSource<'_>) -> anyhow::Result<(HostState, String)> {
             })?;
             Ok((state, format!("--from {s}")))
         }
-        StateSource::System(root) => from_system(root).map(|(state, how, _)| (state, how)),
+        StateSource::System(root) => {
+            from_system(Roots::one(root)).map(|(state, how, _)| (state, how))
+        }
         StateSource::Manifest(out) => from_manifest(out),
     }
 }
@@ -113,11 +133,11 @@ pub fn detect(source: &StateSource<'_>) -> anyhow::Result<(HostState, String)> {
 /// contradicts (see `safety::check_state`).
 pub fn locate(
     claim: Option<&StateSource<'_>>,
-    system: Option<&Utf8Path>,
+    system: Option<Roots<'_>>,
 ) -> anyhow::Result<Located> {
     let record = match system {
-        Some(root) => {
-            let (state, how, mut record) = from_system(root)?;
+        Some(roots) => {
+            let (state, how, mut record) = from_system(roots)?;
             record.system = Some((state, how));
             record
         }
@@ -143,12 +163,21 @@ pub fn locate(
     Ok(Located { state, how, record })
 }
 
-/// From the units a system root has, whether Synapse's merged config
-/// delegates to MAS, and the stamps masgen's tasks left.
-fn from_system(root: &Utf8Path) -> anyhow::Result<(HostState, String, Record)> {
-    let sys = system::read(root, &[])?;
-    let has = |unit: &str| sys.units.contains_key(unit);
-    let delegates = if has(SYNAPSE_UNIT) {
+/// From the units the system roots have, whether Synapse's merged config
+/// delegates to MAS, and the stamps masgen's tasks left (on MAS's host,
+/// where they run).
+fn from_system(roots: Roots<'_>) -> anyhow::Result<(HostState, String, Record)> {
+    let sys = system::read(roots.synapse, &[])?;
+    let split = roots.synapse != roots.mas;
+    let mas_sys = if split {
+        Some(system::read(roots.mas, &[])?)
+    } else {
+        None
+    };
+    let on_mas_host = mas_sys.as_ref().unwrap_or(&sys);
+    let has_synapse = sys.units.contains_key(SYNAPSE_UNIT);
+    let has_mas = on_mas_host.units.contains_key(MAS_UNIT);
+    let delegates = if has_synapse {
         let (config, unreadable) = sys.merged(&sys.synapse_config_files(), false);
         // Runtime files (/run/...) are not part of a system root: skip them.
         if let Some((f, e)) = unreadable.iter().find(|(f, _)| !f.starts_with("/run/")) {
@@ -160,24 +189,32 @@ fn from_system(root: &Utf8Path) -> anyhow::Result<(HostState, String, Record)> {
     } else {
         None
     };
-    let stamped = |name: &str| sys.stamps.iter().any(|s| s == name);
+    let stamped = |name: &str| on_mas_host.stamps.iter().any(|s| s == name);
     let record = Record {
         system: None,
         migrated: stamped(MIGRATED_STAMP),
         dry_run_clean: stamped(DRY_RUN_STAMP),
     };
-    let state = match (has(SYNAPSE_UNIT), has(MAS_UNIT)) {
+    let state = match (has_synapse, has_mas) {
         (false, _) => HostState::Fresh,
         (true, _) if delegates == Some(true) => HostState::Delegated,
         (true, false) => HostState::SynapseOnly,
         (true, true) if record.migrated => HostState::Migrated,
         (true, true) => HostState::MasPrepared,
     };
-    let units: Vec<&str> = [SYNAPSE_UNIT, MAS_UNIT]
+    let units: Vec<&str> = [(has_synapse, SYNAPSE_UNIT), (has_mas, MAS_UNIT)]
         .into_iter()
-        .filter(|u| has(u))
+        .filter(|(has, _)| *has)
+        .map(|(_, u)| u)
         .collect();
-    let mut how = format!("system root {root}: ");
+    let mut how = if split {
+        format!(
+            "system roots {} (Synapse's host) and {} (MAS's host): ",
+            roots.synapse, roots.mas
+        )
+    } else {
+        format!("system root {}: ", roots.synapse)
+    };
     how.push_str(&if units.is_empty() {
         "no Synapse or MAS unit".to_string()
     } else {

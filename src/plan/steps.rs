@@ -6,7 +6,6 @@ use super::{
     Check, Downtime, Exit, Gate, HostState, Options, Refusal, Step, StepKind, Undo,
     ACK_PASSWORD_PROVIDERS, ACK_ROLLBACK,
 };
-use crate::lower::configuration_name;
 use crate::lower::tasks as unit;
 use crate::lower::Phase;
 use crate::model::{Homeserver, Mode};
@@ -261,14 +260,12 @@ fn migration(
     from: HostState,
     opts: &Options,
 ) -> Vec<Step> {
-    let final_cfg = configuration_name(host, Phase::Final);
-    let prepare_cfg = configuration_name(host, Phase::Prepare);
     let mut steps = Vec::new();
     if from < HostState::MasPrepared && l.split() {
         steps.extend(hosts::prepare_switches(l, opts));
     } else if from < HostState::MasPrepared {
         steps.push(step(host, SWITCH_PREPARE, "Install MAS idle beside Synapse (migration phase 1)", StepKind::Rebuild,
-            vec![opts.switch_command(&prepare_cfg)],
+            vec![opts.switch_command(host, Phase::Prepare)],
             gate("MAS and Synapse are active; MAS's config check passes; Synapse still logs users in itself", vec![
                 both_active(),
                 zero(start(unit::MAS_CONFIG_CHECK)),
@@ -329,15 +326,15 @@ fn migration(
     ));
     if l.split() {
         steps.extend(hosts::final_builds(l, opts));
-        steps.extend(hosts::stops(l));
+        steps.extend(hosts::stops(l, [STOP, "stop-mas"], HostState::MasPrepared));
     } else {
         steps.push(step(
             host,
             BUILD_FINAL,
             "Build the final configuration without activating it",
             StepKind::Rebuild,
-            vec![opts.build_command(&final_cfg)],
-            build_gate(opts, &final_cfg),
+            vec![opts.build_command(host, Phase::Final)],
+            build_gate(opts, host),
             Downtime::None,
             undo(true, "nothing to undo: nothing was activated"),
             HostState::MasPrepared,
@@ -366,7 +363,6 @@ fn final_switch(
     opts: &Options,
 ) -> Vec<Step> {
     let host = if l.split() { l.synapse.as_str() } else { host };
-    let final_cfg = configuration_name(host, Phase::Final);
     let mut steps = Vec::new();
     let migrating = hs.mode == Mode::Migrate && from < HostState::Delegated;
     let during = if migrating {
@@ -381,7 +377,7 @@ fn final_switch(
     let mut switch = step(host, SWITCH_FINAL,
         if migrating { "Switch Synapse to MAS delegation (downtime ends)" } else { "Switch to the configuration" },
         StepKind::Rebuild,
-        vec![opts.switch_command(&final_cfg)],
+        vec![opts.switch_command(host, Phase::Final)],
         gate(&format!("{} active; Synapse delegates to MAS (it serves /_matrix/client/v1/auth_metadata only then); /_matrix/client/v3/login is answered through the proxy", if l.split() { "Synapse is" } else { "Synapse and MAS are" }), vec![
             if l.split() { hosts::synapse_active(l) } else { both_active() },
             Check {
@@ -475,8 +471,8 @@ fn follow_ups(hs: &Homeserver, host: &str) -> Option<Step> {
 /// What shows that the final configuration built: nixos-rebuild leaves
 /// `./result`; Colmena keeps no link, and building again is a no-op that
 /// succeeds only when the first build did.
-pub(super) fn build_gate(opts: &Options, final_cfg: &str) -> Gate {
-    let check = zero(opts.built_check(final_cfg));
+pub(super) fn build_gate(opts: &Options, host: &str) -> Gate {
+    let check = zero(opts.built_check(host, Phase::Final));
     gate(
         "the build succeeds, so the later switch only activates",
         vec![check],

@@ -209,9 +209,12 @@ impl Rig {
     }
 
     pub fn host_state(&self) -> HostState {
-        plan::locate(None, Some(Utf8Path::from_path(&self.root).unwrap()))
-            .unwrap()
-            .state
+        plan::locate(
+            None,
+            Some(plan::Roots::one(Utf8Path::from_path(&self.root).unwrap())),
+        )
+        .unwrap()
+        .state
     }
 
     /// The first call made of `prefix` (and maybe more words) fails.
