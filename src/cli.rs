@@ -126,9 +126,10 @@ pub enum Command {
         /// A git revision of the repository holding the spec.
         #[arg(long = "against-rev")]
         against_rev: Option<String>,
-        /// A NixOS system root (e.g. /run/current-system).
-        #[arg(long)]
-        system: Option<Utf8PathBuf>,
+        /// A NixOS system root (e.g. /run/current-system). A homeserver split over
+        /// hosts takes NAME=ROOT for each host to compare.
+        #[arg(long, value_name = "[NAME=]ROOT")]
+        system: Vec<String>,
         /// Output directory inside the repository (for --against-rev).
         #[arg(short, long, default_value = "out")]
         output: Utf8PathBuf,

@@ -356,21 +356,41 @@ pub(crate) fn diff(
     spec: &Utf8Path,
     against: Option<camino::Utf8PathBuf>,
     against_rev: Option<String>,
-    system: Option<camino::Utf8PathBuf>,
+    system: Vec<String>,
     output: &Utf8Path,
     format: crate::cli::Format,
 ) -> Result<ExitCode> {
     use masgen::diff::{self, Baseline, Outcome};
+    use masgen::plan::{HostFlag, PerHost};
+    let roots = PerHost::parse(HostFlag::System, &system).map_err(anyhow::Error::msg)?;
+    let system = (!roots.is_empty()).then_some(());
     let baseline = match (against, against_rev, system) {
         (Some(dir), None, None) => Baseline::Tree(dir),
         (None, Some(rev), None) => Baseline::Rev(rev),
-        (None, None, Some(root)) => Baseline::System(root),
+        (None, None, Some(())) => Baseline::System(Default::default()),
         _ => anyhow::bail!(
             "`masgen diff` needs exactly one of --against DIR, --against-rev REV, --system ROOT"
         ),
     };
     let Some(checked) = load(spec, "nothing compared")? else {
         return Ok(ExitCode::from(2));
+    };
+    // Each host against its own root: a bare root is the one host's.
+    let baseline = match baseline {
+        Baseline::System(_) => {
+            let hs = &checked.homeserver;
+            if let Err(refusal) = roots.check(HostFlag::System, hs, &[]) {
+                eprintln!("{refusal}");
+                return Ok(ExitCode::from(2));
+            }
+            Baseline::System(
+                hs.hosts
+                    .keys()
+                    .filter_map(|h| roots.of(h).map(|r| (h.clone(), r.into())))
+                    .collect(),
+            )
+        }
+        other => other,
     };
     let changeset = match diff::diff(spec, &checked, &baseline, output)? {
         Outcome::Changes(c) => c,

@@ -220,10 +220,11 @@ pub fn diff(
     specs: &[Utf8PathBuf],
     against: Option<Utf8PathBuf>,
     against_rev: Option<String>,
-    system: Option<Utf8PathBuf>,
+    system: Vec<String>,
     format: crate::cli::Format,
 ) -> Result<ExitCode> {
     use masgen::diff::{self, Against};
+    let system = (!system.is_empty()).then_some(());
     let dir = match (against, against_rev, system) {
         (Some(dir), None, None) => dir,
         (None, None, None) => anyhow::bail!(

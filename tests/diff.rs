@@ -564,6 +564,18 @@ fn system_root(root: &Path, phase: &HostPhase, tree: &OutputTree) {
     }
 }
 
+/// `sys` as the system of every host of `tree` (the examples have one).
+fn each_host(sys: system::SystemState, tree: &OutputTree) -> Vec<(String, system::SystemState)> {
+    let mut hosts: Vec<String> = masgen::diff::state::configurations(tree)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.host)
+        .collect();
+    hosts.dedup();
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    vec![(hosts.remove(0), sys)]
+}
+
 fn system_diff(root: &Path, new: &OutputTree) -> Changeset {
     let root = Utf8Path::from_path(root).unwrap();
     let configs = masgen::diff::state::configurations(new).unwrap();
@@ -572,7 +584,7 @@ fn system_diff(root: &Path, new: &OutputTree) -> Changeset {
         .flat_map(|c| c.synapse_extra_files())
         .collect();
     let sys = system::read(root, &extra).unwrap();
-    let mut c = compare::compare_system("spec.toml", &sys, new).unwrap();
+    let mut c = compare::compare_system("spec.toml", &each_host(sys, new), new).unwrap();
     // Stable snapshots: the temporary root shows as ROOT.
     let root_str = root.as_str();
     c.against = Against::System {
@@ -730,7 +742,7 @@ fn a_hand_made_system_root() {
     let root = Utf8PathBuf::from_path_buf(root).unwrap();
     let (_, tree) = build(&example_text("fresh.toml"));
     let sys = system::read(&root, &[]).unwrap();
-    let c = compare::compare_system("spec.toml", &sys, &tree).unwrap();
+    let c = compare::compare_system("spec.toml", &each_host(sys, &tree), &tree).unwrap();
     let cfg = config(&c, "matrix");
     assert_eq!(cfg.foreign_units, ["foo.service"]);
     let paths: Vec<&str> = cfg
@@ -859,7 +871,8 @@ fn docs_describe_every_json_field_and_warning() {
         Utf8PathBuf::from_path_buf(support::repo_root().join("tests/fixtures/system-handmade"))
             .unwrap();
     let sys = system::read(&root, &[]).unwrap();
-    push(&compare::compare_system("spec.toml", &sys, &build(&fresh).1).unwrap());
+    let tree = build(&fresh).1;
+    push(&compare::compare_system("spec.toml", &each_host(sys, &tree), &tree).unwrap());
 
     let configs: Vec<&serde_json::Value> = docs
         .iter()

@@ -628,3 +628,72 @@ fn apply_reaches_each_host() {
         );
     }
 }
+
+/// `masgen diff --system` compares each host's configurations with that
+/// host's own root: Synapse's unit is on matrix-net's, MAS's on auth-net's;
+/// a host without a root is not compared (a note says so), and one bare
+/// root for the split homeserver is refused.
+#[test]
+fn diff_compares_each_host_with_its_own_root() {
+    let dir = build();
+    let r = roots(dir.path(), "prepare", true, &[], &[]);
+    let args = r.args();
+    let run = masgen(
+        dir.path(),
+        &[&["diff", "--format", "json"], &with(&args, &[])[..]].concat(),
+    );
+    assert!(
+        run.status.code() == Some(0) || run.status.code() == Some(1),
+        "{}",
+        stderr(&run)
+    );
+    let diff: Value = serde_json::from_slice(&run.stdout).unwrap();
+    let unit = |cfg: &str, unit: &str| -> Option<String> {
+        let c = diff["configurations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["configuration"] == cfg)?;
+        let u = c["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["unit"] == unit)?;
+        Some(u["change"].as_str().unwrap().to_string())
+    };
+    // Present on its own host's root: not added there.
+    assert_ne!(
+        unit("matrix-net-prepare", "matrix-synapse.service").as_deref(),
+        Some("added"),
+        "{diff}"
+    );
+    assert_ne!(
+        unit("auth-net-prepare", "matrix-authentication-service.service").as_deref(),
+        Some("added"),
+        "{diff}"
+    );
+    let hosts: Vec<&str> = diff["configurations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["host"].as_str().unwrap())
+        .collect();
+    assert!(!hosts.contains(&"db-net"), "{hosts:?}");
+    assert!(
+        diff["notes"]
+            .to_string()
+            .contains("host `db-net` is not compared"),
+        "{}",
+        diff["notes"]
+    );
+    let bare = masgen(
+        dir.path(),
+        &["diff", "--system", r.synapse.to_str().unwrap()],
+    );
+    assert_eq!(bare.status.code(), Some(2));
+    assert!(
+        stderr(&bare).contains("plan.system_split"),
+        "{}",
+        stderr(&bare)
+    );
+}

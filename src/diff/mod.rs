@@ -37,8 +37,9 @@ pub enum Baseline {
     Tree(Utf8PathBuf),
     /// `--against-rev REV`: the spec as committed at REV.
     Rev(String),
-    /// `--system ROOT`: a NixOS system root.
-    System(Utf8PathBuf),
+    /// `--system ROOT`: a NixOS system root; for a homeserver split over
+    /// hosts, one per host compared (`--system NAME=ROOT`).
+    System(std::collections::BTreeMap<String, Utf8PathBuf>),
 }
 
 /// The result of [`diff`]: a changeset, or a spec that does not validate.
@@ -100,19 +101,23 @@ pub fn diff(
             c.notes.splice(0..0, notes);
             Ok(Outcome::Changes(Box::new(c)))
         }
-        Baseline::System(root) => {
+        Baseline::System(roots) => {
             let (_, new) = build_tree_for(checked, &flake_ref(output))?;
             let configs =
                 state::configurations(&new).map_err(|e| anyhow::anyhow!("internal error: {e}"))?;
-            let mut also_read: Vec<String> = configs
-                .iter()
-                .flat_map(|c| c.synapse_extra_files())
-                .filter(|f| f != crate::lower::PASSWORD_CONFIG_PATH)
-                .collect();
-            also_read.sort();
-            also_read.dedup();
-            let sys = system::read(root, &also_read)?;
-            let c = compare::compare_system(&spec_label, &sys, &new)
+            let mut systems = Vec::new();
+            for (host, root) in roots {
+                let mut also_read: Vec<String> = configs
+                    .iter()
+                    .filter(|c| &c.host == host)
+                    .flat_map(|c| c.synapse_extra_files())
+                    .filter(|f| f != crate::lower::PASSWORD_CONFIG_PATH)
+                    .collect();
+                also_read.sort();
+                also_read.dedup();
+                systems.push((host.clone(), system::read(root, &also_read)?));
+            }
+            let c = compare::compare_system(&spec_label, &systems, &new)
                 .map_err(|e| anyhow::anyhow!("cannot compare: {e}"))?;
             Ok(Outcome::Changes(Box::new(c)))
         }

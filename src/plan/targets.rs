@@ -122,7 +122,12 @@ impl PerHost {
             HostFlag::System => SYSTEM_CODES,
         };
         let hosts: Vec<&str> = hs.hosts.keys().map(String::as_str).collect();
-        let each_needed = needed
+        let named: Vec<String> = if needed.is_empty() {
+            hosts.iter().map(|h| h.to_string()).collect()
+        } else {
+            needed.to_vec()
+        };
+        let each_needed = named
             .iter()
             .map(|h| format!("{f} {h}={ex}"))
             .collect::<Vec<_>>()

@@ -22,23 +22,38 @@ use super::warnings::{phase_warnings, route_warnings, setting_warnings};
 use super::{count, empty_change, finish, mark_changed};
 
 /// The system's units and config files vs each configuration of the new tree.
+/// `systems`: each host's system, by its name in the spec; a host without
+/// one is not compared (a note says so).
 pub fn compare_system(
     spec: &str,
-    system: &SystemState,
+    systems: &[(String, SystemState)],
     new: &OutputTree,
 ) -> Result<Changeset, String> {
     let new_cfgs = state::configurations(new).map_err(|e| format!("the new tree: {e}"))?;
-    let mut notes = system.notes.clone();
+    let mut notes: Vec<String> = systems.iter().flat_map(|(_, s)| s.notes.clone()).collect();
     let mut configurations = Vec::new();
     for n in &new_cfgs {
+        let Some((_, system)) = systems.iter().find(|(h, _)| *h == n.host) else {
+            notes.push(format!(
+                "host `{}` is not compared: give its root with --system {}=ROOT",
+                n.host, n.host
+            ));
+            continue;
+        };
         let siblings: Vec<&ConfigState> = new_cfgs.iter().filter(|c| c.host == n.host).collect();
         configurations.push(compare_with_system(system, n, &siblings, &mut notes));
     }
     notes.sort();
     notes.dedup();
-    let against = Against::System {
-        root: system.root.clone(),
+    let root = match systems {
+        [(_, one)] => one.root.clone(),
+        many => many
+            .iter()
+            .map(|(h, s)| format!("{h}={}", s.root))
+            .collect::<Vec<_>>()
+            .join(", "),
     };
+    let against = Against::System { root };
     Ok(finish(spec, against, configurations, Vec::new(), notes))
 }
 
