@@ -84,6 +84,50 @@ fn every_state_and_mode_transition() {
     insta::assert_snapshot!("transitions", all);
 }
 
+/// Every step of `p` in full: its host, title, commands and gate checks.
+fn in_full(result: &Result<plan::Plan, plan::Refusal>) -> String {
+    let Ok(p) = result else {
+        return outline(result);
+    };
+    let mut s = format!("{} -> {} ({} steps)\n", p.from, p.to, p.steps.len());
+    for step in &p.steps {
+        s.push_str(&format!(
+            "[{}] on {}: {} ({:?}, Synapse {:?}, undo={})\n",
+            step.id, step.host, step.title, step.kind, step.synapse, step.undo.possible
+        ));
+        for c in &step.commands {
+            s.push_str(&format!("  $ {c}\n"));
+        }
+        for c in &step.gate.check {
+            s.push_str(&format!("  check: {} => {}\n", c.command, c.expectation()));
+        }
+    }
+    s.push_str(&format!("downtime: {:?}\n", p.downtime));
+    s
+}
+
+/// The split example (`examples/fleet/example-net.toml`) from each state,
+/// forward and back (acknowledged): every step's host, commands and gate
+/// (which units each host's switch must leave active, the build of each
+/// host's final configuration, the stops on their hosts).
+#[test]
+fn every_transition_of_a_split_homeserver() {
+    let c = checked("examples/fleet/example-net.toml");
+    let mut all = String::new();
+    for state in HostState::ALL {
+        for rollback in [false, true] {
+            let o = opts(rollback, &[plan::ACK_ROLLBACK]);
+            let result = plan::plan(&c.homeserver, state, "test", &o);
+            all.push_str(&format!(
+                "== from {state}{}\n",
+                if rollback { " (rollback)" } else { "" }
+            ));
+            all.push_str(&in_full(&result));
+        }
+    }
+    insta::assert_snapshot!("split_transitions", all);
+}
+
 #[test]
 fn migration_order_and_downtime_are_what_the_operator_needs() {
     let c = checked("examples/migrate-local.toml");
