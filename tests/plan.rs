@@ -294,6 +294,36 @@ fn record(state: HostState, dry_run_clean: bool, migrated: bool) -> Record {
     }
 }
 
+/// A system that shows the claimed state is no repeat; a rollback from
+/// `synapse-only` empties MAS when either stamp is on record.
+#[test]
+fn the_record_decides_repeats_and_leftovers() {
+    let c = checked("examples/migrate-local.toml");
+    let mut o = opts(false, &[]);
+    o.record = record(HostState::MasPrepared, true, false);
+    let p = plan::plan(&c.homeserver, HostState::MasPrepared, "t", &o).unwrap();
+    assert!(
+        p.warnings.iter().all(|w| !w.contains("as claimed")),
+        "{:?}",
+        p.warnings
+    );
+    assert!(p
+        .steps
+        .iter()
+        .all(|s| s.warnings.iter().all(|w| !w.contains("repeats"))));
+    for (dry_run, migrated) in [(true, false), (false, true)] {
+        let mut o = opts(true, &[]);
+        o.record = record(HostState::SynapseOnly, dry_run, migrated);
+        let p = plan::plan(&c.homeserver, HostState::SynapseOnly, "t", &o).unwrap();
+        let ids: Vec<&str> = p.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["rollback-empty-mas"],
+            "dry run {dry_run}, migrated {migrated}"
+        );
+    }
+}
+
 #[test]
 fn safety_invariants_reject_unsafe_step_lists() {
     let c = checked("examples/migrate-local.toml");

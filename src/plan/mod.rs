@@ -404,6 +404,26 @@ mod tests {
     }
 
     #[test]
+    fn a_check_judges_exit_status_and_lines() {
+        let check = |exit| Check {
+            command: String::new(),
+            exit,
+            stdout_has: vec!["ok".into()],
+            stdout_lacks: vec!["bad".into()],
+        };
+        let nonzero = check(Exit::Nonzero);
+        assert!(nonzero.judge(Some(1), "ok").is_ok());
+        assert!(nonzero.judge(Some(0), "ok").is_err());
+        assert!(nonzero.judge(None, "ok").is_err());
+        let zero = check(Exit::Zero);
+        assert!(zero.judge(Some(0), " ok \n").is_ok());
+        assert!(zero.judge(Some(1), "ok").is_err());
+        assert!(check(Exit::Any).judge(Some(7), "ok").is_ok());
+        assert!(zero.judge(Some(0), "okay").is_err());
+        assert!(zero.judge(Some(0), "ok\nbad").is_err());
+    }
+
+    #[test]
     fn a_target_host_is_one_shell_word() {
         let o = opts(Deploy::NixosRebuild, Some("root@h; rm -rf /"));
         assert_eq!(

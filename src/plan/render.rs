@@ -195,3 +195,72 @@ pub fn render_json(plan: &Plan) -> String {
     s.push('\n');
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Gate, HostState, Step, StepKind, Undo};
+
+    fn step(id: &str, host: &str, synapse: Downtime) -> Step {
+        Step {
+            id: id.into(),
+            host: host.into(),
+            title: format!("title of {id}"),
+            kind: StepKind::Manual,
+            commands: vec![],
+            gate: Gate {
+                condition: String::new(),
+                check: vec![],
+                warnings_only: None,
+            },
+            synapse,
+            undo: Undo {
+                possible: true,
+                how: String::new(),
+            },
+            warnings: vec![],
+            reaches: HostState::Delegated,
+        }
+    }
+
+    fn plan(steps: Vec<Step>) -> Plan {
+        Plan {
+            schema_version: 2,
+            server_name: "example.org".into(),
+            host: "a".into(),
+            from: HostState::SynapseOnly,
+            source: "test".into(),
+            to: HostState::Delegated,
+            rollback: false,
+            steps,
+            downtime: None,
+            warnings: vec![],
+        }
+    }
+
+    /// Only a step with Synapse down is painted red; a plan across hosts
+    /// names each step's host, a plan on one host does not.
+    #[test]
+    fn downtime_in_red_and_hosts_when_several() {
+        let p = plan(vec![
+            step("up", "a", Downtime::None),
+            step("down", "b", Downtime::Down),
+        ]);
+        let text = render_text(&p, true);
+        let line = |id: &str| {
+            text.lines()
+                .find(|l| l.contains(&format!("[{id}]")))
+                .unwrap()
+                .to_string()
+        };
+        assert!(line("down").contains("\x1b[31;1m"), "{text}");
+        assert!(!line("up").contains("\x1b[31;1m"), "{text}");
+        assert!(
+            line("up").contains(" on `a`") && line("down").contains(" on `b`"),
+            "{text}"
+        );
+        let one = plan(vec![step("up", "a", Downtime::None)]);
+        assert!(!render_text(&one, false).contains(" on `a`"));
+        assert!(heading(&p).contains("on hosts `a`, `b`"), "{}", heading(&p));
+    }
+}
