@@ -322,6 +322,27 @@ fn the_record_decides_repeats_and_leftovers() {
             "dry run {dry_run}, migrated {migrated}"
         );
     }
+    // Accounts made in MAS have no Synapse password only after delegating.
+    for (from, warned) in [
+        (HostState::Delegated, true),
+        (HostState::MasPrepared, false),
+        (HostState::Migrated, false),
+    ] {
+        for spec in [
+            "examples/migrate-local.toml",
+            "examples/fleet/example-net.toml",
+        ] {
+            let c = checked(spec);
+            let p =
+                plan::plan(&c.homeserver, from, "t", &opts(true, &[plan::ACK_ROLLBACK])).unwrap();
+            let said = p.steps.iter().any(|s| {
+                s.warnings
+                    .iter()
+                    .any(|w| w.contains("have no Synapse password"))
+            });
+            assert_eq!(said, warned, "{spec} from {from}");
+        }
+    }
 }
 
 #[test]
