@@ -19,6 +19,7 @@ use std::process::{Command, Output};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+use support::hosts::{assert_in, assert_refused};
 use support::{
     mode_of, nix_instantiate, repo_root, require_root, require_tool, run_ok, synapse_python,
     NixTool, PgCluster,
@@ -78,21 +79,6 @@ fn tcp_psql(pg: &PgCluster, host: &str, db: &str, role: &str, password: &str) ->
         .current_dir("/")
         .output()
         .expect("run psql")
-}
-
-fn connects(out: &Output, expect: &str) {
-    assert!(
-        out.status.success(),
-        "expected a connection ({expect}): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expect);
-}
-
-fn refused(out: &Output, why: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected a refusal ({why})");
-    assert!(err.contains(why), "expected `{why}`, got: {err}");
 }
 
 /// A directory standing for the unit's $CREDENTIALS_DIRECTORY, readable by
@@ -233,21 +219,21 @@ fn postgres_access_lets_listed_clients_in_with_their_passwords() {
         hosts.push("127.0.0.2");
     }
     for host in &hosts {
-        connects(
+        assert_in(
             &tcp_psql(&pg, host, "matrix-synapse", "matrix-synapse", syn),
             "matrix-synapse|matrix-synapse",
         );
-        connects(&tcp_psql(&pg, host, "mas db", "mas", mas), "mas|mas db");
+        assert_in(&tcp_psql(&pg, host, "mas db", "mas", mas), "mas|mas db");
     }
     let host = hosts.last().unwrap();
     let bad_password = "password authentication failed";
     let no_entry = "no pg_hba.conf entry";
-    refused(
+    assert_refused(
         &tcp_psql(&pg, host, "matrix-synapse", "matrix-synapse", "wrong"),
         bad_password,
     );
     // The file's newline is not part of the password...
-    refused(
+    assert_refused(
         &tcp_psql(
             &pg,
             host,
@@ -258,25 +244,25 @@ fn postgres_access_lets_listed_clients_in_with_their_passwords() {
         bad_password,
     );
     // ...and only one is stripped (psql's backquote, like jq's rtrimstr).
-    connects(
+    assert_in(
         &tcp_psql(&pg, host, "matrix-synapse", "nl", "two\n"),
         "nl|matrix-synapse",
     );
-    refused(
+    assert_refused(
         &tcp_psql(&pg, host, "matrix-synapse", "nl", "two"),
         bad_password,
     );
     // A database, role or address not listed.
-    refused(
+    assert_refused(
         &tcp_psql(&pg, host, "mas db", "matrix-synapse", syn),
         no_entry,
     );
-    refused(&tcp_psql(&pg, host, "matrix-synapse", "mas", mas), no_entry);
-    refused(
+    assert_refused(&tcp_psql(&pg, host, "matrix-synapse", "mas", mas), no_entry);
+    assert_refused(
         &tcp_psql(&pg, host, "matrix-synapse", "stranger", "stranger"),
         no_entry,
     );
-    refused(
+    assert_refused(
         &tcp_psql(&pg, host, "matrix-synapse", "elsewhere", syn),
         no_entry,
     );
@@ -370,7 +356,7 @@ fn database_files_connect(nix: &NixTool, pg: &PgCluster, host: &str) {
 
     // The values read back, with psql.
     let args = &written["database"]["args"];
-    connects(
+    assert_in(
         &tcp_psql(
             pg,
             args["host"].as_str().unwrap(),
@@ -398,7 +384,7 @@ fn database_files_connect(nix: &NixTool, pg: &PgCluster, host: &str) {
             .arg(&file)
             .output()
             .unwrap();
-        connects(&out, "matrix-synapse|matrix-synapse");
+        assert_in(&out, "matrix-synapse|matrix-synapse");
     }
 
     // MAS: the uri with the password percent-encoded as its userinfo.
@@ -441,7 +427,7 @@ fn database_files_connect(nix: &NixTool, pg: &PgCluster, host: &str) {
         .current_dir("/")
         .output()
         .unwrap();
-    connects(&out, "mas|mas db");
+    assert_in(&out, "mas|mas db");
 
     // A uri without a user, or with a password already: an error, no file.
     for bad in [
