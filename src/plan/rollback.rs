@@ -44,16 +44,13 @@ pub(super) fn rollback(
     }
     let l = Layout::of(hs);
     // MAS on a host of its own: each host goes back on its own.
-    if l.mas != l.synapse {
-        return split(hs, &l, from, opts);
-    }
+    let split = l.mas != l.synapse;
     let mut steps = Vec::new();
     let down = match from {
         // Back at Synapse's own logins by hand, with MAS's data and stamps
         // left behind: they would refuse the next migration.
         HostState::SynapseOnly if opts.record.migrated || opts.record.dry_run_clean => {
-            steps.extend(empty_mas(hs, &l));
-            return Ok((from, steps));
+            return Ok((from, empty_mas(hs, &l)));
         }
         HostState::Fresh | HostState::SynapseOnly => return Ok((from, steps)),
         HostState::MasPrepared => false,
@@ -63,13 +60,21 @@ pub(super) fn rollback(
             if !opts.acknowledged.contains(ACK_ROLLBACK) {
                 return Err(rollback_delegated());
             }
-            let mut s = stop_both(host, STOP, HostState::Delegated);
-            s.warnings.push("sessions created through MAS stop working; users log in again with their Synapse passwords (changes made in MAS are lost)".into());
-            steps.push(s);
+            if split {
+                let ids = [STOP, "rollback-stop-mas"];
+                steps.extend(hosts::stops(&l, ids, HostState::Delegated));
+            } else {
+                steps.push(stop_both(host, STOP, HostState::Delegated));
+            }
+            steps[0].warnings.push("sessions created through MAS stop working; users log in again with their Synapse passwords (changes made in MAS are lost)".into());
             true
         }
     };
-    steps.push(switch_back(hs, host, from, down, opts));
+    if split {
+        steps.extend(split_back(hs, &l, from, down, opts));
+    } else {
+        steps.push(switch_back(hs, host, from, down, opts));
+    }
     steps.extend(empty_mas(hs, &l));
     Ok((HostState::SynapseOnly, steps))
 }
@@ -214,50 +219,27 @@ fn empty_mas(hs: &Homeserver, l: &Layout) -> Vec<Step> {
     steps
 }
 
-/// The way back of a homeserver whose MAS runs on a host of its own:
-/// Synapse (and MAS) stopped when Synapse delegates; the proxy's own host
-/// and Synapse's back on their phase-1 configurations, where Synapse logs
-/// users in itself (the downtime ends with Synapse's); MAS's host on its
-/// generation before MAS; then MAS's data dumped and emptied.
-fn split(
+/// The hosts of a homeserver whose MAS runs on a host of its own, back
+/// before MAS: the proxy's own host and Synapse's on their phase-1
+/// configurations, where Synapse logs users in itself (they run phase 1
+/// already unless Synapse was stopped for syn2mas or delegates; the
+/// downtime ends with Synapse's), then MAS's host on its generation before
+/// MAS.
+fn split_back(
     hs: &Homeserver,
     l: &Layout,
     from: HostState,
+    down: bool,
     opts: &Options,
-) -> Result<(HostState, Vec<Step>), Refusal> {
+) -> Vec<Step> {
     let mut steps = Vec::new();
-    let down = match from {
-        HostState::SynapseOnly if opts.record.migrated || opts.record.dry_run_clean => {
-            return Ok((from, empty_mas(hs, l)));
-        }
-        HostState::Fresh | HostState::SynapseOnly => return Ok((from, steps)),
-        HostState::MasPrepared => false,
-        HostState::Migrated => true,
-        HostState::Delegated => {
-            if !opts.acknowledged.contains(ACK_ROLLBACK) {
-                return Err(rollback_delegated());
-            }
-            steps.extend(hosts::stops(
-                l,
-                [STOP, "rollback-stop-mas"],
-                HostState::Delegated,
-            ));
-            if let Some(s) = steps.first_mut() {
-                s.warnings.push("sessions created through MAS stop working; users log in again with their Synapse passwords (changes made in MAS are lost)".into());
-            }
-            true
-        }
-    };
-    // Synapse's host (and the proxy's) already run phase 1 unless Synapse
-    // was stopped for syn2mas or delegates.
     if down {
         let proxy_only = l.order.iter().filter(|h| l.units(h) == ["nginx"]);
         steps.extend(proxy_only.map(|h| hosts::prepare_again(l, h, opts)));
         steps.push(synapse_back(hs, l, from, opts));
     }
     steps.push(remove_mas(l, opts));
-    steps.extend(empty_mas(hs, l));
-    Ok((HostState::SynapseOnly, steps))
+    steps
 }
 
 /// Synapse's host on its phase-1 configuration: Synapse serves its own
