@@ -303,3 +303,50 @@ fn split_mistakes_are_refused() {
     let own = set(&t, "mas.database.host", "auth-net".into());
     assert!(codes(own).contains(&"database.password_file".to_string()));
 }
+
+/// syn2mas applies no `sslmode` from Synapse's `database.args`: its tasks
+/// get Synapse's `ssl_mode` as `PGSSLMODE`, and MAS's URI states its own
+/// mode (sqlx's default `prefer` when the spec gives none), so the variable
+/// reaches Synapse's connection only.
+#[test]
+fn syn2mas_connects_with_synapse_database_ssl_mode() {
+    let text = set(&split_text(), "synapse.database.ssl_mode", "require".into());
+    let mut doc: toml::Table = toml::from_str(&text).unwrap();
+    doc["mas"]["database"]
+        .as_table_mut()
+        .unwrap()
+        .remove("ssl_mode");
+    let dir = build(&toml::to_string(&doc).unwrap());
+    let render = dir.path().join("out/render/auth-net/prepare");
+    for unit in [
+        "masgen-syn2mas-check",
+        "masgen-syn2mas-dry-run",
+        "masgen-syn2mas-migrate",
+    ] {
+        let text = std::fs::read_to_string(render.join(format!("units/{unit}.service"))).unwrap();
+        assert!(
+            text.contains("Environment=\"PGSSLMODE=require\"\n"),
+            "{unit}:\n{text}"
+        );
+    }
+    let config = std::fs::read_to_string(render.join("mas-config.yaml")).unwrap();
+    assert!(
+        config.contains("@10.20.0.4:5432/matrix-authentication-service?sslmode=prefer"),
+        "{config}"
+    );
+    // Without a mode for Synapse's database, neither is set.
+    let mut doc: toml::Table = toml::from_str(&split_text()).unwrap();
+    for db in ["synapse", "mas"] {
+        doc[db]["database"]
+            .as_table_mut()
+            .unwrap()
+            .remove("ssl_mode");
+    }
+    let dir = build(&toml::to_string(&doc).unwrap());
+    let render = dir.path().join("out/render/auth-net/prepare");
+    let unit =
+        std::fs::read_to_string(render.join("units/masgen-syn2mas-migrate.service")).unwrap();
+    assert!(!unit.contains("PGSSLMODE"), "{unit}");
+    let config = std::fs::read_to_string(render.join("mas-config.yaml")).unwrap();
+    assert!(!config.contains("sslmode"), "{config}");
+}

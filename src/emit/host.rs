@@ -69,6 +69,16 @@ fn task(t: &Task) -> NixExpr {
             ),
         ));
     }
+    if !t.environment.is_empty() {
+        attrs.push((
+            "environment",
+            NixExpr::attrs(
+                t.environment
+                    .iter()
+                    .map(|(k, v)| (k.clone(), NixExpr::str(v))),
+            ),
+        ));
+    }
     if let Some(d) = &t.runtime_directory {
         attrs.push(("runtimeDirectory", NixExpr::str(d)));
     }

@@ -349,6 +349,10 @@ pub fn render_unit(name: &str, task: &Task, phase: &HostPhase) -> String {
         );
         env.push((line.clone(), line));
     }
+    for (name, value) in &task.environment {
+        let line = format!("Environment=\"{name}={value}\"");
+        env.push((line.clone(), line));
+    }
     env.sort();
     for (_, line) in env {
         u.push_str(&format!("{line}\n"));

@@ -37,7 +37,10 @@ pub(super) fn lower(hs: &Homeserver) -> MasOut {
     let mut m = Map::new();
 
     m.insert("http".into(), http(mas));
-    m.insert("database".into(), database(mas));
+    m.insert(
+        "database".into(),
+        database(mas, hs.synapse.database.ssl_mode.is_some()),
+    );
     m.insert("matrix".into(), matrix(hs, &mut credentials));
     m.insert("secrets".into(), secrets(mas, &mut credentials));
     m.insert("passwords".into(), passwords(hs, &mut credentials));
@@ -109,9 +112,17 @@ fn http(mas: &Mas) -> Value {
     })
 }
 
-/// `database`: a URI, so a socket directory can be the host.
-fn database(mas: &Mas) -> Value {
+/// `database`: a URI, so a socket directory can be the host. syn2mas
+/// runs with `PGSSLMODE` set to Synapse's database's `ssl_mode` (the only
+/// way it applies one, lower/tasks.rs), and sqlx takes that variable as the
+/// default of every connection, MAS's too: then MAS's URI states its own
+/// mode, sqlx's default `prefer` when the spec gives none.
+fn database(mas: &Mas, synapse_ssl_mode: bool) -> Value {
     let d = &mas.database;
+    let mode = d
+        .ssl_mode
+        .as_deref()
+        .or(synapse_ssl_mode.then_some("prefer"));
     if d.server.is_some() {
         // Over TCP; masgen.mas.databasePassword adds the password at run time.
         let mut uri = format!(
@@ -121,7 +132,7 @@ fn database(mas: &Mas) -> Value {
             d.port.unwrap_or(crate::lower::POSTGRES_PORT),
             percent(&d.name)
         );
-        if let Some(mode) = &d.ssl_mode {
+        if let Some(mode) = mode {
             uri.push_str(&format!("?sslmode={mode}"));
         }
         return json!({ "uri": uri });
@@ -129,6 +140,9 @@ fn database(mas: &Mas) -> Value {
     let mut uri = format!("postgresql:///{}?host={}&user={}", d.name, d.host, d.user);
     if let Some(port) = d.port {
         uri.push_str(&format!("&port={port}"));
+    }
+    if let Some(mode) = mode {
+        uri.push_str(&format!("&sslmode={mode}"));
     }
     json!({ "uri": uri })
 }

@@ -24,6 +24,8 @@ pub struct Task {
     pub user: Option<String>,
     pub dynamic_user: bool,
     pub credentials: BTreeMap<String, String>,
+    /// Environment= of the unit.
+    pub environment: BTreeMap<String, String>,
     pub command: Vec<String>,
     pub runtime_directory: Option<String>,
     /// Created under /var/lib/masgen on success (state detection for `plan`).
@@ -175,6 +177,7 @@ fn mas_cli(description: &str, args: &[&str]) -> Task {
         runtime_directory: None,
         success_stamp: None,
         clear_stamp_at_start: false,
+        environment: BTreeMap::new(),
     }
 }
 
@@ -208,7 +211,7 @@ pub(super) fn lower(
         ),
     );
     if hs.mode == Mode::Migrate && phase == Phase::Prepare {
-        tasks.extend(syn2mas_tasks());
+        tasks.extend(syn2mas_tasks(hs));
     }
     if phase == Phase::Final {
         tasks.insert(
@@ -264,6 +267,7 @@ fn backup(hs: &Homeserver, synapse: &SynapseOut, host: &str) -> Task {
         runtime_directory: None,
         success_stamp: None,
         clear_stamp_at_start: false,
+        environment: BTreeMap::new(),
     }
 }
 
@@ -273,11 +277,21 @@ fn backup(hs: &Homeserver, synapse: &SynapseOut, host: &str) -> Task {
 /// the OIDC providers), so these tasks exist only in phase 1. (The module
 /// orders them after the unit that writes the pepper-bearing
 /// password-config file: `@synapse-config-args@`.)
-fn syn2mas_tasks() -> [(String, Task); 3] {
+fn syn2mas_tasks(hs: &Homeserver) -> [(String, Task); 3] {
     let syn2mas = |description: &str, sub: &[&str]| {
         let mut args = vec!["syn2mas", "@CONFIG@", SYNAPSE_CONFIG_ARGS];
         args.extend_from_slice(sub);
-        mas_cli(description, &args)
+        let mut task = mas_cli(description, &args);
+        // syn2mas reads host, port, user, password and database name from
+        // Synapse's `database.args`, not `sslmode`: its connection starts
+        // from sqlx's defaults and the PG* variables (MAS
+        // crates/syn2mas/src/synapse_reader/config/mod.rs, to_sqlx_postgres).
+        // MAS's own URI then states its mode (lower/mas.rs), so this one
+        // reaches Synapse's database only.
+        if let Some(mode) = &hs.synapse.database.ssl_mode {
+            task.environment.insert("PGSSLMODE".into(), mode.clone());
+        }
+        task
     };
     let check = syn2mas(
         "masgen: syn2mas check (exit 0 clean, 11 warnings, 10 errors)",
