@@ -807,8 +807,8 @@ fn every_form_of_password_auth_is_refused() {
             format!("\n[synapse.extra_settings.ldap_config]\nenabled = true\n{ldap}"),
         ),
     ];
-    for (form, extra) in forms {
-        let spec = support::checked("providers.toml", &(base.clone() + &extra));
+    for (form, extra) in &forms {
+        let spec = support::checked("providers.toml", &(base.clone() + extra));
         assert!(spec.homeserver.synapse.password_auth_in_use(), "{form}");
         let r = refusal(&spec, HostState::SynapseOnly, opts(false, &[]));
         assert_eq!(r.code, "plan.password_providers", "{form}");
@@ -823,4 +823,38 @@ fn every_form_of_password_auth_is_refused() {
         &opts(false, &[]),
     )
     .expect("no password providers: no refusal");
+    // Once syn2mas has run, Synapse is down: the refusal came before it, and
+    // the plan finishes the switch rather than leave the server stopped.
+    let spec = support::checked("providers.toml", &(base.clone() + &forms[0].1));
+    let mut o = opts(false, &[]);
+    o.record = record(HostState::Migrated, true, true);
+    let p = plan::plan(&spec.homeserver, HostState::Migrated, "t", &o).unwrap();
+    assert_eq!(p.steps[0].id, "switch-final");
+    assert_eq!(
+        refusal(&spec, HostState::MasPrepared, opts(false, &[])).code,
+        "plan.password_providers"
+    );
+}
+
+/// Users of SAML2, CAS or JWT logins are named in a migration's plan.
+#[test]
+fn legacy_sso_users_are_warned_about() {
+    let base = fs::read_to_string("examples/migrate-local.toml").unwrap();
+    let text = base.replace("[synapse]\n", "[synapse]\nlegacy_sso = [\"cas\"]\n");
+    assert_ne!(text, base);
+    let spec = support::checked("cas.toml", &text);
+    let p = plan::plan(
+        &spec.homeserver,
+        HostState::SynapseOnly,
+        "t",
+        &opts(false, &[]),
+    )
+    .unwrap();
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w == "users of cas cannot be carried over by syn2mas"),
+        "{:?}",
+        p.warnings
+    );
 }

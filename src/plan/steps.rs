@@ -202,16 +202,15 @@ pub(super) fn forward(
     if hs.mode == Mode::Migrate && from < HostState::Migrated {
         steps.extend(migration(hs, &l, host, from, opts));
     }
-    if hs.mode == Mode::Fresh || from <= HostState::Migrated || from == HostState::Delegated {
-        steps.extend(final_switch(hs, &l, host, from, opts));
-        steps.extend(registrations(hs, &l.mas));
-        steps.extend(follow_ups(hs, host));
-        if l.split() {
-            // PostgreSQL's own host last: its final configuration only drops
-            // syn2mas's login.
-            let db_only = l.order.iter().filter(|h| l.units(h) == ["postgresql"]);
-            steps.extend(db_only.map(|h| hosts::final_switch(&l, h, opts, Downtime::None)));
-        }
+    // From every state the plan ends with the final configuration.
+    steps.extend(final_switch(hs, &l, host, from, opts));
+    steps.extend(registrations(hs, &l.mas));
+    steps.extend(follow_ups(hs, host));
+    if l.split() {
+        // PostgreSQL's own host last: its final configuration only drops
+        // syn2mas's login.
+        let db_only = l.order.iter().filter(|h| l.units(h) == ["postgresql"]);
+        steps.extend(db_only.map(|h| hosts::final_switch(&l, h, opts, Downtime::None)));
     }
     Ok((HostState::Delegated, steps))
 }
