@@ -128,6 +128,64 @@ fn every_transition_of_a_split_homeserver() {
     insta::assert_snapshot!("split_transitions", all);
 }
 
+/// Split with MAS beside Synapse (only PostgreSQL elsewhere): one final
+/// switch of their host, and the way back of a host with both.
+#[test]
+fn a_split_with_mas_beside_synapse() {
+    let text = fs::read_to_string("examples/fleet/example-net.toml").unwrap();
+    let mut doc: toml::Table = toml::from_str(&text).unwrap();
+    doc["hosts"].as_table_mut().unwrap().remove("auth-net");
+    doc["mas"]["host"] = "matrix-net".into();
+    let c = support::checked("beside.toml", &toml::to_string(&doc).unwrap());
+    let ids = |p: &plan::Plan| -> Vec<(String, String)> {
+        p.steps
+            .iter()
+            .map(|s| (s.id.clone(), s.host.clone()))
+            .collect()
+    };
+    let p = plan::plan(
+        &c.homeserver,
+        HostState::SynapseOnly,
+        "t",
+        &opts(false, &[]),
+    )
+    .unwrap();
+    let forward = ids(&p);
+    let finals: Vec<&(String, String)> = forward
+        .iter()
+        .filter(|(id, _)| id.starts_with("switch-final"))
+        .collect();
+    assert_eq!(
+        finals,
+        [
+            &("switch-final".to_string(), "matrix-net".to_string()),
+            &("switch-final-db-net".to_string(), "db-net".to_string())
+        ],
+        "{forward:?}"
+    );
+    let mut unique = forward.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), forward.len(), "{forward:?}");
+    let back = plan::plan(
+        &c.homeserver,
+        HostState::Delegated,
+        "t",
+        &opts(true, &[plan::ACK_ROLLBACK]),
+    )
+    .unwrap();
+    let on = |id: &str, host: &str| (id.to_string(), host.to_string());
+    assert_eq!(
+        ids(&back),
+        [
+            on("rollback-stop", "matrix-net"),
+            on("rollback-switch-synapse-only", "matrix-net"),
+            on("rollback-empty-mas", "db-net"),
+            on("rollback-remove-stamps", "matrix-net"),
+        ]
+    );
+}
+
 #[test]
 fn migration_order_and_downtime_are_what_the_operator_needs() {
     let c = checked("examples/migrate-local.toml");
