@@ -186,6 +186,74 @@ fn a_split_with_mas_beside_synapse() {
     );
 }
 
+/// The example split homeserver's spec, edited as a TOML table.
+fn split_spec(edit: impl Fn(&mut toml::Table)) -> masgen::Checked {
+    let text = fs::read_to_string("examples/fleet/example-net.toml").unwrap();
+    let mut doc: toml::Table = toml::from_str(&text).unwrap();
+    edit(&mut doc);
+    support::checked("split.toml", &toml::to_string(&doc).unwrap())
+}
+
+fn phase_one_order(c: &masgen::Checked) -> Vec<(String, Vec<String>)> {
+    let p = plan::plan(
+        &c.homeserver,
+        HostState::SynapseOnly,
+        "t",
+        &opts(false, &[]),
+    )
+    .unwrap();
+    p.steps
+        .iter()
+        .filter(|s| s.id.starts_with("switch-prepare-"))
+        .map(|s| {
+            let checks = s.gate.check.iter().map(|c| c.command.clone()).collect();
+            (s.host.clone(), checks)
+        })
+        .collect()
+}
+
+/// Four hosts, named so that alphabetical order is wrong: PostgreSQL's
+/// host first, then MAS's, then Synapse's, the proxy's own host last.
+#[test]
+fn split_hosts_switch_in_dependency_order() {
+    let c = split_spec(|doc| {
+        let hosts = doc["hosts"].as_table_mut().unwrap();
+        let auth = hosts.remove("auth-net").unwrap();
+        hosts.insert("zauth-net".into(), auth);
+        let mut edge = toml::Table::new();
+        edge.insert("address".into(), "10.20.0.5".into());
+        hosts.insert("edge-net".into(), edge.into());
+        doc["mas"]["host"] = "zauth-net".into();
+        let proxy = doc["proxy"].as_table_mut().unwrap();
+        proxy.insert("host".into(), "edge-net".into());
+    });
+    let order: Vec<String> = phase_one_order(&c).into_iter().map(|(h, _)| h).collect();
+    assert_eq!(order, ["db-net", "zauth-net", "matrix-net", "edge-net"]);
+}
+
+/// Wherever PostgreSQL runs with logins from other hosts, phase 1's gate
+/// checks that masgen set the roles' passwords: on a host of its own, and
+/// on MAS's host when PostgreSQL runs beside MAS.
+#[test]
+fn phase_one_checks_the_passwords_where_postgres_takes_logins() {
+    let passwords = "masgen-postgres-passwords.service";
+    let has = |checks: &[String]| checks.iter().any(|c| c.contains(passwords));
+    for (host, checks) in phase_one_order(&split_spec(|_| {})) {
+        assert_eq!(has(&checks), host == "db-net", "{host}: {checks:?}");
+    }
+    let beside_mas = split_spec(|doc| {
+        doc["hosts"].as_table_mut().unwrap().remove("db-net");
+        doc["synapse"]["database"]["host"] = "auth-net".into();
+        let mas_db = doc["mas"]["database"].as_table_mut().unwrap();
+        mas_db.insert("host".into(), "auth-net".into());
+        mas_db.remove("password_file");
+        mas_db.remove("ssl_mode");
+    });
+    for (host, checks) in phase_one_order(&beside_mas) {
+        assert_eq!(has(&checks), host == "auth-net", "{host}: {checks:?}");
+    }
+}
+
 #[test]
 fn migration_order_and_downtime_are_what_the_operator_needs() {
     let c = checked("examples/migrate-local.toml");

@@ -23,7 +23,7 @@ pub(super) fn prepare_switches(l: &Layout, opts: &Options) -> Vec<Step> {
         .map(|h| {
             let mut checks = vec![active(l, h)];
             let roles = l.roles(h);
-            if roles.postgres && !roles.synapse && !roles.mas {
+            if l.postgres_logins.contains(h) {
                 checks.push(super::steps::ran_ok(POSTGRES_PASSWORDS));
             }
             if roles.mas {

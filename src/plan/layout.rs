@@ -13,6 +13,9 @@ pub(super) struct Layout {
     pub synapse_db: String,
     /// Every host, in the order configurations are switched to.
     pub order: Vec<String>,
+    /// Hosts whose PostgreSQL other hosts log in to over TCP: masgen sets
+    /// the roles' passwords there (modules/postgres-access.nix).
+    pub postgres_logins: Vec<String>,
     roles: Vec<(String, Roles)>,
 }
 
@@ -39,6 +42,11 @@ impl Layout {
             mas: hs.mas.host.clone(),
             synapse_db: s.database.on_host(&s.host).unwrap_or(&s.host).to_string(),
             order: order.into_iter().map(|(_, h)| h).collect(),
+            postgres_logins: [&s.database.server, &hs.mas.database.server]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
             roles,
         }
     }
