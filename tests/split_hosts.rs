@@ -350,3 +350,19 @@ fn syn2mas_connects_with_synapse_database_ssl_mode() {
     let config = std::fs::read_to_string(render.join("mas-config.yaml")).unwrap();
     assert!(!config.contains("sslmode"), "{config}");
 }
+
+/// PostgreSQL runs on every host that holds one of the two databases:
+/// MAS's alone on MAS's host (its socket), Synapse's alone on another.
+#[test]
+fn postgres_runs_where_either_database_is() {
+    let mut doc: toml::Table = toml::from_str(&split_text()).unwrap();
+    let mas_db = doc["mas"]["database"].as_table_mut().unwrap();
+    mas_db.insert("host".into(), "auth-net".into());
+    mas_db.remove("password_file");
+    mas_db.remove("ssl_mode");
+    let c = support::checked("split.toml", &toml::to_string(&doc).unwrap());
+    let hs = &c.homeserver;
+    let postgres = |h: &str| hs.roles(h).postgres;
+    assert!(postgres("auth-net") && postgres("db-net") && !postgres("matrix-net"));
+    assert!(hs.roles("auth-net").mas && !hs.roles("db-net").mas);
+}
