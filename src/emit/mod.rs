@@ -94,6 +94,11 @@ pub fn member_files(
     let mut files = Vec::new();
     host_files(lowered, inputs, &mut |path, text| files.push((path, text)))?;
     files.extend(extra);
+    // A text grown by pushes holds up to twice its length; 1,000
+    // homeservers' files are 60 MB of text, all held until written.
+    for (_, text) in &mut files {
+        text.shrink_to_fit();
+    }
     let spec = serde_json::json!({
         "name": inputs.spec_name,
         "server_name": lowered.server_name,
