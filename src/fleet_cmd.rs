@@ -241,8 +241,10 @@ pub fn diff(
         return Ok(ExitCode::from(2));
     };
     let tree = build_tree(&fleet, &dir)?;
-    let (old, notes) = diff::input::read_tree(&dir)?;
     let label = format!("fleet of {} specs", fleet.specs.len());
+    // The specs are not needed any more: their memory goes to the old tree.
+    drop(fleet);
+    let (old, notes) = diff::input::read_tree(&dir)?;
     let against = Against::Tree {
         path: dir.to_string(),
     };

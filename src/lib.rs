@@ -16,6 +16,7 @@ pub mod import;
 pub mod lower;
 pub mod model;
 pub mod nix;
+pub mod par;
 pub mod plan;
 pub mod rules;
 pub mod secrets;

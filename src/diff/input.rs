@@ -25,30 +25,39 @@ pub fn read_tree(dir: &Utf8Path) -> Result<(OutputTree, Vec<String>)> {
             "{dir} has no masgen-manifest.json: compared with an empty tree"
         ));
     }
-    for (rel, hash) in manifest {
-        if rel.is_absolute()
-            || rel
-                .components()
-                .any(|c| matches!(c, camino::Utf8Component::ParentDir))
-        {
-            bail!(
-                "cannot read the output tree in {dir}: its manifest lists {rel}, outside the tree"
-            );
+    // Read on every core (and so into memory the build's threads freed);
+    // taken in the manifest's order, the first error first, as before.
+    let listed: Vec<(Utf8PathBuf, String)> = manifest.into_iter().collect();
+    let read = crate::par::map(&listed, 64, |(rel, hash)| read_listed(dir, rel, hash));
+    for ((rel, _), found) in listed.into_iter().zip(read) {
+        let (text, edited) = found?;
+        if let Some(note) = edited {
+            notes.push(note);
         }
-        let path = dir.join(&rel);
-        let bytes = fs::read(&path).with_context(|| {
-            format!("cannot read the output tree in {dir}: {rel} is listed in its manifest")
-        })?;
-        if sha256_hex(&bytes) != hash {
-            notes.push(format!(
-                "{path} was edited after masgen wrote it; compared as it is now"
-            ));
-        }
-        let text = String::from_utf8(bytes)
-            .with_context(|| format!("cannot read the output tree in {dir}: {rel} is not UTF-8"))?;
         tree.insert(rel, text);
     }
     Ok((tree, notes))
+}
+
+/// One file the manifest lists: its text, and a note if it was edited
+/// since masgen wrote it.
+fn read_listed(dir: &Utf8Path, rel: &Utf8Path, hash: &str) -> Result<(String, Option<String>)> {
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, camino::Utf8Component::ParentDir))
+    {
+        bail!("cannot read the output tree in {dir}: its manifest lists {rel}, outside the tree");
+    }
+    let path = dir.join(rel);
+    let bytes = fs::read(&path).with_context(|| {
+        format!("cannot read the output tree in {dir}: {rel} is listed in its manifest")
+    })?;
+    let edited = (sha256_hex(&bytes) != hash)
+        .then(|| format!("{path} was edited after masgen wrote it; compared as it is now"));
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("cannot read the output tree in {dir}: {rel} is not UTF-8"))?;
+    Ok((text, edited))
 }
 
 /// The spec file as it was at `rev`, or `None` when it did not exist there.

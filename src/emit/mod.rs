@@ -38,8 +38,14 @@ pub struct Inputs<'a> {
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(data);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(2 * digest.len());
+    for b in digest {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    hex
 }
 
 pub fn header(comment: &str, inputs: &Inputs<'_>) -> String {
@@ -61,42 +67,67 @@ pub fn emit(
         flake::flake(&[lowered], header("#", inputs)),
     );
     insert_modules(&mut tree);
-    host_files(lowered, inputs, &mut tree)?;
+    host_files(lowered, inputs, &mut |path, text| {
+        tree.insert(path, text);
+    })?;
     tree.extend(extra);
     let spec = serde_json::json!({"name": inputs.spec_name, "sha256": sha256_hex(inputs.spec_text.as_bytes())});
     finish(tree, ("spec", spec))
 }
 
-/// One homeserver of a fleet: what it is made from, and its own files
-/// outside `hosts/` and `render/` (its plan), by path in the tree.
-pub struct Member<'a> {
-    pub lowered: &'a Lowered,
-    pub inputs: Inputs<'a>,
-    pub extra: OutputTree,
+/// One homeserver's share of a fleet's tree: its host and render files,
+/// then its own files outside them (its plan, its rehearsal data), in the
+/// order they go into the tree; and its entry in the manifest.
+pub struct MemberFiles {
+    files: Vec<(Utf8PathBuf, String)>,
+    spec: serde_json::Value,
+}
+
+/// [`MemberFiles`] of one homeserver; `extra` is its plan and rehearsal
+/// data, by path in the tree. Independent of the other homeservers, so the
+/// members of a fleet are made in parallel.
+pub fn member_files(
+    lowered: &Lowered,
+    inputs: &Inputs<'_>,
+    extra: Vec<(Utf8PathBuf, String)>,
+) -> anyhow::Result<MemberFiles> {
+    let mut files = Vec::new();
+    host_files(lowered, inputs, &mut |path, text| files.push((path, text)))?;
+    files.extend(extra);
+    // A text grown by pushes holds up to twice its length; 1,000
+    // homeservers' files are 60 MB of text, all held until written.
+    for (_, text) in &mut files {
+        text.shrink_to_fit();
+    }
+    let spec = serde_json::json!({
+        "name": inputs.spec_name,
+        "server_name": lowered.server_name,
+        "sha256": sha256_hex(inputs.spec_text.as_bytes()),
+    });
+    Ok(MemberFiles { files, spec })
 }
 
 /// The output tree of a fleet: one flake for every homeserver (a
 /// configuration per host and phase), masgen's modules once, each
-/// homeserver's host and render files, `extra` (the fleet's own files), and
-/// the manifest listing every spec.
-pub fn emit_fleet(members: Vec<Member<'_>>, extra: OutputTree) -> anyhow::Result<OutputTree> {
+/// homeserver's files (`members`, in the order of `lowered`), `extra` (the
+/// fleet's own files), and the manifest listing every spec.
+pub fn emit_fleet(
+    lowered: &[Lowered],
+    members: Vec<MemberFiles>,
+    extra: OutputTree,
+) -> anyhow::Result<OutputTree> {
     let mut tree = extra;
-    let lowered: Vec<&Lowered> = members.iter().map(|m| m.lowered).collect();
+    let all: Vec<&Lowered> = lowered.iter().collect();
     let header = format!(
         "# {GENERATED_MARKER} {MASGEN_VERSION} from {} specs (listed in {MANIFEST}); do not edit: change a spec and run `masgen build`.\n",
         members.len()
     );
-    tree.insert("flake.nix".into(), flake::flake(&lowered, header));
+    tree.insert("flake.nix".into(), flake::flake(&all, header));
     insert_modules(&mut tree);
-    let mut specs = Vec::new();
+    let mut specs = Vec::with_capacity(members.len());
     for member in members {
-        host_files(member.lowered, &member.inputs, &mut tree)?;
-        tree.extend(member.extra);
-        specs.push(serde_json::json!({
-            "name": member.inputs.spec_name,
-            "server_name": member.lowered.server_name,
-            "sha256": sha256_hex(member.inputs.spec_text.as_bytes()),
-        }));
+        tree.extend(member.files);
+        specs.push(member.spec);
     }
     finish(tree, ("specs", serde_json::Value::Array(specs)))
 }
@@ -111,19 +142,23 @@ fn insert_modules(tree: &mut OutputTree) {
 }
 
 /// `hosts/<host>/<phase>/…` and `render/<host>/<phase>/…` of a homeserver.
-fn host_files(lowered: &Lowered, inputs: &Inputs<'_>, tree: &mut OutputTree) -> anyhow::Result<()> {
+fn host_files(
+    lowered: &Lowered,
+    inputs: &Inputs<'_>,
+    add: &mut dyn FnMut(Utf8PathBuf, String),
+) -> anyhow::Result<()> {
     for phase in &lowered.phases {
         let dir = Utf8PathBuf::from("hosts")
             .join(&phase.host)
             .join(phase.phase.name());
         for (name, text) in host::files(phase, inputs) {
-            tree.insert(dir.join(name), text);
+            add(dir.join(name), text);
         }
         let rdir = Utf8PathBuf::from("render")
             .join(&phase.host)
             .join(phase.phase.name());
         for (name, text) in render::files(phase, inputs)? {
-            tree.insert(rdir.join(name), text);
+            add(rdir.join(name), text);
         }
     }
     Ok(())
@@ -139,18 +174,45 @@ fn finish(mut tree: OutputTree, source: (&str, serde_json::Value)) -> anyhow::Re
 }
 
 fn manifest(tree: &OutputTree, source: (&str, serde_json::Value)) -> String {
-    let files: BTreeMap<&str, String> = tree
+    // Hashing 60 MB is the costly part: on every core. The files are listed
+    // by path as text (not by path components, the tree's order).
+    let entries: Vec<(&Utf8PathBuf, &String)> = tree.iter().collect();
+    let hashes = crate::par::map(&entries, 256, |(_, t)| sha256_hex(t.as_bytes()));
+    let mut files: Vec<(&str, String)> = entries
         .iter()
-        .map(|(p, t)| (p.as_str(), sha256_hex(t.as_bytes())))
+        .map(|(p, _)| p.as_str())
+        .zip(hashes)
         .collect();
-    let mut value = serde_json::json!({
-        "generator": "masgen",
-        "masgen_version": MASGEN_VERSION,
-        "manifest_version": 1,
-    });
-    value[source.0] = source.1;
-    value["files"] = serde_json::json!(files);
+    files.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let value = Manifest { source, files };
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// The manifest as JSON: serialized straight from the sorted list, which
+/// gives the text a `serde_json::Value` of the same keys gives, without
+/// building one (19,000 entries for 1,000 homeservers).
+struct Manifest<'a> {
+    source: (&'a str, serde_json::Value),
+    files: Vec<(&'a str, String)>,
+}
+
+impl serde::Serialize for Manifest<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Files<'b>(&'b [(&'b str, String)]);
+        impl serde::Serialize for Files<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+            }
+        }
+        let mut map = s.serialize_map(Some(5))?;
+        map.serialize_entry("generator", "masgen")?;
+        map.serialize_entry("masgen_version", MASGEN_VERSION)?;
+        map.serialize_entry("manifest_version", &1)?;
+        map.serialize_entry(self.source.0, &self.source.1)?;
+        map.serialize_entry("files", &Files(&self.files))?;
+        map.end()
+    }
 }

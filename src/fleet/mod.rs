@@ -114,12 +114,14 @@ pub fn expand(inputs: &[Utf8PathBuf]) -> anyhow::Result<Result<Vec<Utf8PathBuf>,
 
 /// Reads and validates every spec, then checks the specs against each other.
 pub fn load(specs: &[Utf8PathBuf]) -> anyhow::Result<Fleet> {
+    // Each spec is read and validated on its own, on every core; the first
+    // error in the order given is the one reported, as in a sequential loop.
+    let results = crate::par::map(specs, 8, |path| crate::check_file(path));
     let mut fleet = Fleet { specs: Vec::new() };
-    for path in specs {
-        let result = crate::check_file(path)?;
+    for (path, result) in specs.iter().zip(results) {
         fleet.specs.push(Spec {
             path: path.clone(),
-            result,
+            result: result?,
         });
     }
     clash::check(&mut fleet.specs);
@@ -143,39 +145,44 @@ pub fn build_tree(
         let (lowered, tree) = crate::build_tree_for(one, out_dir)?;
         return Ok((vec![lowered], tree));
     }
-    let lowered: Vec<Lowered> = members
-        .iter()
-        .map(|c| lower::lower(&c.homeserver))
-        .collect();
-    let mut parts = Vec::with_capacity(members.len());
-    for (checked, lowered) in members.iter().zip(&lowered) {
-        let dir = plan_dir(&checked.homeserver.server_name);
-        let (plan_files, plan) = crate::own_plan(&checked.homeserver, out_dir);
-        let inputs = emit::Inputs {
-            spec_name: spec_name(checked),
-            spec_text: &checked.source.text,
-        };
-        // The plans go under the homeserver's directory; the rehearsal data
-        // stays where the flake's `checks` read it (`rehearsal/<host>.nix`).
-        let mut extra: OutputTree = plan_files
-            .into_iter()
-            .map(|(name, text)| (dir.join(name), text))
-            .collect();
-        extra.extend(emit::rehearsal::files(
-            &checked.homeserver,
-            lowered,
-            plan.as_ref().map_err(String::as_str),
-            &inputs,
-        ));
-        parts.push(emit::Member {
-            lowered,
-            inputs,
-            extra,
-        });
+    // Every homeserver's lowering, plan, rehearsal data and host files are
+    // independent of the others: made on every core, joined in order.
+    let made = crate::par::map(members, 4, |checked| member(checked, out_dir));
+    let mut lowered = Vec::with_capacity(made.len());
+    let mut parts = Vec::with_capacity(made.len());
+    for result in made {
+        let (l, files) = result?;
+        lowered.push(l);
+        parts.push(files);
     }
     let index = OutputTree::from([("PLAN.md".into(), plan_index(members, &lowered))]);
-    let tree = emit::emit_fleet(parts, index)?;
+    let tree = emit::emit_fleet(&lowered, parts, index)?;
     Ok((lowered, tree))
+}
+
+/// One homeserver of a fleet, lowered, and its files.
+fn member(checked: &Checked, out_dir: &str) -> anyhow::Result<(Lowered, emit::MemberFiles)> {
+    let lowered = lower::lower(&checked.homeserver);
+    let dir = plan_dir(&checked.homeserver.server_name);
+    let (plan_files, plan) = crate::own_plan(&checked.homeserver, out_dir);
+    let inputs = emit::Inputs {
+        spec_name: spec_name(checked),
+        spec_text: &checked.source.text,
+    };
+    // The plans go under the homeserver's directory; the rehearsal data
+    // stays where the flake's `checks` read it (`rehearsal/<host>.nix`).
+    let mut extra: Vec<(Utf8PathBuf, String)> = plan_files
+        .into_iter()
+        .map(|(name, text)| (dir.join(name), text))
+        .collect();
+    extra.extend(emit::rehearsal::files(
+        &checked.homeserver,
+        &lowered,
+        plan.as_ref().map_err(String::as_str),
+        &inputs,
+    ));
+    let files = emit::member_files(&lowered, &inputs, extra)?;
+    Ok((lowered, files))
 }
 
 /// `homeservers/<server_name>`: where a fleet member's plan goes.

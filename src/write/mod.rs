@@ -107,6 +107,25 @@ pub fn previous_manifest(out: &Utf8Path) -> Result<BTreeMap<Utf8PathBuf, String>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
         Err(e) => return Err(e).with_context(|| format!("reading {path}")),
     };
+    // The usual manifest, read straight into the map; anything unusual
+    // (values that are not strings, ...) takes the general path below, whose
+    // errors and defaults are the reference.
+    #[derive(serde::Deserialize)]
+    struct Files {
+        files: BTreeMap<String, String>,
+    }
+    if let Ok(m) = serde_json::from_str::<Files>(&text) {
+        let listed = m.files.len();
+        let files: BTreeMap<Utf8PathBuf, String> = m
+            .files
+            .into_iter()
+            .map(|(k, v)| (Utf8PathBuf::from(k), v))
+            .collect();
+        // Two spellings of one path ("a/b", "a//b"): the general path decides.
+        if files.len() == listed {
+            return Ok(files);
+        }
+    }
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{path} is not a masgen manifest"))?;
     let files = value
@@ -209,23 +228,18 @@ fn classify(out: &Utf8Path, tree: &OutputTree) -> Result<WriteReport> {
     let previous = previous_manifest(out)?;
     let mut report = WriteReport::default();
     let mut foreign = Vec::new();
-    for (rel, text) in tree {
-        let target = out.join(rel);
-        match fs::read(&target) {
-            Ok(existing) if existing == text.as_bytes() => report.unchanged += 1,
-            Ok(existing) => {
-                let owned = rel == MANIFEST
-                    || previous
-                        .get(rel)
-                        .is_some_and(|hash| *hash == sha256_hex(&existing));
-                if owned {
-                    report.updated.push(rel.clone());
-                } else {
-                    foreign.push(rel.clone());
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => report.created.push(rel.clone()),
-            Err(e) => return Err(e).with_context(|| format!("reading {target}")),
+    // Reading and comparing 19,000 files: on every core; the results are
+    // taken in the tree's order, the first error first, as before.
+    let entries: Vec<(&Utf8PathBuf, &String)> = tree.iter().collect();
+    let found = crate::par::map(&entries, 64, |(rel, text)| {
+        compare(out, rel, text, &previous)
+    });
+    for ((rel, _), found) in entries.iter().zip(found) {
+        match found? {
+            Found::Same => report.unchanged += 1,
+            Found::Owned => report.updated.push((*rel).clone()),
+            Found::Foreign => foreign.push((*rel).clone()),
+            Found::Missing => report.created.push((*rel).clone()),
         }
     }
     for (rel, hash) in &previous {
@@ -251,6 +265,38 @@ fn classify(out: &Utf8Path, tree: &OutputTree) -> Result<WriteReport> {
         );
     }
     Ok(report)
+}
+
+/// How a file of the new tree stands on disk.
+enum Found {
+    /// The same bytes.
+    Same,
+    /// Other bytes, which masgen wrote (the manifest lists their hash).
+    Owned,
+    /// Other bytes, not masgen's or edited since.
+    Foreign,
+    Missing,
+}
+
+fn compare(
+    out: &Utf8Path,
+    rel: &Utf8Path,
+    text: &str,
+    previous: &BTreeMap<Utf8PathBuf, String>,
+) -> Result<Found> {
+    let target = out.join(rel);
+    match fs::read(&target) {
+        Ok(existing) if existing == text.as_bytes() => Ok(Found::Same),
+        Ok(existing) => {
+            let owned = rel == MANIFEST
+                || previous
+                    .get(rel)
+                    .is_some_and(|hash| *hash == sha256_hex(&existing));
+            Ok(if owned { Found::Owned } else { Found::Foreign })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Found::Missing),
+        Err(e) => Err(e).with_context(|| format!("reading {target}")),
+    }
 }
 
 fn check_relative(rel: &Utf8Path) -> Result<()> {
