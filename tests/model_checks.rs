@@ -311,3 +311,33 @@ fn every_ldap_form_installs_the_plugin() {
     let plain = support::checked("plain.toml", &base);
     assert!(!plain.homeserver.synapse.ldap);
 }
+
+/// Host names become NixOS configuration names: the homeserver's host and
+/// every `[hosts]` table must be one (letters, digits, `-`, `_`).
+#[test]
+fn host_names_are_configuration_names() {
+    let bad = errors(with(
+        "fresh.toml",
+        "homeserver.host",
+        "matrix.example".into(),
+    ));
+    assert!(
+        bad.iter().any(|(code, _)| code == "homeserver.host"),
+        "{bad:?}"
+    );
+    let split = example_text("fleet/example-net.toml");
+    let mut doc: toml::Table = toml::from_str(&split).unwrap();
+    let hosts = doc["hosts"].as_table_mut().unwrap();
+    let db = hosts.remove("db-net").unwrap();
+    hosts.insert("db.net".into(), db);
+    let text = toml::to_string(&doc)
+        .unwrap()
+        .replace("\"db-net\"", "\"db.net\"");
+    let bad = diags(&text);
+    assert!(
+        bad.iter()
+            .any(|d| d.0 && d.1 == "homeserver.host" && d.2.contains("`db.net`")),
+        "{bad:?}"
+    );
+    assert_eq!(errors(split), Vec::<(String, String)>::new());
+}

@@ -483,6 +483,8 @@ mod tests {
         assert!(is_url("https://sso.example.com:8443/realms/x"));
         assert!(!is_url("sso.example.com"));
         assert!(!is_url("https://exa mple.com"));
+        // A good host does not make the rest of the URL good.
+        assert!(!is_url("https://sso.example.com/realms/a b"));
     }
 
     #[test]
