@@ -341,3 +341,25 @@ fn host_names_are_configuration_names() {
     );
     assert_eq!(errors(split), Vec::<(String, String)>::new());
 }
+
+/// Each user's task unit is named from its localpart; two localparts that
+/// name the same unit (`bot.reminders`, `bot-reminders`) are refused, two
+/// that do not are fine.
+#[test]
+fn two_users_cannot_share_a_task_unit() {
+    let base = example_text("fresh.toml");
+    let second = |localpart: &str| {
+        format!("{base}\n[[users]]\nlocalpart = \"{localpart}\"\nkind = \"bot\"\n")
+    };
+    let clash = |text: String| {
+        errors(text)
+            .iter()
+            .any(|(code, _)| code == "user.task_name")
+    };
+    assert!(clash(format!(
+        "{}\n[[users]]\nlocalpart = \"bot-reminders\"\nkind = \"bot\"\n",
+        second("bot.reminders")
+    )));
+    assert!(!clash(second("reminders")));
+    assert_eq!(errors(second("reminders")), Vec::<(String, String)>::new());
+}

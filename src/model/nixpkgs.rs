@@ -97,7 +97,8 @@ fn git_ref(url: &str) -> Option<&str> {
     });
     if let Some(rest) = strip_prefix_ci(repo_and_ref, "github:nixos/nixpkgs") {
         return match rest.strip_prefix('/') {
-            Some(r) if !r.is_empty() => Some(r),
+            // (An empty ref is no branch: `normalize` refuses it.)
+            Some(r) => Some(r),
             _ if rest.is_empty() => Some(query_ref.unwrap_or("master")),
             _ => None,
         };
