@@ -146,9 +146,8 @@ fn normalize(git_ref: &str) -> Option<String> {
         .strip_suffix("-small")
         .or_else(|| version.strip_suffix("-darwin"))
         .unwrap_or(version);
-    let (year, month) = version.split_once('.')?;
-    let numeric = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
-    (numeric(year) && numeric(month)).then(|| format!("nixos-{version}"))
+    // Whether it is a release at all is the table's to say (branch_of).
+    Some(format!("nixos-{version}"))
 }
 
 /// What `masgen check` says about the pin: which MAS module the
