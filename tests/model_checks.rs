@@ -363,3 +363,54 @@ fn two_users_cannot_share_a_task_unit() {
     assert!(!clash(second("reminders")));
     assert_eq!(errors(second("reminders")), Vec::<(String, String)>::new());
 }
+
+/// Where a database is: a `[hosts]` name other than the service's is that
+/// host's PostgreSQL over TCP (a role of any name, with a password); the
+/// service's own host, or a socket directory, is the local socket; anything
+/// else (a DNS name, an address, even with `local = true`) is a server
+/// masgen does not manage and is refused.
+#[test]
+fn database_hosts_are_sockets_or_hosts_of_the_spec() {
+    let split = example_text("fleet/example-net.toml");
+    let edit = |f: &dyn Fn(&mut toml::Table)| {
+        let mut doc: toml::Table = toml::from_str(&split).unwrap();
+        f(doc["mas"]["database"].as_table_mut().unwrap());
+        toml::to_string(&doc).unwrap()
+    };
+    let local = |db: &mut toml::Table| {
+        db.remove("password_file");
+        db.remove("ssl_mode");
+    };
+    // MAS's own host: its socket.
+    let own = edit(&|db| {
+        local(db);
+        db.insert("host".into(), "auth-net".into());
+    });
+    assert_eq!(errors(own.clone()), Vec::<(String, String)>::new());
+    let c = support::checked("own.toml", &own);
+    assert_eq!(c.homeserver.mas.database.host, "/run/postgresql");
+    assert!(c.homeserver.mas.database.server.is_none());
+    // A socket directory stays what it is.
+    let dir = edit(&|db| {
+        local(db);
+        db.insert("host".into(), "/var/run/postgresql".into());
+    });
+    let c = support::checked("dir.toml", &dir);
+    assert_eq!(c.homeserver.mas.database.host, "/var/run/postgresql");
+    // Not a host of the spec: refused, whether or not it claims to be local.
+    for (host, claim) in [("db.example.com", None), ("127.0.0.1", Some(true))] {
+        let text = edit(&|db| {
+            local(db);
+            db.insert("host".into(), host.into());
+            if let Some(l) = claim {
+                db.insert("local".into(), l.into());
+            }
+        });
+        assert!(has(text, "database.remote_unsupported"), "{host}");
+    }
+    // Over TCP the role logs in with its password: any name will do.
+    let role = edit(&|db| {
+        db.insert("user".into(), "mas_role".into());
+    });
+    assert!(!has(role, "database.peer_user"));
+}
