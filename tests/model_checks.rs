@@ -414,3 +414,29 @@ fn database_hosts_are_sockets_or_hosts_of_the_spec() {
     });
     assert!(!has(role, "database.peer_user"));
 }
+
+/// `base_config` names a file in a directory below `/`: the directory
+/// becomes a `path:` flake input, the file is imported from it.
+#[test]
+fn base_config_is_a_file_in_a_directory() {
+    let base = |file: &str| {
+        let mut doc: toml::Table = toml::from_str(&example_text("fresh.toml")).unwrap();
+        let host = doc["hosts"]["matrix"].as_table_mut().unwrap();
+        host.remove("base_flake");
+        host.remove("base_module");
+        host.insert("base_config".into(), file.into());
+        toml::to_string(&doc).unwrap()
+    };
+    for bad in [
+        "/configuration.nix",
+        "/etc/nixos/",
+        "/",
+        "/etc/nixos/a b.nix",
+    ] {
+        assert!(has(base(bad), "host.base_config"), "{bad}");
+    }
+    assert_eq!(
+        errors(base("/etc/nixos/configuration.nix")),
+        Vec::<(String, String)>::new()
+    );
+}
