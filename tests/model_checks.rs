@@ -304,10 +304,18 @@ fn every_ldap_form_installs_the_plugin() {
             "extra_settings.ldap_config",
             format!("\n[synapse.extra_settings.ldap_config]\nenabled = true\n{ldap}"),
         ),
+        (
+            "an LDAP password provider",
+            "\n[[synapse.password_providers]]\nmodule = \"ldap_auth_provider.LdapAuthProviderModule\"\n".into(),
+        ),
     ] {
         let checked = support::checked("ldap.toml", &(base.clone() + &extra));
         assert!(checked.homeserver.synapse.ldap, "{form}");
     }
+    // `ldap = true` alone (its settings in a file the spec does not show).
+    let flag = base.replace("[synapse]\n", "[synapse]\nldap = true\n");
+    assert_ne!(flag, base);
+    assert!(support::checked("flag.toml", &flag).homeserver.synapse.ldap);
     let plain = support::checked("plain.toml", &base);
     assert!(!plain.homeserver.synapse.ldap);
 }
@@ -439,4 +447,19 @@ fn base_config_is_a_file_in_a_directory() {
         errors(base("/etc/nixos/configuration.nix")),
         Vec::<(String, String)>::new()
     );
+}
+
+/// `mas.extra_settings` reach MAS's config (the sections masgen writes
+/// itself are refused: `mas.managed_setting`).
+#[test]
+fn mas_extra_settings_reach_the_config() {
+    let text = example_text("fresh.toml")
+        + "\n[mas.extra_settings.rate_limiting.login.per_ip]\nburst = 7\nper_second = 0.05\n";
+    let checked = support::checked("extra.toml", &text);
+    let (_, tree) = masgen::build_tree_for(&checked, "./out").unwrap();
+    let config = &tree[camino::Utf8Path::new("render/matrix/final/mas-config.yaml")];
+    assert!(config.contains("burst: 7"), "{config}");
+    let managed = example_text("fresh.toml")
+        + "\n[mas.extra_settings.http]\npublic_base = \"https://x.example/\"\n";
+    assert!(has(managed, "mas.managed_setting"));
 }
