@@ -366,3 +366,73 @@ fn postgres_runs_where_either_database_is() {
     assert!(postgres("auth-net") && postgres("db-net") && !postgres("matrix-net"));
     assert!(hs.roles("auth-net").mas && !hs.roles("db-net").mas);
 }
+
+/// The edges of placement: a DNS name is an address; a listener address
+/// that is not loopback is the operator's choice, and every loopback form
+/// is refused; a two-host split is checked like a bigger one; MAS's trusted
+/// proxies from the spec are kept as given; the help for an unknown host
+/// names the spec's hosts.
+#[test]
+fn placement_edges() {
+    let t = split_text();
+    let clean = |text: String| {
+        let got = errors(text.clone());
+        assert_eq!(got, Vec::<(String, String)>::new(), "{text}");
+    };
+    clean(set(&t, "hosts.db-net.address", "db.internal".into()));
+    clean(set(&t, "synapse.listener.address", "10.20.0.2".into()));
+    for loopback in ["localhost", "::1", "[::1]", "127.0.0.2"] {
+        let got = codes(set(&t, "mas.listener.address", loopback.into()));
+        assert!(
+            got.contains(&"host.listen_unreachable".to_string()),
+            "{loopback}: {got:?}"
+        );
+    }
+    // Two hosts: Synapse, MAS and nginx on matrix-net, PostgreSQL on db-net.
+    let mut doc: toml::Table = toml::from_str(&t).unwrap();
+    doc["hosts"].as_table_mut().unwrap().remove("auth-net");
+    doc["mas"]["host"] = "matrix-net".into();
+    let two = toml::to_string(&doc).unwrap();
+    clean(two.clone());
+    let mut doc: toml::Table = toml::from_str(&two).unwrap();
+    doc["hosts"]["db-net"]
+        .as_table_mut()
+        .unwrap()
+        .remove("address");
+    let got = codes(toml::to_string(&doc).unwrap());
+    assert!(
+        got.contains(&"host.address_required".to_string()),
+        "{got:?}"
+    );
+    // trusted_proxies given: exactly those.
+    let given = set(
+        &t,
+        "mas.trusted_proxies",
+        vec![toml::Value::from("10.9.9.9/32")].into(),
+    );
+    let c = support::checked("given.toml", &given);
+    assert_eq!(c.homeserver.mas.trusted_proxies, ["10.9.9.9/32"]);
+    let c = support::checked("split.toml", &t);
+    // (MAS's own default, loopback, and nginx's host.)
+    assert_eq!(
+        c.homeserver.mas.trusted_proxies,
+        ["127.0.0.1/8", "::1/128", "10.20.0.2/32"]
+    );
+    // The help lists the hosts.
+    let report = masgen::check_source(masgen::spec::Source::new(
+        "spec.toml",
+        set(&t, "mas.host", "nowhere".into()),
+    ))
+    .err()
+    .unwrap();
+    let help: Vec<String> = report
+        .iter()
+        .filter(|d| d.code == "host.unknown")
+        .filter_map(|d| d.help.as_ref().map(|h| h.to_string()))
+        .collect();
+    assert!(
+        help.iter()
+            .any(|h| h.ends_with("name one of: `auth-net`, `db-net`, `matrix-net`")),
+        "{help:?}"
+    );
+}
