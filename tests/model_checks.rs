@@ -463,3 +463,32 @@ fn mas_extra_settings_reach_the_config() {
         + "\n[mas.extra_settings.http]\npublic_base = \"https://x.example/\"\n";
     assert!(has(managed, "mas.managed_setting"));
 }
+
+/// nginx is the only proxy masgen configures.
+#[test]
+fn the_proxy_is_nginx() {
+    assert!(has(
+        with("fresh.toml", "proxy.kind", "caddy".into()),
+        "proxy.kind"
+    ));
+    assert!(!has(
+        with("fresh.toml", "proxy.kind", "nginx".into()),
+        "proxy.kind"
+    ));
+}
+
+/// NixOS creates a fresh install's Synapse database (named like its owner,
+/// ensureDBOwnership); a migration's database exists and may be named
+/// anything.
+#[test]
+fn only_a_created_database_is_named_like_its_owner() {
+    let named = |spec: &str| {
+        let text = with(spec, "synapse.database.name", "synapse".into());
+        set(&text, "synapse.database.user", "matrix-synapse".into())
+    };
+    assert!(has(named("fresh.toml"), "database.name_user"));
+    assert_eq!(
+        errors(named("migrate-local.toml")),
+        Vec::<(String, String)>::new()
+    );
+}
