@@ -492,3 +492,105 @@ fn only_a_created_database_is_named_like_its_owner() {
         Vec::<(String, String)>::new()
     );
 }
+
+fn warns(text: String, code: &str) -> bool {
+    diags(&text).iter().any(|d| !d.0 && d.1 == code)
+}
+
+/// Synapse's own keys: its secret files are absolute paths; an existing
+/// Synapse keeps password login unless the spec says otherwise (a fresh
+/// one delegates from the start); `extra_config_files` are loaded in the
+/// final phase too, which a migration is warned about.
+#[test]
+fn synapse_keys_of_a_migration() {
+    for key in ["synapse.pepper_file", "synapse.form_secret_file"] {
+        assert!(
+            has(
+                with("migrate-local.toml", key, "relative/file".into()),
+                "value.path"
+            ),
+            "{key}"
+        );
+    }
+    let mut doc: toml::Table = toml::from_str(&example_text("migrate-local.toml")).unwrap();
+    doc["synapse"]
+        .as_table_mut()
+        .unwrap()
+        .remove("password_login");
+    let c = support::checked("m.toml", &toml::to_string(&doc).unwrap());
+    assert_eq!(
+        c.homeserver.synapse.password_login,
+        masgen::model::PasswordLogin::Enabled
+    );
+    let files = toml::Value::from(vec![toml::Value::from("/etc/synapse/extra.yaml")]);
+    assert!(warns(
+        with(
+            "migrate-local.toml",
+            "synapse.extra_config_files",
+            files.clone()
+        ),
+        "synapse.extra_config_files.final"
+    ));
+    assert!(!warns(
+        with("fresh.toml", "synapse.extra_config_files", files),
+        "synapse.extra_config_files.final"
+    ));
+}
+
+/// An OIDC provider's `idp_id` is Synapse's (letters, digits, `._-~`), and
+/// its `extra` settings reach homeserver.yaml.
+#[test]
+fn synapse_oidc_provider_keys() {
+    let bad = with(
+        "migrate-keycloak.toml",
+        "synapse.oidc_providers[0].idp_id",
+        "key cloak".into(),
+    );
+    assert!(has(bad, "synapse.oidc.idp_id"));
+    let extra = with(
+        "migrate-keycloak.toml",
+        "synapse.oidc_providers[0].extra.user_profile_method",
+        "userinfo_endpoint".into(),
+    );
+    let c = support::checked("k.toml", &extra);
+    let (_, tree) = masgen::build_tree_for(&c, "./out").unwrap();
+    let yaml = &tree[camino::Utf8Path::new("render/matrix/prepare/homeserver.yaml")];
+    assert!(
+        yaml.contains("user_profile_method: userinfo_endpoint"),
+        "{yaml}"
+    );
+}
+
+/// `synapse.extra_settings` may not set what masgen writes: the delegation
+/// block, the database, the server name, the listeners.
+#[test]
+fn synapse_escape_hatch_keeps_off_managed_settings() {
+    let table = |k: &str, v: &str| {
+        format!(
+            "{}\n[synapse.extra_settings.{k}]\n{v}\n",
+            example_text("fresh.toml")
+        )
+    };
+    assert!(has(
+        table("matrix_authentication_service", "enabled = true"),
+        "synapse.delegation_managed"
+    ));
+    for key in ["database", "listeners", "server_name"] {
+        let text = if key == "server_name" {
+            set(
+                &example_text("fresh.toml"),
+                "synapse.extra_settings.server_name",
+                "x.example".into(),
+            )
+        } else if key == "listeners" {
+            set(
+                &example_text("fresh.toml"),
+                "synapse.extra_settings.listeners",
+                toml::Value::Array(vec![]),
+            )
+        } else {
+            table(key, "name = \"psycopg2\"")
+        };
+        assert!(has(text, "synapse.managed_setting"), "{key}");
+    }
+}
