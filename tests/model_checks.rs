@@ -594,3 +594,19 @@ fn synapse_escape_hatch_keeps_off_managed_settings() {
         assert!(has(text, "synapse.managed_setting"), "{key}");
     }
 }
+
+/// The subject and account-name claims are templates only: an `action` on
+/// either is refused.
+#[test]
+fn identity_claims_take_no_action() {
+    for claim in ["subject", "account_name"] {
+        let path = format!("mas.upstream_providers[0].claims_imports.{claim}.action");
+        assert!(
+            has(
+                with("migrate-keycloak.toml", &path, "force".into()),
+                "mas.claims.action"
+            ),
+            "{claim}"
+        );
+    }
+}
