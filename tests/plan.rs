@@ -29,6 +29,11 @@ fn opts(rollback: bool, acks: &[&str]) -> Options {
     }
 }
 
+/// The plan for `c` from `from`, which must not be refused.
+fn planned(c: &masgen::Checked, from: HostState, o: &Options) -> plan::Plan {
+    plan::plan(&c.homeserver, from, "t", o).expect("a plan, not a refusal")
+}
+
 /// One line per step: what a reviewer checks first.
 fn outline(result: &Result<plan::Plan, plan::Refusal>) -> String {
     match result {
@@ -143,13 +148,7 @@ fn a_split_with_mas_beside_synapse() {
             .map(|s| (s.id.clone(), s.host.clone()))
             .collect()
     };
-    let p = plan::plan(
-        &c.homeserver,
-        HostState::SynapseOnly,
-        "t",
-        &opts(false, &[]),
-    )
-    .unwrap();
+    let p = planned(&c, HostState::SynapseOnly, &opts(false, &[]));
     let forward = ids(&p);
     let finals: Vec<&(String, String)> = forward
         .iter()
@@ -167,13 +166,7 @@ fn a_split_with_mas_beside_synapse() {
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), forward.len(), "{forward:?}");
-    let back = plan::plan(
-        &c.homeserver,
-        HostState::Delegated,
-        "t",
-        &opts(true, &[plan::ACK_ROLLBACK]),
-    )
-    .unwrap();
+    let back = planned(&c, HostState::Delegated, &opts(true, &[plan::ACK_ROLLBACK]));
     let on = |id: &str, host: &str| (id.to_string(), host.to_string());
     assert_eq!(
         ids(&back),
@@ -195,13 +188,7 @@ fn split_spec(edit: impl Fn(&mut toml::Table)) -> masgen::Checked {
 }
 
 fn phase_one_order(c: &masgen::Checked) -> Vec<(String, Vec<String>)> {
-    let p = plan::plan(
-        &c.homeserver,
-        HostState::SynapseOnly,
-        "t",
-        &opts(false, &[]),
-    )
-    .unwrap();
+    let p = planned(c, HostState::SynapseOnly, &opts(false, &[]));
     p.steps
         .iter()
         .filter(|s| s.id.starts_with("switch-prepare-"))
@@ -320,18 +307,12 @@ fn migration_order_and_downtime_are_what_the_operator_needs() {
 #[test]
 fn partial_runs_start_at_the_first_unfinished_step() {
     let c = checked("examples/migrate-local.toml");
-    let from_prepared = plan::plan(
-        &c.homeserver,
-        HostState::MasPrepared,
-        "t",
-        &opts(false, &[]),
-    )
-    .unwrap();
+    let from_prepared = planned(&c, HostState::MasPrepared, &opts(false, &[]));
     assert_eq!(from_prepared.steps[0].id, "syn2mas-check");
     // Past the migration, the system's stamp is what lets the plan go on.
     let mut on_record = opts(false, &[]);
     on_record.record = record(HostState::Migrated, true, true);
-    let from_migrated = plan::plan(&c.homeserver, HostState::Migrated, "t", &on_record).unwrap();
+    let from_migrated = planned(&c, HostState::Migrated, &on_record);
     assert_eq!(from_migrated.steps[0].id, "switch-final");
     assert!(
         from_migrated
@@ -366,13 +347,11 @@ fn refusals_name_the_risk_and_the_way_out() {
     let r = refusal(&migrate, HostState::Delegated, opts(true, &[]));
     assert_eq!(r.code, "plan.rollback_delegated");
     assert!(r.help.contains(plan::ACK_ROLLBACK));
-    let ok = plan::plan(
-        &migrate.homeserver,
+    let ok = planned(
+        &migrate,
         HostState::Delegated,
-        "t",
         &opts(true, &[plan::ACK_ROLLBACK]),
-    )
-    .unwrap();
+    );
     assert_eq!(ok.to, HostState::SynapseOnly);
     assert!(ok
         .steps
@@ -385,13 +364,11 @@ fn refusals_name_the_risk_and_the_way_out() {
     let r = refusal(&with_providers, HostState::SynapseOnly, opts(false, &[]));
     assert_eq!(r.code, "plan.password_providers");
     assert!(r.help.contains(plan::ACK_PASSWORD_PROVIDERS));
-    let acked = plan::plan(
-        &with_providers.homeserver,
+    let acked = planned(
+        &with_providers,
         HostState::SynapseOnly,
-        "t",
         &opts(false, &[plan::ACK_PASSWORD_PROVIDERS]),
-    )
-    .unwrap();
+    );
     assert!(acked
         .warnings
         .iter()
@@ -427,7 +404,7 @@ fn the_record_decides_repeats_and_leftovers() {
     let c = checked("examples/migrate-local.toml");
     let mut o = opts(false, &[]);
     o.record = record(HostState::MasPrepared, true, false);
-    let p = plan::plan(&c.homeserver, HostState::MasPrepared, "t", &o).unwrap();
+    let p = planned(&c, HostState::MasPrepared, &o);
     assert!(
         p.warnings.iter().all(|w| !w.contains("as claimed")),
         "{:?}",
@@ -440,7 +417,7 @@ fn the_record_decides_repeats_and_leftovers() {
     for (dry_run, migrated) in [(true, false), (false, true)] {
         let mut o = opts(true, &[]);
         o.record = record(HostState::SynapseOnly, dry_run, migrated);
-        let p = plan::plan(&c.homeserver, HostState::SynapseOnly, "t", &o).unwrap();
+        let p = planned(&c, HostState::SynapseOnly, &o);
         let ids: Vec<&str> = p.steps.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(
             ids,
@@ -459,8 +436,7 @@ fn the_record_decides_repeats_and_leftovers() {
             "examples/fleet/example-net.toml",
         ] {
             let c = checked(spec);
-            let p =
-                plan::plan(&c.homeserver, from, "t", &opts(true, &[plan::ACK_ROLLBACK])).unwrap();
+            let p = planned(&c, from, &opts(true, &[plan::ACK_ROLLBACK]));
             let said = p.steps.iter().any(|s| {
                 s.warnings
                     .iter()
@@ -474,14 +450,7 @@ fn the_record_decides_repeats_and_leftovers() {
 #[test]
 fn safety_invariants_reject_unsafe_step_lists() {
     let c = checked("examples/migrate-local.toml");
-    let good = plan::plan(
-        &c.homeserver,
-        HostState::SynapseOnly,
-        "t",
-        &opts(false, &[]),
-    )
-    .unwrap()
-    .steps;
+    let good = planned(&c, HostState::SynapseOnly, &opts(false, &[])).steps;
     assert!(check(&good).is_ok());
 
     let mut no_dry_run = good.clone();
@@ -528,14 +497,7 @@ fn safety_invariants_reject_unsafe_step_lists() {
 #[test]
 fn safety_invariants_weigh_what_the_system_shows() {
     let c = checked("examples/migrate-local.toml");
-    let good = plan::plan(
-        &c.homeserver,
-        HostState::SynapseOnly,
-        "t",
-        &opts(false, &[]),
-    )
-    .unwrap()
-    .steps;
+    let good = planned(&c, HostState::SynapseOnly, &opts(false, &[])).steps;
     let safety = |steps: &[plan::Step], r: &Record| plan::check_safety(Mode::Migrate, steps, r);
 
     // A clean dry run on record stands in for one in the plan; nothing else does.
@@ -641,7 +603,7 @@ fn every_rollback_ends_with_synapse_serving_logins_itself() {
         HostState::Migrated,
         HostState::Delegated,
     ] {
-        let p = plan::plan(&c.homeserver, from, "t", &opts(true, &[plan::ACK_ROLLBACK])).unwrap();
+        let p = planned(&c, from, &opts(true, &[plan::ACK_ROLLBACK]));
         assert_eq!(
             p.to,
             HostState::SynapseOnly,
@@ -803,7 +765,7 @@ fn build_writes_the_plan_beside_the_flake() {
 #[test]
 fn rollback_finds_the_newest_generation_without_mas() {
     let c = checked("examples/migrate-local.toml");
-    let p = plan::plan(&c.homeserver, HostState::MasPrepared, "t", &opts(true, &[])).unwrap();
+    let p = planned(&c, HostState::MasPrepared, &opts(true, &[]));
     let find = &p.steps[pos(&p.steps, "rollback-switch-synapse-only")].commands[0];
     let run = |with_mas: &[u32], without: &[u32]| {
         // Dashes in the parent path must not confuse it.
@@ -954,7 +916,7 @@ fn every_form_of_password_auth_is_refused() {
     let spec = support::checked("providers.toml", &(base.clone() + &forms[0].1));
     let mut o = opts(false, &[]);
     o.record = record(HostState::Migrated, true, true);
-    let p = plan::plan(&spec.homeserver, HostState::Migrated, "t", &o).unwrap();
+    let p = planned(&spec, HostState::Migrated, &o);
     assert_eq!(p.steps[0].id, "switch-final");
     assert_eq!(
         refusal(&spec, HostState::MasPrepared, opts(false, &[])).code,
@@ -969,13 +931,7 @@ fn legacy_sso_users_are_warned_about() {
     let text = base.replace("[synapse]\n", "[synapse]\nlegacy_sso = [\"cas\"]\n");
     assert_ne!(text, base);
     let spec = support::checked("cas.toml", &text);
-    let p = plan::plan(
-        &spec.homeserver,
-        HostState::SynapseOnly,
-        "t",
-        &opts(false, &[]),
-    )
-    .unwrap();
+    let p = planned(&spec, HostState::SynapseOnly, &opts(false, &[]));
     assert!(
         p.warnings
             .iter()
