@@ -21,23 +21,7 @@ fn split_text() -> String {
 }
 
 fn build(text: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("spec.toml");
-    std::fs::write(&spec, text).unwrap();
-    let out = dir.path().join("out");
-    let run = support::check::masgen()
-        .arg("build")
-        .arg(&spec)
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "build failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    dir
+    support::check::built_in(tempfile::tempdir().unwrap(), text)
 }
 
 /// The NixOS module of `configuration` (`hosts/<host>/<phase>/default.nix`),

@@ -31,18 +31,7 @@ fn build() -> tempfile::TempDir {
         backup.display().to_string().into(),
     );
     assert!(text.contains(&backup.display().to_string()));
-    fs::write(dir.path().join("spec.toml"), text).unwrap();
-    let run = support::check::masgen()
-        .args(["build", "spec.toml", "-o", "out"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    dir
+    support::check::built_in(dir, &text)
 }
 
 fn masgen(dir: &Path, args: &[&str]) -> Output {

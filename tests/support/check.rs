@@ -15,6 +15,23 @@ pub fn masgen() -> Command {
     cmd
 }
 
+/// A temporary directory holding `text` as `spec.toml`, built into `out/`
+/// by `masgen build spec.toml -o out` run there.
+pub fn built_in(dir: tempfile::TempDir, text: &str) -> tempfile::TempDir {
+    std::fs::write(dir.path().join("spec.toml"), text).unwrap();
+    let run = masgen()
+        .args(["build", "spec.toml", "-o", "out"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "build failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    dir
+}
+
 /// Runs `masgen check <rel>` from `dir`, with a relative path so the output
 /// does not depend on where the repository lives.
 pub fn check_in(dir: &Path, rel: &str) -> Output {
