@@ -610,3 +610,83 @@ fn identity_claims_take_no_action() {
         );
     }
 }
+
+/// The legacy `oidc_config` provider with users must be mapped by a MAS
+/// provider with `synapse_idp_id = "oidc"`: refused unmapped, fine mapped,
+/// and fine unmapped when nobody ever logged in with it.
+#[test]
+fn legacy_oidc_block_with_users_must_be_mapped() {
+    let legacy = |has_users: bool, mapped: bool| {
+        let mut text = with(
+            "migrate-keycloak.toml",
+            "synapse.oidc_providers[0].has_users",
+            false.into(),
+        );
+        if mapped {
+            text = set(
+                &text,
+                "mas.upstream_providers[0].synapse_idp_id",
+                "oidc".into(),
+            );
+        }
+        text.push_str(&format!(
+            "\n[synapse.oidc_config]\nissuer = \"https://sso.example.net/realms/other\"\nclient_id = \"synapse\"\nclient_secret_file = \"/run/secrets/other\"\nhas_users = {has_users}\n"
+        ));
+        diags(&text)
+            .into_iter()
+            .filter(|d| d.1 == "migrate.provider_unmapped")
+            .map(|d| d.2)
+            .collect::<Vec<_>>()
+    };
+    let unmapped = legacy(true, false);
+    assert!(
+        unmapped.len() == 1 && unmapped[0].contains("legacy `oidc_config`"),
+        "{unmapped:?}"
+    );
+    assert_eq!(legacy(true, true), Vec::<String>::new());
+    assert_eq!(legacy(false, false), Vec::<String>::new());
+}
+
+/// Without discovery, a signed userinfo response is verified with the
+/// provider's JWKS: `fetch_userinfo = true` with
+/// `userinfo_signed_response_alg` and no `jwks_uri` is refused (a plain
+/// OAuth 2.0 provider, so no `openid` scope to warn about instead); without
+/// `fetch_userinfo` the algorithm is never used and nothing is refused.
+#[test]
+fn signed_userinfo_without_discovery_needs_jwks_uri() {
+    let provider = |fetch: bool| {
+        let mut text = example_text("migrate-keycloak.toml");
+        for (key, value) in [
+            ("discovery_mode", "disabled"),
+            ("scope", "profile email"),
+            ("authorization_endpoint", "https://sso.example.net/authorize"),
+            ("token_endpoint", "https://sso.example.net/token"),
+            ("userinfo_endpoint", "https://sso.example.net/userinfo"),
+            ("userinfo_signed_response_alg", "RS256"),
+        ] {
+            text = set(
+                &text,
+                &format!("mas.upstream_providers[0].{key}"),
+                value.into(),
+            );
+        }
+        let text = set(
+            &text,
+            "mas.upstream_providers[0].fetch_userinfo",
+            fetch.into(),
+        );
+        diags(&text)
+            .into_iter()
+            .filter(|d| d.0)
+            .map(|d| (d.1, d.2))
+            .collect::<Vec<_>>()
+    };
+    let refused = provider(true);
+    assert!(
+        refused.len() == 1
+            && refused[0].0 == "mas.provider.endpoints"
+            && refused[0].1.contains("signed userinfo"),
+        "{refused:?}"
+    );
+    assert_eq!(provider(false), Vec::<(String, String)>::new());
+}
