@@ -659,7 +659,10 @@ fn signed_userinfo_without_discovery_needs_jwks_uri() {
         for (key, value) in [
             ("discovery_mode", "disabled"),
             ("scope", "profile email"),
-            ("authorization_endpoint", "https://sso.example.net/authorize"),
+            (
+                "authorization_endpoint",
+                "https://sso.example.net/authorize",
+            ),
             ("token_endpoint", "https://sso.example.net/token"),
             ("userinfo_endpoint", "https://sso.example.net/userinfo"),
             ("userinfo_signed_response_alg", "RS256"),

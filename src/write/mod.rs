@@ -172,14 +172,19 @@ pub fn write_tree_with(
     }
     // A file that does not parse is masgen's bug; it is not written. Files
     // already on disk were checked when they were written.
-    for rel in report.created.iter().chain(&report.updated) {
-        if rel.extension() == Some("nix") {
-            let errors = crate::nix::syntax_errors(&tree[rel]);
-            anyhow::ensure!(
-                errors.is_empty(),
-                "internal error: generated {rel} does not parse: {errors:?}"
-            );
-        }
+    // Parsing is most of a first build's own work: spread over the cores.
+    let nix: Vec<&Utf8PathBuf> = report
+        .created
+        .iter()
+        .chain(&report.updated)
+        .filter(|rel| rel.extension() == Some("nix"))
+        .collect();
+    let parsed = crate::par::map(&nix, 64, |rel| crate::nix::syntax_errors(&tree[*rel]));
+    for (rel, errors) in nix.iter().zip(parsed) {
+        anyhow::ensure!(
+            errors.is_empty(),
+            "internal error: generated {rel} does not parse: {errors:?}"
+        );
     }
     // The manifest is staged first: recovery knows a staged file is masgen's
     // because the staged manifest lists it.
