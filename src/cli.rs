@@ -50,50 +50,7 @@ pub enum Command {
         check: bool,
     },
     /// Print the ordered activation steps from the host's current state.
-    Plan {
-        /// Spec files, or fleet files listing specs.
-        #[arg(required = true, value_name = "SPEC")]
-        specs: Vec<Utf8PathBuf>,
-        /// Of a fleet, only this homeserver: its server name or its spec's file stem.
-        #[arg(long, visible_alias = "homeserver", value_name = "NAME")]
-        only: Option<String>,
-        /// How the rebuild steps deploy a configuration.
-        #[arg(long, value_enum, default_value_t = Deploy::NixosRebuild)]
-        deploy: Deploy,
-        /// The host, when it is not the machine the plan runs on: nixos-rebuild
-        /// builds here and activates there (`--target-host USER@HOST`). A homeserver
-        /// split over hosts takes NAME=USER@HOST for each host of the spec.
-        #[arg(long = "target-host", value_name = "[NAME=]USER@HOST")]
-        target_host: Vec<String>,
-        /// With --deploy colmena: the hive Colmena reads (its --config) [default: OUT/flake.nix];
-        /// Colmena >= 0.5 needs a flake with a `colmenaHive` output (docs/guide.md).
-        #[arg(long = "colmena-config", value_name = "PATH")]
-        colmena_config: Option<String>,
-        /// The current state as you claim it: fresh, synapse-only, mas-prepared, migrated,
-        /// delegated. With --system, the system must agree.
-        #[arg(long)]
-        from: Option<String>,
-        /// Claim the current state from a previous output tree's manifest.
-        #[arg(long)]
-        against: Option<Utf8PathBuf>,
-        /// Read the current state from a NixOS system root (e.g. /run/current-system):
-        /// its evidence beats --from and --against. A homeserver split over hosts
-        /// takes NAME=ROOT for Synapse's host and MAS's host.
-        #[arg(long, value_name = "[NAME=]ROOT")]
-        system: Vec<String>,
-        /// Output directory the commands refer to.
-        #[arg(short, long, default_value = "out")]
-        output: Utf8PathBuf,
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-        /// Plan the way back to Synapse's own logins (`synapse-only`) instead.
-        #[arg(long)]
-        rollback: bool,
-        /// Acknowledge a risk the plan would otherwise refuse (repeatable):
-        /// `password-providers-stop-working`, `rollback-breaks-mas-sessions`, `plan-repeats-done-steps`.
-        #[arg(long = "acknowledge", value_name = "RISK")]
-        acknowledge: Vec<String>,
-    },
+    Plan(crate::plan_cmd::PlanArgs),
     /// Write a first `migrate` spec from what the host runs today, with a
     /// report of every input key on stderr.
     Import {

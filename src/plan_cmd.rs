@@ -11,18 +11,49 @@ use masgen::plan::{self, Plan, StateSource};
 
 use crate::cli::{Deploy, Format};
 
+#[derive(Debug, clap::Args)]
 pub struct PlanArgs {
+    /// Spec files, or fleet files listing specs.
+    #[arg(required = true, value_name = "SPEC")]
     pub specs: Vec<Utf8PathBuf>,
+    /// Of a fleet, only this homeserver: its server name or its spec's file stem.
+    #[arg(long, visible_alias = "homeserver", value_name = "NAME")]
     pub only: Option<String>,
+    /// How the rebuild steps deploy a configuration.
+    #[arg(long, value_enum, default_value_t = Deploy::NixosRebuild)]
     pub deploy: Deploy,
+    /// The host, when it is not the machine the plan runs on: nixos-rebuild
+    /// builds here and activates there (`--target-host USER@HOST`). A homeserver
+    /// split over hosts takes NAME=USER@HOST for each host of the spec.
+    #[arg(long = "target-host", value_name = "[NAME=]USER@HOST")]
     pub target_host: Vec<String>,
+    /// With --deploy colmena: the hive Colmena reads (its --config) [default: OUT/flake.nix];
+    /// Colmena >= 0.5 needs a flake with a `colmenaHive` output (docs/guide.md).
+    #[arg(long = "colmena-config", value_name = "PATH")]
     pub colmena_config: Option<String>,
+    /// The current state as you claim it: fresh, synapse-only, mas-prepared, migrated,
+    /// delegated. With --system, the system must agree.
+    #[arg(long)]
     pub from: Option<String>,
+    /// Claim the current state from a previous output tree's manifest.
+    #[arg(long)]
     pub against: Option<Utf8PathBuf>,
+    /// Read the current state from a NixOS system root (e.g. /run/current-system):
+    /// its evidence beats --from and --against. A homeserver split over hosts
+    /// takes NAME=ROOT for Synapse's host and MAS's host.
+    #[arg(long, value_name = "[NAME=]ROOT")]
     pub system: Vec<String>,
+    /// Output directory the commands refer to.
+    #[arg(short, long, default_value = "out")]
     pub output: Utf8PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Plan the way back to Synapse's own logins (`synapse-only`) instead.
+    #[arg(long)]
     pub rollback: bool,
+    /// Acknowledge a risk the plan would otherwise refuse (repeatable):
+    /// `password-providers-stop-working`, `rollback-breaks-mas-sessions`, `plan-repeats-done-steps`.
+    #[arg(long = "acknowledge", value_name = "RISK")]
     pub acknowledge: Vec<String>,
 }
 
