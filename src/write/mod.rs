@@ -114,17 +114,14 @@ pub fn previous_manifest(out: &Utf8Path) -> Result<BTreeMap<Utf8PathBuf, String>
     struct Files {
         files: BTreeMap<String, String>,
     }
+    // Two spellings of one path ("a//b", "a/b") are one entry either way,
+    // with the later value.
     if let Ok(m) = serde_json::from_str::<Files>(&text) {
-        let listed = m.files.len();
-        let files: BTreeMap<Utf8PathBuf, String> = m
+        return Ok(m
             .files
             .into_iter()
             .map(|(k, v)| (Utf8PathBuf::from(k), v))
-            .collect();
-        // Two spellings of one path ("a/b", "a//b"): the general path decides.
-        if files.len() == listed {
-            return Ok(files);
-        }
+            .collect());
     }
     let value: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{path} is not a masgen manifest"))?;
@@ -338,6 +335,31 @@ mod tests {
             serde_json::json!({ "files": m }).to_string(),
         );
         t
+    }
+
+    /// The fast path and the general one read a manifest alike, also where
+    /// it spells one path twice or holds a value that is not a string.
+    #[test]
+    fn manifest_paths_spelled_twice_are_one_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Utf8Path::from_path(dir.path()).unwrap();
+        for (files, want) in [
+            (r#"{"a//b": "1", "a/b": "2"}"#, vec![("a/b", "2")]),
+            (r#"{"a//b": "1", "a/b": 2}"#, vec![("a/b", "")]),
+            (r#"{"c": "3", "a/b": "2"}"#, vec![("a/b", "2"), ("c", "3")]),
+        ] {
+            fs::write(out.join(MANIFEST), format!(r#"{{"files": {files}}}"#)).unwrap();
+            let got = previous_manifest(out).unwrap();
+            // Paths compare by component: "a//b" is "a/b".
+            assert_eq!(got.len(), want.len(), "{files}");
+            for (k, v) in &want {
+                assert_eq!(
+                    got.get(Utf8Path::new(k)).map(String::as_str),
+                    Some(*v),
+                    "{files}"
+                );
+            }
+        }
     }
 
     /// A generated Nix file that does not parse is masgen's bug: the build
