@@ -283,6 +283,18 @@ in rec {
     conflicting = filter (role: builtins.length (filesOf role) > 1) roles;
   };
 
+  # `passwordFile` of masgen.{synapse,mas}.databasePassword: a root-only
+  # file is fine, the units read it through LoadCredential.
+  passwordFileOption = lib: example:
+    lib.mkOption {
+      type = lib.types.strMatching "/.*";
+      inherit example;
+      description = ''
+        Absolute path of the database password (read through LoadCredential,
+        so it may be root-only). One trailing newline is stripped.
+      '';
+    };
+
   # The writer of masgen.{synapse,mas}.databasePassword (synapse-database.nix,
   # mas-database.nix): scripts/database-file.sh run on the store settings with
   # `filter`, the password read through LoadCredential.

@@ -22,8 +22,6 @@
   pkgs,
   ...
 }: let
-  inherit (lib) mkOption types;
-
   mlib = import ./lib.nix;
 
   cfg = config.masgen.mas.databasePassword;
@@ -42,14 +40,7 @@ in {
   options.masgen.mas.databasePassword = {
     enable = lib.mkEnableOption "writing MAS's database uri with a password from a file at boot";
 
-    passwordFile = mkOption {
-      type = types.strMatching "/.*";
-      example = "/run/secrets/mas-db-password";
-      description = ''
-        Absolute path of the database password (read through LoadCredential,
-        so it may be root-only). One trailing newline is stripped.
-      '';
-    };
+    passwordFile = mlib.passwordFileOption lib "/run/secrets/mas-db-password";
   };
 
   config = lib.mkIf cfg.enable {

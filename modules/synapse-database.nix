@@ -24,8 +24,6 @@
   pkgs,
   ...
 }: let
-  inherit (lib) mkOption types;
-
   mlib = import ./lib.nix;
 
   cfg = config.masgen.synapse.databasePassword;
@@ -52,14 +50,7 @@ in {
   options.masgen.synapse.databasePassword = {
     enable = lib.mkEnableOption "writing Synapse's database section with a password from a file at boot";
 
-    passwordFile = mkOption {
-      type = types.strMatching "/.*";
-      example = "/run/secrets/synapse-db-password";
-      description = ''
-        Absolute path of the database password (read through LoadCredential,
-        so it may be root-only). One trailing newline is stripped.
-      '';
-    };
+    passwordFile = mlib.passwordFileOption lib "/run/secrets/synapse-db-password";
   };
 
   config = lib.mkIf cfg.enable {

@@ -1164,7 +1164,13 @@ fn masgen_options_match_the_modules() {
                 continue;
             };
             let rhs = rhs.trim_start_matches("lib.");
-            if rhs.starts_with("mkOption") || rhs.starts_with("mkEnableOption") {
+            // An option made by a helper of modules/lib.nix: `mlib.<name>Option`.
+            let helper = rhs.starts_with("mlib.")
+                && rhs
+                    .split_whitespace()
+                    .next()
+                    .is_some_and(|f| f.ends_with("Option"));
+            if rhs.starts_with("mkOption") || rhs.starts_with("mkEnableOption") || helper {
                 let name = lhs.trim_start_matches("options.");
                 // `enable` / `settings` … inside `options.masgen.X = { … }`.
                 let ns = text
