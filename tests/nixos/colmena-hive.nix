@@ -32,20 +32,8 @@
 let
   lib = import "${tree}/lib";
   flake = import "${out}/flake.nix";
-  flakeText = builtins.readFile "${out}/flake.nix";
-  hostModule = import ./host.nix;
-  moduleNames =
-    let
-      parts = builtins.tail (builtins.split "nixosModules\\.\"?" flakeText);
-      names = map (p: builtins.match "([A-Za-z0-9_'-]+).*" p) (builtins.filter builtins.isString parts);
-    in
-    lib.unique (map builtins.head (builtins.filter (m: m != null) names));
-  hostInput = {
-    nixosModules = lib.genAttrs moduleNames (_: hostModule);
-    outPath = hostDir;
-  };
   inputNames = builtins.attrNames (flake.inputs or { });
-  hostInputs = lib.genAttrs (builtins.filter (lib.hasPrefix "host-") inputNames) (_: hostInput);
+  hostInputs = import ./host-inputs.nix { inherit lib out hostDir; };
   nixpkgsInput = name: {
     outPath = tree;
     inherit lib;

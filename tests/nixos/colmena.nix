@@ -30,22 +30,11 @@ let
   treeLib = import "${tree}/lib";
   lib = treeLib;
   flake = import "${out}/flake.nix";
-  flakeText = builtins.readFile "${out}/flake.nix";
   standin = system: import ./pkgs.nix { inherit lib system; };
   hostModule = import ./host.nix;
 
-  moduleNames =
-    let
-      parts = builtins.tail (builtins.split "nixosModules\\.\"?" flakeText);
-      names = map (p: builtins.match "([A-Za-z0-9_'-]+).*" p) (builtins.filter builtins.isString parts);
-    in
-    lib.unique (map builtins.head (builtins.filter (m: m != null) names));
-  hostInput = {
-    nixosModules = lib.genAttrs moduleNames (_: hostModule);
-    outPath = hostDir;
-  };
   inputNames = builtins.attrNames (flake.inputs or { });
-  hostInputs = lib.genAttrs (builtins.filter (lib.hasPrefix "host-") inputNames) (_: hostInput);
+  hostInputs = import ./host-inputs.nix { inherit lib out hostDir; };
   # Every nixpkgs input is the tree, its packages marked with the input's name.
   nixpkgsInput = name: {
     outPath = tree;

@@ -28,7 +28,6 @@
 let
   treeLib = import "${tree}/lib";
   flake = import "${out}/flake.nix";
-  flakeText = builtins.readFile "${out}/flake.nix";
 
   # The stand-in package set for a system.
   standin = system: import ./pkgs.nix { lib = treeLib; inherit system; };
@@ -63,21 +62,7 @@ let
     }
   );
 
-  # Every `nixosModules.<name>` the flake text names; a host input exports
-  # the host module under each.
-  moduleNames =
-    let
-      parts = builtins.tail (builtins.split "nixosModules\\.\"?" flakeText);
-      names = map (p: builtins.match "([A-Za-z0-9_'-]+).*" p) (builtins.filter builtins.isString parts);
-    in
-    lib.unique (map builtins.head (builtins.filter (m: m != null) names));
-  hostInput = {
-    nixosModules = lib.genAttrs moduleNames (_: hostModule);
-    outPath = hostDir;
-  };
-  hostInputs = lib.genAttrs (builtins.filter (lib.hasPrefix "host-") (
-    builtins.attrNames (flake.inputs or { })
-  )) (_: hostInput);
+  hostInputs = import ./host-inputs.nix { inherit lib out hostDir; };
 
   nixpkgs = {
     outPath = tree;
