@@ -467,23 +467,14 @@ fn from_json(json: &Value, files: BTreeMap<String, GeneratedFile>, stderr: Strin
         nginx_conf: None,
         stderr,
     };
-    eval.synapse_settings = eval
-        .synapse_config_path
-        .as_deref()
-        .and_then(|p| eval.files.get(p))
-        .and_then(|f| f.value.clone());
+    let file = |path: &Option<String>| path.as_deref().and_then(|p| eval.files.get(p)).cloned();
+    let synapse = file(&eval.synapse_config_path);
     eval.mas_config_path = named_file(&eval, "matrix-authentication-service", "config.yaml");
-    eval.mas_settings = eval
-        .mas_config_path
-        .as_deref()
-        .and_then(|p| eval.files.get(p))
-        .and_then(|f| f.value.clone());
     eval.nginx_conf_path = named_file(&eval, "nginx", "nginx.conf");
-    eval.nginx_conf = eval
-        .nginx_conf_path
-        .as_deref()
-        .and_then(|p| eval.files.get(p))
-        .and_then(|f| f.text.clone());
+    let (mas, nginx) = (file(&eval.mas_config_path), file(&eval.nginx_conf_path));
+    eval.synapse_settings = synapse.and_then(|f| f.value);
+    eval.mas_settings = mas.and_then(|f| f.value);
+    eval.nginx_conf = nginx.and_then(|f| f.text);
     eval
 }
 
