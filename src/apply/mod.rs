@@ -111,20 +111,7 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
         say!("refused: {} is split over the hosts {}; apply runs its steps from a machine that reaches each of them over SSH: {}", hs.server_name, hs.hosts.keys().cloned().collect::<Vec<_>>().join(", "), each.join(" "));
         return Ok(Outcome::Refused);
     }
-    let hosts: BTreeMap<String, Host> = hs
-        .hosts
-        .keys()
-        .map(|name| {
-            let target = opts.targets.of(name).map(String::from);
-            let host = Host::new(
-                target,
-                opts.path_prefix.clone(),
-                workdir.clone(),
-                stop.clone(),
-            );
-            (name.clone(), host)
-        })
-        .collect();
+    let hosts = spec_hosts(hs, opts, &workdir, &stop);
     let here = Host::new(None, opts.path_prefix.clone(), workdir, stop.clone());
     let popts = plan_options(opts);
     let places = Places {
@@ -195,13 +182,47 @@ pub fn apply(hs: &Homeserver, opts: &Options, stop: Arc<AtomicBool>) -> Result<O
         return Ok(Outcome::Refused);
     };
     start_run(&journal, &plan, &steps, open)?;
+    run_steps(&places, &journal, &steps, opts, &stop)
+}
+
+/// Each host of the spec, reached through its `--target-host` (or here).
+fn spec_hosts(
+    hs: &Homeserver,
+    opts: &Options,
+    workdir: &Utf8Path,
+    stop: &Arc<AtomicBool>,
+) -> BTreeMap<String, Host> {
+    hs.hosts
+        .keys()
+        .map(|name| {
+            let target = opts.targets.of(name).map(String::from);
+            let host = Host::new(
+                target,
+                opts.path_prefix.clone(),
+                workdir.to_owned(),
+                stop.clone(),
+            );
+            (name.clone(), host)
+        })
+        .collect()
+}
+
+/// The selected steps in order until one does not end done (or the run
+/// is stopped), and the run's last journal line.
+fn run_steps(
+    places: &Places<'_>,
+    journal: &Journal<'_>,
+    steps: &[Step],
+    opts: &Options,
+    stop: &Arc<AtomicBool>,
+) -> Result<Outcome> {
     let mut outcome = Outcome::Done;
-    for step in &steps {
+    for step in steps {
         if stop.load(Ordering::SeqCst) {
             outcome = Outcome::Interrupted;
             break;
         }
-        outcome = run_step(&places, &journal, step, opts, &stop)?;
+        outcome = run_step(places, journal, step, opts, stop)?;
         if outcome != Outcome::Done {
             break;
         }
