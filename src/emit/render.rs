@@ -312,49 +312,9 @@ pub fn render_unit(name: &str, task: &Task, phase: &HostPhase) -> String {
         &phase.synapse.extra_config_files,
         &mut credentials,
     );
-    let mut u = String::from("[Unit]\n");
-    u.push_str(&format!(
-        "Description={}\n",
-        task.description.replace('%', "%%")
-    ));
-    let with_implied = |list: &[String]| {
-        let mut all = list.to_vec();
-        for u in &implied.after_requires {
-            if !all.contains(u) {
-                all.push(u.clone());
-            }
-        }
-        all
-    };
-    for (key, list) in [
-        ("After", &with_implied(&task.after)),
-        ("Requires", &with_implied(&task.requires)),
-        ("Conflicts", &task.conflicts),
-    ] {
-        if !list.is_empty() {
-            u.push_str(&format!("{key}={}\n", list.join(" ")));
-        }
-    }
+    let mut u = unit_section(task, &implied.after_requires);
     u.push_str("\n[Service]\n");
-    // NixOS writes the environment sorted by name: its own (`#| `) and the task's.
-    let mut env: Vec<(String, String)> = nixpkgs::SERVICE_ENVIRONMENT
-        .iter()
-        .map(|l| (l.to_string(), format!("#| {l}")))
-        .collect();
-    if !mas_extra.is_empty() {
-        let names: Vec<&str> = mas_extra.iter().map(|(n, _)| n.as_str()).collect();
-        let line = format!(
-            "Environment=\"MASGEN_MAS_EXTRA_CONFIGS={}\"",
-            names.join(" ")
-        );
-        env.push((line.clone(), line));
-    }
-    for (name, value) in &task.environment {
-        let line = format!("Environment=\"{name}={value}\"");
-        env.push((line.clone(), line));
-    }
-    env.sort();
-    for (_, line) in env {
+    for line in environment(task, &mas_extra) {
         u.push_str(&format!("{line}\n"));
     }
     // What NixOS writes for restartIfChanged = false / stopIfChanged = false,
@@ -391,6 +351,58 @@ pub fn render_unit(name: &str, task: &Task, phase: &HostPhase) -> String {
         ));
     }
     u
+}
+
+/// `[Unit]`: the description and the ordering, with the units the task's
+/// placeholders imply.
+fn unit_section(task: &Task, implied: &[String]) -> String {
+    let mut u = String::from("[Unit]\n");
+    u.push_str(&format!(
+        "Description={}\n",
+        task.description.replace('%', "%%")
+    ));
+    let with_implied = |list: &[String]| {
+        let mut all = list.to_vec();
+        for u in implied {
+            if !all.contains(u) {
+                all.push(u.clone());
+            }
+        }
+        all
+    };
+    for (key, list) in [
+        ("After", &with_implied(&task.after)),
+        ("Requires", &with_implied(&task.requires)),
+        ("Conflicts", &task.conflicts),
+    ] {
+        if !list.is_empty() {
+            u.push_str(&format!("{key}={}\n", list.join(" ")));
+        }
+    }
+    u
+}
+
+/// The `Environment=` lines as NixOS writes them, sorted by name: its own
+/// (`#| `, for reference) and the task's.
+fn environment(task: &Task, mas_extra: &[(String, String)]) -> Vec<String> {
+    let mut env: Vec<(String, String)> = nixpkgs::SERVICE_ENVIRONMENT
+        .iter()
+        .map(|l| (l.to_string(), format!("#| {l}")))
+        .collect();
+    if !mas_extra.is_empty() {
+        let names: Vec<&str> = mas_extra.iter().map(|(n, _)| n.as_str()).collect();
+        let line = format!(
+            "Environment=\"MASGEN_MAS_EXTRA_CONFIGS={}\"",
+            names.join(" ")
+        );
+        env.push((line.clone(), line));
+    }
+    for (name, value) in &task.environment {
+        let line = format!("Environment=\"{name}={value}\"");
+        env.push((line.clone(), line));
+    }
+    env.sort();
+    env.into_iter().map(|(_, line)| line).collect()
 }
 
 /// `ExecStart=`'s words: placeholders expanded as modules/tasks.nix does;
