@@ -378,37 +378,7 @@ fn config_markdown(out: &mut String, cfg: &ConfigurationChange) {
     }
     settings_markdown(out, "Synapse settings", &cfg.synapse_settings);
     settings_markdown(out, "MAS settings", &cfg.mas_settings);
-    if !cfg.virtual_hosts.is_empty() || !cfg.routes.is_empty() {
-        let _ = writeln!(out, "**nginx**\n");
-        for v in &cfg.virtual_hosts {
-            let mut line = format!(
-                "- `{}` virtual host {}",
-                v.change.sigil(),
-                code(&v.server_name)
-            );
-            if !v.reasons.is_empty() {
-                let _ = write!(line, " ({})", escape_md(&v.reasons.join(", ")));
-            }
-            let _ = writeln!(out, "{line}");
-        }
-        for r in &cfg.routes {
-            let _ = writeln!(
-                out,
-                "- `{}` {} location {}: {}",
-                r.change.sigil(),
-                code(&r.server_name),
-                code(&r.matcher),
-                match (&r.old, &r.new) {
-                    (Some(o), Some(n)) =>
-                        format!("{} → {}", code(&o.describe()), code(&n.describe())),
-                    (None, Some(n)) => code(&n.describe()),
-                    (Some(o), None) => code(&o.describe()),
-                    (None, None) => String::new(),
-                }
-            );
-        }
-        out.push('\n');
-    }
+    nginx_markdown(out, cfg);
     settings_markdown(out, "Other options", &cfg.other_options);
     if !cfg.unmanaged_settings.is_empty() {
         let list: Vec<String> = cfg.unmanaged_settings.iter().map(|s| code(s)).collect();
@@ -426,6 +396,41 @@ fn config_markdown(out: &mut String, cfg: &ConfigurationChange) {
             list.join(", ")
         );
     }
+}
+
+/// nginx's virtual hosts and locations that change.
+fn nginx_markdown(out: &mut String, cfg: &ConfigurationChange) {
+    if cfg.virtual_hosts.is_empty() && cfg.routes.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "**nginx**\n");
+    for v in &cfg.virtual_hosts {
+        let mut line = format!(
+            "- `{}` virtual host {}",
+            v.change.sigil(),
+            code(&v.server_name)
+        );
+        if !v.reasons.is_empty() {
+            let _ = write!(line, " ({})", escape_md(&v.reasons.join(", ")));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    for r in &cfg.routes {
+        let _ = writeln!(
+            out,
+            "- `{}` {} location {}: {}",
+            r.change.sigil(),
+            code(&r.server_name),
+            code(&r.matcher),
+            match (&r.old, &r.new) {
+                (Some(o), Some(n)) => format!("{} → {}", code(&o.describe()), code(&n.describe())),
+                (None, Some(n)) => code(&n.describe()),
+                (Some(o), None) => code(&o.describe()),
+                (None, None) => String::new(),
+            }
+        );
+    }
+    out.push('\n');
 }
 
 fn settings_markdown(out: &mut String, title: &str, list: &[SettingChange]) {

@@ -335,10 +335,22 @@ fn service_changes(
     n: &ConfigState,
     change: &ConfigurationChange,
 ) -> BTreeMap<(u8, String), UnitChange> {
-    let opts = &change.other_options;
     let mut units = BTreeMap::new();
+    synapse_units(&mut units, o, n, change);
+    mas_unit(&mut units, o, n, change);
+    nginx_units(&mut units, o, n, change);
+    postgres_unit(&mut units, o, n, &change.other_options);
+    units
+}
 
-    // Synapse and the unit that writes its password_config file.
+/// Synapse, and the unit that writes its password_config file.
+fn synapse_units(
+    units: &mut BTreeMap<(u8, String), UnitChange>,
+    o: &ConfigState,
+    n: &ConfigState,
+    change: &ConfigurationChange,
+) {
+    let opts = &change.other_options;
     let reasons = unit_reasons(
         ("Synapse settings", change.synapse_settings.len()),
         opts,
@@ -358,7 +370,7 @@ fn service_changes(
         ],
     );
     service_unit(
-        &mut units,
+        units,
         SYNAPSE_UNIT,
         o.synapse_enabled(),
         n.synapse_enabled(),
@@ -366,7 +378,7 @@ fn service_changes(
         "restarted",
     );
     service_unit(
-        &mut units,
+        units,
         PASSWORD_CONFIG_UNIT,
         o.password_config().is_some(),
         n.password_config().is_some(),
@@ -377,8 +389,16 @@ fn service_changes(
         },
         "restarted; matrix-synapse.service requires it and restarts too",
     );
+}
 
-    // MAS.
+/// MAS.
+fn mas_unit(
+    units: &mut BTreeMap<(u8, String), UnitChange>,
+    o: &ConfigState,
+    n: &ConfigState,
+    change: &ConfigurationChange,
+) {
+    let opts = &change.other_options;
     let reasons = unit_reasons(
         ("MAS settings", change.mas_settings.len()),
         opts,
@@ -398,15 +418,23 @@ fn service_changes(
         ],
     );
     service_unit(
-        &mut units,
+        units,
         MAS_UNIT,
         o.mas_enabled(),
         n.mas_enabled(),
         reasons,
         "restarted",
     );
+}
 
-    // nginx.
+/// nginx, and the ACME units of its certificates.
+fn nginx_units(
+    units: &mut BTreeMap<(u8, String), UnitChange>,
+    o: &ConfigState,
+    n: &ConfigState,
+    change: &ConfigurationChange,
+) {
+    let opts = &change.other_options;
     let mut reasons = Vec::new();
     if !change.virtual_hosts.is_empty() || !change.routes.is_empty() {
         reasons.push(route_summary(&change.virtual_hosts, &change.routes));
@@ -419,19 +447,14 @@ fn service_changes(
         reasons.push("services.nginx options".into());
     }
     service_unit(
-        &mut units,
+        units,
         NGINX_UNIT,
         o.nginx_enabled(),
         n.nginx_enabled(),
         reasons,
         NGINX_RESTART,
     );
-    acme_units(&mut units, &o.acme_hosts(), &n.acme_hosts());
-
-    // PostgreSQL.
-    postgres_unit(&mut units, o, n, opts);
-
-    units
+    acme_units(units, &o.acme_hosts(), &n.acme_hosts());
 }
 
 /// masgen's tasks: added, removed, or changed in which of their fields.
