@@ -616,7 +616,6 @@ fn a_hanging_gate_check_is_interrupted() {
 /// failure in CI).
 #[test]
 fn the_backup_step_dumps_a_real_database() {
-    use std::os::unix::fs::PermissionsExt;
     // Without a pepper the unit names no runtime config file to copy.
     let rig = Rig::with_spec(|s| {
         s.lines()
@@ -639,28 +638,7 @@ fn the_backup_step_dumps_a_real_database() {
     )
     .unwrap();
     // pg_dump runs as `postgres` (runuser): its wrapper must be reachable.
-    let real = tempfile::tempdir().unwrap();
-    fs::set_permissions(real.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let write_exe = |name: &str, text: String| {
-        let p = real.path().join(name);
-        fs::write(&p, text).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-        p
-    };
-    let pg_dump = write_exe(
-        "pg_dump",
-        format!(
-            "#!/bin/sh\nexec '{}' -h '{}' -p '{}' \"$@\"\n",
-            pg.bin_dir().join("pg_dump").display(),
-            pg.socket_dir().display(),
-            pg.port()
-        ),
-    );
-    let script = support::repo_root().join("modules/scripts/backup.sh");
-    write_exe(
-        "masgen-backup",
-        format!("#!/bin/sh\nexec bash '{}' \"$@\"\n", script.display()),
-    );
+    let real = pg.backup_tools();
     let out = rig
         .command(&["--yes", "--until", "backup"])
         .env(
@@ -671,7 +649,6 @@ fn the_backup_step_dumps_a_real_database() {
                 apply_support::shims().display()
             ),
         )
-        .env("PG_DUMP", &pg_dump)
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -145,7 +145,6 @@ fn write_phases(rig: &Rig, py: &Path, pg: &PgTarget, mas_port: u16) -> Vec<Synap
 /// a `pg_dump` pointed at the test cluster, or None (a SKIP note) without
 /// root or runuser: the backup stand-in runs then.
 fn real_backup(pg: &PgCluster) -> Option<tempfile::TempDir> {
-    use std::os::unix::fs::PermissionsExt;
     let why = "the real backup script in the real-process apply test";
     if !support::is_root() || support::find_tool("runuser").is_none() {
         eprintln!("SKIP: {why} needs root and runuser; the masgen-backup stand-in runs instead");
@@ -153,33 +152,7 @@ fn real_backup(pg: &PgCluster) -> Option<tempfile::TempDir> {
     }
     // pg_dump runs as `postgres` (runuser): the wrappers must be reachable,
     // so not under the rig's 0700 temp dir.
-    let dir = tempfile::tempdir().unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = dir.path();
-    let exe = |name: &str, text: String| {
-        let p = bin.join(name);
-        fs::write(&p, text).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-    };
-    exe(
-        "pg_dump",
-        format!(
-            "#!/bin/sh\nexec '{}' -h '{}' -p '{}' \"$@\"\n",
-            pg.bin_dir().join("pg_dump").display(),
-            pg.socket_dir().display(),
-            pg.port()
-        ),
-    );
-    let script = support::repo_root().join("modules/scripts/backup.sh");
-    exe(
-        "masgen-backup",
-        format!(
-            "#!/bin/sh\nPG_DUMP='{}' exec bash '{}' \"$@\"\n",
-            bin.join("pg_dump").display(),
-            script.display()
-        ),
-    );
-    Some(dir)
+    Some(pg.backup_tools())
 }
 
 #[test]

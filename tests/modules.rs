@@ -868,16 +868,7 @@ fn backup_script_dumps_a_real_database() {
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let work = tmp.path();
     let wrapper = work.join("pg_dump-wrapper");
-    write_file(
-        &wrapper,
-        &format!(
-            "#!/bin/sh\nexec '{}' -h '{}' -p '{}' \"$@\"\n",
-            pg.bin_dir().join("pg_dump").display(),
-            pg.socket_dir().display(),
-            pg.port()
-        ),
-        0o755,
-    );
+    write_file(&wrapper, &pg.pg_dump_script(), 0o755);
     let homeserver = work.join("homeserver.yaml");
     write_file(&homeserver, "server_name: example.org\n", 0o644);
     let secrets = work.join("secrets.yaml");

@@ -668,6 +668,40 @@ impl PgCluster {
     pub fn bin_dir(&self) -> &Path {
         &self.bin_dir
     }
+    /// A script running `pg_dump` against this cluster (a unit's would use
+    /// /run/postgresql:5432), for masgen-backup's `PG_DUMP`.
+    pub fn pg_dump_script(&self) -> String {
+        format!(
+            "#!/bin/sh\nexec '{}' -h '{}' -p '{}' \"$@\"\n",
+            self.bin_dir.join("pg_dump").display(),
+            self.socket_dir.display(),
+            self.port
+        )
+    }
+    /// A directory every user may read (pg_dump runs as `postgres` through
+    /// runuser) with that `pg_dump` and `masgen-backup`, the real
+    /// modules/scripts/backup.sh using it.
+    pub fn backup_tools(&self) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let exe = |name: &str, text: String| {
+            let p = dir.path().join(name);
+            fs::write(&p, text).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+            p
+        };
+        let pg_dump = exe("pg_dump", self.pg_dump_script());
+        let script = repo_root().join("modules/scripts/backup.sh");
+        exe(
+            "masgen-backup",
+            format!(
+                "#!/bin/sh\nPG_DUMP='{}' exec bash '{}' \"$@\"\n",
+                pg_dump.display(),
+                script.display()
+            ),
+        );
+        dir
+    }
     /// OS user running the server; also the name of the superuser role.
     pub fn superuser(&self) -> &str {
         &self.os_user

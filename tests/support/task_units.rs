@@ -316,13 +316,7 @@ impl HostDir {
     /// /run/postgresql:5432), for masgen-backup's `PG_DUMP`.
     pub fn pg_dump_wrapper(&self, pg: &PgCluster) -> PathBuf {
         let wrapper = self.root().join("bin/pg_dump");
-        let script = format!(
-            "#!/bin/sh\nexec '{}' -h '{}' -p '{}' \"$@\"\n",
-            pg.bin_dir().join("pg_dump").display(),
-            pg.socket_dir().display(),
-            pg.port()
-        );
-        write_owned(&wrapper, &script, 0o555, None);
+        write_owned(&wrapper, &pg.pg_dump_script(), 0o555, None);
         wrapper
     }
 
