@@ -80,6 +80,10 @@ impl Place {
     /// by the kernel when the process dies). A holder gets a few seconds: a
     /// process forked between two builds holds the lock until it execs.
     pub(super) fn lock(&self) -> Result<fs::File> {
+        self.lock_within(std::time::Duration::from_secs(10))
+    }
+
+    fn lock_within(&self, wait: std::time::Duration) -> Result<fs::File> {
         let dir =
             fs::File::open(&self.parent).with_context(|| format!("opening {}", self.parent))?;
         let start = std::time::Instant::now();
@@ -87,7 +91,7 @@ impl Place {
             match rustix::fs::flock(&dir, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => return Ok(dir),
                 Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
-                    if start.elapsed() > std::time::Duration::from_secs(10) {
+                    if start.elapsed() > wait {
                         bail!(
                             "another masgen build is writing into {} right now; wait for it and build again",
                             self.parent
@@ -467,6 +471,25 @@ mod tests {
         let _lock = place.lock().unwrap();
         assert!(start.elapsed() >= std::time::Duration::from_millis(250));
         release.join().unwrap();
+    }
+
+    /// A holder that does not let go is named, after the wait, and
+    /// nothing is locked or written.
+    #[test]
+    fn a_build_gives_up_on_a_holder_that_stays() {
+        let (_dir, place) = place();
+        let held = fs::File::open(&place.parent).unwrap();
+        rustix::fs::flock(&held, FlockOperation::NonBlockingLockExclusive).unwrap();
+        let start = std::time::Instant::now();
+        let err = place
+            .lock_within(std::time::Duration::from_millis(100))
+            .unwrap_err()
+            .to_string();
+        assert!(start.elapsed() >= std::time::Duration::from_millis(100));
+        assert!(
+            err.contains("another masgen build is writing into"),
+            "{err}"
+        );
     }
 
     fn place() -> (tempfile::TempDir, Place) {
