@@ -148,16 +148,7 @@ impl Place {
         } else {
             match exchange(&self.next, &self.out) {
                 Ok(()) => {}
-                Err(e)
-                    if [
-                        rustix::io::Errno::INVAL,
-                        rustix::io::Errno::NOSYS,
-                        rustix::io::Errno::NOTSUP,
-                    ]
-                    .contains(&e) =>
-                {
-                    self.commit_by_renames()?
-                }
+                Err(e) if exchange_unsupported(e) => self.commit_by_renames()?,
                 Err(e) => {
                     return Err(std::io::Error::from(e))
                         .with_context(|| format!("exchanging {} and {}", self.next, self.out))
@@ -167,6 +158,19 @@ impl Place {
         fs::File::open(&self.parent)
             .and_then(|d| d.sync_all())
             .with_context(|| format!("syncing {}", self.parent))
+    }
+
+    /// What to add to the error of creating the staging directory: a
+    /// refusal is about the parent directory, which users do not expect.
+    fn why_not_created(&self, kind: ErrorKind) -> String {
+        if kind == ErrorKind::PermissionDenied {
+            format!(
+                "; masgen builds the new tree beside {} and swaps the two, so it needs write access to {}",
+                self.out, self.parent
+            )
+        } else {
+            String::new()
+        }
     }
 
     /// Without an exchange there is a moment with no `out/`; `recover` ends it.
@@ -208,14 +212,7 @@ impl Stage<'_> {
     ) -> Result<()> {
         let (next, out) = (&self.place.next, &self.place.out);
         if let Err(e) = fs::create_dir(next) {
-            let why = if e.kind() == ErrorKind::PermissionDenied {
-                format!(
-                    "; masgen builds the new tree beside {out} and swaps the two, so it needs write access to {}",
-                    self.place.parent
-                )
-            } else {
-                String::new()
-            };
+            let why = self.place.why_not_created(e.kind());
             return Err(e).with_context(|| format!("creating {next}{why}"));
         }
         if let Ok(meta) = fs::symlink_metadata(out) {
@@ -444,6 +441,13 @@ fn same_contents(a: &Utf8Path, b: &Utf8Path) -> bool {
     ma.is_file() && mb.is_file() && ma.len() == mb.len() && fs::read(a).ok() == fs::read(b).ok()
 }
 
+/// Errors of `renameat2(RENAME_EXCHANGE)` that mean the kernel or the file
+/// system has no exchange: masgen renames twice instead.
+fn exchange_unsupported(e: rustix::io::Errno) -> bool {
+    use rustix::io::Errno;
+    [Errno::INVAL, Errno::NOSYS, Errno::NOTSUP].contains(&e)
+}
+
 fn exists(path: &Utf8Path) -> Result<bool> {
     match fs::symlink_metadata(path) {
         Ok(_) => Ok(true),
@@ -490,6 +494,40 @@ mod tests {
             err.contains("another masgen build is writing into"),
             "{err}"
         );
+    }
+
+    /// Where the file system has no exchange, the staged tree is renamed
+    /// in and the old one aside (retired after); any other error of the
+    /// exchange stops the build.
+    #[test]
+    fn without_an_exchange_the_tree_is_renamed_in() {
+        use rustix::io::Errno;
+        for e in [Errno::INVAL, Errno::NOSYS, Errno::NOTSUP] {
+            assert!(exchange_unsupported(e), "{e}");
+        }
+        for e in [Errno::NOENT, Errno::ACCESS, Errno::XDEV] {
+            assert!(!exchange_unsupported(e), "{e}");
+        }
+        let (_dir, place) = place();
+        fs::write(place.out.join("a"), "old").unwrap();
+        fs::create_dir(&place.next).unwrap();
+        fs::write(place.next.join("a"), "new").unwrap();
+        place.commit_by_renames().unwrap();
+        assert_eq!(fs::read_to_string(place.out.join("a")).unwrap(), "new");
+        assert_eq!(fs::read_to_string(place.old.join("a")).unwrap(), "old");
+        assert!(!place.next.exists());
+    }
+
+    /// Only a refusal names the parent directory that needs write access.
+    #[test]
+    fn a_refused_staging_directory_names_the_parent() {
+        let (_dir, place) = place();
+        let why = place.why_not_created(ErrorKind::PermissionDenied);
+        assert!(
+            why.contains(&format!("needs write access to {}", place.parent)),
+            "{why}"
+        );
+        assert_eq!(place.why_not_created(ErrorKind::StorageFull), "");
     }
 
     fn place() -> (tempfile::TempDir, Place) {
