@@ -337,6 +337,25 @@ mod tests {
         t
     }
 
+    /// A build that fails while staging (here a file and a directory of
+    /// one name) leaves the old tree as it was and no staging directory.
+    #[test]
+    fn a_failed_staging_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let out = root.join("out");
+        write_tree(&out, &built(&[("keep", "1")]), false).unwrap();
+        let err = write_tree(&out, &built(&[("a", "x"), ("a/b", "y")]), false).unwrap_err();
+        assert!(format!("{err:#}").contains("creating"), "{err:#}");
+        let mut left: Vec<String> = fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["out"]);
+        assert_eq!(fs::read_to_string(out.join("keep")).unwrap(), "1");
+    }
+
     /// The fast path and the general one read a manifest alike, also where
     /// it spells one path twice or holds a value that is not a string.
     #[test]
