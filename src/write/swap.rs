@@ -518,6 +518,30 @@ mod tests {
         assert!(!place.next.exists());
     }
 
+    /// Where a file cannot be linked it is copied, with its modification
+    /// time, and no partial copy stays.
+    #[test]
+    fn a_file_that_cannot_be_linked_is_copied() {
+        let (dir, place) = place();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let from = place.out.join("a");
+        fs::write(&from, "text").unwrap();
+        let then = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        fs::File::options()
+            .write(true)
+            .open(&from)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+        let meta = fs::metadata(&from).unwrap();
+        let to = root.join("b");
+        copy_file(&from, &to, &meta).unwrap();
+        assert_eq!(fs::read_to_string(&to).unwrap(), "text");
+        assert_eq!(fs::metadata(&to).unwrap().modified().unwrap(), then);
+        assert_ne!(fs::metadata(&to).unwrap().ino(), meta.ino());
+        assert!(!root.join(format!("b{PARTIAL}")).exists());
+    }
+
     /// Only a refusal names the parent directory that needs write access.
     #[test]
     fn a_refused_staging_directory_names_the_parent() {
