@@ -337,6 +337,32 @@ mod tests {
         t
     }
 
+    /// The new tree's directories keep the old ones' mode and, as root,
+    /// owner: the operator's `chmod`/`chown` outlive a rebuild.
+    #[test]
+    fn directories_keep_their_mode_and_owner() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let out = Utf8Path::from_path(dir.path()).unwrap().join("out");
+        write_tree(&out, &built(&[("d/f", "1")]), false).unwrap();
+        let root = rustix::process::geteuid().is_root();
+        for (d, mode) in [(out.clone(), 0o700), (out.join("d"), 0o750)] {
+            fs::set_permissions(&d, fs::Permissions::from_mode(mode)).unwrap();
+            if root {
+                std::os::unix::fs::chown(&d, Some(4321), Some(4321)).unwrap();
+            }
+        }
+        write_tree(&out, &built(&[("d/f", "2"), ("e/g", "3")]), false).unwrap();
+        assert_eq!(fs::read_to_string(out.join("d/f")).unwrap(), "2");
+        for (d, mode) in [(out.clone(), 0o700), (out.join("d"), 0o750)] {
+            let meta = fs::metadata(&d).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o7777, mode, "{d}");
+            if root {
+                assert_eq!((meta.uid(), meta.gid()), (4321, 4321), "{d}");
+            }
+        }
+    }
+
     /// A build that fails while staging (here a file and a directory of
     /// one name) leaves the old tree as it was and no staging directory.
     #[test]
