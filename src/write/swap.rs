@@ -542,6 +542,51 @@ mod tests {
         assert!(!root.join(format!("b{PARTIAL}")).exists());
     }
 
+    /// What `retire` may drop as a copy of a file in `out/`: the same file,
+    /// the same bytes, or symlinks to the same target; not a file of the
+    /// same length with other bytes, nor a file and a directory or symlink.
+    #[test]
+    fn same_contents_is_bytes_or_link_targets() {
+        let (dir, _place) = place();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let w = |name: &str, text: &str| fs::write(root.join(name), text).unwrap();
+        w("a", "text");
+        w("b", "text");
+        w("c", "tent");
+        w("d", "longer text");
+        fs::create_dir(root.join("dir")).unwrap();
+        std::os::unix::fs::symlink("a", root.join("la")).unwrap();
+        std::os::unix::fs::symlink("a", root.join("la2")).unwrap();
+        std::os::unix::fs::symlink("b", root.join("lb")).unwrap();
+        let same = |x: &str, y: &str| same_contents(&root.join(x), &root.join(y));
+        for (x, y) in [("a", "a"), ("a", "b"), ("la", "la2"), ("dir", "dir")] {
+            assert!(same(x, y), "{x} {y}");
+        }
+        for (x, y) in [
+            ("a", "c"),
+            ("a", "d"),
+            ("a", "dir"),
+            ("dir", "a"),
+            ("a", "la"),
+            ("la", "a"),
+            ("la", "lb"),
+            ("a", "missing"),
+        ] {
+            assert!(!same(x, y), "{x} {y}");
+        }
+    }
+
+    /// Only a missing path is "not there"; another error is one.
+    #[test]
+    fn exists_fails_on_errors_other_than_missing() {
+        let (dir, place) = place();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        fs::write(root.join("file"), "").unwrap();
+        assert!(exists(&place.out).unwrap());
+        assert!(!exists(&root.join("missing")).unwrap());
+        assert!(exists(&root.join("file/child")).is_err());
+    }
+
     /// Only a refusal names the parent directory that needs write access.
     #[test]
     fn a_refused_staging_directory_names_the_parent() {
