@@ -343,6 +343,38 @@ fn service_changes(
     units
 }
 
+/// Options besides the settings that restart Synapse, and how to name them.
+const SYNAPSE_RESTARTS: [(&str, &str); 3] = [
+    (
+        "services.matrix-synapse.extraConfigFiles",
+        "services.matrix-synapse.extraConfigFiles",
+    ),
+    (
+        "services.matrix-synapse.extras",
+        "services.matrix-synapse.extras (Python packages)",
+    ),
+    (
+        "masgen.synapse.passwordConfig",
+        "password_config (masgen.synapse.passwordConfig)",
+    ),
+];
+
+/// Options besides the settings that restart MAS, and how to name them.
+const MAS_RESTARTS: [(&str, &str); 3] = [
+    (
+        "services.matrix-authentication-service.credentials",
+        "credentials (LoadCredential=)",
+    ),
+    (
+        "services.matrix-authentication-service.extraConfigFiles",
+        "services.matrix-authentication-service.extraConfigFiles",
+    ),
+    (
+        "services.matrix-authentication-service.createDatabase",
+        "createDatabase (ordering after postgresql.service)",
+    ),
+];
+
 /// Synapse, and the unit that writes its password_config file.
 fn synapse_units(
     units: &mut BTreeMap<(u8, String), UnitChange>,
@@ -354,20 +386,7 @@ fn synapse_units(
     let reasons = unit_reasons(
         ("Synapse settings", change.synapse_settings.len()),
         opts,
-        &[
-            (
-                "services.matrix-synapse.extraConfigFiles",
-                "services.matrix-synapse.extraConfigFiles",
-            ),
-            (
-                "services.matrix-synapse.extras",
-                "services.matrix-synapse.extras (Python packages)",
-            ),
-            (
-                "masgen.synapse.passwordConfig",
-                "password_config (masgen.synapse.passwordConfig)",
-            ),
-        ],
+        &SYNAPSE_RESTARTS,
     );
     service_unit(
         units,
@@ -402,20 +421,7 @@ fn mas_unit(
     let reasons = unit_reasons(
         ("MAS settings", change.mas_settings.len()),
         opts,
-        &[
-            (
-                "services.matrix-authentication-service.credentials",
-                "credentials (LoadCredential=)",
-            ),
-            (
-                "services.matrix-authentication-service.extraConfigFiles",
-                "services.matrix-authentication-service.extraConfigFiles",
-            ),
-            (
-                "services.matrix-authentication-service.createDatabase",
-                "createDatabase (ordering after postgresql.service)",
-            ),
-        ],
+        &MAS_RESTARTS,
     );
     service_unit(
         units,
