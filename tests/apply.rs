@@ -46,12 +46,7 @@ fn a_full_migration_in_one_command() {
     let (code, err) = rig.apply(&["--yes"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(rig.host_state(), HostState::Delegated, "{err}");
-    let ran: Vec<String> = rig
-        .events()
-        .into_iter()
-        .filter(|(_, e)| e == "finished")
-        .map(|(s, _)| s)
-        .collect();
+    let ran: Vec<String> = rig.finished();
     assert_eq!(ran, STEPS, "{err}");
     // Every step but the notes was "started" before it ended.
     let events = rig.events();
@@ -317,12 +312,7 @@ fn dry_run_until_and_only() {
 
     let (code, err) = rig.apply(&["--yes", "--until", "backup"]);
     assert_eq!(code, 0, "{err}");
-    let done: Vec<String> = rig
-        .events()
-        .into_iter()
-        .filter(|(_, e)| e == "finished")
-        .map(|(s, _)| s)
-        .collect();
+    let done: Vec<String> = rig.finished();
     assert_eq!(done, STEPS[..4], "{err}");
     assert_eq!(rig.host_state(), HostState::MasPrepared);
     assert!(rig

@@ -297,12 +297,7 @@ fn a_full_migration_against_a_real_synapse() {
     let (code, err) = apply(&["--yes"]);
     assert_eq!(code, 0, "{err}\n{}", log("matrix-synapse.service"));
     assert_eq!(rig.host_state(), HostState::Delegated, "{err}");
-    let finished: Vec<String> = rig
-        .events()
-        .into_iter()
-        .filter(|(_, e)| e == "finished")
-        .map(|(s, _)| s)
-        .collect();
+    let finished: Vec<String> = rig.finished();
     assert_eq!(finished, STEPS, "{err}");
     let calls = rig.calls();
     assert!(

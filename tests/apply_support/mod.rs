@@ -204,6 +204,15 @@ impl Rig {
             .collect()
     }
 
+    /// The steps the journal says finished, in order.
+    pub fn finished(&self) -> Vec<String> {
+        self.events()
+            .into_iter()
+            .filter(|(_, e)| e == "finished")
+            .map(|(s, _)| s)
+            .collect()
+    }
+
     pub fn calls(&self) -> String {
         fs::read_to_string(self.state.join("calls")).unwrap_or_default()
     }
