@@ -31,6 +31,7 @@ use crate::emit::{OutputTree, MANIFEST};
 const PARTIAL: &str = ".masgen-partial";
 
 /// `out/` and its two possible siblings, as absolute paths.
+#[derive(Clone)]
 pub(super) struct Place {
     parent: Utf8PathBuf,
     out: Utf8PathBuf,
@@ -585,6 +586,32 @@ mod tests {
         assert!(exists(&place.out).unwrap());
         assert!(!exists(&root.join("missing")).unwrap());
         assert!(exists(&root.join("file/child")).is_err());
+    }
+
+    /// `commit` takes the two renames only for an exchange the kernel or
+    /// the file system cannot do. EINVAL is made here by staging inside
+    /// `out/` (a directory cannot be exchanged with its own child): the
+    /// fallback moves `out/` aside, then cannot find the staged tree. Any
+    /// other error (here a staged tree that is missing) leaves `out/` alone.
+    #[test]
+    fn commit_falls_back_to_renames_only_without_an_exchange() {
+        let (_dir, place) = place();
+        let inside = Place {
+            next: place.out.join("sub"),
+            ..place.clone()
+        };
+        fs::create_dir(&inside.next).unwrap();
+        let err = format!("{:#}", inside.commit().unwrap_err());
+        assert!(
+            err.starts_with(&format!("renaming {}", inside.next)),
+            "{err}"
+        );
+        assert!(inside.old.join("sub").is_dir());
+
+        let (_dir2, missing) = super::tests::place();
+        let err = format!("{:#}", missing.commit().unwrap_err());
+        assert!(err.starts_with("exchanging"), "{err}");
+        assert!(missing.out.is_dir() && !missing.old.exists());
     }
 
     /// Only a refusal names the parent directory that needs write access.
