@@ -1446,8 +1446,9 @@ fn mas_compat_module_runs_mas_like_the_nixpkgs_module() {
         serde_json::json!(["matrix-authentication-service"])
     );
 
-    // writeShellApplication runs shellcheck on the start script.
-    if let Some(shellcheck) = find_tool("shellcheck") {
+    // writeShellApplication runs shellcheck on the start script. Without
+    // shellcheck: a SKIP line locally, a failure in CI.
+    if let Some(shellcheck) = require_tool("shellcheck", "checking MAS's prepare script") {
         let tmp = TempDir::new().unwrap();
         let path = tmp.path().join("prepare.sh");
         write_file(
