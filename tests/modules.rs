@@ -28,8 +28,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use support::{
-    ensure_os_user, find_tool, mode_of, nix_instantiate, repo_root, require_root, require_tool,
-    run_ok, NixTool, PgCluster,
+    ensure_os_user, mode_of, nix_instantiate, repo_root, require_root, require_tool, run_ok,
+    NixTool, PgCluster,
 };
 
 // ------------------------------------------------------------------ basics
