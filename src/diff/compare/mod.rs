@@ -93,6 +93,9 @@ pub fn compare_trees(
         o.load(old).map_err(|e| format!("the old tree: {e}"))?;
         n.load(new).map_err(|e| format!("the new tree: {e}"))?;
         configurations.push(compare_config(Some(o), &n));
+        // Parsed again if another configuration needs it: a fleet's
+        // configurations are not all held parsed at once.
+        o.module = serde_json::Value::Null;
     }
     for o in &old_cfgs {
         if used.contains(&o.configuration) {
