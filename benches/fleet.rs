@@ -122,8 +122,8 @@ fn plan_all(members: &[&masgen::Checked]) -> usize {
 /// `masgen diff --against out` of the whole fleet; whether anything changed.
 fn diff_against(members: &[&masgen::Checked], out: &Utf8Path) -> bool {
     use masgen::diff;
-    let (_, tree) = masgen::fleet::build_tree(members, &masgen::flake_ref(out)).unwrap();
-    let (old, _) = diff::input::read_tree(out).unwrap();
+    let (_, mut tree) = masgen::fleet::build_tree(members, &masgen::flake_ref(out)).unwrap();
+    let (old, _) = diff::input::read_tree_sharing(out, &mut tree).unwrap();
     let against = diff::Against::Tree {
         path: out.to_string(),
     };

@@ -240,11 +240,11 @@ pub fn diff(
     let Some(fleet) = load(specs, "nothing compared")? else {
         return Ok(ExitCode::from(2));
     };
-    let tree = build_tree(&fleet, &dir)?;
+    let mut tree = build_tree(&fleet, &dir)?;
     let label = format!("fleet of {} specs", fleet.specs.len());
     // The specs are not needed any more: their memory goes to the old tree.
     drop(fleet);
-    let (old, notes) = diff::input::read_tree(&dir)?;
+    let (old, notes) = diff::input::read_tree_sharing(&dir, &mut tree)?;
     let against = Against::Tree {
         path: dir.to_string(),
     };

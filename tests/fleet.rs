@@ -601,3 +601,110 @@ fn a_host_named_like_a_colmena_reserved_name_is_refused() {
         "{err}"
     );
 }
+
+/// `diff` holds once what both trees have (`diff::input::read_tree_sharing`,
+/// what `masgen diff --against` uses): against the example fleet's own tree,
+/// after a hand edit of one host's render, after a change to one spec, and
+/// after an edit of masgen's modules (then every configuration is read and
+/// nothing is left out), the changeset is the one of the plain reading; with
+/// nothing changed, the hosts' and homeservers' files are left out of both
+/// trees but for the configurations' `default.nix`.
+#[test]
+fn diff_reports_the_same_when_it_holds_shared_files_once() {
+    use camino::Utf8PathBuf;
+    use masgen::diff;
+    let work = copy_fleet();
+    let names = ["example-org.toml", "example-com.toml", "example-net.toml"];
+    let mut args = vec!["build"];
+    args.extend(names);
+    args.extend(["-o", "out"]);
+    let (code, _, err) = run(work.path(), &args);
+    assert_eq!(code, 0, "{err}");
+    let out = Utf8PathBuf::from_path_buf(work.path().join("out")).unwrap();
+    let specs: Vec<Utf8PathBuf> = names
+        .iter()
+        .map(|n| Utf8PathBuf::from_path_buf(work.path().join(n)).unwrap())
+        .collect();
+    // (plain changeset, shared changeset, files left out of the new tree,
+    // files the old tree holds)
+    let compare = || {
+        let loaded = masgen::fleet::load(&specs).unwrap();
+        let members = loaded.checked();
+        let build = || {
+            masgen::fleet::build_tree(&members, &masgen::flake_ref(&out))
+                .unwrap()
+                .1
+        };
+        let against = || diff::Against::Tree {
+            path: out.to_string(),
+        };
+        let (plain_old, _) = diff::input::read_tree(&out).unwrap();
+        let plain = diff::compare::compare_trees("t", against(), &plain_old, &build()).unwrap();
+        let mut new = build();
+        let whole = new.len();
+        let (old, _) = diff::input::read_tree_sharing(&out, &mut new).unwrap();
+        let shared = diff::compare::compare_trees("t", against(), &old, &new).unwrap();
+        let held: Vec<String> = old.keys().map(|k| k.to_string()).collect();
+        (
+            diff::render::json(&plain),
+            diff::render::json(&shared),
+            whole - new.len(),
+            held,
+        )
+    };
+
+    let (plain, shared, left_out, held) = compare();
+    assert_eq!(plain, shared);
+    assert!(plain.contains("\"changed\": false"), "{plain}");
+    assert!(left_out > 20, "left out {left_out}");
+    assert!(
+        held.iter().all(|f| !f.starts_with("render/")
+            && !f.starts_with("homeservers/")
+            && (!f.starts_with("hosts/") || f.ends_with("/default.nix"))),
+        "{held:?}"
+    );
+
+    // A hand edit of one host's render.
+    let host = fs::read_dir(out.join("render"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let file = walk_files(&host).into_iter().next().expect("a render file");
+    let text = fs::read_to_string(&file).unwrap();
+    fs::write(&file, format!("{text}# edited\n")).unwrap();
+    let (plain, shared, _, _) = compare();
+    assert_eq!(plain, shared);
+    assert!(plain.contains("\"changed\": true"), "{plain}");
+    fs::write(&file, text).unwrap();
+
+    // A change to one spec (its homeserver's files differ, the others' not).
+    let spec = work.path().join("example-org.toml");
+    let before = fs::read_to_string(&spec).unwrap();
+    fs::write(
+        &spec,
+        format!("{before}\n[synapse.extra_settings]\nmax_upload_size = \"100M\"\n"),
+    )
+    .unwrap();
+    let (plain, shared, left_out, _) = compare();
+    assert_eq!(plain, shared);
+    assert!(plain.contains("max_upload_size"), "{plain}");
+    assert!(left_out > 0);
+    fs::write(&spec, before).unwrap();
+
+    // An edit of masgen's modules: every configuration is read.
+    let lib = out.join("masgen/modules/lib.nix");
+    let text = fs::read_to_string(&lib).unwrap();
+    fs::write(&lib, format!("{text}# edited\n")).unwrap();
+    let (plain, shared, left_out, _) = compare();
+    assert_eq!(plain, shared);
+    assert_eq!(left_out, 0);
+}
+
+/// Every file under `dir`, sorted.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = files(dir).into_iter().map(|(p, ..)| dir.join(p)).collect();
+    out.sort();
+    out
+}

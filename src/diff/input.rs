@@ -1,6 +1,7 @@
 //! Reading the old side: a previous output tree on disk, or the spec at a git
 //! revision (through `git show`, without a checkout). Read-only.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::process::Command;
 
@@ -14,6 +15,22 @@ use crate::write::previous_manifest;
 /// manifest (or no directory at all) is an empty tree. Also returns notes
 /// about files edited since masgen wrote them.
 pub fn read_tree(dir: &Utf8Path) -> Result<(OutputTree, Vec<String>)> {
+    read_tree_sharing(dir, &mut OutputTree::new())
+}
+
+/// [`read_tree`] for a comparison with `new`, holding once what both trees
+/// have byte for byte. A group of files that is the same on both sides
+/// (`hosts/<host>/`, `render/<host>/`, `homeservers/<name>/`,
+/// `rehearsal/<file>`: most of a fleet's tree when little changed) is left
+/// out of both trees, but for each configuration's `default.nix`, which
+/// names the configuration. `compare::compare_trees` reports the same:
+/// it skips equal files, and compares a configuration whose files are all
+/// equal without reading them; where masgen's own modules changed it reads
+/// every configuration, so then nothing is left out.
+pub fn read_tree_sharing(
+    dir: &Utf8Path,
+    new: &mut OutputTree,
+) -> Result<(OutputTree, Vec<String>)> {
     let manifest =
         previous_manifest(dir).with_context(|| format!("cannot read the output tree in {dir}"))?;
     let mut tree = OutputTree::new();
@@ -26,17 +43,83 @@ pub fn read_tree(dir: &Utf8Path) -> Result<(OutputTree, Vec<String>)> {
         ));
     }
     // Read on every core (and so into memory the build's threads freed);
-    // taken in the manifest's order, the first error first, as before.
+    // taken in the manifest's order, the first error first, as before. A
+    // file equal to the new tree's is not kept.
     let listed: Vec<(Utf8PathBuf, String)> = manifest.into_iter().collect();
-    let read = crate::par::map(&listed, 64, |(rel, hash)| read_listed(dir, rel, hash));
+    // Where masgen's modules changed every configuration is read: nothing
+    // is left out (and nothing held twice is given up).
+    let share = !modules_changed(dir, &listed, new);
+    let shared: &OutputTree = new;
+    let read = crate::par::map(&listed, 64, |(rel, hash)| {
+        read_listed(dir, rel, hash).map(|(text, edited)| {
+            let text = (!share || shared.get(rel) != Some(&text)).then_some(text);
+            (text, edited)
+        })
+    });
+    let mut same = Vec::new();
     for ((rel, _), found) in listed.into_iter().zip(read) {
         let (text, edited) = found?;
         if let Some(note) = edited {
             notes.push(note);
         }
+        match text {
+            Some(text) => {
+                tree.insert(rel, text);
+            }
+            None => same.push(rel),
+        }
+    }
+    let differ: BTreeSet<&str> = new
+        .keys()
+        .filter(|rel| !tree.contains_key(*rel) && same.binary_search(rel).is_err())
+        .chain(tree.keys())
+        .map(|rel| group(rel).unwrap_or(rel.as_str()))
+        .collect();
+    let (dropped, kept): (Vec<Utf8PathBuf>, Vec<Utf8PathBuf>) = same
+        .into_iter()
+        .partition(|rel| group(rel).is_some_and(|g| !differ.contains(g)) && !is_configuration(rel));
+    for rel in kept {
+        let text = new[&rel].clone();
         tree.insert(rel, text);
     }
+    for rel in &dropped {
+        new.remove(rel);
+    }
     Ok((tree, notes))
+}
+
+/// Whether `masgen/modules/` differs between the listed old files and `new`
+/// (a file that cannot be read counts as changed; the reading of the whole
+/// tree reports it in order).
+fn modules_changed(dir: &Utf8Path, listed: &[(Utf8PathBuf, String)], new: &OutputTree) -> bool {
+    const MODULES: &str = "masgen/modules/";
+    let old: Vec<&(Utf8PathBuf, String)> = listed
+        .iter()
+        .filter(|(rel, _)| rel.as_str().starts_with(MODULES))
+        .collect();
+    let ours = new.keys().filter(|rel| rel.as_str().starts_with(MODULES));
+    ours.count() != old.len()
+        || old.into_iter().any(|(rel, hash)| {
+            read_listed(dir, rel, hash).map_or(true, |(text, _)| new.get(rel) != Some(&text))
+        })
+}
+
+/// The group of a file that only its own homeserver or host reads:
+/// `hosts/<host>`, `render/<host>`, `homeservers/<name>`, `rehearsal/<file>`.
+fn group(rel: &Utf8Path) -> Option<&str> {
+    let s = rel.as_str();
+    let (top, rest) = s.split_once('/')?;
+    if !["hosts", "render", "homeservers", "rehearsal"].contains(&top) {
+        return None;
+    }
+    let end = top.len() + 1 + rest.find('/').unwrap_or(rest.len());
+    Some(&s[..end])
+}
+
+/// `hosts/<host>/<phase>/default.nix`, which names a configuration.
+fn is_configuration(rel: &Utf8Path) -> bool {
+    let parts: Vec<&str> = rel.components().map(|c| c.as_str()).collect();
+    matches!(parts.as_slice(), ["hosts", _, _, "default.nix"])
 }
 
 /// One file the manifest lists: its text, and a note if it was edited

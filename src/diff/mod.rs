@@ -64,8 +64,8 @@ pub fn diff(
     let spec_label = spec_path.to_string();
     match baseline {
         Baseline::Tree(dir) => {
-            let (_, new) = build_tree_for(checked, &flake_ref(dir))?;
-            let (old, notes) = input::read_tree(dir)?;
+            let (_, mut new) = build_tree_for(checked, &flake_ref(dir))?;
+            let (old, notes) = input::read_tree_sharing(dir, &mut new)?;
             let against = Against::Tree {
                 path: dir.to_string(),
             };
