@@ -221,12 +221,17 @@ impl Stage<'_> {
             carry(out, next, Utf8Path::new(""), self.skip, meta.dev())?;
         }
         step(observe, Event::Carried)?;
-        for rel in self.changed {
-            let target = next.join(rel);
-            if let Some(dir) = target.parent() {
-                fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
-            }
-            fs::write(&target, &self.tree[*rel]).with_context(|| format!("writing {target}"))?;
+        // The manifest first, alone (recovery trusts a staged file only if
+        // the staged manifest lists it); the rest on every core, told in
+        // order once written, the first error first.
+        let (first, rest) = self.changed.split_at(self.changed.len().min(1));
+        for rel in first {
+            self.stage_file(rel)?;
+            step(observe, Event::Staged(rel))?;
+        }
+        let written = crate::par::map(rest, 128, |rel| self.stage_file(rel));
+        for (rel, result) in rest.iter().zip(written) {
+            result?;
             step(observe, Event::Staged(rel))?;
         }
         // Directories that only held removed files go with them.
@@ -244,6 +249,15 @@ impl Stage<'_> {
             }
         }
         sync_tree(next)
+    }
+
+    /// Writes one new or changed file into the staging directory.
+    fn stage_file(&self, rel: &Utf8Path) -> Result<()> {
+        let target = self.place.next.join(rel);
+        if let Some(dir) = target.parent() {
+            fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
+        }
+        fs::write(&target, &self.tree[rel]).with_context(|| format!("writing {target}"))
     }
 
     /// Removes the staging directory after an ordinary error.
