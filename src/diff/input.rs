@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::emit::{sha256_hex, OutputTree};
+use crate::emit::{sha256_hex, OutputTree, MODULES_DIR};
 use crate::write::previous_manifest;
 
 /// The files a previous build listed in its manifest. A directory without a
@@ -75,9 +75,10 @@ pub fn read_tree_sharing(
         .chain(tree.keys())
         .map(|rel| group(rel).unwrap_or(rel.as_str()))
         .collect();
-    let (dropped, kept): (Vec<Utf8PathBuf>, Vec<Utf8PathBuf>) = same
-        .into_iter()
-        .partition(|rel| group(rel).is_some_and(|g| !differ.contains(g)) && !is_configuration(rel));
+    let (dropped, kept): (Vec<Utf8PathBuf>, Vec<Utf8PathBuf>) = same.into_iter().partition(|rel| {
+        group(rel).is_some_and(|g| !differ.contains(g))
+            && super::state::configuration_file(rel).is_none()
+    });
     for rel in kept {
         let text = new[&rel].clone();
         tree.insert(rel, text);
@@ -92,12 +93,13 @@ pub fn read_tree_sharing(
 /// (a file that cannot be read counts as changed; the reading of the whole
 /// tree reports it in order).
 fn modules_changed(dir: &Utf8Path, listed: &[(Utf8PathBuf, String)], new: &OutputTree) -> bool {
-    const MODULES: &str = "masgen/modules/";
     let old: Vec<&(Utf8PathBuf, String)> = listed
         .iter()
-        .filter(|(rel, _)| rel.as_str().starts_with(MODULES))
+        .filter(|(rel, _)| rel.as_str().starts_with(MODULES_DIR))
         .collect();
-    let ours = new.keys().filter(|rel| rel.as_str().starts_with(MODULES));
+    let ours = new
+        .keys()
+        .filter(|rel| rel.as_str().starts_with(MODULES_DIR));
     ours.count() != old.len()
         || old.into_iter().any(|(rel, hash)| {
             read_listed(dir, rel, hash).map_or(true, |(text, _)| new.get(rel) != Some(&text))
@@ -114,12 +116,6 @@ fn group(rel: &Utf8Path) -> Option<&str> {
     }
     let end = top.len() + 1 + rest.find('/').unwrap_or(rest.len());
     Some(&s[..end])
-}
-
-/// `hosts/<host>/<phase>/default.nix`, which names a configuration.
-fn is_configuration(rel: &Utf8Path) -> bool {
-    let parts: Vec<&str> = rel.components().map(|c| c.as_str()).collect();
-    matches!(parts.as_slice(), ["hosts", _, _, "default.nix"])
 }
 
 /// One file the manifest lists: its text, and a note if it was edited

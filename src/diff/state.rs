@@ -39,16 +39,31 @@ pub fn configurations(tree: &OutputTree) -> Result<Vec<ConfigState>, String> {
     Ok(out)
 }
 
+/// The host and phase of `hosts/<host>/<phase>/default.nix`, the file that
+/// makes a configuration; `None` for any other path.
+pub fn configuration_file(path: &camino::Utf8Path) -> Option<(&str, &str)> {
+    let mut parts = path.components().map(|c| c.as_str());
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("hosts"), Some(host), Some(phase), Some("default.nix"), None) => Some((host, phase)),
+        _ => None,
+    }
+}
+
 /// Every configuration of a tree by name only (`module` is null until
 /// [`ConfigState::load`]), sorted by host, then phase.
 pub fn headers(tree: &OutputTree) -> Vec<ConfigState> {
     let mut out = Vec::new();
     for path in tree.keys() {
-        let parts: Vec<&str> = path.components().map(|c| c.as_str()).collect();
-        let ["hosts", host, phase, "default.nix"] = parts.as_slice() else {
+        let Some((host, phase)) = configuration_file(path) else {
             continue;
         };
-        let configuration = match *phase {
+        let configuration = match phase {
             "prepare" => configuration_name(host, Phase::Prepare),
             "final" => configuration_name(host, Phase::Final),
             other => format!("{host}-{other}"),

@@ -132,10 +132,13 @@ pub fn emit_fleet(
     finish(tree, ("specs", serde_json::Value::Array(specs)))
 }
 
+/// Where the tree carries masgen's own NixOS modules.
+pub const MODULES_DIR: &str = "masgen/modules/";
+
 fn insert_modules(tree: &mut OutputTree) {
     for (path, text) in MODULE_FILES {
         tree.insert(
-            Utf8PathBuf::from("masgen/modules").join(path),
+            Utf8PathBuf::from(format!("{MODULES_DIR}{path}")),
             text.to_string(),
         );
     }

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 use similar::TextDiff;
 
-use crate::emit::{OutputTree, MANIFEST};
+use crate::emit::{OutputTree, MANIFEST, MODULES_DIR};
 use crate::system::{delegates, MAS_UNIT, NGINX_UNIT, SYNAPSE_UNIT};
 
 use super::changeset::*;
@@ -62,7 +62,7 @@ pub fn compare_trees(
     let mut notes = Vec::new();
     if files
         .iter()
-        .any(|f| f.path.starts_with("masgen/modules/") && !old.is_empty())
+        .any(|f| f.path.starts_with(MODULES_DIR) && !old.is_empty())
     {
         notes.push(
             "masgen's NixOS modules (masgen/modules) changed: the units they define (masgen tasks, \
@@ -72,7 +72,7 @@ pub fn compare_trees(
         );
     }
 
-    let modules_changed = files.iter().any(|f| f.path.starts_with("masgen/modules/"));
+    let modules_changed = files.iter().any(|f| f.path.starts_with(MODULES_DIR));
     let mut used = BTreeSet::new();
     let mut configurations = Vec::new();
     for mut n in new_cfgs {
