@@ -268,32 +268,34 @@ fn build(specs: &[camino::Utf8PathBuf], output: &Utf8Path, check_only: bool) -> 
     let Some(files) = crate::fleet_cmd::resolve(specs)? else {
         return Ok(ExitCode::from(2));
     };
-    let tree = match files.as_slice() {
+    let (tree, fleet, lowered) = match files.as_slice() {
         [spec] => {
             let Some(checked) = load(spec, "nothing was written")? else {
                 return Ok(ExitCode::from(2));
             };
             let (lowered, tree) = build_tree_for(&checked, &masgen::flake_ref(output))?;
             eprintln!("note: {}", pin_note(&checked));
-            for phase in &lowered.phases {
-                for d in &phase.dropped {
-                    eprintln!(
-                        "note: `{}` is dropped from `{}`: {}",
-                        d.setting, phase.configuration, d.reason
-                    );
-                }
-            }
-            tree
+            crate::fleet_cmd::print_dropped(std::slice::from_ref(&lowered))?;
+            (tree, None, vec![lowered])
         }
         _ => {
             let Some(fleet) = crate::fleet_cmd::load(&files, "nothing was written")? else {
                 return Ok(ExitCode::from(2));
             };
-            crate::fleet_cmd::build_tree(&fleet, output)?
+            let (lowered, tree) = crate::fleet_cmd::build_tree(&fleet, output)?;
+            (tree, Some(fleet), lowered)
         }
     };
     let spec = crate::fleet_cmd::spec_args(specs);
-    let report = write::write_tree(output, &tree, check_only)?;
+    // The lowering is not needed any more: freed while the tree is written.
+    let report = std::thread::scope(|s| {
+        s.spawn(move || drop(lowered));
+        write::write_tree(output, &tree, check_only)
+    })?;
+    // The process ends here: freeing a fleet's specs and tree (100 MB in
+    // small pieces) one by one takes longer than the rest of the exit.
+    std::mem::forget(tree);
+    std::mem::forget(fleet);
     if check_only {
         if report.is_clean() {
             eprintln!("{output}: up to date");

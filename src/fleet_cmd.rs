@@ -30,7 +30,8 @@ pub fn resolve(inputs: &[Utf8PathBuf]) -> Result<Option<Vec<Utf8PathBuf>>> {
 pub fn load(specs: &[Utf8PathBuf], what_happened: &str) -> Result<Option<Fleet>> {
     let fleet = fleet::load(specs)?;
     let mut failed = 0;
-    let mut err = std::io::stderr().lock();
+    // Thousands of lines: written in large pieces, not a call each.
+    let mut err = std::io::BufWriter::new(std::io::stderr().lock());
     for spec in &fleet.specs {
         match &spec.result {
             Ok(checked) => {
@@ -103,21 +104,34 @@ pub fn check(specs: &[Utf8PathBuf], format: CheckFormat) -> Result<ExitCode> {
     })
 }
 
-/// The output tree of a fleet, after printing what the build drops.
-pub fn build_tree(fleet: &Fleet, output: &Utf8Path) -> Result<masgen::emit::OutputTree> {
+/// The lowering and output tree of a fleet, after printing what the build
+/// drops.
+pub fn build_tree(
+    fleet: &Fleet,
+    output: &Utf8Path,
+) -> Result<(Vec<masgen::lower::Lowered>, masgen::emit::OutputTree)> {
     let members = fleet.checked();
     let (lowered, tree) = fleet::build_tree(&members, &masgen::flake_ref(output))?;
-    for l in &lowered {
+    print_dropped(&lowered)?;
+    Ok((lowered, tree))
+}
+
+/// A note for each setting a configuration leaves out.
+pub fn print_dropped(lowered: &[masgen::lower::Lowered]) -> Result<()> {
+    let mut err = std::io::BufWriter::new(std::io::stderr().lock());
+    for l in lowered {
         for phase in &l.phases {
             for d in &phase.dropped {
-                eprintln!(
+                writeln!(
+                    err,
                     "note: `{}` is dropped from `{}`: {}",
                     d.setting, phase.configuration, d.reason
-                );
+                )?;
             }
         }
     }
-    Ok(tree)
+    err.flush()?;
+    Ok(())
 }
 
 /// How the fleet's specs are named in a hint to run a command again.
@@ -240,9 +254,10 @@ pub fn diff(
     let Some(fleet) = load(specs, "nothing compared")? else {
         return Ok(ExitCode::from(2));
     };
-    let mut tree = build_tree(&fleet, &dir)?;
+    let (lowered, mut tree) = build_tree(&fleet, &dir)?;
     let label = format!("fleet of {} specs", fleet.specs.len());
     // The specs are not needed any more: their memory goes to the old tree.
+    drop(lowered);
     drop(fleet);
     let (old, notes) = diff::input::read_tree_sharing(&dir, &mut tree)?;
     let against = Against::Tree {

@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::emit::{sha256_hex, OutputTree, MODULES_DIR};
+use crate::emit::{sha256_hex, OutputTree};
 use crate::write::previous_manifest;
 
 /// The files a previous build listed in its manifest. A directory without a
@@ -25,8 +25,7 @@ pub fn read_tree(dir: &Utf8Path) -> Result<(OutputTree, Vec<String>)> {
 /// out of both trees, but for each configuration's `default.nix`, which
 /// names the configuration. `compare::compare_trees` reports the same:
 /// it skips equal files, and compares a configuration whose files are all
-/// equal without reading them; where masgen's own modules changed it reads
-/// every configuration, so then nothing is left out.
+/// equal without reading them.
 pub fn read_tree_sharing(
     dir: &Utf8Path,
     new: &mut OutputTree,
@@ -46,13 +45,10 @@ pub fn read_tree_sharing(
     // taken in the manifest's order, the first error first, as before. A
     // file equal to the new tree's is not kept.
     let listed: Vec<(Utf8PathBuf, String)> = manifest.into_iter().collect();
-    // Where masgen's modules changed every configuration is read: nothing
-    // is left out (and nothing held twice is given up).
-    let share = !modules_changed(dir, &listed, new);
     let shared: &OutputTree = new;
     let read = crate::par::map(&listed, 64, |(rel, hash)| {
         read_listed(dir, rel, hash).map(|(text, edited)| {
-            let text = (!share || shared.get(rel) != Some(&text)).then_some(text);
+            let text = (shared.get(rel) != Some(&text)).then_some(text);
             (text, edited)
         })
     });
@@ -87,23 +83,6 @@ pub fn read_tree_sharing(
         new.remove(rel);
     }
     Ok((tree, notes))
-}
-
-/// Whether `masgen/modules/` differs between the listed old files and `new`
-/// (a file that cannot be read counts as changed; the reading of the whole
-/// tree reports it in order).
-fn modules_changed(dir: &Utf8Path, listed: &[(Utf8PathBuf, String)], new: &OutputTree) -> bool {
-    let old: Vec<&(Utf8PathBuf, String)> = listed
-        .iter()
-        .filter(|(rel, _)| rel.as_str().starts_with(MODULES_DIR))
-        .collect();
-    let ours = new
-        .keys()
-        .filter(|rel| rel.as_str().starts_with(MODULES_DIR));
-    ours.count() != old.len()
-        || old.into_iter().any(|(rel, hash)| {
-            read_listed(dir, rel, hash).map_or(true, |(text, _)| new.get(rel) != Some(&text))
-        })
 }
 
 /// The group of a file that only its own homeserver or host reads:

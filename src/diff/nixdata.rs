@@ -135,7 +135,13 @@ impl Reader<'_> {
                     return Err(self.err("a function call"));
                 }
                 let rel = path.to_string();
-                let Some(rel) = rel.strip_prefix("./") else {
+                // Only files under the importing file's directory: a
+                // configuration's data is then its directory's files alone
+                // (the diff relies on it to skip equal directories).
+                let Some(rel) = rel
+                    .strip_prefix("./")
+                    .filter(|r| !r.split('/').any(|c| c == ".."))
+                else {
                     return Err(self.err(format!("`import {rel}`")));
                 };
                 let target = normalize(&self.dir.join(rel));
@@ -266,5 +272,24 @@ mod tests {
         assert!(read(&tree, Utf8Path::new("y.nix"))
             .unwrap_err()
             .contains("`1 + 2` is not masgen data"));
+    }
+
+    /// A configuration's data is its directory's files: an import climbing
+    /// out of it is refused, one into a subdirectory is read.
+    #[test]
+    fn imports_stay_under_the_importing_directory() {
+        let mut tree = OutputTree::new();
+        tree.insert("shared.nix".into(), "1".into());
+        tree.insert("h/sub/x.nix".into(), "2".into());
+        for (file, text) in [
+            ("h/up.nix", "import ./../shared.nix"),
+            ("h/round.nix", "import ./sub/../../shared.nix"),
+        ] {
+            tree.insert(file.into(), text.into());
+            let err = read(&tree, Utf8Path::new(file)).unwrap_err();
+            assert!(err.contains("is not masgen data"), "{file}: {err}");
+        }
+        tree.insert("h/down.nix".into(), "import ./sub/x.nix".into());
+        assert_eq!(read(&tree, Utf8Path::new("h/down.nix")).unwrap(), json!(2));
     }
 }

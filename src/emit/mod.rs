@@ -66,7 +66,7 @@ pub fn emit(
         "flake.nix".into(),
         flake::flake(&[lowered], header("#", inputs)),
     );
-    insert_modules(&mut tree);
+    tree.extend(module_files());
     host_files(lowered, inputs, &mut |path, text| {
         tree.insert(path, text);
     })?;
@@ -116,32 +116,54 @@ pub fn emit_fleet(
     members: Vec<MemberFiles>,
     extra: OutputTree,
 ) -> anyhow::Result<OutputTree> {
-    let mut tree = extra;
     let all: Vec<&Lowered> = lowered.iter().collect();
     let header = format!(
         "# {GENERATED_MARKER} {MASGEN_VERSION} from {} specs (listed in {MANIFEST}); do not edit: change a spec and run `masgen build`.\n",
         members.len()
     );
-    tree.insert("flake.nix".into(), flake::flake(&all, header));
-    insert_modules(&mut tree);
     let mut specs = Vec::with_capacity(members.len());
-    for member in members {
-        tree.extend(member.files);
-        specs.push(member.spec);
-    }
+    // The flake (a thousand configurations) is printed while the members'
+    // files are gathered: neither needs the other.
+    let (flake_text, mut tree) = std::thread::scope(|s| {
+        let flake = s.spawn(|| flake::flake(&all, header));
+        let mut files: Vec<(Utf8PathBuf, String)> = extra.into_iter().collect();
+        files.extend(module_files());
+        for member in members {
+            files.extend(member.files);
+            specs.push(member.spec);
+        }
+        let tree = sorted_tree(files);
+        let flake = flake
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (flake, tree)
+    });
+    tree.insert("flake.nix".into(), flake_text);
     finish(tree, ("specs", serde_json::Value::Array(specs)))
+}
+
+/// The tree of `files` (a later file of the same path wins, as inserting
+/// them one by one would). They are sorted first comparing bytes with `/`
+/// lowest, which is the order of paths' components for the relative,
+/// normalised paths masgen makes, so the tree is built from one sorted run.
+fn sorted_tree(mut files: Vec<(Utf8PathBuf, String)>) -> OutputTree {
+    fn key(p: &camino::Utf8Path) -> impl Iterator<Item = u8> + '_ {
+        p.as_str().bytes().map(|b| if b == b'/' { 0 } else { b })
+    }
+    files.sort_by(|a, b| key(&a.0).cmp(key(&b.0)));
+    files.into_iter().collect()
 }
 
 /// Where the tree carries masgen's own NixOS modules.
 pub const MODULES_DIR: &str = "masgen/modules/";
 
-fn insert_modules(tree: &mut OutputTree) {
-    for (path, text) in MODULE_FILES {
-        tree.insert(
+fn module_files() -> impl Iterator<Item = (Utf8PathBuf, String)> {
+    MODULE_FILES.iter().map(|(path, text)| {
+        (
             Utf8PathBuf::from(format!("{MODULES_DIR}{path}")),
             text.to_string(),
-        );
-    }
+        )
+    })
 }
 
 /// `hosts/<host>/<phase>/…` and `render/<host>/<phase>/…` of a homeserver.

@@ -32,12 +32,18 @@ struct Held {
 
 /// Turns every spec that clashes with an earlier one into a failed spec.
 pub(super) fn check(specs: &mut [Spec]) {
+    // Each spec's claims on every core (finding where each is written is
+    // the costly part); held against each other in order.
+    let claimed = crate::par::map(specs, 16, |spec| match &spec.result {
+        Ok(checked) => claims(&checked.homeserver, &checked.source),
+        Err(_) => Vec::new(),
+    });
     let mut first: HashMap<Claim, (usize, Held)> = HashMap::new();
     let mut found: Vec<(usize, Rendered)> = Vec::new();
-    for (i, spec) in specs.iter().enumerate() {
+    for (i, (spec, claimed)) in specs.iter().zip(claimed).enumerate() {
         let Ok(checked) = &spec.result else { continue };
         let source = &checked.source;
-        for held in claims(&checked.homeserver, source) {
+        for held in claimed {
             match first.get(&held.claim) {
                 None => {
                     first.insert(held.claim.clone(), (i, held));

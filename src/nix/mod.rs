@@ -6,6 +6,9 @@
 
 use std::collections::BTreeMap;
 
+mod syntax;
+pub use syntax::{syntax_errors, syntax_errors_each};
+
 /// A Nix value or a fixed code fragment.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NixExpr {
@@ -334,15 +337,6 @@ fn push_indent(out: &mut String, level: usize) {
     for _ in 0..level {
         out.push_str("  ");
     }
-}
-
-/// Syntax errors rnix finds in `text`, empty when it parses.
-pub fn syntax_errors(text: &str) -> Vec<String> {
-    rnix::Root::parse(text)
-        .errors()
-        .iter()
-        .map(|e| e.to_string())
-        .collect()
 }
 
 #[cfg(test)]

@@ -167,22 +167,6 @@ pub fn write_tree_with(
     if report.is_clean() {
         return Ok(report);
     }
-    // A file that does not parse is masgen's bug; it is not written. Files
-    // already on disk were checked when they were written.
-    // Parsing is most of a first build's own work: spread over the cores.
-    let nix: Vec<&Utf8PathBuf> = report
-        .created
-        .iter()
-        .chain(&report.updated)
-        .filter(|rel| rel.extension() == Some("nix"))
-        .collect();
-    let parsed = crate::par::map(&nix, 64, |rel| crate::nix::syntax_errors(&tree[*rel]));
-    for (rel, errors) in nix.iter().zip(parsed) {
-        anyhow::ensure!(
-            errors.is_empty(),
-            "internal error: generated {rel} does not parse: {errors:?}"
-        );
-    }
     // The manifest is staged first: recovery knows a staged file is masgen's
     // because the staged manifest lists it.
     let mut changed: Vec<&Utf8Path> = report
@@ -203,7 +187,18 @@ pub fn write_tree_with(
         changed: &changed,
         skip: &skip,
     };
-    if let Err(e) = stage.build(observe) {
+    // A file that does not parse is masgen's bug; it is not written (files
+    // already on disk were checked when they were written). The check runs
+    // while the files are staged, and nothing is committed before it says.
+    let (staged, parses) = std::thread::scope(|s| {
+        let parses = s.spawn(|| every_nix_file_parses(tree, &changed));
+        let staged = stage.build(observe);
+        let parses = parses
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (staged, parses)
+    });
+    if let Err(e) = staged.and(parses) {
         if e.downcast_ref::<Interrupted>().is_none() {
             stage.discard();
         }
@@ -215,6 +210,25 @@ pub fn write_tree_with(
     report.kept_aside = place.retire_old()?;
     step(observe, Event::Retired)?;
     Ok(report)
+}
+
+/// An error naming the first of the `changed` Nix files (in order) that
+/// rnix cannot parse.
+fn every_nix_file_parses(tree: &OutputTree, changed: &[&Utf8Path]) -> Result<()> {
+    let nix: Vec<&Utf8Path> = changed
+        .iter()
+        .copied()
+        .filter(|rel| rel.extension() == Some("nix"))
+        .collect();
+    let texts: Vec<&str> = nix.iter().map(|rel| tree[*rel].as_str()).collect();
+    let parsed = crate::nix::syntax_errors_each(&texts);
+    for (rel, errors) in nix.iter().zip(parsed) {
+        anyhow::ensure!(
+            errors.is_empty(),
+            "internal error: generated {rel} does not parse: {errors:?}"
+        );
+    }
+    Ok(())
 }
 
 fn step(observe: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>, event: Event<'_>) -> Result<()> {
@@ -233,9 +247,14 @@ fn classify(out: &Utf8Path, tree: &OutputTree) -> Result<WriteReport> {
     // Reading and comparing 19,000 files: on every core; the results are
     // taken in the tree's order, the first error first, as before.
     let entries: Vec<(&Utf8PathBuf, &String)> = tree.iter().collect();
-    let found = crate::par::map(&entries, 64, |(rel, text)| {
-        compare(out, rel, text, &previous)
-    });
+    let found = if holds_nothing(out) {
+        // A first build: no file can be there, none is looked for.
+        entries.iter().map(|_| Ok(Found::Missing)).collect()
+    } else {
+        crate::par::map(&entries, 64, |(rel, text)| {
+            compare(out, rel, text, &previous)
+        })
+    };
     for ((rel, _), found) in entries.iter().zip(found) {
         match found? {
             Found::Same => report.unchanged += 1,
@@ -267,6 +286,14 @@ fn classify(out: &Utf8Path, tree: &OutputTree) -> Result<WriteReport> {
         );
     }
     Ok(report)
+}
+
+/// Whether `out` is missing or an empty directory.
+fn holds_nothing(out: &Utf8Path) -> bool {
+    match fs::read_dir(out) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
 }
 
 /// How a file of the new tree stands on disk.
@@ -372,7 +399,8 @@ mod tests {
         let out = root.join("out");
         write_tree(&out, &built(&[("keep", "1")]), false).unwrap();
         let err = write_tree(&out, &built(&[("a", "x"), ("a/b", "y")]), false).unwrap_err();
-        assert!(format!("{err:#}").contains("creating"), "{err:#}");
+        // The directory `a` is made first; the file `a` cannot be written.
+        assert!(format!("{err:#}").contains("writing"), "{err:#}");
         let mut left: Vec<String> = fs::read_dir(root)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -419,6 +447,9 @@ mod tests {
         let err = write_tree(&out, &bad, false).unwrap_err().to_string();
         assert!(err.contains("generated b.nix does not parse"), "{err}");
         assert!(!out.join("b.nix").exists());
+        // The files staged while it was checked are gone with their stage.
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "{left:?}");
         // An unchanged file is not parsed again, a changed one is.
         let changed = tree(&[("a.nix", "{ x = ; }\n")]);
         assert!(write_tree(&out, &changed, false).is_err());
@@ -472,6 +503,35 @@ mod tests {
         let err =
             write_tree_with(&out, &again, false, &mut |_| ControlFlow::Break(())).unwrap_err();
         assert!(err.downcast_ref::<Interrupted>().is_some(), "{err:#}");
+    }
+
+    /// Into a missing or empty directory every file is new (no file is
+    /// looked for); a directory holding anything is looked at file by file.
+    #[test]
+    fn a_first_build_creates_every_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Utf8Path::from_path(dir.path()).unwrap();
+        let t = built(&[("a.nix", "1\n"), ("b/c.yaml", "x\n")]);
+        let missing = base.join("missing");
+        assert!(holds_nothing(&missing));
+        assert_eq!(classify(&missing, &t).unwrap().created.len(), 3);
+        fs::create_dir(base.join("empty")).unwrap();
+        assert!(holds_nothing(&base.join("empty")));
+        assert_eq!(
+            write_tree(&base.join("empty"), &t, false)
+                .unwrap()
+                .created
+                .len(),
+            3
+        );
+        // Only a foreign file there: it is found and refused.
+        fs::create_dir(base.join("other")).unwrap();
+        fs::write(base.join("other/a.nix"), "mine\n").unwrap();
+        assert!(!holds_nothing(&base.join("other")));
+        assert!(write_tree(&base.join("other"), &t, false).is_err());
+        // A file where the directory should be is not "nothing".
+        fs::write(base.join("file"), "").unwrap();
+        assert!(!holds_nothing(&base.join("file")));
     }
 
     /// A path outside `out/` is refused, absolute or climbing out.

@@ -221,6 +221,20 @@ impl Stage<'_> {
             carry(out, next, Utf8Path::new(""), self.skip, meta.dev())?;
         }
         step(observe, Event::Carried)?;
+        // Each directory once, parents first (a file's own `create_dir_all`
+        // would try its directory again for each file in it); on every core.
+        let dirs: BTreeSet<&Utf8Path> = self
+            .changed
+            .iter()
+            .filter_map(|rel| rel.parent())
+            .filter(|dir| !dir.as_str().is_empty())
+            .collect();
+        let dirs: Vec<&Utf8Path> = dirs.into_iter().collect();
+        let made = crate::par::map(&dirs, 256, |dir| {
+            let dir = next.join(dir);
+            fs::create_dir_all(&dir).with_context(|| format!("creating {dir}"))
+        });
+        made.into_iter().collect::<Result<()>>()?;
         // The manifest first, alone (recovery trusts a staged file only if
         // the staged manifest lists it); the rest on every core, told in
         // order once written, the first error first.
@@ -251,12 +265,10 @@ impl Stage<'_> {
         sync_tree(next)
     }
 
-    /// Writes one new or changed file into the staging directory.
+    /// Writes one new or changed file into the staging directory (its
+    /// directory is made before).
     fn stage_file(&self, rel: &Utf8Path) -> Result<()> {
         let target = self.place.next.join(rel);
-        if let Some(dir) = target.parent() {
-            fs::create_dir_all(dir).with_context(|| format!("creating {dir}"))?;
-        }
         fs::write(&target, &self.tree[rel]).with_context(|| format!("writing {target}"))
     }
 

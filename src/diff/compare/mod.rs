@@ -13,7 +13,7 @@ mod system;
 mod units;
 mod warnings;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
 use similar::TextDiff;
@@ -41,14 +41,16 @@ pub fn compare_trees(
 ) -> Result<Changeset, String> {
     // Names first: a configuration whose files are the same in both trees
     // is unchanged without parsing it (a fleet's diff touches a few).
-    let mut old_cfgs = state::headers(old);
+    let old_cfgs = state::headers(old);
     let new_cfgs = state::headers(new);
+    let baselines = Baselines::new(&old_cfgs);
+    let bases: Vec<Option<&ConfigState>> = new_cfgs.iter().map(|n| baselines.of(n)).collect();
     // A new configuration compared with another phase of the same host shows
     // its files against that phase's files (`hosts/h/prepare/…` →
     // `hosts/h/final/…`) rather than as whole new files.
     let mut counterparts = BTreeMap::new();
-    for n in &new_cfgs {
-        if let Some(b) = baseline(&old_cfgs, n).filter(|b| b.phase != n.phase) {
+    for (n, b) in new_cfgs.iter().zip(&bases) {
+        if let Some(b) = b.filter(|b| b.phase != n.phase) {
             for top in ["hosts", "render"] {
                 counterparts.insert(
                     format!("{top}/{}/{}/", n.host, n.phase),
@@ -72,33 +74,33 @@ pub fn compare_trees(
         );
     }
 
-    let modules_changed = files.iter().any(|f| f.path.starts_with(MODULES_DIR));
+    // What each configuration needs, then the comparisons on every core
+    // (each parses its two configurations, and drops them once compared).
     let mut used = BTreeSet::new();
-    let mut configurations = Vec::new();
-    for mut n in new_cfgs {
-        let Some(b) = baseline(&old_cfgs, &n).map(|b| b.configuration.clone()) else {
-            n.load(new).map_err(|e| format!("the new tree: {e}"))?;
-            configurations.push(compare_config(None, &n));
-            continue;
-        };
-        used.insert(b.clone());
-        if b == n.configuration && !modules_changed && same_dir(old, new, &n.dir()) {
-            configurations.push(empty_change(&n, Some(b)));
-            continue;
-        }
-        let o = old_cfgs
-            .iter_mut()
-            .find(|o| o.configuration == b)
-            .expect("the baseline is an old configuration");
-        o.load(old).map_err(|e| format!("the old tree: {e}"))?;
-        n.load(new).map_err(|e| format!("the new tree: {e}"))?;
-        configurations.push(compare_config(Some(o), &n));
-        // Parsed again if another configuration needs it: a fleet's
-        // configurations are not all held parsed at once.
-        o.module = serde_json::Value::Null;
-    }
+    let jobs: Vec<Job<'_>> = new_cfgs
+        .iter()
+        .zip(&bases)
+        .map(|(n, b)| match b {
+            None => Job::Added(n),
+            Some(o) => {
+                used.insert(o.configuration.as_str());
+                // A configuration's data is its directory's files (imports
+                // stay under it, `nixdata`), and one compared with itself
+                // is unchanged: an equal directory is unchanged whatever
+                // else changed (what masgen's own modules may change is the
+                // note above).
+                if o.configuration == n.configuration && same_dir(old, new, &n.dir()) {
+                    Job::Same(n)
+                } else {
+                    Job::Changed(o, n)
+                }
+            }
+        })
+        .collect();
+    let done = crate::par::map(&jobs, 8, |job| job.run(old, new));
+    let mut configurations = done.into_iter().collect::<Result<Vec<_>, _>>()?;
     for o in &old_cfgs {
-        if used.contains(&o.configuration) {
+        if used.contains(o.configuration.as_str()) {
             continue;
         }
         configurations.push(ConfigurationChange {
@@ -157,18 +159,64 @@ pub(super) fn finish(
 
 /// The old configuration a new one is compared with: the one of the same
 /// name, else one of the same host (the phase before it, if there is one).
-fn baseline<'a>(old: &'a [ConfigState], n: &ConfigState) -> Option<&'a ConfigState> {
-    if let Some(same) = old.iter().find(|o| o.configuration == n.configuration) {
-        return Some(same);
+struct Baselines<'a> {
+    by_name: HashMap<&'a str, &'a ConfigState>,
+    /// Each host's old configurations, in order.
+    by_host: HashMap<&'a str, Vec<&'a ConfigState>>,
+}
+
+impl<'a> Baselines<'a> {
+    fn new(old: &'a [ConfigState]) -> Self {
+        let mut by_name = HashMap::new();
+        let mut by_host: HashMap<&str, Vec<&ConfigState>> = HashMap::new();
+        for o in old {
+            by_name.entry(o.configuration.as_str()).or_insert(o);
+            by_host.entry(o.host.as_str()).or_default().push(o);
+        }
+        Baselines { by_name, by_host }
     }
-    let rank = state::phase_rank(&n.phase);
-    let same_host: Vec<&ConfigState> = old.iter().filter(|o| o.host == n.host).collect();
-    same_host
-        .iter()
-        .filter(|o| state::phase_rank(&o.phase) < rank)
-        .max_by_key(|o| state::phase_rank(&o.phase))
-        .or_else(|| same_host.first())
-        .copied()
+
+    fn of(&self, n: &ConfigState) -> Option<&'a ConfigState> {
+        if let Some(same) = self.by_name.get(n.configuration.as_str()) {
+            return Some(same);
+        }
+        let rank = state::phase_rank(&n.phase);
+        let same_host = self.by_host.get(n.host.as_str())?;
+        same_host
+            .iter()
+            .filter(|o| state::phase_rank(&o.phase) < rank)
+            .max_by_key(|o| state::phase_rank(&o.phase))
+            .or_else(|| same_host.first())
+            .copied()
+    }
+}
+
+/// What comparing one new configuration takes.
+enum Job<'a> {
+    /// No old configuration to compare it with.
+    Added(&'a ConfigState),
+    /// Its own old self, with the same files.
+    Same(&'a ConfigState),
+    /// The old configuration and the new.
+    Changed(&'a ConfigState, &'a ConfigState),
+}
+
+impl Job<'_> {
+    fn run(&self, old: &OutputTree, new: &OutputTree) -> Result<ConfigurationChange, String> {
+        let load = |c: &ConfigState, tree: &OutputTree, side: &str| {
+            let mut c = c.clone();
+            c.load(tree).map_err(|e| format!("the {side} tree: {e}"))?;
+            Ok::<_, String>(c)
+        };
+        Ok(match *self {
+            Job::Added(n) => compare_config(None, &load(n, new, "new")?),
+            Job::Same(n) => empty_change(n, Some(n.configuration.clone())),
+            Job::Changed(o, n) => {
+                let o = load(o, old, "old")?;
+                compare_config(Some(&o), &load(n, new, "new")?)
+            }
+        })
+    }
 }
 
 pub(super) fn empty_change(c: &ConfigState, baseline: Option<String>) -> ConfigurationChange {
