@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 mod syntax;
-pub use syntax::{syntax_errors, syntax_errors_each};
+pub use syntax::{same_but_comments, syntax_errors, syntax_errors_each};
 
 /// A Nix value or a fixed code fragment.
 #[derive(Debug, Clone, PartialEq)]

@@ -85,10 +85,10 @@ pub fn compare_trees(
             Some(o) => {
                 used.insert(o.configuration.as_str());
                 // A configuration's data is its directory's files (imports
-                // stay under it, `nixdata`), and one compared with itself
-                // is unchanged: an equal directory is unchanged whatever
-                // else changed (what masgen's own modules may change is the
-                // note above).
+                // stay under it, `nixdata`) read without their comments, and
+                // one compared with itself is unchanged: an equal directory
+                // is unchanged whatever else changed (what masgen's own
+                // modules may change is the note above).
                 if o.configuration == n.configuration && same_dir(old, new, &n.dir()) {
                     Job::Same(n)
                 } else {
@@ -121,9 +121,21 @@ pub fn compare_trees(
     Ok(finish(spec, against, configurations, files, notes))
 }
 
-/// Whether the files under `dir` are the same in both trees.
+/// Whether the files under `dir` are the same code in both trees: the
+/// same bytes, or Nix differing in comments only (a new masgen's headers).
 fn same_dir(old: &OutputTree, new: &OutputTree, dir: &str) -> bool {
-    under(old, dir).eq(under(new, dir))
+    let (mut a, mut b) = (under(old, dir), under(new, dir));
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            (Some((p, x)), Some((q, y)))
+                if p == q
+                    && (x == y
+                        || (p.extension() == Some("nix")
+                            && crate::nix::same_but_comments(x, y))) => {}
+            _ => return false,
+        }
+    }
 }
 
 /// The files of `tree` under `dir` (a prefix ending in `/`), in order.
@@ -569,6 +581,37 @@ pub(super) fn count(what: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A configuration's directory is the same code when its files differ
+    /// in comments only (a new masgen version's headers), not otherwise.
+    #[test]
+    fn a_directory_differing_in_comments_only_is_the_same() {
+        let tree = |default: &str, yaml: &str| -> OutputTree {
+            [
+                ("hosts/h/final/default.nix", default),
+                ("hosts/h/final/x.yaml", yaml),
+                ("hosts/i/final/default.nix", "{ b = 2; }"),
+            ]
+            .into_iter()
+            .map(|(p, t)| (p.into(), t.to_string()))
+            .collect()
+        };
+        let old = tree("# masgen 0.1\n{ a = \"#1\"; }\n", "# v1\na: 1\n");
+        let dir = "hosts/h/final/";
+        let same_code = tree("# masgen 0.2\n{ a = \"#1\"; }\n", "# v1\na: 1\n");
+        assert!(same_dir(&old, &same_code, dir));
+        for other in [
+            tree("# masgen 0.2\n{ a = \"#2\"; }\n", "# v1\na: 1\n"),
+            // Only Nix is read without comments.
+            tree("# masgen 0.1\n{ a = \"#1\"; }\n", "# v2\na: 1\n"),
+        ] {
+            assert!(!same_dir(&old, &other, dir));
+        }
+        let mut more = old.clone();
+        more.insert("hosts/h/final/y.nix".into(), "1".into());
+        assert!(!same_dir(&old, &more, dir) && !same_dir(&more, &old, dir));
+        assert!(same_dir(&old, &more, "hosts/i/final/"));
+    }
 
     /// `compare_trees` skips a configuration whose files did not change:
     /// that is sound only if comparing one with itself finds nothing.
