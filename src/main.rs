@@ -10,6 +10,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// jemalloc: a fleet's build is millions of small strings and maps made on
+// every core; against glibc's allocator it takes a fifth less time for a
+// few MB more (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+// One arena for masgen's few threads: 2-4 MB less at the peak, no slower.
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8] = b"narenas:1\0";
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("MASGEN_LOG"))

@@ -4,6 +4,8 @@
 //! renders with an evaluation of those modules). Secrets appear only as
 //! their file paths.
 
+use std::sync::Mutex;
+
 use serde_json::Value;
 
 use crate::lower::tasks::{self, PASSWORD_CONFIG_UNIT};
@@ -168,11 +170,31 @@ fn documented(what: &str, value: &Value) -> anyhow::Result<String> {
     if !value.as_object().is_some_and(|m| !m.is_empty()) {
         return Ok(String::new());
     }
-    let mut text = format!("# {what}\n");
-    for line in yaml(value)?.lines() {
-        text.push_str(&format!("#| {line}\n"));
-    }
-    Ok(text)
+    // The defaults repeat from one homeserver of a fleet to the next (a few
+    // distinct sets): each is made into YAML once.
+    static MADE: Mutex<Vec<(Value, String)>> = Mutex::new(Vec::new());
+    let made =
+        |m: &Vec<(Value, String)>| m.iter().find(|(v, _)| v == value).map(|(_, y)| y.clone());
+    let lock = || MADE.lock().unwrap_or_else(|e| e.into_inner());
+    // (The lock is let go before the YAML is made: a temporary in a
+    // `match` would hold it to the end.)
+    let found = made(&lock());
+    let block = match found {
+        Some(block) => block,
+        None => {
+            let mut block = String::new();
+            for line in yaml(value)?.lines() {
+                block.push_str(&format!("#| {line}\n"));
+            }
+            let mut m = lock();
+            if m.len() == 16 {
+                m.remove(0);
+            }
+            m.push((value.clone(), block.clone()));
+            block
+        }
+    };
+    Ok(format!("# {what}\n{block}"))
 }
 
 fn yaml(value: &Value) -> anyhow::Result<String> {
