@@ -30,8 +30,9 @@ missing=()
 # and loads the completion scripts in each shell; git: tests/diff.rs and
 # tests/ci_workflow.rs (a repository with an `origin`); `script` (util-linux):
 # tests/apply.rs answers apply's prompt through a pseudo-terminal; node + npm:
-# taplo's CLI (tests/editor_schema.rs) comes from npm.
-for tool in nix-instantiate nginx systemd-analyze pg_config envsubst jq shellcheck openssl gcc man zsh fish git script node npm; do
+# taplo's CLI (tests/editor_schema.rs) comes from npm; make and gcc: the
+# jemalloc that masgen's binary uses is built from source.
+for tool in nix-instantiate nginx systemd-analyze pg_config envsubst jq shellcheck openssl gcc make man zsh fish git script node npm; do
   have "$tool" || missing+=("$tool")
 done
 [ -n "$(pg_bin_dir)" ] || missing+=("pg_ctl")
@@ -60,7 +61,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update >&2
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
     nix-bin postgresql nginx systemd libpq-dev gettext-base jq shellcheck openssl \
-    python3 python3-venv python3-dev python3-yaml python3-pyflakes mypy gcc libc6-dev \
+    python3 python3-venv python3-dev python3-yaml python3-pyflakes mypy gcc make libc6-dev \
     man-db groff-base zsh fish git util-linux nodejs npm time >&2
 else
   log "system packages already installed"
