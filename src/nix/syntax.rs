@@ -27,6 +27,11 @@ const ALONE: usize = 256 * 1024;
 /// [`syntax_errors`] of each text, in order: one parse per shape (on every
 /// core), the same answers as parsing each text.
 pub fn syntax_errors_each(texts: &[&str]) -> Vec<Vec<String>> {
+    checked(texts).0
+}
+
+/// [`syntax_errors_each`], and how many texts rnix parsed for it.
+fn checked(texts: &[&str]) -> (Vec<Vec<String>>, usize) {
     let (long, short): (Vec<usize>, Vec<usize>) =
         (0..texts.len()).partition(|&i| texts[i].len() >= ALONE);
     let mut errors: HashMap<usize, Vec<String>> = HashMap::new();
@@ -49,16 +54,21 @@ pub fn syntax_errors_each(texts: &[&str]) -> Vec<Vec<String>> {
         errors.extend(alone);
         representative
     });
-    representative
+    let mut parses = errors.len();
+    let answers = representative
         .iter()
         .enumerate()
         .map(|(i, r)| match &errors[r] {
             // The error's place differs with the strings' lengths: a text
             // of a broken shape is parsed itself (masgen's bug, rare).
-            e if !e.is_empty() && *r != i => syntax_errors(texts[i]),
+            e if !e.is_empty() && *r != i => {
+                parses += 1;
+                syntax_errors(texts[i])
+            }
             e => e.clone(),
         })
-        .collect()
+        .collect();
+    (answers, parses)
 }
 
 /// The digest of a text's shape (SHA-256, as the manifest trusts for the
@@ -350,6 +360,41 @@ mod tests {
         // Unsure texts are never the same, not even as themselves.
         let unsure = "# a\n{ a = ''\n  x\n''; }";
         assert!(!same_but_comments(unsure, unsure));
+    }
+
+    /// How many parses: one per shape, one per text over [`ALONE`] or
+    /// without a shape, one more per text of a broken shape but its first.
+    #[test]
+    fn each_shape_is_parsed_once() {
+        let short = |v: &str| format!("{{ a = \"{v}\"; }}");
+        // Long, but not so long as to be parsed alone.
+        let mid = |v: &str| format!("[ {} ]", format!("\"{v}\" ").repeat(1_000));
+        let long = format!("[ {} ]", "\"x\" ".repeat(ALONE / 4));
+        let texts = [
+            short("x"),
+            short("y"),
+            mid("a"),
+            mid("b"),
+            short("z"),
+            long,
+            "\"${a}\"".into(),
+        ];
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let (errors, parses) = checked(&texts);
+        assert!(errors.iter().all(Vec::is_empty), "{errors:?}");
+        assert_eq!(parses, 4, "two shapes, the long text, the interpolation");
+        let broken = [
+            "{ a = \"x\" }",
+            "{ a = \"yy\" }",
+            "{ a = \"zzz\" }",
+            "{ a = 1; }",
+        ];
+        let (errors, parses) = checked(&broken);
+        assert!(errors[..3].iter().all(|e| !e.is_empty()) && errors[3].is_empty());
+        assert_eq!(
+            parses, 4,
+            "the broken shape, its two other texts, the good one"
+        );
     }
 
     #[test]
