@@ -295,6 +295,16 @@ mod tests {
             texts(shape("[ \"/var/*\" \"$ x $\" ]")).unwrap(),
             ["[ ", "<str>", " ", "<str>", " ]"]
         );
+        // A lone `'` ends an identifier: code like any other.
+        assert_eq!(
+            texts(shape("{ x' = \"a\"; y'' = 1; }")),
+            None,
+            "`''` is never sure"
+        );
+        assert_eq!(
+            texts(shape("{ x' = \"a\"; y = x'; }")).unwrap(),
+            ["{ x' = ", "<str>", "; y = x'; }"]
+        );
         // An escaped interpolation is a string like any other.
         assert_eq!(texts(shape("\"\\${b}\" ${c}")).unwrap(), ["<str>", " ${c}"]);
     }
