@@ -288,10 +288,11 @@ fn build(specs: &[camino::Utf8PathBuf], output: &Utf8Path, check_only: bool) -> 
     };
     let spec = crate::fleet_cmd::spec_args(specs);
     // The lowering is not needed any more: freed while the tree is written.
-    let report = std::thread::scope(|s| {
-        s.spawn(move || drop(lowered));
-        write::write_tree(output, &tree, check_only)
-    })?;
+    let report = masgen::par::both(
+        move || drop(lowered),
+        || write::write_tree(output, &tree, check_only),
+    )
+    .1?;
     // The process ends here: freeing a fleet's specs and tree (100 MB in
     // small pieces) one by one takes longer than the rest of the exit.
     std::mem::forget(tree);

@@ -26,6 +26,18 @@ fn threads(items: usize) -> usize {
     cores.min(items).max(1)
 }
 
+/// `(a(), b())` with the two at once: `a` on a thread of its own, `b` on
+/// the calling thread (it may borrow mutably); a panic in either is the
+/// caller's.
+pub fn both<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
+    std::thread::scope(|s| {
+        let a = s.spawn(a);
+        let b = b();
+        let a = a.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        (a, b)
+    })
+}
+
 /// `items.iter().map(f).collect()`, with the items handed out `chunk` at a
 /// time to one thread per core (a busy core takes fewer chunks).
 pub fn map<T: Sync, R: Send>(items: &[T], chunk: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
@@ -102,5 +114,20 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(1));
         });
         assert!(seen.lock().unwrap().len() > 1, "one thread did it all");
+    }
+
+    #[test]
+    fn both_gives_both_results_and_passes_a_panic_on() {
+        let mut seen = Vec::new();
+        let (a, b) = both(
+            || 1 + 1,
+            || {
+                seen.push("b");
+                "two"
+            },
+        );
+        assert_eq!((a, b, seen), (2, "two", vec!["b"]));
+        let caught = std::panic::catch_unwind(|| both(|| panic!("in a"), || ()));
+        assert!(caught.is_err());
     }
 }

@@ -124,20 +124,18 @@ pub fn emit_fleet(
     let mut specs = Vec::with_capacity(members.len());
     // The flake (a thousand configurations) is printed while the members'
     // files are gathered: neither needs the other.
-    let (flake_text, mut tree) = std::thread::scope(|s| {
-        let flake = s.spawn(|| flake::flake(&all, header));
-        let mut files: Vec<(Utf8PathBuf, String)> = extra.into_iter().collect();
-        files.extend(module_files());
-        for member in members {
-            files.extend(member.files);
-            specs.push(member.spec);
-        }
-        let tree = sorted_tree(files);
-        let flake = flake
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
-        (flake, tree)
-    });
+    let (flake_text, mut tree) = crate::par::both(
+        || flake::flake(&all, header),
+        || {
+            let mut files: Vec<(Utf8PathBuf, String)> = extra.into_iter().collect();
+            files.extend(module_files());
+            for member in members {
+                files.extend(member.files);
+                specs.push(member.spec);
+            }
+            sorted_tree(files)
+        },
+    );
     tree.insert("flake.nix".into(), flake_text);
     finish(tree, ("specs", serde_json::Value::Array(specs)))
 }

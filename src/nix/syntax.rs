@@ -34,26 +34,23 @@ pub fn syntax_errors_each(texts: &[&str]) -> Vec<Vec<String>> {
 fn checked(texts: &[&str]) -> (Vec<Vec<String>>, usize) {
     let (long, short): (Vec<usize>, Vec<usize>) =
         (0..texts.len()).partition(|&i| texts[i].len() >= ALONE);
-    let mut errors: HashMap<usize, Vec<String>> = HashMap::new();
-    let representative = std::thread::scope(|s| {
-        let alone = s.spawn(|| {
+    let (alone, (representative, shaped)) = crate::par::both(
+        || {
             long.iter()
                 .map(|&i| (i, syntax_errors(texts[i])))
                 .collect::<Vec<_>>()
-        });
-        let digests = crate::par::map(&short, 256, |&i| shape_digest(texts[i]));
-        let representative = representatives(texts.len(), &short, &digests);
-        let mut parse: Vec<usize> = short.iter().map(|&i| representative[i]).collect();
-        parse.sort_unstable();
-        parse.dedup();
-        let parsed = crate::par::map(&parse, 1, |&i| syntax_errors(texts[i]));
-        errors.extend(parse.into_iter().zip(parsed));
-        let alone = alone
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
-        errors.extend(alone);
-        representative
-    });
+        },
+        || {
+            let digests = crate::par::map(&short, 256, |&i| shape_digest(texts[i]));
+            let representative = representatives(texts.len(), &short, &digests);
+            let mut parse: Vec<usize> = short.iter().map(|&i| representative[i]).collect();
+            parse.sort_unstable();
+            parse.dedup();
+            let parsed = crate::par::map(&parse, 1, |&i| syntax_errors(texts[i]));
+            (representative, parse.into_iter().zip(parsed))
+        },
+    );
+    let errors: HashMap<usize, Vec<String>> = shaped.chain(alone).collect();
     let mut parses = errors.len();
     let answers = representative
         .iter()

@@ -190,14 +190,10 @@ pub fn write_tree_with(
     // A file that does not parse is masgen's bug; it is not written (files
     // already on disk were checked when they were written). The check runs
     // while the files are staged, and nothing is committed before it says.
-    let (staged, parses) = std::thread::scope(|s| {
-        let parses = s.spawn(|| every_nix_file_parses(tree, &changed));
-        let staged = stage.build(observe);
-        let parses = parses
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
-        (staged, parses)
-    });
+    let (parses, staged) = crate::par::both(
+        || every_nix_file_parses(tree, &changed),
+        || stage.build(observe),
+    );
     if let Err(e) = staged.and(parses) {
         if e.downcast_ref::<Interrupted>().is_none() {
             stage.discard();
